@@ -1,0 +1,39 @@
+# Two commands for a newcomer: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PICO_VERSION := 2.1.1
+export FLASK_APP := wsgi
+
+.PHONY: install run test vendor worker clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: install
+	$(BIN)/flask db upgrade
+	$(BIN)/flask seed
+	$(BIN)/flask run --host 127.0.0.1 --port 5000
+
+test: install
+	$(BIN)/pytest
+
+worker: install
+	$(BIN)/flask jobs worker
+
+# Refresh the committed copy of Pico.css from the npm registry (the app never uses a CDN).
+vendor:
+	rm -rf .vendor-tmp && mkdir .vendor-tmp
+	cd .vendor-tmp && npm pack --silent @picocss/pico@$(PICO_VERSION)
+	tar -xzf .vendor-tmp/picocss-pico-$(PICO_VERSION).tgz -C .vendor-tmp
+	mkdir -p saas/static/vendor/pico
+	cp .vendor-tmp/package/css/pico.min.css .vendor-tmp/package/LICENSE.md saas/static/vendor/pico/
+	rm -rf .vendor-tmp
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,100 @@
+"""WhatsApp Business messaging with plans, metering and Stripe billing, for many tenants."""
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app: settings, extensions, blueprints, error handlers, commands.
+
+    ``config`` overrides settings read from the environment (tests use it).
+    Migrations are not run here; the Procfile's release phase runs them.
+    """
+    app = Flask(__name__, instance_relative_config=True,
+                template_folder=os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates"))
+    from saas import config as settings
+
+    app.config.update(settings.load(app.instance_path))
+    if config:
+        app.config.update(config)
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    register_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_security_headers(app)
+    register_commands(app)
+    return app
+
+
+def register_logging(app: Flask) -> None:
+    from saas import logs
+
+    logs.configure(app)
+
+
+def register_extensions(app: Flask) -> None:
+    from saas import database, jobs
+    from saas.extensions import csrf, db, login_manager, migrate
+    from saas.messaging.transports import SandboxTransport, Transports
+
+    db.init_app(app)
+    database.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    jobs.init_app(app)
+    app.extensions["transports"] = Transports(sandbox=SandboxTransport())
+    # Every model module, so metadata (and Alembic) sees all tables.
+    from saas.billing import models as _billing  # noqa: F401
+    from saas.messaging import models as _messaging  # noqa: F401
+    from saas.metering import models as _metering  # noqa: F401
+    from saas.tenants import models as _tenants  # noqa: F401
+
+
+def register_blueprints(app: Flask) -> None:
+    from saas.admin.routes import bp as admin_bp
+    from saas.api.cloud import bp as cloud_bp
+    from saas.api.routes import bp as api_bp
+    from saas.extensions import csrf
+    from saas.portal.routes import bp as portal_bp
+
+    # API clients authenticate with a bearer key, not a session cookie: no CSRF.
+    csrf.exempt(api_bp)
+    csrf.exempt(cloud_bp)
+    app.register_blueprint(portal_bp)
+    app.register_blueprint(admin_bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(cloud_bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from saas import errors
+
+    errors.init_app(app)
+
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'self'; object-src 'none'"
+)
+
+
+def register_security_headers(app: Flask) -> None:
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+
+def register_commands(app: Flask) -> None:
+    from saas import cli
+
+    cli.init_app(app)

@@ -1,0 +1,45 @@
+"""The Cloud-API-compatible endpoint: POST /v{N}/{phone_number_id}/messages.
+
+Same body and same answers as WhatsApp's Cloud API, so a tenant points an
+existing WhatsApp client at our base URL and changes nothing else. Errors keep
+Graph's shape (see saas.errors.graph_envelope).
+"""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from werkzeug.routing import BaseConverter
+
+from saas.api import schemas
+from saas.api.requests import current_tenant, idempotency_key, json_object, load
+from saas.messaging import services as messaging
+
+bp = Blueprint("cloud", __name__)
+
+
+class GraphVersion(BaseConverter):
+    """A Graph API version in the path: v23.0, v21.0, v19 ..."""
+
+    regex = r"v[0-9]{1,3}(?:\.[0-9]{1,3})?"
+
+
+@bp.record_once
+def register_converter(state):
+    state.app.url_map.converters["graph_version"] = GraphVersion
+
+message_body = schemas.MessageBody()
+mark_read_body = schemas.MarkRead()
+
+
+@bp.post("/<graph_version:version>/<phone_number_id>/messages")
+def send(version, phone_number_id):
+    tenant = current_tenant()
+    body = json_object()
+    if body.get("status") == "read" and "to" not in body:
+        data = load(mark_read_body, body)
+        messaging.mark_read(tenant, phone_number_id, data["message_id"])
+        return jsonify({"success": True})
+    data = load(message_body, body)
+    to_input = data.pop("to_input")
+    outcome = messaging.send_message(tenant, phone_number_id, data, idempotency_key=idempotency_key(),
+                                     to_input=to_input)
+    return jsonify(outcome.message.response_body)

@@ -1,0 +1,67 @@
+"""/api/v1: the tenant's REST API (messages, numbers, usage)."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request, url_for
+
+from saas.api import schemas
+from saas.api.requests import current_tenant, idempotency_key, json_object, load
+from saas.api.serializers import message_json, number_json
+from saas.errors import InvalidRequest
+from saas.messaging import services as messaging
+from saas.messaging.numbers import numbers_for
+from saas.metering.services import usage_summary
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+send_body = schemas.V1Send()
+pagination = schemas.Pagination()
+
+
+@bp.post("/messages")
+def send_message():
+    tenant = current_tenant()
+    data = load(send_body, json_object())
+    data.pop("to_input")
+    phone_number_id = data.pop("phone_number_id", None)
+    if phone_number_id is None:
+        numbers = numbers_for(tenant)
+        if len(numbers) != 1:
+            raise InvalidRequest("This account has several numbers; say which sends with 'phone_number_id'.",
+                                 details={"phone_number_id": ["Missing data for required field."]})
+        phone_number_id = numbers[0].phone_number_id
+    outcome = messaging.send_message(tenant, phone_number_id, data, idempotency_key=idempotency_key())
+    response = jsonify(message_json(outcome.message))
+    response.status_code = 200 if outcome.replayed else 201
+    response.headers["Location"] = url_for("api.get_message", message_id=outcome.message.id)
+    return response
+
+
+@bp.get("/messages")
+def list_messages():
+    tenant = current_tenant()
+    page = load(pagination, request.args.to_dict())
+    rows = messaging.list_messages(tenant, limit=page["limit"] + 1, before_id=page.get("before"))
+    has_more = len(rows) > page["limit"]
+    rows = rows[: page["limit"]]
+    body = {"data": [message_json(m) for m in rows], "has_more": has_more}
+    if has_more:
+        body["next"] = url_for("api.list_messages", limit=page["limit"], before=rows[-1].id)
+    return jsonify(body)
+
+
+@bp.get("/messages/<message_id>")
+def get_message(message_id):
+    tenant = current_tenant()
+    return jsonify(message_json(messaging.get_message(tenant, message_id)))
+
+
+@bp.get("/numbers")
+def list_numbers():
+    tenant = current_tenant()
+    return jsonify({"data": [number_json(n) for n in numbers_for(tenant)]})
+
+
+@bp.get("/usage")
+def usage():
+    tenant = current_tenant()
+    return jsonify(usage_summary(tenant).as_dict())

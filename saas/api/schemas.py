@@ -1,0 +1,158 @@
+"""Marshmallow schemas for the Cloud API message body and the v1 query strings."""
+from __future__ import annotations
+
+import re
+
+from marshmallow import (EXCLUDE, Schema, ValidationError, fields, post_load, pre_load,
+                         validate, validates_schema)
+
+MESSAGE_TYPES = ("text", "template", "image", "audio", "video", "document", "sticker",
+                 "location", "contacts", "interactive", "reaction")
+MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
+INTERACTIVE_TYPES = ("button", "list", "cta_url", "product", "product_list", "flow",
+                     "location_request_message", "address_message", "catalog_message")
+PHONE_NOISE = re.compile(r"[\s\-().]")
+WA_ID = re.compile(r"^\d{7,15}$")
+
+
+class Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+def http_url(value: str) -> None:
+    if not re.match(r"^https?://[^\s/$.?#][^\s]*$", value or "", re.IGNORECASE):
+        raise ValidationError("Must be an http or https URL.")
+
+
+class TextBody(Lenient):
+    body = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+    preview_url = fields.Boolean(load_default=False)
+
+
+class Language(Lenient):
+    code = fields.String(required=True, validate=validate.Length(min=2, max=15))
+    policy = fields.String(validate=validate.OneOf(["deterministic"]))
+
+
+class TemplateBody(Lenient):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=512))
+    language = fields.Nested(Language, required=True)
+    components = fields.List(fields.Dict(), validate=validate.Length(max=20))
+
+
+class MediaBody(Lenient):
+    id = fields.String(validate=validate.Length(min=1, max=128))
+    link = fields.String(validate=[validate.Length(max=2048), http_url])
+    caption = fields.String(validate=validate.Length(max=1024))
+    filename = fields.String(validate=validate.Length(max=240))
+
+    @validates_schema
+    def id_or_link(self, data, **kwargs):
+        if bool(data.get("id")) == bool(data.get("link")):
+            raise ValidationError("Give exactly one of 'id' or 'link'.", "_schema")
+
+
+class LocationBody(Lenient):
+    latitude = fields.Float(required=True, validate=validate.Range(min=-90, max=90))
+    longitude = fields.Float(required=True, validate=validate.Range(min=-180, max=180))
+    name = fields.String(validate=validate.Length(max=1000))
+    address = fields.String(validate=validate.Length(max=1000))
+
+
+class ContactName(Lenient):
+    formatted_name = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+
+
+class ContactCard(Lenient):
+    name = fields.Nested(ContactName, required=True)
+
+
+class InteractiveText(Lenient):
+    text = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+
+
+class InteractiveBody(Lenient):
+    type = fields.String(required=True, validate=validate.OneOf(INTERACTIVE_TYPES))
+    body = fields.Nested(InteractiveText)
+    header = fields.Dict()
+    footer = fields.Dict()
+    action = fields.Dict(required=True)
+
+
+class ReactionBody(Lenient):
+    message_id = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    emoji = fields.String(required=True, validate=validate.Length(max=16))
+
+
+class Context(Lenient):
+    message_id = fields.String(required=True, validate=validate.Length(min=1, max=256))
+
+
+class MessageBody(Lenient):
+    """The Cloud API's POST /{phone_number_id}/messages body."""
+
+    messaging_product = fields.String(required=True, validate=validate.Equal("whatsapp"))
+    recipient_type = fields.String(load_default="individual", validate=validate.OneOf(["individual"]))
+    to = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    type = fields.String(load_default="text", validate=validate.OneOf(MESSAGE_TYPES))
+    context = fields.Nested(Context)
+    biz_opaque_callback_data = fields.String(validate=validate.Length(max=512))
+    text = fields.Nested(TextBody)
+    template = fields.Nested(TemplateBody)
+    image = fields.Nested(MediaBody)
+    audio = fields.Nested(MediaBody)
+    video = fields.Nested(MediaBody)
+    document = fields.Nested(MediaBody)
+    sticker = fields.Nested(MediaBody)
+    location = fields.Nested(LocationBody)
+    contacts = fields.List(fields.Nested(ContactCard), validate=validate.Length(min=1, max=20))
+    interactive = fields.Nested(InteractiveBody)
+    reaction = fields.Nested(ReactionBody)
+
+    @validates_schema
+    def type_object_present(self, data, **kwargs):
+        kind = data.get("type", "text")
+        if kind in MESSAGE_TYPES and data.get(kind) is None:
+            raise ValidationError(f"A '{kind}' message needs a '{kind}' object.", kind)
+        if kind in ("audio", "sticker") and (data.get(kind) or {}).get("caption"):
+            raise ValidationError(f"'{kind}' messages take no caption.", kind)
+
+    @validates_schema
+    def recipient(self, data, **kwargs):
+        to = data.get("to")
+        if to is not None and not WA_ID.match(PHONE_NOISE.sub("", to).lstrip("+")):
+            raise ValidationError("Must be a phone number in international format, 7 to 15 digits.", "to")
+
+    @post_load
+    def normalise(self, data, **kwargs):
+        data["to_input"] = data["to"]
+        data["to"] = PHONE_NOISE.sub("", data["to"]).lstrip("+")
+        kind = data["type"]
+        # Only the object for the message's own type travels on.
+        for other in MESSAGE_TYPES:
+            if other != kind:
+                data.pop(other, None)
+        return data
+
+
+class MarkRead(Lenient):
+    messaging_product = fields.String(required=True, validate=validate.Equal("whatsapp"))
+    status = fields.String(required=True, validate=validate.Equal("read"))
+    message_id = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    typing_indicator = fields.Dict()
+
+
+class V1Send(MessageBody):
+    """POST /api/v1/messages: the Cloud API body plus which number sends it."""
+
+    phone_number_id = fields.String(validate=validate.Length(min=1, max=64))
+
+
+class Pagination(Lenient):
+    limit = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
+    before = fields.Integer(validate=validate.Range(min=1))
+
+    @pre_load
+    def drop_empty(self, data, **kwargs):
+        return {k: v for k, v in data.items() if v != ""}

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from saas.extensions import db
+from saas.timeutil import utcnow
+
+FEATURES = (
+    "text",
+    "template",
+    "media",
+    "interactive",
+    "broadcast",
+    "webhooks",
+    "multi_number",
+    "analytics_export",
+)
+
+# Stripe's subscription statuses, as Stripe spells them.
+SUBSCRIPTION_STATUSES = (
+    "trialing",
+    "active",
+    "past_due",
+    "unpaid",
+    "canceled",
+    "incomplete",
+    "incomplete_expired",
+    "paused",
+)
+
+
+class Plan(db.Model):
+    __tablename__ = "plans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    price_cents: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    interval: Mapped[str] = mapped_column(String(10), default="month")
+    included_conversations: Mapped[int] = mapped_column(Integer, default=0)
+    # Price of each conversation past the included ones; None means a hard cap.
+    overage_cents: Mapped[int | None] = mapped_column(Integer)
+    rate_limit_per_minute: Mapped[int] = mapped_column(Integer, default=60)
+    phone_numbers_allowed: Mapped[int] = mapped_column(Integer, default=1)
+    features: Mapped[list] = mapped_column(JSON, default=list)
+    stripe_product_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_price_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_metered_price_id: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    sort_order: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def hard_cap(self) -> bool:
+        return self.overage_cents is None
+
+    @property
+    def is_free(self) -> bool:
+        return self.price_cents == 0
+
+    def has(self, feature: str) -> bool:
+        return feature in (self.features or [])
+
+
+class Subscription(db.Model):
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), unique=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id"), index=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(30), default="active")
+    current_period_start: Mapped[datetime | None] = mapped_column(DateTime)
+    current_period_end: Mapped[datetime | None] = mapped_column(DateTime)
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    trial_end: Mapped[datetime | None] = mapped_column(DateTime)
+    # `created` of the newest Stripe event applied; older events never win.
+    last_event_at: Mapped[datetime | None] = mapped_column(DateTime)
+    past_due_since: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    plan = relationship("Plan", lazy="joined")
+    tenant = relationship("Tenant", backref=db.backref("subscription", uselist=False))
+
+
+class StripeEvent(db.Model):
+    """The ledger that makes webhook handling idempotent: one row per evt_ id."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    created: Mapped[datetime] = mapped_column(DateTime)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,96 @@
+"""flask commands: seed, create-admin, tenants create, keys create, jobs worker."""
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from saas.billing.catalog import seed_plans
+from saas.billing.services import UnknownPlan
+from saas.tenants import services as accounts
+
+tenants_cli = AppGroup("tenants", help="Create and inspect tenants.")
+keys_cli = AppGroup("keys", help="Manage tenants' API keys.")
+jobs_cli = AppGroup("jobs", help="Background jobs.")
+
+
+@click.command("seed")
+def seed_command():
+    """Create the default plans (safe to run again: existing plans are kept)."""
+    created = seed_plans()
+    click.echo(f"Plans created: {', '.join(created)}" if created else "Plans already present; nothing to do.")
+
+
+@click.command("create-admin")
+@click.argument("email")
+@click.option("--password", help="Needed when the user does not exist yet (prompted if omitted).")
+def create_admin_command(email, password):
+    """Make EMAIL a platform admin, creating the user if needed."""
+    from sqlalchemy import select
+
+    from saas.extensions import db
+    from saas.tenants.models import User
+
+    try:
+        exists = db.session.scalar(select(User.id).where(User.email == accounts.normalise_email(email)))
+        if exists is None and not password:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        user, created = accounts.create_platform_admin(email, password)
+    except accounts.AccountError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"{'Created' if created else 'Promoted'} platform admin {user.email}.")
+
+
+@tenants_cli.command("create")
+@click.option("--name", required=True, help="Company name.")
+@click.option("--email", required=True, help="The owner's email.")
+@click.option("--password", required=True, help="The owner's password.")
+@click.option("--plan", "plan_code", default="free", show_default=True, help="Plan code.")
+def create_tenant_command(name, email, password, plan_code):
+    """Create a tenant with its owner, subscription and sandbox number."""
+    try:
+        user = accounts.create_tenant(name, email, password, plan_code=plan_code)
+    except accounts.AccountError as exc:
+        raise click.ClickException(exc.message) from None
+    except UnknownPlan as exc:
+        raise click.ClickException(str(exc)) from None
+    tenant = user.tenant
+    number = tenant_numbers(tenant)[0]
+    click.echo(f"Created tenant {tenant.slug} (id {tenant.id}) on plan {plan_code}; owner {user.email}; "
+               f"sandbox phone_number_id {number.phone_number_id}")
+
+
+def tenant_numbers(tenant):
+    from saas.messaging.numbers import numbers_for
+
+    return numbers_for(tenant)
+
+
+@keys_cli.command("create")
+@click.argument("tenant")
+@click.option("--name", default="CLI", show_default=True, help="A name for the key.")
+def create_key_command(tenant, name):
+    """Print a new API key for TENANT (the owner's email or the tenant's slug)."""
+    found = accounts.find_tenant(tenant)
+    if found is None:
+        raise click.ClickException(f"No tenant with slug or owner email {tenant!r}.")
+    click.echo(accounts.create_api_key(found, name).secret)
+
+
+@jobs_cli.command("worker")
+def worker_command():
+    """Run background jobs from Redis (needs REDIS_URL)."""
+    from rq import Worker
+
+    queue = current_app.extensions.get("rq_queue")
+    if queue is None:
+        raise click.ClickException("REDIS_URL is not set; without it jobs run inline in the web process.")
+    Worker([queue], connection=queue.connection).work()
+
+
+def init_app(app) -> None:
+    app.cli.add_command(seed_command)
+    app.cli.add_command(create_admin_command)
+    app.cli.add_command(tenants_cli)
+    app.cli.add_command(keys_cli)
+    app.cli.add_command(jobs_cli)

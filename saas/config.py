@@ -1,0 +1,124 @@
+"""Settings, read from the environment only.
+
+The defaults run the embedded mode (SQLite in ``instance/``, inline jobs, the
+sandbox transport). With ``APP_ENV=production`` the app refuses to start
+without the secrets it must not invent.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+STRIPE_API_VERSION = "2026-10-28.endive"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed."""
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def env_int(name: str, default: int) -> int:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def database_url(raw: str | None, instance_path: str) -> str:
+    """Normalise a database URL: Heroku's ``postgres://`` becomes psycopg 3's dialect."""
+    if raw is None:
+        return "sqlite:///" + str(Path(instance_path) / "saas.sqlite3")
+    if raw.startswith("postgres://"):
+        raw = "postgresql+psycopg://" + raw[len("postgres://"):]
+    elif raw.startswith("postgresql://"):
+        raw = "postgresql+psycopg://" + raw[len("postgresql://"):]
+    return raw
+
+
+def local_secret(instance_path: str, name: str, make) -> str:
+    """A per-installation secret kept in ``instance/`` for the embedded mode.
+
+    Generated once, so sessions and encrypted tokens survive a restart of
+    ``make run``; never used in production, where the environment must say.
+    """
+    path = Path(instance_path) / name
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    path.write_text(value)
+    path.chmod(0o600)
+    return value
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "TOKEN_ENCRYPTION_KEY")
+
+
+def load(instance_path: str) -> dict:
+    """Build the Flask config mapping from the environment."""
+    app_env = env_str("APP_ENV", "development")
+    production = app_env == "production"
+    if production:
+        missing = [name for name in REQUIRED_IN_PRODUCTION if env_str(name) is None]
+        if missing:
+            raise ConfigError("APP_ENV=production needs " + ", ".join(missing))
+
+    secret_key = env_str("SECRET_KEY") or local_secret(
+        instance_path, "secret_key", lambda: secrets.token_hex(32)
+    )
+    token_key = env_str("TOKEN_ENCRYPTION_KEY") or local_secret(
+        instance_path, "token_encryption_key", _fernet_key
+    )
+    return {
+        "APP_ENV": app_env,
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": database_url(env_str("DATABASE_URL"), instance_path),
+        "REDIS_URL": env_str("REDIS_URL"),
+        "PUBLIC_BASE_URL": env_str("PUBLIC_BASE_URL"),
+        "STRIPE_SECRET_KEY": env_str("STRIPE_SECRET_KEY"),
+        "STRIPE_WEBHOOK_SECRET": env_str("STRIPE_WEBHOOK_SECRET"),
+        "STRIPE_API_BASE": env_str("STRIPE_API_BASE"),
+        "STRIPE_API_VERSION": STRIPE_API_VERSION,
+        "WHATSAPP_APP_SECRET": env_str("WHATSAPP_APP_SECRET"),
+        "WHATSAPP_VERIFY_TOKEN": env_str("WHATSAPP_VERIFY_TOKEN"),
+        "WHATSAPP_GRAPH_URL": env_str("WHATSAPP_GRAPH_URL", "https://graph.facebook.com"),
+        "WHATSAPP_API_VERSION": env_str("WHATSAPP_API_VERSION", "v23.0"),
+        "TOKEN_ENCRYPTION_KEY": token_key,
+        "PAST_DUE_GRACE_DAYS": env_int("PAST_DUE_GRACE_DAYS", 7),
+        "LOG_LEVEL": env_str("LOG_LEVEL", "INFO"),
+        "MAX_CONTENT_LENGTH": env_int("MAX_REQUEST_BYTES", 256 * 1024),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_SECURE": production,
+        "PREFERRED_URL_SCHEME": "https" if production else "http",
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "WTF_CSRF_TIME_LIMIT": None,
+    }

@@ -1,0 +1,66 @@
+"""A tenant's WhatsApp phone numbers: the sandbox one every tenant gets, and live ones."""
+from __future__ import annotations
+
+import secrets
+
+from cryptography.fernet import Fernet, InvalidToken
+from flask import current_app
+from sqlalchemy import select
+
+from saas.errors import NotFound
+from saas.extensions import db
+from saas.messaging.models import MODE_SANDBOX, PhoneNumber
+from saas.tenants.scoping import owned_query
+
+
+def _new_phone_number_id() -> str:
+    # Meta's phone number ids are 15-16 digit integers; sandbox ones look the same.
+    while True:
+        candidate = "9" + "".join(secrets.choice("0123456789") for _ in range(14))
+        if db.session.scalar(select(PhoneNumber.id).where(PhoneNumber.phone_number_id == candidate)) is None:
+            return candidate
+
+
+def create_sandbox_number(tenant) -> PhoneNumber:
+    """Give ``tenant`` its sandbox number (555 range, never routable). Flushes only."""
+    digits = "".join(secrets.choice("0123456789") for _ in range(6))
+    number = PhoneNumber(
+        tenant_id=tenant.id,
+        phone_number_id=_new_phone_number_id(),
+        display_number=f"+1 555-01{digits[:2]}-{digits[2:]}",
+        verified_name=f"{tenant.name} (sandbox)",
+        mode=MODE_SANDBOX,
+    )
+    db.session.add(number)
+    db.session.flush()
+    return number
+
+
+def numbers_for(tenant) -> list[PhoneNumber]:
+    return list(db.session.scalars(owned_query(PhoneNumber, tenant).order_by(PhoneNumber.id)))
+
+
+def number_for(tenant, phone_number_id: str) -> PhoneNumber:
+    """The tenant's number with Meta's ``phone_number_id``; NotFound for anyone else's."""
+    number = db.session.scalar(
+        owned_query(PhoneNumber, tenant).where(PhoneNumber.phone_number_id == str(phone_number_id)))
+    if number is None:
+        raise NotFound(
+            f"Unsupported post request. Object with ID '{phone_number_id}' does not exist, "
+            "cannot be loaded due to missing permissions, or does not support this operation.")
+    return number
+
+
+def _fernet() -> Fernet:
+    return Fernet(current_app.config["TOKEN_ENCRYPTION_KEY"].encode())
+
+
+def encrypt_token(token: str) -> str:
+    return _fernet().encrypt(token.encode()).decode()
+
+
+def decrypt_token(ciphertext: str) -> str:
+    try:
+        return _fernet().decrypt(ciphertext.encode()).decode()
+    except InvalidToken:
+        raise RuntimeError("stored access token cannot be decrypted with TOKEN_ENCRYPTION_KEY") from None

@@ -1,0 +1,45 @@
+"""Delivery statuses, from WhatsApp's webhooks or the sandbox: one code path for both."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from saas.extensions import db
+from saas.messaging.models import STATUS_RANK, Message
+
+TIMESTAMP_FIELD = {"sent": "sent_at", "delivered": "delivered_at", "read": "read_at", "failed": "failed_at"}
+
+
+def apply_status(tenant_id: int, wa_message_id: str, status: str, at: datetime,
+                 *, error_code: int | None = None, error_title: str | None = None) -> bool:
+    """Move a message to ``status`` unless it is already further along.
+
+    Idempotent and order-proof: a repeated or late status changes nothing.
+    Returns whether the message changed. Commits.
+    """
+    if status not in TIMESTAMP_FIELD:
+        return False
+    message = db.session.scalar(
+        select(Message).where(Message.tenant_id == tenant_id, Message.wa_message_id == wa_message_id)
+        .with_for_update())
+    if message is None:
+        db.session.rollback()
+        return False
+    changed = False
+    field = TIMESTAMP_FIELD[status]
+    if getattr(message, field) is None:
+        setattr(message, field, at)
+        changed = True
+    # 'failed' after 'delivered' or 'read' is stale news; it never wins over them.
+    moves_forward = STATUS_RANK[status] > STATUS_RANK.get(message.status, 0)
+    if status == "failed" and message.status in ("delivered", "read"):
+        moves_forward = False
+    if moves_forward:
+        message.status = status
+        if status == "failed":
+            message.error_code = error_code
+            message.error_title = error_title
+        changed = True
+    db.session.commit()
+    return changed

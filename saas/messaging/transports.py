@@ -1,0 +1,65 @@
+"""How a message leaves: the sandbox (no network) or WhatsApp's Cloud API."""
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    wa_message_id: str | None = None
+    error_code: int | None = None
+    error_title: str | None = None
+    error_details: str | None = None
+
+
+def new_wamid() -> str:
+    raw = b"HBgL" + secrets.token_bytes(24)
+    return "wamid." + base64.b64encode(raw).decode().rstrip("=")
+
+
+class SandboxTransport:
+    """The free tier's try-before-you-connect mode.
+
+    Nothing leaves the machine. Every send is accepted with a ``wamid.`` id and
+    then walks sent -> delivered -> read through the same status code that
+    WhatsApp's webhooks use. A few reserved recipients fail on purpose, so a
+    client can see how each failure looks.
+    """
+
+    mode = "sandbox"
+
+    # Recipient -> (WhatsApp error code, title): the failures a client can rehearse.
+    FAILING_RECIPIENTS = {
+        "15550000131": (131026, "Message undeliverable"),
+        "15550000132": (131049, "This message was not delivered to maintain healthy ecosystem engagement."),
+        "15550000500": (131000, "Something went wrong"),
+    }
+
+    def send(self, number, payload: dict) -> SendResult:
+        failure = self.FAILING_RECIPIENTS.get(payload["to"])
+        if failure is not None:
+            code, title = failure
+            return SendResult(ok=False, error_code=code, error_title=title,
+                              error_details=f"Sandbox recipient {payload['to']} always fails with {code}.")
+        return SendResult(ok=True, wa_message_id=new_wamid())
+
+    def after_accept(self, message) -> None:
+        from saas import jobs
+
+        jobs.enqueue("saas.messaging.sandbox.walk_statuses", message.tenant_id, message.wa_message_id)
+
+
+class Transports:
+    """The transports the app was built with, chosen per phone number."""
+
+    def __init__(self, sandbox: SandboxTransport, live=None):
+        self.sandbox = sandbox
+        self.live = live
+
+    def for_number(self, number):
+        if number.mode == "sandbox":
+            return self.sandbox
+        return self.live

@@ -1,0 +1,166 @@
+"""The tenant's web pages: signup, login, dashboard, API keys, billing."""
+from __future__ import annotations
+
+from functools import wraps
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from saas.billing import entitlements
+from saas.billing.catalog import active_plans
+from saas.errors import NotFound
+from saas.extensions import db, login_manager
+from saas.messaging import services as messaging
+from saas.messaging.numbers import numbers_for
+from saas.metering.services import usage_summary
+from saas.portal.forms import ApiKeyForm, ConfirmForm, LoginForm, SignupForm
+from saas.tenants import services as accounts
+from saas.tenants.models import User
+
+bp = Blueprint("portal", __name__)
+
+login_manager.login_view = "portal.login"
+login_manager.login_message = "Log in to continue."
+login_manager.login_message_category = "info"
+
+
+@login_manager.user_loader
+def load_user(user_id):
+    try:
+        return db.session.get(User, int(user_id))
+    except (TypeError, ValueError):
+        return None
+
+
+def tenant_required(view):
+    """Logged in as a user of a tenant; the tenant is passed to the view."""
+
+    @wraps(view)
+    @login_required
+    def wrapper(*args, **kwargs):
+        if current_user.tenant is None:
+            return redirect(url_for("admin.index"))
+        from flask import g
+
+        g.tenant_id = current_user.tenant_id
+        return view(current_user.tenant, *args, **kwargs)
+
+    return wrapper
+
+
+@bp.app_context_processor
+def account_status():
+    """What every page's header says: plan, usage, billing problems."""
+    if not current_user.is_authenticated or current_user.tenant is None:
+        return {"account": None}
+    tenant = current_user.tenant
+    return {"account": {
+        "tenant": tenant,
+        "rights": entitlements.for_tenant(tenant),
+        "usage": usage_summary(tenant),
+    }}
+
+
+def safe_next(target: str | None) -> str | None:
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target
+
+
+@bp.get("/")
+def index():
+    if current_user.is_authenticated:
+        return redirect(url_for("portal.dashboard"))
+    return render_template("portal/index.html", plans=active_plans())
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup():
+    form = SignupForm()
+    if form.validate_on_submit():
+        try:
+            user = accounts.create_tenant(form.company.data, form.email.data, form.password.data)
+        except accounts.AccountError as exc:
+            getattr(form, "company" if exc.field == "company" else exc.field).errors.append(exc.message)
+        else:
+            login_user(user)
+            flash("Welcome! Your sandbox number is ready. Create an API key to send your first message.", "success")
+            return redirect(url_for("portal.dashboard"))
+    return render_template("portal/signup.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    error = None
+    if form.validate_on_submit():
+        user = accounts.authenticate(form.email.data, form.password.data)
+        if user is not None:
+            login_user(user)
+            return redirect(safe_next(request.args.get("next")) or url_for("portal.dashboard"))
+        error = "Invalid email or password."
+    status = 400 if (error or form.errors) else 200
+    return render_template("portal/login.html", form=form, error=error), status
+
+
+@bp.post("/logout")
+def logout():
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        abort(400)
+    logout_user()
+    flash("You are logged out.", "info")
+    return redirect(url_for("portal.login"))
+
+
+@bp.get("/dashboard")
+@tenant_required
+def dashboard(tenant):
+    return render_template(
+        "portal/dashboard.html",
+        numbers=numbers_for(tenant),
+        messages=messaging.list_messages(tenant, limit=10),
+        api_base=request.host_url.rstrip("/"),
+    )
+
+
+@bp.route("/keys", methods=["GET", "POST"])
+@tenant_required
+def keys(tenant):
+    form = ApiKeyForm()
+    new_key = None
+    if form.validate_on_submit():
+        try:
+            new_key = accounts.create_api_key(tenant, form.name.data)
+        except accounts.AccountError as exc:
+            form.name.errors.append(exc.message)
+    status = 400 if form.errors else (201 if new_key else 200)
+    return render_template("portal/keys.html", form=form, new_key=new_key, keys=accounts.list_api_keys(tenant),
+                           revoke_form=ConfirmForm(), numbers=numbers_for(tenant),
+                           api_base=request.host_url.rstrip("/")), status
+
+
+@bp.post("/keys/<key_id>/revoke")
+@tenant_required
+def revoke_key(tenant, key_id):
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        key = accounts.revoke_api_key(tenant, key_id)
+    except NotFound:
+        abort(404)
+    flash(f"Key {key.prefix}… is revoked; requests with it now fail.", "info")
+    return redirect(url_for("portal.keys"))
+
+
+@bp.get("/billing")
+@tenant_required
+def billing(tenant):
+    from flask import current_app
+
+    return render_template("portal/billing.html", plans=active_plans(),
+                           billing_configured=bool(current_app.config.get("STRIPE_SECRET_KEY")))
