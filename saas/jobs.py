@@ -40,6 +40,9 @@ def enqueue(path: str, *args) -> None:
         except Exception:
             # An inline job failing must not fail the request that queued it.
             log.exception("inline job %s failed", path)
+            from saas.extensions import db
+
+            db.session.rollback()
         return
     queue.enqueue(run, path, *args)
 

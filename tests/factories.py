@@ -41,6 +41,7 @@ class Sender:
         self.tenant_id = tenant.id
         self.key = make_key(tenant)
         self.number = sandbox_number(tenant)
+        self.tenant_slug = tenant.slug
 
     @property
     def headers(self):
@@ -60,4 +61,9 @@ class Sender:
 
 
 def sender(client, plan: str = "free") -> Sender:
-    return Sender(client, make_tenant(plan))
+    """A new tenant's API client. Built in an app context of its own that is
+    gone before any request, as in production, where each request has its own."""
+    with client.application.app_context():
+        result = Sender(client, make_tenant(plan))
+        db.session.remove()
+    return result

@@ -86,7 +86,7 @@ class Subscription(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
-    plan = relationship("Plan", lazy="joined")
+    plan = relationship("Plan", lazy="selectin")
     tenant = relationship("Tenant", backref=db.backref("subscription", uselist=False))
 
 

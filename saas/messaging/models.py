@@ -86,7 +86,7 @@ class Message(db.Model):
     read_at: Mapped[datetime | None] = mapped_column(DateTime)
     failed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-    phone_number = relationship("PhoneNumber", lazy="joined")
+    phone_number = relationship("PhoneNumber", lazy="selectin")
     conversation = relationship("Conversation")
 
 

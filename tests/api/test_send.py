@@ -7,7 +7,7 @@ from tests.factories import sender
 
 
 @pytest.fixture
-def acme(client, ctx):
+def acme(client):
     return sender(client)
 
 
@@ -117,7 +117,7 @@ def test_media_is_refused_on_the_free_plan_with_an_upgrade_url(acme):
     {"type": "document", "document": {"id": "1234567890", "filename": "invoice.pdf"}},
     {"type": "template", "template": {"name": "order_update", "language": {"code": "en_US"}}},
 ])
-def test_paid_plan_sends_media_and_templates_in_sandbox(client, ctx, payload):
+def test_paid_plan_sends_media_and_templates_in_sandbox(client, payload):
     starter = sender(client, "starter")
     response = starter.send(payload={"messaging_product": "whatsapp", "to": "15551234567", **payload})
     assert response.status_code == 200, response.get_json()
@@ -134,14 +134,14 @@ def test_paid_plan_sends_media_and_templates_in_sandbox(client, ctx, payload):
     ({"type": "location", "location": {"latitude": 120, "longitude": 0}}, "location"),
     ({"type": "audio", "audio": {"id": "1", "caption": "no"}}, "audio"),
 ])
-def test_other_types_are_validated(client, ctx, payload, field):
+def test_other_types_are_validated(client, payload, field):
     pro = sender(client, "pro")
     response = pro.send(payload={"messaging_product": "whatsapp", "to": "15551234567", **payload})
     assert response.status_code == 400
     assert field in graph_error(response)["details"]
 
 
-def test_interactive_needs_the_pro_plan(client, ctx):
+def test_interactive_needs_the_pro_plan(client):
     payload = {"messaging_product": "whatsapp", "to": "15551234567", "type": "interactive",
                "interactive": {"type": "button", "body": {"text": "Pick"},
                                "action": {"buttons": [{"type": "reply", "reply": {"id": "a", "title": "A"}}]}}}
