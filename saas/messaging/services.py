@@ -130,12 +130,15 @@ def open_window(tenant_id: int, contact: str, category: str, now, period_start) 
     under the unique (tenant, contact, category, seq) constraint, so of two
     sends racing to open it one inserts and the other joins that window.
     """
+    # FOR NO KEY UPDATE (key_share): serialises sends into one window without
+    # blocking the foreign-key checks of other transactions' message rows,
+    # which would otherwise close a deadlock cycle with the idempotency index.
     for _ in range(5):
         latest = db.session.scalar(
             select(Conversation)
             .where(Conversation.tenant_id == tenant_id, Conversation.contact == contact,
                    Conversation.category == category)
-            .order_by(Conversation.seq.desc()).limit(1).with_for_update())
+            .order_by(Conversation.seq.desc()).limit(1).with_for_update(key_share=True))
         if latest is not None and latest.expires_at > now:
             return latest, False
         conversation = Conversation(
@@ -240,7 +243,7 @@ def _reverse(message: Message, period_start, result) -> None:
     conversation = None
     if message.conversation_id is not None:
         conversation = db.session.scalar(
-            select(Conversation).where(Conversation.id == message.conversation_id).with_for_update())
+            select(Conversation).where(Conversation.id == message.conversation_id).with_for_update(key_share=True))
     metering.decrement(message.tenant_id, period_start, METRIC_MESSAGES)
     if message.opened_conversation and conversation is not None:
         others = db.session.scalar(select(exists().where(

@@ -22,7 +22,7 @@ def apply_status(tenant_id: int, wa_message_id: str, status: str, at: datetime,
         return False
     message = db.session.scalar(
         select(Message).where(Message.tenant_id == tenant_id, Message.wa_message_id == wa_message_id)
-        .with_for_update(of=Message))
+        .with_for_update(of=Message, key_share=True))
     if message is None:
         db.session.rollback()
         return False
