@@ -151,7 +151,7 @@ class V1Send(MessageBody):
 
 class Pagination(Lenient):
     limit = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
-    before = fields.Integer(validate=validate.Range(min=1))
+    before = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
 
     @pre_load
     def drop_empty(self, data, **kwargs):

@@ -26,16 +26,16 @@ def apply_status(tenant_id: int, wa_message_id: str, status: str, at: datetime,
     if message is None:
         db.session.rollback()
         return False
+    # 'failed' after 'delivered' or 'read' is stale news; it never wins over them.
+    if status == "failed" and message.status in ("delivered", "read"):
+        db.session.rollback()
+        return False
     changed = False
     field = TIMESTAMP_FIELD[status]
     if getattr(message, field) is None:
         setattr(message, field, at)
         changed = True
-    # 'failed' after 'delivered' or 'read' is stale news; it never wins over them.
-    moves_forward = STATUS_RANK[status] > STATUS_RANK.get(message.status, 0)
-    if status == "failed" and message.status in ("delivered", "read"):
-        moves_forward = False
-    if moves_forward:
+    if STATUS_RANK[status] > STATUS_RANK.get(message.status, 0):
         message.status = status
         if status == "failed":
             message.error_code = error_code

@@ -6,6 +6,9 @@ from sqlalchemy import select
 from saas.errors import NotFound
 from saas.extensions import db
 
+# Primary keys are 32-bit integers; anything larger names no row.
+MAX_ID = 2**31 - 1
+
 
 def get_owned(model, ident, tenant, *, what: str | None = None):
     """The ``model`` row with this id owned by ``tenant``.
@@ -16,7 +19,9 @@ def get_owned(model, ident, tenant, *, what: str | None = None):
     try:
         ident = int(ident)
     except (TypeError, ValueError):
-        raise NotFound(f"No such {what or model.__name__.lower()}.") from None
+        ident = 0
+    if not 0 < ident <= MAX_ID:
+        raise NotFound(f"No such {what or model.__name__.lower()}.")
     row = db.session.scalar(select(model).where(model.id == ident, model.tenant_id == tenant.id))
     if row is None:
         raise NotFound(f"No such {what or model.__name__.lower()}.")

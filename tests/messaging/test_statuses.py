@@ -1,0 +1,38 @@
+"""Delivery statuses never move backwards and repeat harmlessly."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from saas.extensions import db
+from saas.messaging.models import Message
+from saas.messaging.statuses import apply_status
+from saas.timeutil import utcnow
+from tests.factories import sender
+
+
+def test_late_and_repeated_statuses_change_nothing(app, client):
+    acme = sender(client)
+    acme.send()
+    with app.app_context():
+        message = db.session.scalar(select(Message))
+        wamid, tenant_id = message.wa_message_id, message.tenant_id
+        assert message.status == "read"
+        read_at = message.read_at
+        assert apply_status(tenant_id, wamid, "delivered", utcnow()) is False
+        assert apply_status(tenant_id, wamid, "read", utcnow() + timedelta(minutes=1)) is False
+        assert apply_status(tenant_id, wamid, "failed", utcnow(), error_code=131026) is False
+        db.session.expire_all()
+        message = db.session.scalar(select(Message))
+        assert (message.status, message.read_at, message.error_code) == ("read", read_at, None)
+        db.session.remove()
+
+
+def test_status_for_another_tenants_message_is_ignored(app, client):
+    acme, other = sender(client), sender(client)
+    acme.send()
+    with app.app_context():
+        message = db.session.scalar(select(Message))
+        assert apply_status(other.tenant_id, message.wa_message_id, "failed", utcnow()) is False
+        db.session.remove()
