@@ -8,6 +8,17 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from saas.extensions import db
 from saas.timeutil import utcnow
 
+FEATURE_NAMES = {
+    "text": "Text, reactions, locations and contacts",
+    "template": "Message templates",
+    "media": "Images, audio, video, documents and stickers",
+    "interactive": "Interactive buttons and lists",
+    "broadcast": "Broadcasts",
+    "webhooks": "Webhooks to your own endpoint",
+    "multi_number": "Several phone numbers",
+    "analytics_export": "Analytics export",
+}
+
 FEATURES = (
     "text",
     "template",

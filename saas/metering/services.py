@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,7 +18,11 @@ from saas.timeutil import month_start, next_month_start, utcnow
 @dataclass(frozen=True)
 class Period:
     start: datetime
-    end: datetime
+    end: datetime  # exclusive
+
+    @property
+    def last_day(self) -> datetime:
+        return self.end - timedelta(microseconds=1)
 
 
 def current_period(subscription, now: datetime | None = None) -> Period:

@@ -50,6 +50,13 @@ def tenant_required(view):
 
 
 @bp.app_context_processor
+def feature_names():
+    from saas.billing.models import FEATURE_NAMES
+
+    return {"feature_names": FEATURE_NAMES}
+
+
+@bp.app_context_processor
 def account_status():
     """What every page's header says: plan, usage, billing problems."""
     if not current_user.is_authenticated or current_user.tenant is None:
