@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from saas.billing.catalog import seed_plans
 from saas.billing.services import UnknownPlan
@@ -15,6 +15,7 @@ jobs_cli = AppGroup("jobs", help="Background jobs.")
 
 
 @click.command("seed")
+@with_appcontext
 def seed_command():
     """Create the default plans (safe to run again: existing plans are kept)."""
     created = seed_plans()
@@ -24,6 +25,7 @@ def seed_command():
 @click.command("create-admin")
 @click.argument("email")
 @click.option("--password", help="Needed when the user does not exist yet (prompted if omitted).")
+@with_appcontext
 def create_admin_command(email, password):
     """Make EMAIL a platform admin, creating the user if needed."""
     from sqlalchemy import select

@@ -97,7 +97,7 @@ def runner(app):
     return app.test_cli_runner()
 
 
-CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+CSRF = re.compile(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"')
 
 
 def csrf_token(client, path: str) -> str:

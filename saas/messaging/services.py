@@ -192,9 +192,6 @@ def send_message(tenant, phone_number_id: str, payload: dict, *, idempotency_key
     cap = rights.included_conversations if rights.hard_cap else None
     try:
         conversation, opened = open_window(tenant.id, payload["to"], category, now, period.start)
-        if opened:
-            metering.count_conversation(tenant.id, period.start, category, cap=cap)
-        metering.increment(tenant.id, period.start, METRIC_MESSAGES)
         message = Message(
             tenant_id=tenant.id, phone_number_id=number.id, direction="out", wa_id=payload["to"],
             type=payload["type"], body_summary=summarise(payload), status="pending",
@@ -207,6 +204,12 @@ def send_message(tenant, phone_number_id: str, payload: dict, *, idempotency_key
                 tenant_id=tenant.id, metric=METRIC_CONVERSATIONS, quantity=1,
                 identifier=f"conv_{uuid.uuid4().hex}", message_id=message.id,
                 period_start=period.start, created_at=now))
+            db.session.flush()
+        # The tenant's counter rows are its hottest rows: touched last, so
+        # their locks are held only for the commit.
+        if opened:
+            metering.count_conversation(tenant.id, period.start, category, cap=cap)
+        metering.increment(tenant.id, period.start, METRIC_MESSAGES)
         db.session.commit()
     except IntegrityError:
         # Another request with the same Idempotency-Key committed first.

@@ -18,7 +18,15 @@ def apply_status(tenant_id: int, wa_message_id: str, status: str, at: datetime,
     Idempotent and order-proof: a repeated or late status changes nothing.
     Returns whether the message changed. Commits.
     """
-    if status not in TIMESTAMP_FIELD:
+    return apply_statuses(tenant_id, wa_message_id, [(status, at)],
+                          error_code=error_code, error_title=error_title)
+
+
+def apply_statuses(tenant_id: int, wa_message_id: str, updates: list[tuple[str, datetime]],
+                   *, error_code: int | None = None, error_title: str | None = None) -> bool:
+    """Apply several statuses of one message in one transaction (see apply_status)."""
+    updates = [(status, at) for status, at in updates if status in TIMESTAMP_FIELD]
+    if not updates:
         return False
     message = db.session.scalar(
         select(Message).where(Message.tenant_id == tenant_id, Message.wa_message_id == wa_message_id)
@@ -26,9 +34,16 @@ def apply_status(tenant_id: int, wa_message_id: str, status: str, at: datetime,
     if message is None:
         db.session.rollback()
         return False
+    changed = False
+    for status, at in updates:
+        changed = _apply(message, status, at, error_code, error_title) or changed
+    db.session.commit()
+    return changed
+
+
+def _apply(message: Message, status: str, at: datetime, error_code, error_title) -> bool:
     # 'failed' after 'delivered' or 'read' is stale news; it never wins over them.
     if status == "failed" and message.status in ("delivered", "read"):
-        db.session.rollback()
         return False
     changed = False
     field = TIMESTAMP_FIELD[status]
@@ -41,5 +56,4 @@ def apply_status(tenant_id: int, wa_message_id: str, status: str, at: datetime,
             message.error_code = error_code
             message.error_title = error_title
         changed = True
-    db.session.commit()
     return changed
