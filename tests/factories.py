@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import itertools
 
+from sqlalchemy import func, select
+
 from saas.billing.catalog import plan_by_code
 from saas.extensions import db
 from saas.messaging.numbers import numbers_for
@@ -25,6 +27,22 @@ def make_key(tenant, name: str = "test") -> str:
 
 def sandbox_number(tenant) -> str:
     return numbers_for(tenant)[0].phone_number_id
+
+
+def count(model) -> int:
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def row_counts(app) -> dict:
+    """Rows per account table: proof that a refused request wrote nothing."""
+    from saas.billing.models import Subscription
+    from saas.messaging.models import PhoneNumber
+    from saas.tenants.models import ApiKey, Tenant, User
+
+    with app.app_context():
+        result = {m.__tablename__: count(m) for m in (Tenant, User, Subscription, PhoneNumber, ApiKey)}
+        db.session.remove()
+    return result
 
 
 def set_quota(code: str, included: int) -> None:

@@ -4,41 +4,21 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 
 from saas.billing.catalog import DEFAULT_PLANS
 from saas.billing.models import Plan, Subscription
 from saas.extensions import db
 from saas.messaging.models import PhoneNumber
 from saas.tenants.models import ApiKey, Tenant, User
-from tests.factories import make_tenant
+from tests.factories import count, make_tenant, row_counts
 
 KEY = re.compile(r"^wsk_[0-9a-f]{8}_[A-Za-z0-9_-]+$")
 
 
-def count(model) -> int:
-    return db.session.scalar(select(func.count()).select_from(model))
-
-
-def row_counts(app) -> dict:
-    with app.app_context():
-        result = {m.__tablename__: count(m) for m in (Tenant, User, Subscription, PhoneNumber, ApiKey)}
-        db.session.remove()
-    return result
-
-
 def flask(runner, args: list[str], **kwargs):
-    """Run ``flask ARGS`` as the flask executable does: in an app context of its own.
-
-    FlaskGroup pushes one for every command; ``runner.invoke`` on ``app.cli``
-    does not, and ``seed`` and ``create-admin`` (plain click commands, not
-    ``with_appcontext``) rely on it.
-    """
-    app = runner.app
-    with app.app_context():
-        result = runner.invoke(args=args, **kwargs)
-        db.session.remove()
-    return result
+    """Run ``flask ARGS``; each command pushes its own app context, as under the flask executable."""
+    return runner.invoke(args=args, **kwargs)
 
 
 def usage(client, key):

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import re
 
-from marshmallow import (EXCLUDE, Schema, ValidationError, fields, post_load, pre_load,
-                         validate, validates_schema)
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
 MESSAGE_TYPES = ("text", "template", "image", "audio", "video", "document", "sticker",
                  "location", "contacts", "interactive", "reaction")

@@ -14,8 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from saas.billing import entitlements
 from saas.billing.services import subscription_for
-from saas.errors import (FeatureNotInPlan, IdempotencyConflict, InvalidRequest, TenantSuspended,
-                         UpstreamError)
+from saas.errors import FeatureNotInPlan, IdempotencyConflict, InvalidRequest, TenantSuspended, UpstreamError
 from saas.extensions import db
 from saas.messaging.models import Conversation, Message
 from saas.messaging.numbers import number_for

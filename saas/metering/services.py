@@ -9,9 +9,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from saas.errors import QuotaExceeded
 from saas.extensions import db
-from saas.metering.models import (METRIC_CONVERSATIONS, METRIC_MESSAGES, UsageCounter,
-                                  category_metric)
 from saas.messaging.models import CATEGORIES
+from saas.metering.models import METRIC_CONVERSATIONS, METRIC_MESSAGES, UsageCounter, category_metric
 from saas.timeutil import month_start, next_month_start, utcnow
 
 

@@ -56,7 +56,8 @@ def test_messages_list_pages_newest_first(acme):
     assert [m["summary"] for m in last["data"]] == ["m0"] and last["has_more"] is False
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=abc", "before=-3", "before=x", "before=99999999999999999999"])
+@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=abc", "before=-3", "before=x",
+                                   "before=99999999999999999999"])
 def test_bad_pagination_is_400(acme, query):
     response = acme.get(f"/api/v1/messages?{query}")
     assert response.status_code == 400

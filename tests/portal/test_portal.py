@@ -8,7 +8,7 @@ from datetime import datetime
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from saas.billing.models import Plan, Subscription
 from saas.extensions import db
@@ -17,7 +17,7 @@ from saas.tenants import services as accounts
 from saas.tenants.models import ROLE_OWNER, ApiKey, Tenant, User
 from saas.timeutil import utcnow
 from tests.conftest import csrf_token
-from tests.factories import sender
+from tests.factories import row_counts, sender
 
 EMAIL = "owner@acme.example.com"
 PASSWORD = "correct horse"
@@ -32,39 +32,14 @@ def text_of(response) -> str:
     return response.get_data(as_text=True)
 
 
-def count(model) -> int:
-    return db.session.scalar(select(func.count()).select_from(model))
-
-
-def row_counts(app) -> dict:
-    with app.app_context():
-        result = {m.__tablename__: count(m) for m in (Tenant, User, Subscription, PhoneNumber, ApiKey)}
-        db.session.remove()
-    return result
-
-
 def field_errors(page: str) -> dict[str, str]:
     """{field id: error text} for every error the form macro printed under a field."""
     return {m.group(1): html.unescape(m.group(2)) for m in
             re.finditer(r'<small class="field-error" id="([a-z_]+)-error">([^<]*)</small>', page)}
 
 
-ANY_CSRF = re.compile(r'<input(?=[^>]*name="csrf_token")[^>]*value="([^"]+)"')
-
-
-def page_csrf_token(client, path="/dashboard") -> str:
-    """The CSRF token of any form on the page, whatever order its attributes are in.
-
-    (conftest's AuthActions.logout looks for WTForms' attribute order, which
-    base.html's hand-written logout form does not use.)
-    """
-    match = ANY_CSRF.search(text_of(client.get(path)))
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)
-
-
 def logout(client):
-    return client.post("/logout", data={"csrf_token": page_csrf_token(client)})
+    return client.post("/logout", data={"csrf_token": csrf_token(client, "/dashboard")})
 
 
 def new_key_secret(response) -> str:
