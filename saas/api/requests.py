@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from flask import g, request
@@ -31,7 +32,44 @@ def json_object() -> dict:
         raise InvalidRequest("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    problem = json_problem(body)
+    if problem:
+        raise InvalidRequest(problem)
     return body
+
+
+MAX_DEPTH = 32
+
+
+def json_problem(value) -> str | None:
+    """Why a parsed body cannot be stored or forwarded, or None.
+
+    JSON admits what text columns and WhatsApp do not: NUL characters, lone
+    surrogates, numbers too large for a float, and nesting deep enough to
+    exhaust the stack of whatever walks it next.
+    """
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"The request body is nested more than {MAX_DEPTH} levels deep."
+        if isinstance(item, dict):
+            stack.extend((k, depth + 1) for k in item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return "Strings in the request body must not contain NUL characters."
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "The request body contains text that is not valid Unicode."
+        elif isinstance(item, float) and not math.isfinite(item):
+            return "Numbers in the request body must be finite."
+        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > 2**53:
+            return "A number in the request body is too large."
+    return None
 
 
 def load(schema, data):
