@@ -207,6 +207,10 @@ def handle_unexpected(exc: Exception):
     if isinstance(exc, HTTPException):
         return handle_http_exception(exc)
     log.exception("unhandled error")
+    from saas.extensions import db
+
+    # The page about the error must not trip over the transaction that failed.
+    db.session.rollback()
     if wants_json():
         error = ApiError("Something went wrong on our side; the request id identifies it.")
         error.status = 500

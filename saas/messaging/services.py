@@ -18,6 +18,7 @@ from saas.errors import FeatureNotInPlan, IdempotencyConflict, InvalidRequest, T
 from saas.extensions import db
 from saas.messaging.models import Conversation, Message
 from saas.messaging.numbers import number_for
+from saas.messaging.transports import SendResult
 from saas.metering import services as metering
 from saas.metering.models import METRIC_CONVERSATIONS, METRIC_MESSAGES, UsageRecord
 from saas.tenants.scoping import get_owned, owned_query
@@ -221,7 +222,12 @@ def send_message(tenant, phone_number_id: str, payload: dict, *, idempotency_key
         db.session.rollback()
         raise
 
-    result = transport.send(number, payload)
+    try:
+        result = transport.send(number, payload)
+    except Exception:
+        # Whatever broke, the send did not happen: un-bill it like any refusal.
+        log.exception("transport raised")
+        result = SendResult(ok=False, error_code=131000, error_title="Something went wrong")
     if not result.ok:
         _reverse(message, period.start, result)
         raise _upstream_error(message)

@@ -153,3 +153,32 @@ def test_failed_send_in_a_window_another_send_opened_keeps_that_window(app, acme
     assert values["conversations"] == 1 and values["messages"] == 1
     assert sum(1 for r in records if r.voided_at is None) == 1
     assert sum(1 for r in records if r.voided_at is not None) == 1
+
+
+class BrokenNetwork:
+    """A transport whose network is down: every send raises, as requests does."""
+
+    mode = "sandbox"
+
+    def send(self, number, payload):
+        import requests
+
+        raise requests.ConnectionError("connection refused")
+
+    def after_accept(self, message):
+        raise AssertionError("nothing was accepted")
+
+
+def test_a_transport_that_raises_bills_nothing_and_answers_502(app, acme):
+    transports = app.extensions["transports"]
+    working = transports.sandbox
+    transports.sandbox = BrokenNetwork()
+    try:
+        response = acme.send(to="15551230001")
+    finally:
+        transports.sandbox = working
+    assert response.status_code == 502
+    assert response.get_json()["error"]["reason"] == "upstream_error"
+    current = usage(acme)
+    assert (current["used"], current["messages"]) == (0, 0)
+    assert acme.get("/api/v1/messages").get_json()["data"][0]["status"] == "failed"
