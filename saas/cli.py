@@ -7,6 +7,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from saas.billing.catalog import seed_plans
 from saas.billing.services import UnknownPlan
+from saas.messaging.numbers import numbers_for
 from saas.tenants import services as accounts
 
 tenants_cli = AppGroup("tenants", help="Create and inspect tenants.")
@@ -57,15 +58,9 @@ def create_tenant_command(name, email, password, plan_code):
     except UnknownPlan as exc:
         raise click.ClickException(str(exc)) from None
     tenant = user.tenant
-    number = tenant_numbers(tenant)[0]
+    number = numbers_for(tenant)[0]
     click.echo(f"Created tenant {tenant.slug} (id {tenant.id}) on plan {plan_code}; owner {user.email}; "
                f"sandbox phone_number_id {number.phone_number_id}")
-
-
-def tenant_numbers(tenant):
-    from saas.messaging.numbers import numbers_for
-
-    return numbers_for(tenant)
 
 
 @keys_cli.command("create")

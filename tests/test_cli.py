@@ -16,11 +16,6 @@ from tests.factories import count, make_tenant, row_counts
 KEY = re.compile(r"^wsk_[0-9a-f]{8}_[A-Za-z0-9_-]+$")
 
 
-def flask(runner, args: list[str], **kwargs):
-    """Run ``flask ARGS``; each command pushes its own app context, as under the flask executable."""
-    return runner.invoke(args=args, **kwargs)
-
-
 def usage(client, key):
     return client.get("/api/v1/usage", headers={"Authorization": f"Bearer {key}"})
 
@@ -33,7 +28,7 @@ def test_seed_on_an_empty_catalogue_creates_the_four_plans(app, runner):
         db.session.commit()
         db.session.remove()
 
-    result = flask(runner, ["seed"])
+    result = runner.invoke(args=["seed"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "Plans created: free, starter, pro, enterprise"
     with app.app_context():
@@ -42,8 +37,8 @@ def test_seed_on_an_empty_catalogue_creates_the_four_plans(app, runner):
 
 
 def test_seed_twice_is_safe_and_the_second_run_has_nothing_to_do(app, runner):
-    first = flask(runner, ["seed"])  # the app fixture already seeded once
-    second = flask(runner, ["seed"])
+    first = runner.invoke(args=["seed"])  # the app fixture already seeded once
+    second = runner.invoke(args=["seed"])
     for result in (first, second):
         assert result.exit_code == 0, result.output
         assert "nothing to do" in result.output
@@ -62,7 +57,7 @@ def test_seed_keeps_an_admins_edit_to_a_plan(app, runner):
         db.session.commit()
         db.session.remove()
 
-    result = flask(runner, ["seed"])
+    result = runner.invoke(args=["seed"])
     assert result.exit_code == 0, result.output
     assert "nothing to do" in result.output
     with app.app_context():
@@ -78,7 +73,7 @@ def test_seed_recreates_only_a_missing_plan(app, runner):
         db.session.execute(delete(Plan).where(Plan.code == "pro"))
         db.session.commit()
         db.session.remove()
-    result = flask(runner, ["seed"])
+    result = runner.invoke(args=["seed"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "Plans created: pro"
     with app.app_context():
@@ -89,7 +84,7 @@ def test_seed_recreates_only_a_missing_plan(app, runner):
 # -- create-admin ------------------------------------------------------------------
 
 def test_create_admin_creates_a_platform_admin_outside_every_tenant(app, runner, client):
-    result = flask(runner, ["create-admin", "Root@Ops.example.com", "--password", "admin password"])
+    result = runner.invoke(args=["create-admin", "Root@Ops.example.com", "--password", "admin password"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "Created platform admin root@ops.example.com."
     with app.app_context():
@@ -102,7 +97,7 @@ def test_create_admin_creates_a_platform_admin_outside_every_tenant(app, runner,
 
 
 def test_create_admin_prompts_for_a_password_when_the_user_is_new(app, runner):
-    result = flask(runner, ["create-admin", "root@ops.example.com"], input="admin password\nadmin password\n")
+    result = runner.invoke(args=["create-admin", "root@ops.example.com"], input="admin password\nadmin password\n")
     assert result.exit_code == 0, result.output
     assert "Created platform admin root@ops.example.com." in result.output
     with app.app_context():
@@ -117,7 +112,7 @@ def test_create_admin_promotes_an_existing_tenant_user(app, runner):
         db.session.remove()
     before = row_counts(app)
 
-    result = flask(runner, ["create-admin", "owner@acme.example.com"])
+    result = runner.invoke(args=["create-admin", "owner@acme.example.com"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "Promoted platform admin owner@acme.example.com."
     assert row_counts(app) == before
@@ -129,8 +124,8 @@ def test_create_admin_promotes_an_existing_tenant_user(app, runner):
 
 
 def test_create_admin_twice_only_promotes(app, runner):
-    flask(runner, ["create-admin", "root@ops.example.com", "--password", "admin password"])
-    again = flask(runner, ["create-admin", "root@ops.example.com", "--password", "another password"])
+    runner.invoke(args=["create-admin", "root@ops.example.com", "--password", "admin password"])
+    again = runner.invoke(args=["create-admin", "root@ops.example.com", "--password", "another password"])
     assert again.exit_code == 0, again.output
     assert "Promoted" in again.output
     with app.app_context():
@@ -144,7 +139,7 @@ def test_create_admin_twice_only_promotes(app, runner):
      "Error: An email address must have an @-sign."),
 ])
 def test_create_admin_refuses_bad_input_and_writes_nothing(app, runner, args, message):
-    result = flask(runner, args)
+    result = runner.invoke(args=args)
     assert result.exit_code != 0
     assert message in result.output
     with app.app_context():
@@ -155,7 +150,7 @@ def test_create_admin_refuses_bad_input_and_writes_nothing(app, runner, args, me
 # -- tenants create ------------------------------------------------------------------
 
 def test_tenants_create_makes_a_tenant_on_the_plan_and_prints_its_sandbox_number(app, runner):
-    result = flask(runner, ["tenants", "create", "--name", "Acme Ltd", "--email", "owner@acme.example.com",
+    result = runner.invoke(args=["tenants", "create", "--name", "Acme Ltd", "--email", "owner@acme.example.com",
                                  "--password", "correct horse", "--plan", "starter"])
     assert result.exit_code == 0, result.output
     printed = re.search(r"sandbox phone_number_id (\d+)", result.output)
@@ -175,7 +170,7 @@ def test_tenants_create_makes_a_tenant_on_the_plan_and_prints_its_sandbox_number
 
 
 def test_tenants_create_defaults_to_the_free_plan(app, runner):
-    result = flask(runner, ["tenants", "create", "--name", "Acme Ltd", "--email", "owner@acme.example.com",
+    result = runner.invoke(args=["tenants", "create", "--name", "Acme Ltd", "--email", "owner@acme.example.com",
                                  "--password", "correct horse"])
     assert result.exit_code == 0, result.output
     assert "on plan free" in result.output
@@ -187,7 +182,7 @@ def test_tenants_create_defaults_to_the_free_plan(app, runner):
 
 def test_tenants_create_with_an_unknown_plan_fails_and_writes_nothing(app, runner):
     before = row_counts(app)
-    result = flask(runner, ["tenants", "create", "--name", "Acme Ltd", "--email", "owner@acme.example.com",
+    result = runner.invoke(args=["tenants", "create", "--name", "Acme Ltd", "--email", "owner@acme.example.com",
                                  "--password", "correct horse", "--plan", "gold"])
     assert result.exit_code != 0
     assert "No plan with code 'gold'" in result.output
@@ -196,12 +191,12 @@ def test_tenants_create_with_an_unknown_plan_fails_and_writes_nothing(app, runne
 
 
 def test_tenants_create_with_a_registered_email_fails_and_writes_nothing(app, runner):
-    first = flask(runner, ["tenants", "create", "--name", "Acme Ltd", "--email", "owner@acme.example.com",
+    first = runner.invoke(args=["tenants", "create", "--name", "Acme Ltd", "--email", "owner@acme.example.com",
                                 "--password", "correct horse"])
     assert first.exit_code == 0, first.output
     before = row_counts(app)
 
-    result = flask(runner, ["tenants", "create", "--name", "Other Co", "--email", "OWNER@acme.example.com",
+    result = runner.invoke(args=["tenants", "create", "--name", "Other Co", "--email", "OWNER@acme.example.com",
                                  "--password", "correct horse"])
     assert result.exit_code != 0
     assert "An account with this email already exists." in result.output
@@ -220,14 +215,14 @@ def test_tenants_create_refuses_bad_input_and_writes_nothing(app, runner, option
     options = {"--name": "Acme Ltd", "--email": "owner@acme.example.com", "--password": "correct horse",
                option: value}
     before = row_counts(app)
-    result = flask(runner, ["tenants", "create", *[part for pair in options.items() for part in pair]])
+    result = runner.invoke(args=["tenants", "create", *[part for pair in options.items() for part in pair]])
     assert result.exit_code != 0
     assert message in result.output
     assert row_counts(app) == before
 
 
 def test_tenants_create_requires_name_email_and_password(runner):
-    result = flask(runner, ["tenants", "create", "--name", "Acme Ltd"])
+    result = runner.invoke(args=["tenants", "create", "--name", "Acme Ltd"])
     assert result.exit_code == 2
     assert "Missing option" in result.output
 
@@ -248,7 +243,7 @@ def acme(app):
 @pytest.mark.parametrize("which", ["email", "slug"])
 def test_keys_create_prints_a_key_that_authenticates(app, runner, client, acme, which):
     identifier = acme[0] if which == "email" else acme[1]
-    result = flask(runner, ["keys", "create", identifier, "--name", "deploy"])
+    result = runner.invoke(args=["keys", "create", identifier, "--name", "deploy"])
     assert result.exit_code == 0, result.output
     key = result.output.strip()
     assert KEY.match(key), result.output
@@ -266,7 +261,7 @@ def test_keys_create_prints_a_key_that_authenticates(app, runner, client, acme, 
 
 
 def test_keys_create_names_the_key_cli_by_default(app, runner, acme):
-    result = flask(runner, ["keys", "create", acme[1]])
+    result = runner.invoke(args=["keys", "create", acme[1]])
     assert result.exit_code == 0, result.output
     with app.app_context():
         assert db.session.scalar(select(ApiKey.name)) == "CLI"
@@ -274,14 +269,14 @@ def test_keys_create_names_the_key_cli_by_default(app, runner, acme):
 
 
 def test_keys_create_finds_the_tenant_by_email_in_any_case(runner, client, acme):
-    result = flask(runner, ["keys", "create", "  Owner@ACME.example.com "])
+    result = runner.invoke(args=["keys", "create", "  Owner@ACME.example.com "])
     assert result.exit_code == 0, result.output
     assert usage(client, result.output.strip()).status_code == 200
 
 
 @pytest.mark.parametrize("identifier", ["no-such-tenant", "nobody@acme.example.com", ""])
 def test_keys_create_for_an_unknown_tenant_fails(app, runner, acme, identifier):
-    result = flask(runner, ["keys", "create", identifier])
+    result = runner.invoke(args=["keys", "create", identifier])
     assert result.exit_code != 0
     assert "No tenant with slug or owner email" in result.output
     with app.app_context():

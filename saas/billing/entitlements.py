@@ -62,9 +62,9 @@ def for_tenant(tenant, subscription: Subscription | None = None, *, now: datetim
 
     now = now or utcnow()
     subscription = subscription or subscription_for(tenant)
-    free = plan_by_code("free")
-    suspended = tenant.status != "active"
+    suspended = not tenant.is_active
     if subscription is None:
+        free = plan_by_code("free")
         return Entitlements(plan=free, effective=free, status="none",
                             notice="No subscription.", suspended=suspended)
     plan = subscription.plan
@@ -73,14 +73,13 @@ def for_tenant(tenant, subscription: Subscription | None = None, *, now: datetim
     if status == "past_due":
         ends = _grace_ends(subscription)
         if ends is not None and now > ends:
-            effective = free
+            effective = plan_by_code("free")
             notice = "Your payment is overdue and the grace period has ended: free plan limits apply."
         else:
             notice = "Your last payment failed. Update your card to keep your plan."
     elif status in FREE_RIGHTS and not plan.is_free:
-        effective = free
+        effective = plan_by_code("free")
         notice = f"Your subscription is {status.replace('_', ' ')}: free plan limits apply."
     if suspended:
         notice = "This account is suspended. Contact support."
-    return Entitlements(plan=plan, effective=effective or plan, status=status, notice=notice,
-                        suspended=suspended)
+    return Entitlements(plan=plan, effective=effective, status=status, notice=notice, suspended=suspended)

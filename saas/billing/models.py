@@ -19,16 +19,7 @@ FEATURE_NAMES = {
     "analytics_export": "Analytics export",
 }
 
-FEATURES = (
-    "text",
-    "template",
-    "media",
-    "interactive",
-    "broadcast",
-    "webhooks",
-    "multi_number",
-    "analytics_export",
-)
+FEATURES = tuple(FEATURE_NAMES)
 
 # Stripe's subscription statuses, as Stripe spells them.
 SUBSCRIPTION_STATUSES = (

@@ -47,9 +47,6 @@ def _upsert():
     raise RuntimeError(f"counters need INSERT .. ON CONFLICT, which {dialect} lacks here")
 
 
-KEY = [UsageCounter.tenant_id, UsageCounter.period_start, UsageCounter.metric]
-
-
 def increment(tenant_id: int, period_start: datetime, metric: str, by: int = 1,
               *, cap: int | None = None) -> int | None:
     """Add ``by`` to a counter in one statement; returns the new value.
@@ -153,13 +150,16 @@ class UsageSummary:
         }
 
 
-def usage_summary(tenant) -> UsageSummary:
-    """The tenant's usage in the current period against what its plan includes."""
+def usage_summary(tenant, subscription=None, rights=None) -> UsageSummary:
+    """The tenant's usage in the current period against what its plan includes.
+
+    Pass the subscription and entitlements when the caller has them already.
+    """
     from saas.billing import entitlements
     from saas.billing.services import subscription_for
 
-    subscription = subscription_for(tenant)
-    rights = entitlements.for_tenant(tenant, subscription)
+    subscription = subscription or subscription_for(tenant)
+    rights = rights or entitlements.for_tenant(tenant, subscription)
     period = current_period(subscription)
     values = counters(tenant.id, period.start)
     return UsageSummary(

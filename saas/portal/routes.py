@@ -9,6 +9,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from saas.billing import entitlements
 from saas.billing.catalog import active_plans
+from saas.billing.services import subscription_for
 from saas.errors import NotFound
 from saas.extensions import db, login_manager
 from saas.messaging import services as messaging
@@ -62,10 +63,12 @@ def account_status():
     if not current_user.is_authenticated or current_user.tenant is None:
         return {"account": None}
     tenant = current_user.tenant
+    subscription = subscription_for(tenant)
+    rights = entitlements.for_tenant(tenant, subscription)
     return {"account": {
         "tenant": tenant,
-        "rights": entitlements.for_tenant(tenant),
-        "usage": usage_summary(tenant),
+        "rights": rights,
+        "usage": usage_summary(tenant, subscription, rights),
     }}
 
 

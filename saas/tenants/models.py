@@ -64,7 +64,3 @@ class ApiKey(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     tenant = relationship("Tenant")
-
-    @property
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None
