@@ -23,6 +23,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     register_logging(app)
     register_extensions(app)
+    register_services(app)
     register_blueprints(app)
     register_errorhandlers(app)
     register_security_headers(app)
@@ -38,21 +39,41 @@ def register_logging(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     from saas import database, jobs
-    from saas.extensions import csrf, db, login_manager, migrate
-    from saas.messaging.transports import SandboxTransport, Transports
+    from saas.extensions import csrf, db, limiter, login_manager, migrate
 
     db.init_app(app)
     database.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     csrf.init_app(app)
     login_manager.init_app(app)
+    limiter.init_app(app)
     jobs.init_app(app)
-    app.extensions["transports"] = Transports(sandbox=SandboxTransport())
     # Every model module, so metadata (and Alembic) sees all tables.
     from saas.billing import models as _billing  # noqa: F401
     from saas.messaging import models as _messaging  # noqa: F401
     from saas.metering import models as _metering  # noqa: F401
     from saas.tenants import models as _tenants  # noqa: F401
+
+
+def register_services(app: Flask) -> None:
+    """The send service and its collaborators, and the housekeeping every process runs."""
+    from saas import jobs
+    from saas.extensions import db
+    from saas.messaging.send import SendService
+    from saas.messaging.transports import SandboxTransport, Transports
+    from saas.metering.services import Metering
+
+    metering = Metering()
+    transports = Transports(sandbox=SandboxTransport(latency=app.config["SANDBOX_LATENCY_MS"] / 1000))
+    service = SendService(transports=transports, metering=metering, enqueue=jobs.enqueue)
+    app.extensions["metering"] = metering
+    app.extensions["send_service"] = service
+    background = app.extensions["background"]
+    if app.config["HOUSEKEEPING"]:
+        background.every("usage roll-up", 1.0, lambda: metering.roll_up_all(db.session))
+        background.every("interrupted sends", 15.0, service.recover_interrupted)
+        # Started with the first request, so a forked worker starts its own.
+        app.before_request(background.start)
 
 
 def register_blueprints(app: Flask) -> None:

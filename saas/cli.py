@@ -8,11 +8,14 @@ from flask.cli import AppGroup, with_appcontext
 from saas.billing.catalog import seed_plans
 from saas.billing.services import UnknownPlan
 from saas.messaging.numbers import numbers_for
+from saas.onboarding import services as onboarding
 from saas.tenants import services as accounts
 
 tenants_cli = AppGroup("tenants", help="Create and inspect tenants.")
 keys_cli = AppGroup("keys", help="Manage tenants' API keys.")
 jobs_cli = AppGroup("jobs", help="Background jobs.")
+usage_cli = AppGroup("usage", help="Usage counters and the ledger behind them.")
+sends_cli = AppGroup("sends", help="The send path's upkeep.")
 
 
 @click.command("seed")
@@ -52,7 +55,7 @@ def create_admin_command(email, password):
 def create_tenant_command(name, email, password, plan_code):
     """Create a tenant with its owner, subscription and sandbox number."""
     try:
-        user = accounts.create_tenant(name, email, password, plan_code=plan_code)
+        user = onboarding.sign_up(name, email, password, plan_code=plan_code)
     except accounts.AccountError as exc:
         raise click.ClickException(exc.message) from None
     except UnknownPlan as exc:
@@ -81,8 +84,41 @@ def worker_command():
 
     queue = current_app.extensions.get("rq_queue")
     if queue is None:
-        raise click.ClickException("REDIS_URL is not set; without it jobs run inline in the web process.")
+        raise click.ClickException("REDIS_URL is not set; without it follow-up jobs run in each web process's background thread.")
     Worker([queue], connection=queue.connection).work()
+
+
+@usage_cli.command("rollup")
+def usage_rollup_command():
+    """Move every usage entry into the counters now (web processes do it every second)."""
+    from saas.extensions import db
+
+    moved = current_app.extensions["metering"].roll_up_all(db.session)
+    click.echo(f"Rolled up {moved} usage entries.")
+
+
+@usage_cli.command("check")
+def usage_check_command():
+    """Check that every tenant's usage equals its rows: messages sent, windows opened. Exits 1 if not."""
+    from saas.extensions import db
+    from saas.messaging.audit import audit_usage
+
+    problems, checked = audit_usage(db.session)
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        raise click.ClickException(f"{len(problems)} of {checked} usage figures differ from the rows.")
+    click.echo(f"OK: {checked} usage figures equal the rows.")
+
+
+@sends_cli.command("recover")
+@click.option("--older-than", default=30, show_default=True, help="Seconds a send must have been pending.")
+def sends_recover_command(older_than):
+    """Settle sends left pending by a crash: failed and not billed (web processes do it every 15 s)."""
+    from datetime import timedelta
+
+    settled = current_app.extensions["send_service"].recover_interrupted(older_than=timedelta(seconds=older_than))
+    click.echo(f"Settled {settled} interrupted sends.")
 
 
 def init_app(app) -> None:
@@ -91,3 +127,5 @@ def init_app(app) -> None:
     app.cli.add_command(tenants_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(jobs_cli)
+    app.cli.add_command(usage_cli)
+    app.cli.add_command(sends_cli)

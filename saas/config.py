@@ -34,6 +34,16 @@ def env_int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def env_float(name: str, default: float) -> float:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = env_str(name)
     if raw is None:
@@ -96,11 +106,22 @@ def load(instance_path: str) -> dict:
     token_key = env_str("TOKEN_ENCRYPTION_KEY") or local_secret(
         instance_path, "token_encryption_key", _fernet_key
     )
+    redis_url = env_str("REDIS_URL")
     return {
         "APP_ENV": app_env,
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": database_url(env_str("DATABASE_URL"), instance_path),
-        "REDIS_URL": env_str("REDIS_URL"),
+        "REDIS_URL": redis_url,
+        # Plan rate limits (Flask-Limiter): shared through Redis when there is one.
+        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        "RATELIMIT_STRATEGY": "sliding-window-counter",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        # How long a process may honour a key, plan, subscription or number it has read (seconds).
+        "ACCESS_CACHE_SECONDS": env_float("ACCESS_CACHE_SECONDS", 5.0),
+        # The sandbox answers after this long, to rehearse a real upstream's latency.
+        "SANDBOX_LATENCY_MS": env_int("SANDBOX_LATENCY_MS", 0),
+        # The usage roll-up and the recovery of interrupted sends, in every process.
+        "HOUSEKEEPING": env_bool("HOUSEKEEPING", True),
         "PUBLIC_BASE_URL": env_str("PUBLIC_BASE_URL"),
         "STRIPE_SECRET_KEY": env_str("STRIPE_SECRET_KEY"),
         "STRIPE_WEBHOOK_SECRET": env_str("STRIPE_WEBHOOK_SECRET"),
@@ -119,6 +140,10 @@ def load(instance_path: str) -> dict:
         "SESSION_COOKIE_SECURE": production,
         "REMEMBER_COOKIE_SECURE": production,
         "PREFERRED_URL_SCHEME": "https" if production else "http",
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_ENGINE_OPTIONS": {
+            "pool_pre_ping": True,
+            "pool_size": env_int("DATABASE_POOL_SIZE", 10),
+            "max_overflow": env_int("DATABASE_POOL_OVERFLOW", 10),
+        },
         "WTF_CSRF_TIME_LIMIT": None,
     }

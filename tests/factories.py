@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from saas.billing.catalog import plan_by_code
 from saas.extensions import db
 from saas.messaging.numbers import numbers_for
+from saas.onboarding import services as onboarding
 from saas.tenants import services as accounts
 
 _seq = itertools.count(1)
@@ -16,7 +17,7 @@ _seq = itertools.count(1)
 def make_tenant(plan: str = "free", *, name: str | None = None, email: str | None = None,
                 password: str = "correct horse"):
     n = next(_seq)
-    user = accounts.create_tenant(name or f"Tenant {n}", email or f"owner{n}@tenant{n}.example.com",
+    user = onboarding.sign_up(name or f"Tenant {n}", email or f"owner{n}@tenant{n}.example.com",
                                   password, plan_code=plan)
     return user.tenant
 
@@ -85,3 +86,38 @@ def sender(client, plan: str = "free") -> Sender:
         result = Sender(client, make_tenant(plan))
         db.session.remove()
     return result
+
+
+def settle(app) -> None:
+    """Wait for the follow-ups queued so far (the sandbox's status walks) to run."""
+    assert app.extensions["background"].join(), "background jobs did not finish"
+
+
+def usage_values(app, tenant_id) -> dict:
+    """Every usage metric of the tenant's current period, exactly (counters plus unrolled entries)."""
+    from saas.metering.services import Metering, current_period
+
+    with app.app_context():
+        values = Metering().usage_for(db.session.connection(), tenant_id, current_period(None).start)
+        db.session.remove()
+    return values
+
+
+def send_service(transport, **collaborators):
+    """A SendService like the app's, with ``transport`` for sandbox numbers (and any collaborator replaced)."""
+    from saas.messaging.send import SendService
+    from saas.messaging.transports import Transports
+    from saas.metering.services import Metering
+
+    parts = {"transports": Transports(sandbox=transport), "metering": Metering(), "enqueue": lambda *a: None}
+    parts.update(collaborators)
+    return SendService(**parts)
+
+
+def call_send(service, sender_, payload, **kwargs):
+    """Call ``service.send`` as the API would for ``sender_``'s tenant and sandbox number (in an app context)."""
+    from saas.billing import entitlements
+    from saas.tenants.services import tenant_snapshot
+
+    tenant = tenant_snapshot(sender_.tenant_id)
+    return service.send(tenant, entitlements.for_tenant(tenant), sender_.number, payload, **kwargs)

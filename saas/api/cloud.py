@@ -6,14 +6,19 @@ Graph's shape (see saas.errors.graph_envelope).
 """
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 from werkzeug.routing import BaseConverter
 
 from saas.api import schemas
-from saas.api.requests import current_tenant, idempotency_key, json_object, load
+from saas.api.requests import (
+    authenticate, current_rights, current_tenant, idempotency_key, json_object, load, per_tenant,
+    retry_after_only_when_limited,
+)
 from saas.messaging import services as messaging
 
 bp = Blueprint("cloud", __name__)
+bp.before_request(authenticate)
+bp.after_request(retry_after_only_when_limited)
 
 
 class GraphVersion(BaseConverter):
@@ -26,11 +31,13 @@ class GraphVersion(BaseConverter):
 def register_converter(state):
     state.app.url_map.converters["graph_version"] = GraphVersion
 
+
 message_body = schemas.MessageBody()
 mark_read_body = schemas.MarkRead()
 
 
 @bp.post("/<graph_version:version>/<phone_number_id>/messages")
+@per_tenant
 def send(version, phone_number_id):
     tenant = current_tenant()
     body = json_object()
@@ -40,6 +47,6 @@ def send(version, phone_number_id):
         return jsonify({"success": True})
     data = load(message_body, body)
     to_input = data.pop("to_input")
-    outcome = messaging.send_message(tenant, phone_number_id, data, idempotency_key=idempotency_key(),
-                                     to_input=to_input)
-    return jsonify(outcome.message.response_body)
+    outcome = current_app.extensions["send_service"].send(
+        tenant, current_rights(), phone_number_id, data, idempotency_key=idempotency_key(), to_input=to_input)
+    return jsonify(outcome.response_body)

@@ -8,17 +8,51 @@ import re
 from flask import g, request
 from marshmallow import ValidationError
 
+from saas.billing import entitlements
 from saas.errors import InvalidRequest
+from saas.extensions import limiter
 from saas.tenants.services import authenticate_api_key
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
-def current_tenant():
+def authenticate() -> None:
+    """Every API request's first step (a blueprint before_request): the key, its tenant, their rights."""
     tenant, key = authenticate_api_key(request.headers.get("Authorization"))
+    g.tenant = tenant
     g.tenant_id = tenant.id
     g.api_key_id = key.id
-    return tenant
+    g.rights = entitlements.for_tenant(tenant)
+
+
+def retry_after_only_when_limited(response):
+    """Flask-Limiter adds Retry-After to every response; it belongs on a 429 alone."""
+    if response.status_code != 429:
+        response.headers.pop("Retry-After", None)
+    return response
+
+
+def current_tenant():
+    """The tenant behind this request's API key (a snapshot: id, name, slug, status)."""
+    return g.tenant
+
+
+def current_rights():
+    """What the tenant may do now (saas.billing.entitlements.Entitlements)."""
+    return g.rights
+
+
+def rate_limit() -> str:
+    """The tenant's plan limit, in Flask-Limiter's notation."""
+    return f"{g.rights.rate_limit_per_minute}/minute"
+
+
+def rate_limit_key() -> str:
+    return f"tenant:{g.tenant_id}"
+
+
+# Every API view carries this: the plan's requests per minute, counted per tenant.
+per_tenant = limiter.limit(rate_limit, key_func=rate_limit_key)
 
 
 def json_object() -> dict:

@@ -1,10 +1,13 @@
 """/api/v1: the tenant's REST API (messages, numbers, usage)."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request, url_for
 
 from saas.api import schemas
-from saas.api.requests import current_tenant, idempotency_key, json_object, load
+from saas.api.requests import (
+    authenticate, current_rights, current_tenant, idempotency_key, json_object, load, per_tenant,
+    retry_after_only_when_limited,
+)
 from saas.api.serializers import message_json, number_json
 from saas.errors import InvalidRequest
 from saas.messaging import services as messaging
@@ -12,12 +15,15 @@ from saas.messaging.numbers import numbers_for
 from saas.metering.services import usage_summary
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+bp.before_request(authenticate)
+bp.after_request(retry_after_only_when_limited)
 
 send_body = schemas.V1Send()
 pagination = schemas.Pagination()
 
 
 @bp.post("/messages")
+@per_tenant
 def send_message():
     tenant = current_tenant()
     data = load(send_body, json_object())
@@ -29,14 +35,16 @@ def send_message():
             raise InvalidRequest("This account has several numbers; say which sends with 'phone_number_id'.",
                                  details={"phone_number_id": ["Missing data for required field."]})
         phone_number_id = numbers[0].phone_number_id
-    outcome = messaging.send_message(tenant, phone_number_id, data, idempotency_key=idempotency_key())
-    response = jsonify(message_json(outcome.message))
+    outcome = current_app.extensions["send_service"].send(
+        tenant, current_rights(), phone_number_id, data, idempotency_key=idempotency_key())
+    response = jsonify(message_json(messaging.get_message(tenant, outcome.message_id)))
     response.status_code = 200 if outcome.replayed else 201
-    response.headers["Location"] = url_for("api.get_message", message_id=outcome.message.id)
+    response.headers["Location"] = url_for("api.get_message", message_id=outcome.message_id)
     return response
 
 
 @bp.get("/messages")
+@per_tenant
 def list_messages():
     tenant = current_tenant()
     page = load(pagination, request.args.to_dict())
@@ -50,18 +58,22 @@ def list_messages():
 
 
 @bp.get("/messages/<message_id>")
+@per_tenant
 def get_message(message_id):
     tenant = current_tenant()
     return jsonify(message_json(messaging.get_message(tenant, message_id)))
 
 
 @bp.get("/numbers")
+@per_tenant
 def list_numbers():
     tenant = current_tenant()
     return jsonify({"data": [number_json(n) for n in numbers_for(tenant)]})
 
 
 @bp.get("/usage")
+@per_tenant
 def usage():
     tenant = current_tenant()
-    return jsonify(usage_summary(tenant).as_dict())
+    rights = current_rights()
+    return jsonify(usage_summary(tenant, rights.subscription, rights).as_dict())

@@ -5,9 +5,10 @@ import re
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
-MESSAGE_TYPES = ("text", "template", "image", "audio", "video", "document", "sticker",
-                 "location", "contacts", "interactive", "reaction")
-MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
+from saas.ids import MAX_ID
+from saas.messaging import types
+
+MESSAGE_TYPES = types.NAMES
 INTERACTIVE_TYPES = ("button", "list", "cta_url", "product", "product_list", "flow",
                      "location_request_message", "address_message", "catalog_message")
 PHONE_NOISE = re.compile(r"[\s\-().]")
@@ -88,8 +89,21 @@ class Context(Lenient):
     message_id = fields.String(required=True, validate=validate.Length(min=1, max=256))
 
 
-class MessageBody(Lenient):
-    """The Cloud API's POST /{phone_number_id}/messages body."""
+# The object each message type carries; one entry per type in saas.messaging.types.
+TYPE_BODIES = {
+    "text": lambda: fields.Nested(TextBody),
+    "template": lambda: fields.Nested(TemplateBody),
+    "location": lambda: fields.Nested(LocationBody),
+    "contacts": lambda: fields.List(fields.Nested(ContactCard), validate=validate.Length(min=1, max=20)),
+    "interactive": lambda: fields.Nested(InteractiveBody),
+    "reaction": lambda: fields.Nested(ReactionBody),
+    **{name: (lambda: fields.Nested(MediaBody)) for name in types.MEDIA},
+}
+assert set(TYPE_BODIES) == set(types.NAMES), "every message type needs its body schema"
+
+
+class _MessageEnvelope(Lenient):
+    """The Cloud API's POST /{phone_number_id}/messages body, less the per-type objects."""
 
     messaging_product = fields.String(required=True, validate=validate.Equal("whatsapp"))
     recipient_type = fields.String(load_default="individual", validate=validate.OneOf(["individual"]))
@@ -97,24 +111,13 @@ class MessageBody(Lenient):
     type = fields.String(load_default="text", validate=validate.OneOf(MESSAGE_TYPES))
     context = fields.Nested(Context)
     biz_opaque_callback_data = fields.String(validate=validate.Length(max=512))
-    text = fields.Nested(TextBody)
-    template = fields.Nested(TemplateBody)
-    image = fields.Nested(MediaBody)
-    audio = fields.Nested(MediaBody)
-    video = fields.Nested(MediaBody)
-    document = fields.Nested(MediaBody)
-    sticker = fields.Nested(MediaBody)
-    location = fields.Nested(LocationBody)
-    contacts = fields.List(fields.Nested(ContactCard), validate=validate.Length(min=1, max=20))
-    interactive = fields.Nested(InteractiveBody)
-    reaction = fields.Nested(ReactionBody)
 
     @validates_schema
     def type_object_present(self, data, **kwargs):
         kind = data.get("type", "text")
         if kind in MESSAGE_TYPES and data.get(kind) is None:
             raise ValidationError(f"A '{kind}' message needs a '{kind}' object.", kind)
-        if kind in ("audio", "sticker") and (data.get(kind) or {}).get("caption"):
+        if kind in types.UNCAPTIONED_MEDIA and (data.get(kind) or {}).get("caption"):
             raise ValidationError(f"'{kind}' messages take no caption.", kind)
 
     @validates_schema
@@ -135,6 +138,11 @@ class MessageBody(Lenient):
         return data
 
 
+MessageBody = type("MessageBody", (_MessageEnvelope,), {
+    "__doc__": "The Cloud API's POST /{phone_number_id}/messages body.",
+    **{name: make() for name, make in TYPE_BODIES.items()}})
+
+
 class MarkRead(Lenient):
     messaging_product = fields.String(required=True, validate=validate.Equal("whatsapp"))
     status = fields.String(required=True, validate=validate.Equal("read"))
@@ -150,7 +158,7 @@ class V1Send(MessageBody):
 
 class Pagination(Lenient):
     limit = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
-    before = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
+    before = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
 
     @pre_load
     def drop_empty(self, data, **kwargs):

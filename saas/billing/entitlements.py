@@ -1,30 +1,94 @@
-"""The one place that answers "may this tenant do X now?"."""
+"""The one place that answers "may this tenant do X now?".
+
+Plans and subscriptions are read through a per-process cache of immutable
+snapshots (see saas.cache): a change committed in this process is seen at
+once, elsewhere within ACCESS_CACHE_SECONDS.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
+from sqlalchemy import select
 
-from saas.billing.catalog import plan_by_code
+from saas import cache
 from saas.billing.models import Plan, Subscription
+from saas.extensions import db
 from saas.timeutil import utcnow
 
 FULL_ACCESS = ("active", "trialing")
 FREE_RIGHTS = ("unpaid", "canceled", "incomplete", "incomplete_expired", "paused")
 
+cache.watch(Plan, Subscription)
+
+
+@dataclass(frozen=True)
+class PlanTerms:
+    """What a plan sells, as a snapshot safe to share between requests."""
+
+    id: int
+    code: str
+    name: str
+    price_cents: int
+    currency: str
+    interval: str
+    included_conversations: int
+    overage_cents: int | None
+    rate_limit_per_minute: int
+    phone_numbers_allowed: int
+    features: frozenset
+    active: bool
+
+    @classmethod
+    def of(cls, plan: Plan) -> "PlanTerms":
+        return cls(id=plan.id, code=plan.code, name=plan.name, price_cents=plan.price_cents,
+                   currency=plan.currency, interval=plan.interval,
+                   included_conversations=plan.included_conversations, overage_cents=plan.overage_cents,
+                   rate_limit_per_minute=plan.rate_limit_per_minute,
+                   phone_numbers_allowed=plan.phone_numbers_allowed,
+                   features=frozenset(plan.features or ()), active=plan.active)
+
+    @property
+    def hard_cap(self) -> bool:
+        return self.overage_cents is None
+
+    @property
+    def is_free(self) -> bool:
+        return self.price_cents == 0
+
+    def has(self, feature: str) -> bool:
+        return feature in self.features
+
+
+@dataclass(frozen=True)
+class SubscriptionState:
+    plan_id: int
+    status: str
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    past_due_since: datetime | None
+
+    @classmethod
+    def of(cls, subscription: Subscription) -> "SubscriptionState":
+        return cls(plan_id=subscription.plan_id, status=subscription.status,
+                   current_period_start=subscription.current_period_start,
+                   current_period_end=subscription.current_period_end,
+                   past_due_since=subscription.past_due_since)
+
 
 @dataclass(frozen=True)
 class Entitlements:
-    plan: Plan            # the plan subscribed to
-    effective: Plan       # the plan whose rights apply now
+    plan: PlanTerms            # the plan subscribed to
+    effective: PlanTerms       # the plan whose rights apply now
     status: str
-    notice: str | None    # a sentence for the tenant when rights are reduced or at risk
+    notice: str | None         # a sentence for the tenant when rights are reduced or at risk
     suspended: bool
+    subscription: SubscriptionState | None = None
 
     @property
     def features(self) -> frozenset[str]:
-        return frozenset(self.effective.features or [])
+        return self.effective.features
 
     def may(self, feature: str) -> bool:
         return not self.suspended and feature in self.features
@@ -46,40 +110,68 @@ class Entitlements:
         return self.effective.phone_numbers_allowed
 
 
-def _grace_ends(subscription: Subscription) -> datetime | None:
-    if subscription.past_due_since is None:
+def plan_terms(plan_id: int) -> PlanTerms | None:
+    def load():
+        plan = db.session.get(Plan, plan_id)
+        return PlanTerms.of(plan) if plan is not None else None
+
+    return cache.cache_for("plans").get(plan_id, load)
+
+
+def plan_terms_by_code(code: str) -> PlanTerms | None:
+    def load():
+        plan = db.session.scalar(select(Plan).where(Plan.code == code))
+        return PlanTerms.of(plan) if plan is not None else None
+
+    return cache.cache_for("plans").get(("code", code), load)
+
+
+def subscription_state(tenant_id: int) -> SubscriptionState | None:
+    def load():
+        subscription = db.session.scalar(select(Subscription).where(Subscription.tenant_id == tenant_id))
+        return SubscriptionState.of(subscription) if subscription is not None else None
+
+    return cache.cache_for("subscriptions").get(tenant_id, load)
+
+
+def _grace_ends(state: SubscriptionState) -> datetime | None:
+    if state.past_due_since is None:
         return None
-    return subscription.past_due_since + timedelta(days=current_app.config["PAST_DUE_GRACE_DAYS"])
+    return state.past_due_since + timedelta(days=current_app.config["PAST_DUE_GRACE_DAYS"])
 
 
-def for_tenant(tenant, subscription: Subscription | None = None, *, now: datetime | None = None) -> Entitlements:
+def for_tenant(tenant, subscription: Subscription | SubscriptionState | None = None,
+               *, now: datetime | None = None) -> Entitlements:
     """What ``tenant`` may do now, from its subscription's plan and status.
 
     ``past_due`` keeps the plan for PAST_DUE_GRACE_DAYS; unpaid, canceled,
     incomplete, incomplete_expired and paused fall back to the free plan.
+    ``tenant`` is a Tenant or any snapshot with ``id`` and ``is_active``.
     """
-    from saas.billing.services import subscription_for
-
     now = now or utcnow()
-    subscription = subscription or subscription_for(tenant)
+    if isinstance(subscription, Subscription):
+        state = SubscriptionState.of(subscription)
+    else:
+        state = subscription or subscription_state(tenant.id)
     suspended = not tenant.is_active
-    if subscription is None:
-        free = plan_by_code("free")
+    if state is None:
+        free = plan_terms_by_code("free")
         return Entitlements(plan=free, effective=free, status="none",
                             notice="No subscription.", suspended=suspended)
-    plan = subscription.plan
-    status = subscription.status
+    plan = plan_terms(state.plan_id)
+    status = state.status
     effective, notice = plan, None
     if status == "past_due":
-        ends = _grace_ends(subscription)
+        ends = _grace_ends(state)
         if ends is not None and now > ends:
-            effective = plan_by_code("free")
+            effective = plan_terms_by_code("free")
             notice = "Your payment is overdue and the grace period has ended: free plan limits apply."
         else:
             notice = "Your last payment failed. Update your card to keep your plan."
     elif status in FREE_RIGHTS and not plan.is_free:
-        effective = plan_by_code("free")
+        effective = plan_terms_by_code("free")
         notice = f"Your subscription is {status.replace('_', ' ')}: free plan limits apply."
     if suspended:
         notice = "This account is suspended. Contact support."
-    return Entitlements(plan=plan, effective=effective, status=status, notice=notice, suspended=suspended)
+    return Entitlements(plan=plan, effective=effective, status=status, notice=notice, suspended=suspended,
+                        subscription=state)

@@ -2,16 +2,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from saas.extensions import db
+from saas.ids import BigId
 from saas.timeutil import utcnow
 
 MODE_LIVE = "live"
 MODE_SANDBOX = "sandbox"
-
-CATEGORIES = ("marketing", "utility", "authentication", "service")
 
 # The order a message's status moves in; it never moves back.
 STATUS_RANK = {"pending": 0, "accepted": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
@@ -42,7 +41,7 @@ class Conversation(db.Model):
         UniqueConstraint("tenant_id", "contact", "category", "seq"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     contact: Mapped[str] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(20))
@@ -58,9 +57,12 @@ class Message(db.Model):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_messages_tenant_created", "tenant_id", "id"),
+        # The recovery job's query: sends interrupted before they were settled.
+        Index("ix_messages_pending", "created_at", postgresql_where=text("status = 'pending'"),
+              sqlite_where=text("status = 'pending'")),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     phone_number_id: Mapped[int] = mapped_column(ForeignKey("phone_numbers.id", ondelete="CASCADE"), index=True)
     direction: Mapped[str] = mapped_column(String(3))
@@ -71,8 +73,11 @@ class Message(db.Model):
     status: Mapped[str] = mapped_column(String(20))
     error_code: Mapped[int | None] = mapped_column(Integer)
     error_title: Mapped[str | None] = mapped_column(String(300))
-    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="SET NULL"), index=True)
+    conversation_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("conversations.id", ondelete="SET NULL"), index=True)
     opened_conversation: Mapped[bool] = mapped_column(default=False)
+    # The billing period the send was metered in (its reversal is taken back from the same one).
+    period_start: Mapped[datetime | None] = mapped_column(DateTime)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     # What the send answered, replayed for a repeated Idempotency-Key.
@@ -104,7 +109,7 @@ class WebhookDelivery(db.Model):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (Index("ix_webhook_deliveries_due", "delivered_at", "next_attempt_at"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
     event_type: Mapped[str] = mapped_column(String(50))

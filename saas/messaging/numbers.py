@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken
 from flask import current_app
 from sqlalchemy import select
 
+from saas import cache
 from saas.errors import NotFound
 from saas.extensions import db
 from saas.messaging.models import MODE_SANDBOX, PhoneNumber
@@ -45,9 +47,49 @@ def number_for(tenant, phone_number_id: str) -> PhoneNumber:
     number = db.session.scalar(
         owned_query(PhoneNumber, tenant).where(PhoneNumber.phone_number_id == str(phone_number_id)))
     if number is None:
-        raise NotFound(
-            f"Unsupported post request. Object with ID '{phone_number_id}' does not exist, "
-            "cannot be loaded due to missing permissions, or does not support this operation.")
+        raise _not_found(phone_number_id)
+    return number
+
+
+cache.watch(PhoneNumber)
+
+
+@dataclass(frozen=True)
+class NumberSnapshot:
+    """A phone number as the send path needs it, safe to share between requests."""
+
+    id: int
+    tenant_id: int
+    phone_number_id: str
+    mode: str
+    access_token_encrypted: str | None
+
+
+def _not_found(phone_number_id) -> NotFound:
+    return NotFound(
+        f"Unsupported post request. Object with ID '{phone_number_id}' does not exist, "
+        "cannot be loaded due to missing permissions, or does not support this operation.")
+
+
+def sending_number(tenant, phone_number_id: str) -> NumberSnapshot:
+    """The tenant's number with Meta's ``phone_number_id`` from the per-process cache.
+
+    NotFound for a number that is not the tenant's, exactly as for one that
+    does not exist.
+    """
+    phone_number_id = str(phone_number_id)
+
+    def load():
+        row = db.session.scalar(select(PhoneNumber).where(PhoneNumber.phone_number_id == phone_number_id))
+        if row is None:
+            return None
+        return NumberSnapshot(row.id, row.tenant_id, row.phone_number_id, row.mode, row.access_token_encrypted)
+
+    # Meta's ids are digits; anything else names no number (and never reaches the database).
+    wellformed = phone_number_id.isascii() and phone_number_id.isdigit() and len(phone_number_id) <= 64
+    number = cache.cache_for("numbers").get(phone_number_id, load) if wellformed else None
+    if number is None or number.tenant_id != tenant.id:
+        raise _not_found(phone_number_id)
     return number
 
 

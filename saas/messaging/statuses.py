@@ -1,9 +1,16 @@
-"""Delivery statuses, from WhatsApp's webhooks or the sandbox: one code path for both."""
+"""Delivery statuses, from WhatsApp's webhooks or the sandbox: one code path for both.
+
+A status never moves a message backwards, a timestamp is set once, and a
+``failed`` that arrives after ``delivered`` or ``read`` is stale news. Each
+rule is part of the UPDATE itself, so statuses apply in batches, in any
+order, any number of times, with the same result.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, case, func, or_, update
 
 from saas.extensions import db
 from saas.messaging.models import STATUS_RANK, Message
@@ -11,49 +18,67 @@ from saas.messaging.models import STATUS_RANK, Message
 TIMESTAMP_FIELD = {"sent": "sent_at", "delivered": "delivered_at", "read": "read_at", "failed": "failed_at"}
 
 
-def apply_status(tenant_id: int, wa_message_id: str, status: str, at: datetime,
-                 *, error_code: int | None = None, error_title: str | None = None) -> bool:
-    """Move a message to ``status`` unless it is already further along.
+@dataclass(frozen=True)
+class StatusUpdate:
+    tenant_id: int
+    wa_message_id: str
+    status: str
+    at: datetime
+    error_code: int | None = None
+    error_title: str | None = None
 
-    Idempotent and order-proof: a repeated or late status changes nothing.
-    Returns whether the message changed. Commits.
+
+def _rank():
+    return case(STATUS_RANK, value=Message.status, else_=0)
+
+
+def _statement(status: str):
+    field = getattr(Message, TIMESTAMP_FIELD[status])
+    advances = _rank() < STATUS_RANK[status]
+    values = {TIMESTAMP_FIELD[status]: func.coalesce(field, bindparam("at")),
+              "status": case((advances, status), else_=Message.status)}
+    changes = or_(field.is_(None), advances)
+    if status == "failed":
+        values["error_code"] = case((advances, bindparam("error_code")), else_=Message.error_code)
+        values["error_title"] = case((advances, bindparam("error_title")), else_=Message.error_title)
+        changes = and_(changes, Message.status.not_in(("delivered", "read")))
+    return (update(Message)
+            .where(Message.tenant_id == bindparam("tenant"), Message.wa_message_id == bindparam("wamid"), changes)
+            .values(**values)
+            .execution_options(synchronize_session=False))
+
+
+def apply_status_batch(updates: list[StatusUpdate]) -> int:
+    """Apply many statuses of many messages in one transaction. Commits.
+
+    Idempotent and order-proof. Returns how many (message, status) pairs
+    changed something; statuses for unknown messages, or another tenant's,
+    change nothing.
     """
-    return apply_statuses(tenant_id, wa_message_id, [(status, at)],
-                          error_code=error_code, error_title=error_title)
-
-
-def apply_statuses(tenant_id: int, wa_message_id: str, updates: list[tuple[str, datetime]],
-                   *, error_code: int | None = None, error_title: str | None = None) -> bool:
-    """Apply several statuses of one message in one transaction (see apply_status)."""
-    updates = [(status, at) for status, at in updates if status in TIMESTAMP_FIELD]
-    if not updates:
-        return False
-    message = db.session.scalar(
-        select(Message).where(Message.tenant_id == tenant_id, Message.wa_message_id == wa_message_id)
-        .with_for_update(of=Message, key_share=True))
-    if message is None:
+    changed = 0
+    conn = db.session.connection()
+    try:
+        for status in TIMESTAMP_FIELD:  # the order statuses happen in
+            rows = [{"tenant": u.tenant_id, "wamid": u.wa_message_id, "at": u.at,
+                     "error_code": u.error_code, "error_title": u.error_title}
+                    for u in updates if u.status == status]
+            if not rows:
+                continue
+            if len(rows) == 1:
+                changed += conn.execute(_statement(status), rows[0]).rowcount
+            else:
+                # executemany: rowcount is the sum over the rows on both drivers used here.
+                changed += conn.execute(_statement(status), rows).rowcount
+    except BaseException:
         db.session.rollback()
-        return False
-    changed = False
-    for status, at in updates:
-        changed = _apply(message, status, at, error_code, error_title) or changed
+        raise
     db.session.commit()
     return changed
 
 
-def _apply(message: Message, status: str, at: datetime, error_code, error_title) -> bool:
-    # 'failed' after 'delivered' or 'read' is stale news; it never wins over them.
-    if status == "failed" and message.status in ("delivered", "read"):
+def apply_status(tenant_id: int, wa_message_id: str, status: str, at: datetime,
+                 *, error_code: int | None = None, error_title: str | None = None) -> bool:
+    """Move one message to ``status`` unless it is already further along; whether it changed. Commits."""
+    if status not in TIMESTAMP_FIELD:
         return False
-    changed = False
-    field = TIMESTAMP_FIELD[status]
-    if getattr(message, field) is None:
-        setattr(message, field, at)
-        changed = True
-    if STATUS_RANK[status] > STATUS_RANK.get(message.status, 0):
-        message.status = status
-        if status == "failed":
-            message.error_code = error_code
-            message.error_title = error_title
-        changed = True
-    return changed
+    return apply_status_batch([StatusUpdate(tenant_id, wa_message_id, status, at, error_code, error_title)]) > 0

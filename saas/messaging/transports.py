@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import time
 from dataclasses import dataclass
 
 
@@ -31,6 +32,11 @@ class SandboxTransport:
 
     mode = "sandbox"
 
+    def __init__(self, latency: float = 0.0, sleep=time.sleep):
+        # SANDBOX_LATENCY_MS: answer as slowly as a real upstream does, to rehearse latency.
+        self.latency = latency
+        self.sleep = sleep
+
     # Recipient -> (WhatsApp error code, title): the failures a client can rehearse.
     FAILING_RECIPIENTS = {
         "15550000131": (131026, "Message undeliverable"),
@@ -39,6 +45,8 @@ class SandboxTransport:
     }
 
     def send(self, number, payload: dict) -> SendResult:
+        if self.latency:
+            self.sleep(self.latency)
         failure = self.FAILING_RECIPIENTS.get(payload["to"])
         if failure is not None:
             code, title = failure
@@ -46,10 +54,9 @@ class SandboxTransport:
                               error_details=f"Sandbox recipient {payload['to']} always fails with {code}.")
         return SendResult(ok=True, wa_message_id=new_wamid())
 
-    def after_accept(self, message) -> None:
-        from saas import jobs
-
-        jobs.enqueue("saas.messaging.sandbox.walk_statuses", message.tenant_id, message.wa_message_id)
+    def follow_ups(self, tenant_id: int, wa_message_id: str) -> list[tuple[str, tuple]]:
+        """Jobs to run after an accepted send's response: the sandbox's delivery receipts."""
+        return [("saas.messaging.sandbox.walk_statuses", (tenant_id, wa_message_id))]
 
 
 class Transports:

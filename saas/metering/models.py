@@ -6,10 +6,14 @@ from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from saas.extensions import db
+from saas.ids import BigId
 from saas.timeutil import utcnow
 
 METRIC_CONVERSATIONS = "conversations"
 METRIC_MESSAGES = "messages"
+
+# Meta's conversation categories; each window, and so each billable unit, has one.
+CATEGORIES = ("marketing", "utility", "authentication", "service")
 
 
 def category_metric(category: str) -> str:
@@ -17,35 +21,62 @@ def category_metric(category: str) -> str:
 
 
 class UsageCounter(db.Model):
-    """One number per tenant, period and metric, only ever changed by atomic SQL."""
+    """One number per tenant, period and metric: the rolled-up sum of usage entries.
+
+    Only the roll-up writes these rows, so no send ever waits on them.
+    """
 
     __tablename__ = "usage_counters"
     __table_args__ = (UniqueConstraint("tenant_id", "period_start", "metric"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     period_start: Mapped[datetime] = mapped_column(DateTime)
     metric: Mapped[str] = mapped_column(String(50))
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class UsageEntry(db.Model):
+    """The append-only usage ledger: one row per metered send or reversal.
+
+    A send inserts its entry in its own transaction; nothing ever updates one.
+    The roll-up moves entries into UsageCounter (deleting them in the same
+    transaction), so counters plus the entries not yet rolled up is always
+    the exact usage.
+    """
+
+    __tablename__ = "usage_entries"
+    __table_args__ = (Index("ix_usage_entries_tenant_period", "tenant_id", "period_start"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    period_start: Mapped[datetime] = mapped_column(DateTime)
+    category: Mapped[str] = mapped_column(String(20))
+    # +1 for a send, -1 for its reversal.
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+    conversations: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class UsageRecord(db.Model):
-    """The outbox of usage to report to Stripe's meters."""
+    """The outbox of usage to report to Stripe's meters: one row per billable unit."""
 
     __tablename__ = "usage_records"
-    __table_args__ = (Index("ix_usage_records_unreported", "reported_at", "voided_at"),)
+    __table_args__ = (Index("ix_usage_records_unreported", "reported_at", "voided_at"),
+                      Index("ix_usage_records_subject", "tenant_id", "subject"))
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     metric: Mapped[str] = mapped_column(String(50))
     quantity: Mapped[int] = mapped_column(Integer, default=1)
     # Stripe dedupes meter events on this.
     identifier: Mapped[str] = mapped_column(String(100), unique=True)
-    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"), index=True)
+    # What was billed, in the caller's words ("conversation:42"); a reversal finds the record by it.
+    subject: Mapped[str] = mapped_column(String(100))
     period_start: Mapped[datetime] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     reported_at: Mapped[datetime | None] = mapped_column(DateTime)
-    # Set when the send it stood for failed upstream: never reported.
+    # Set when the unit it stood for was un-billed: never reported.
     voided_at: Mapped[datetime | None] = mapped_column(DateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

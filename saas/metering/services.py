@@ -1,17 +1,36 @@
-"""Usage counters and periods. Every change to a counter is one atomic SQL statement."""
+"""The metering port: ``meter`` a unit of usage and get a receipt, ``reverse`` a receipt.
+
+Metering knows tenants, periods, metrics, categories and caps; it knows
+nothing of messages. Usage is written as append-only entries in the caller's
+transaction, so no two sends ever wait on one shared row; the roll-up moves
+entries into counters later. Read usage with ``usage_for``: counters plus the
+entries not rolled up yet, which is exact at every moment.
+
+Lock order (every path that writes usage takes rows in this order):
+  1. the caller's own rows (a conversation window, a message);
+  2. the tenant's quota lock (PostgreSQL advisory lock), only to open a
+     billable unit under a hard cap;
+  3. usage entries and records (inserted, never updated by a send);
+  4. usage counters, only ever by the roll-up, in (tenant, period, metric) order.
+"""
 from __future__ import annotations
 
+import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from saas.errors import QuotaExceeded
-from saas.extensions import db
-from saas.messaging.models import CATEGORIES
-from saas.metering.models import METRIC_CONVERSATIONS, METRIC_MESSAGES, UsageCounter, category_metric
+from saas.metering.models import (
+    CATEGORIES, METRIC_CONVERSATIONS, METRIC_MESSAGES, UsageCounter, UsageEntry, UsageRecord, category_metric,
+)
 from saas.timeutil import month_start, next_month_start, utcnow
+
+# The first key of the two-key advisory lock that serialises a tenant's capped opens.
+QUOTA_LOCK_SPACE = 7_000_001
 
 
 @dataclass(frozen=True)
@@ -29,81 +48,186 @@ def current_period(subscription, now: datetime | None = None) -> Period:
 
     A paid subscription's period comes from Stripe; otherwise (free plan, or a
     period Stripe has not renewed yet) it is the calendar month in UTC.
+    ``subscription`` is anything with current_period_start/end, or None.
     """
     now = now or utcnow()
-    if (subscription is not None and subscription.current_period_start is not None
-            and subscription.current_period_end is not None
-            and subscription.current_period_start <= now < subscription.current_period_end):
-        return Period(subscription.current_period_start, subscription.current_period_end)
+    start = getattr(subscription, "current_period_start", None)
+    end = getattr(subscription, "current_period_end", None)
+    if start is not None and end is not None and start <= now < end:
+        return Period(start, end)
     return Period(month_start(now), next_month_start(now))
 
 
-def _upsert():
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(UsageCounter)
-    if dialect == "sqlite":
-        return sqlite.insert(UsageCounter)
-    raise RuntimeError(f"counters need INSERT .. ON CONFLICT, which {dialect} lacks here")
+@dataclass(frozen=True)
+class Usage:
+    """What one send uses: a message, and perhaps one newly opened conversation."""
+
+    tenant_id: int
+    period_start: datetime
+    category: str
+    messages: int = 1
+    conversations: int = 0
 
 
-def increment(tenant_id: int, period_start: datetime, metric: str, by: int = 1,
-              *, cap: int | None = None) -> int | None:
-    """Add ``by`` to a counter in one statement; returns the new value.
+@dataclass(frozen=True)
+class Receipt:
+    """Proof of metered usage; ``reverse`` takes it (or part of it) back."""
 
-    With ``cap``, the addition happens only while the value stays within it;
-    None is returned when it would not. Runs inside the caller's transaction.
-    """
-    if cap is not None and by > cap:
-        return None
-    stmt = _upsert().values(tenant_id=tenant_id, period_start=period_start, metric=metric, value=by)
-    where = None
-    if cap is not None:
-        where = UsageCounter.value + by <= cap
-    stmt = stmt.on_conflict_do_update(
+    usage: Usage
+    subject: str | None = None  # the billable unit's name, when a conversation was counted
+
+    def part(self, *, messages: int, conversations: int) -> "Receipt":
+        usage = Usage(self.usage.tenant_id, self.usage.period_start, self.usage.category,
+                      messages=messages, conversations=conversations)
+        return Receipt(usage, self.subject if conversations else None)
+
+
+class Metering:
+    """Meters usage inside the caller's transaction (a SQLAlchemy Connection)."""
+
+    def __init__(self, clock=utcnow):
+        self.clock = clock
+
+    def meter(self, conn, usage: Usage, *, cap: int | None = None, subject: str | None = None) -> Receipt:
+        """Record ``usage``; raises QuotaExceeded when a new conversation would pass ``cap``.
+
+        Exact under concurrency: opens under a hard cap are serialised per
+        tenant by a transaction-scoped lock and counted from the ledger itself.
+        On QuotaExceeded the caller rolls back, so nothing is left behind.
+        """
+        if usage.category not in CATEGORIES:
+            raise ValueError(f"unknown category {usage.category!r}")
+        now = self.clock()
+        if usage.conversations and cap is not None:
+            self._lock_quota(conn, usage.tenant_id)
+            used = self._used(conn, usage.tenant_id, usage.period_start, METRIC_CONVERSATIONS)
+            if used + usage.conversations > cap:
+                raise QuotaExceeded(
+                    f"Your plan includes {cap} conversations this period and all of them are used. "
+                    "Upgrade your plan to send more.",
+                    details={"quota": cap, "metric": METRIC_CONVERSATIONS}, upgrade=True)
+        conn.execute(insert(UsageEntry).values(
+            tenant_id=usage.tenant_id, period_start=usage.period_start, category=usage.category,
+            messages=usage.messages, conversations=usage.conversations, created_at=now))
+        if usage.conversations:
+            conn.execute(insert(UsageRecord).values(
+                tenant_id=usage.tenant_id, metric=METRIC_CONVERSATIONS, quantity=usage.conversations,
+                identifier=f"conv_{uuid.uuid4().hex}", subject=subject or "", period_start=usage.period_start,
+                created_at=now, attempts=0))
+        return Receipt(usage, subject if usage.conversations else None)
+
+    def reverse(self, conn, receipt: Receipt) -> None:
+        """Take ``receipt``'s usage back in the caller's transaction (the same way it was made).
+
+        The caller makes sure it reverses a receipt once (e.g. by moving its own
+        row out of a state in the same transaction).
+        """
+        usage = receipt.usage
+        if not usage.messages and not usage.conversations:
+            return
+        conn.execute(insert(UsageEntry).values(
+            tenant_id=usage.tenant_id, period_start=usage.period_start, category=usage.category,
+            messages=-usage.messages, conversations=-usage.conversations, created_at=self.clock()))
+        if usage.conversations and receipt.subject:
+            conn.execute(
+                update(UsageRecord)
+                .where(UsageRecord.tenant_id == usage.tenant_id, UsageRecord.subject == receipt.subject,
+                       UsageRecord.voided_at.is_(None), UsageRecord.reported_at.is_(None))
+                .values(voided_at=self.clock()))
+
+    def _lock_quota(self, conn, tenant_id: int) -> None:
+        # SQLite needs nothing: BEGIN IMMEDIATE already serialises writers.
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:space, :tenant)"),
+                         {"space": QUOTA_LOCK_SPACE, "tenant": tenant_id})
+
+    @staticmethod
+    def _used(conn, tenant_id: int, period_start: datetime, metric: str) -> int:
+        column = {METRIC_MESSAGES: UsageEntry.messages, METRIC_CONVERSATIONS: UsageEntry.conversations}[metric]
+        counted = (select(UsageCounter.value).where(
+            UsageCounter.tenant_id == tenant_id, UsageCounter.period_start == period_start,
+            UsageCounter.metric == metric).scalar_subquery())
+        pending = (select(func.sum(column)).where(
+            UsageEntry.tenant_id == tenant_id, UsageEntry.period_start == period_start).scalar_subquery())
+        # One statement, one snapshot: a roll-up commits either wholly before it or after.
+        return conn.execute(select(func.coalesce(counted, 0) + func.coalesce(pending, 0))).scalar() or 0
+
+    def usage_for(self, conn, tenant_id: int, period_start: datetime) -> dict[str, int]:
+        """Every metric of a tenant's period: counters plus entries not rolled up yet."""
+        values: dict[str, int] = defaultdict(int)
+        rows = conn.execute(select(UsageCounter.metric, UsageCounter.value).where(
+            UsageCounter.tenant_id == tenant_id, UsageCounter.period_start == period_start))
+        for metric, value in rows:
+            values[metric] += value
+        pending = conn.execute(
+            select(UsageEntry.category, func.sum(UsageEntry.messages), func.sum(UsageEntry.conversations))
+            .where(UsageEntry.tenant_id == tenant_id, UsageEntry.period_start == period_start)
+            .group_by(UsageEntry.category))
+        for category, messages, conversations in pending:
+            values[METRIC_MESSAGES] += messages or 0
+            values[METRIC_CONVERSATIONS] += conversations or 0
+            values[category_metric(category)] += conversations or 0
+        return dict(values)
+
+    def periods(self, conn) -> set[tuple[int, datetime]]:
+        """Every (tenant, period) with usage, rolled up or not."""
+        counted = conn.execute(select(UsageCounter.tenant_id, UsageCounter.period_start).distinct())
+        pending = conn.execute(select(UsageEntry.tenant_id, UsageEntry.period_start).distinct())
+        return {tuple(row) for row in counted} | {tuple(row) for row in pending}
+
+    def roll_up(self, session, *, batch: int = 5000) -> int:
+        """Move up to ``batch`` ledger entries into the counters, in one transaction. Commits.
+
+        Safe to run in every process at once: entries are claimed with SKIP
+        LOCKED and counters are written in one global order. Returns how many
+        entries moved.
+        """
+        conn = session.connection()
+        try:
+            ids = select(UsageEntry.id).order_by(UsageEntry.id).limit(batch)
+            if conn.dialect.name == "postgresql":
+                ids = ids.with_for_update(skip_locked=True)
+            claimed = [row[0] for row in conn.execute(ids)]
+            if not claimed:
+                session.commit()
+                return 0
+            moved = conn.execute(
+                delete(UsageEntry).where(UsageEntry.id.in_(claimed))
+                .returning(UsageEntry.tenant_id, UsageEntry.period_start, UsageEntry.category,
+                           UsageEntry.messages, UsageEntry.conversations)).all()
+            totals: dict[tuple, int] = defaultdict(int)
+            for tenant_id, period_start, category, messages, conversations in moved:
+                totals[(tenant_id, period_start, METRIC_MESSAGES)] += messages
+                if conversations:
+                    totals[(tenant_id, period_start, METRIC_CONVERSATIONS)] += conversations
+                    totals[(tenant_id, period_start, category_metric(category))] += conversations
+            rows = [{"tenant_id": t, "period_start": p, "metric": m, "value": v}
+                    for (t, p, m), v in sorted(totals.items()) if v]
+            if rows:
+                conn.execute(_counter_upsert(conn), rows)
+        except BaseException:
+            session.rollback()
+            raise
+        session.commit()
+        return len(moved)
+
+    def roll_up_all(self, session) -> int:
+        """Roll up until no entry is left; returns how many moved."""
+        moved = total = self.roll_up(session)
+        while moved:
+            moved = self.roll_up(session)
+            total += moved
+        return total
+
+
+def _counter_upsert(conn):
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(UsageCounter).values(
+        tenant_id=bindparam("tenant_id"), period_start=bindparam("period_start"),
+        metric=bindparam("metric"), value=bindparam("value"))
+    return stmt.on_conflict_do_update(
         index_elements=["tenant_id", "period_start", "metric"],
-        set_={"value": UsageCounter.value + by},
-        where=where,
-    ).returning(UsageCounter.value)
-    return db.session.execute(stmt).scalar()
-
-
-def decrement(tenant_id: int, period_start: datetime, metric: str, by: int = 1) -> None:
-    """Undo an increment, the same way it was made: one UPDATE."""
-    db.session.execute(
-        update(UsageCounter)
-        .where(UsageCounter.tenant_id == tenant_id, UsageCounter.period_start == period_start,
-               UsageCounter.metric == metric)
-        .values(value=UsageCounter.value - by)
-    )
-
-
-def count_conversation(tenant_id: int, period_start: datetime, category: str,
-                       *, cap: int | None) -> int:
-    """Count one newly opened conversation; raises QuotaExceeded past a hard cap."""
-    value = increment(tenant_id, period_start, METRIC_CONVERSATIONS, cap=cap)
-    if value is None:
-        raise QuotaExceeded(
-            f"Your plan includes {cap} conversations this period and all of them are used. "
-            "Upgrade your plan to send more.",
-            details={"quota": cap, "metric": METRIC_CONVERSATIONS},
-            upgrade=True,
-        )
-    increment(tenant_id, period_start, category_metric(category))
-    return value
-
-
-def uncount_conversation(tenant_id: int, period_start: datetime, category: str) -> None:
-    decrement(tenant_id, period_start, METRIC_CONVERSATIONS)
-    decrement(tenant_id, period_start, category_metric(category))
-
-
-def counters(tenant_id: int, period_start: datetime) -> dict[str, int]:
-    rows = db.session.execute(
-        select(UsageCounter.metric, UsageCounter.value)
-        .where(UsageCounter.tenant_id == tenant_id, UsageCounter.period_start == period_start)
-    )
-    return {metric: value for metric, value in rows}
+        set_={"value": UsageCounter.value + stmt.excluded.value})
 
 
 @dataclass(frozen=True)
@@ -151,17 +275,18 @@ class UsageSummary:
 
 
 def usage_summary(tenant, subscription=None, rights=None) -> UsageSummary:
-    """The tenant's usage in the current period against what its plan includes.
+    """The tenant's usage in the current period against what its plan includes (exact, never trailing).
 
     Pass the subscription and entitlements when the caller has them already.
     """
     from saas.billing import entitlements
     from saas.billing.services import subscription_for
+    from saas.extensions import db
 
     subscription = subscription or subscription_for(tenant)
     rights = rights or entitlements.for_tenant(tenant, subscription)
     period = current_period(subscription)
-    values = counters(tenant.id, period.start)
+    values = Metering().usage_for(db.session.connection(), tenant.id, period.start)
     return UsageSummary(
         period=period,
         plan_code=rights.effective.code,

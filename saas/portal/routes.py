@@ -15,6 +15,7 @@ from saas.extensions import db, login_manager
 from saas.messaging import services as messaging
 from saas.messaging.numbers import numbers_for
 from saas.metering.services import usage_summary
+from saas.onboarding import services as onboarding
 from saas.portal.forms import ApiKeyForm, ConfirmForm, LoginForm, SignupForm
 from saas.tenants import services as accounts
 from saas.tenants.models import User
@@ -93,7 +94,7 @@ def signup():
     form = SignupForm()
     if form.validate_on_submit():
         try:
-            user = accounts.create_tenant(form.company.data, form.email.data, form.password.data)
+            user = onboarding.sign_up(form.company.data, form.email.data, form.password.data)
         except accounts.AccountError as exc:
             getattr(form, "company" if exc.field == "company" else exc.field).errors.append(exc.message)
         else:

@@ -5,9 +5,7 @@ from sqlalchemy import select
 
 from saas.errors import NotFound
 from saas.extensions import db
-
-# Primary keys are 32-bit integers; anything larger names no row.
-MAX_ID = 2**31 - 1
+from saas.ids import parse_id
 
 
 def get_owned(model, ident, tenant, *, what: str | None = None):
@@ -16,11 +14,8 @@ def get_owned(model, ident, tenant, *, what: str | None = None):
     Raises NotFound both when it does not exist and when another tenant owns
     it, so ids reveal nothing across tenants.
     """
-    try:
-        ident = int(ident)
-    except (TypeError, ValueError):
-        ident = 0
-    if not 0 < ident <= MAX_ID:
+    ident = parse_id(ident)
+    if ident is None:
         raise NotFound(f"No such {what or model.__name__.lower()}.")
     row = db.session.scalar(select(model).where(model.id == ident, model.tenant_id == tenant.id))
     if row is None:

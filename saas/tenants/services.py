@@ -1,4 +1,8 @@
-"""Accounts: signup, login, API keys, and finding the tenant behind a key."""
+"""Accounts: tenants and users, login, API keys, and finding the tenant behind a key.
+
+The bottom area: imports no other area (signup, which also needs billing and
+messaging, lives in saas.onboarding).
+"""
 from __future__ import annotations
 
 import hashlib
@@ -6,16 +10,17 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from saas import cache
 from saas.errors import Unauthenticated
 from saas.extensions import db
-from saas.tenants.models import ROLE_OWNER, ApiKey, Tenant, User
+from saas.tenants.models import ROLE_OWNER, TENANT_ACTIVE, ApiKey, Tenant, User
 from saas.tenants.scoping import get_owned, owned_query
 from saas.timeutil import utcnow
 
@@ -25,6 +30,8 @@ MIN_PASSWORD = 8
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 # Checked against when no user matches, so a wrong email costs what a wrong password does.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
+
+cache.watch(Tenant, ApiKey)
 
 
 class AccountError(ValueError):
@@ -57,15 +64,12 @@ def _unique_slug(name: str) -> str:
     return slug
 
 
-def create_tenant(name: str, email: str, password: str, *, plan_code: str = "free") -> User:
-    """Create a tenant with its owner, its subscription and its sandbox number.
+def add_tenant(name: str, email: str, password: str) -> User:
+    """Add a tenant and its owner to the session (flushed, not committed).
 
-    One transaction: either all of it is written or none. Raises AccountError
-    for a bad name, email or password, or an email already registered.
+    Raises AccountError for a bad name, email or password, or an email
+    already registered. The caller finishes the signup and commits.
     """
-    from saas.billing.services import start_subscription
-    from saas.messaging.numbers import create_sandbox_number
-
     name = (name or "").strip()
     if not name:
         raise AccountError("company", "Company name is required.")
@@ -76,23 +80,11 @@ def create_tenant(name: str, email: str, password: str, *, plan_code: str = "fre
         raise AccountError("password", f"Password must be at least {MIN_PASSWORD} characters.")
     if db.session.scalar(select(User.id).where(User.email == email)) is not None:
         raise AccountError("email", "An account with this email already exists.")
-
-    try:
-        tenant = Tenant(name=name, slug=_unique_slug(name))
-        db.session.add(tenant)
-        owner = User(tenant=tenant, email=email, password_hash=generate_password_hash(password),
-                     role=ROLE_OWNER)
-        db.session.add(owner)
-        db.session.flush()
-        start_subscription(tenant, plan_code)
-        create_sandbox_number(tenant)
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise AccountError("email", "An account with this email already exists.") from None
-    except Exception:
-        db.session.rollback()
-        raise
+    tenant = Tenant(name=name, slug=_unique_slug(name))
+    db.session.add(tenant)
+    owner = User(tenant=tenant, email=email, password_hash=generate_password_hash(password), role=ROLE_OWNER)
+    db.session.add(owner)
+    db.session.flush()
     return owner
 
 
@@ -180,10 +172,58 @@ def revoke_api_key(tenant: Tenant, key_id) -> ApiKey:
     return key
 
 
-def authenticate_api_key(header: str | None) -> tuple[Tenant, ApiKey]:
+@dataclass(frozen=True)
+class TenantSnapshot:
+    """What the API needs of a tenant, safe to share between requests."""
+
+    id: int
+    name: str
+    slug: str
+    status: str
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == TENANT_ACTIVE
+
+
+@dataclass(frozen=True)
+class KeySnapshot:
+    id: int
+    tenant_id: int
+    last_used_at: datetime | None
+
+
+def tenant_snapshot(tenant_id: int) -> TenantSnapshot | None:
+    def load():
+        tenant = db.session.get(Tenant, tenant_id)
+        return TenantSnapshot(tenant.id, tenant.name, tenant.slug, tenant.status) if tenant else None
+
+    return cache.cache_for("tenants").get(tenant_id, load)
+
+
+def _key_snapshot(digest: str) -> KeySnapshot | None:
+    def load():
+        row = db.session.execute(
+            select(ApiKey.id, ApiKey.tenant_id, ApiKey.last_used_at, ApiKey.secret_hash)
+            .where(ApiKey.secret_hash == digest, ApiKey.revoked_at.is_(None))).first()
+        if row is None or not hmac.compare_digest(row.secret_hash, digest):
+            return None
+        return KeySnapshot(row.id, row.tenant_id, row.last_used_at)
+
+    return cache.cache_for("api_keys").get(digest, load)
+
+
+# Per process: when this process last wrote each key's last_used_at (by the key's hash).
+_last_used_written: dict[str, datetime] = {}
+
+
+def authenticate_api_key(header: str | None) -> tuple[TenantSnapshot, KeySnapshot]:
     """The tenant and key behind an ``Authorization: Bearer`` header.
 
     Raises Unauthenticated for a missing, malformed, unknown or revoked key.
+    Served from the per-process cache: a revoked key stops working here at
+    once and in every other process within ACCESS_CACHE_SECONDS. The key's
+    last_used_at is written after the response, at most once a minute.
     """
     if not header:
         raise Unauthenticated()
@@ -192,11 +232,23 @@ def authenticate_api_key(header: str | None) -> tuple[Tenant, ApiKey]:
     if scheme.lower() != "bearer" or not raw.startswith(KEY_PREFIX) or len(raw) > 200:
         raise Unauthenticated()
     digest = hash_key(raw)
-    key = db.session.scalar(select(ApiKey).where(ApiKey.secret_hash == digest))
-    if key is None or not hmac.compare_digest(key.secret_hash, digest) or key.revoked_at is not None:
+    key = _key_snapshot(digest)
+    tenant = tenant_snapshot(key.tenant_id) if key is not None else None
+    if key is None or tenant is None:
         raise Unauthenticated()
     now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        db.session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
-        db.session.commit()
-    return key.tenant, key
+    written = _last_used_written.get(digest) or key.last_used_at
+    if written is None or now - written > LAST_USED_RESOLUTION:
+        _last_used_written[digest] = now
+        from saas import jobs
+
+        jobs.enqueue("saas.tenants.services.touch_api_key", key.id, now)
+    return tenant, key
+
+
+def touch_api_key(key_id: int, at: datetime) -> None:
+    """Record that a key was used (a follow-up job; never moves last_used_at back). Commits."""
+    db.session.execute(update(ApiKey).where(ApiKey.id == key_id)
+                       .where((ApiKey.last_used_at.is_(None)) | (ApiKey.last_used_at < at))
+                       .values(last_used_at=at))
+    db.session.commit()

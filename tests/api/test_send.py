@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import sender
+from tests.factories import sender, settle
 
 
 @pytest.fixture
@@ -26,8 +26,9 @@ def test_any_graph_version_in_the_path_works(acme, version):
     assert acme.send(version=version).status_code == 200
 
 
-def test_sandbox_message_walks_to_read(acme):
+def test_sandbox_message_walks_to_read_after_the_response(app, acme):
     acme.send(body="status please")
+    settle(app)
     message = acme.get("/api/v1/messages").get_json()["data"][0]
     assert message["status"] == "read"
     assert message["sent_at"] and message["delivered_at"] and message["read_at"]

@@ -9,12 +9,13 @@ from saas.extensions import db
 from saas.messaging.models import Message
 from saas.messaging.statuses import apply_status
 from saas.timeutil import utcnow
-from tests.factories import sender
+from tests.factories import sender, settle
 
 
 def test_late_and_repeated_statuses_change_nothing(app, client):
     acme = sender(client)
     acme.send()
+    settle(app)
     with app.app_context():
         message = db.session.scalar(select(Message))
         wamid, tenant_id = message.wa_message_id, message.tenant_id

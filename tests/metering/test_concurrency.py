@@ -7,10 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
+from saas.billing.catalog import plan_by_code
 from saas.extensions import db
 from saas.messaging.models import Conversation, Message
 from saas.metering.models import UsageCounter, UsageRecord
-from tests.factories import sender, set_quota
+from tests.factories import sender, set_quota, usage_values
 
 THREADS = 8
 
@@ -36,11 +37,15 @@ def run_in_parallel(app, jobs):
 
 
 def counter_values(app, tenant_id):
+    """Usage after rolling every entry up: the counters alone must then be exact."""
     with app.app_context():
+        app.extensions["metering"].roll_up_all(db.session)
         rows = db.session.execute(select(UsageCounter.metric, UsageCounter.value)
                                   .where(UsageCounter.tenant_id == tenant_id)).all()
         db.session.remove()
-    return dict(rows)
+    values = dict(rows)
+    assert values == usage_values(app, tenant_id)
+    return values
 
 
 def test_parallel_sends_meter_every_message_and_window_exactly_once(pg_only, app, client):
@@ -73,6 +78,8 @@ def test_parallel_sends_never_pass_the_hard_cap(pg_only, app, client):
     acme = sender(client)
     with app.app_context():
         set_quota("free", 20)
+        plan_by_code("free").rate_limit_per_minute = 1000  # the cap is under test here, not the rate limit
+        db.session.commit()
         db.session.remove()
 
     def send_to(n):

@@ -8,8 +8,9 @@ from sqlalchemy import func, select
 
 from saas.extensions import db
 from saas.messaging.models import Conversation, Message
-from saas.metering.models import UsageCounter, UsageRecord
-from tests.factories import sender, set_quota
+from saas.metering.models import UsageRecord
+from saas.errors import UpstreamError
+from tests.factories import call_send, send_service, sender, set_quota, usage_values
 
 
 @pytest.fixture
@@ -147,8 +148,8 @@ def test_bad_idempotency_key_is_400(acme):
 def test_failed_send_in_a_window_another_send_opened_keeps_that_window(app, acme):
     acme.send(to="15550000131")  # fails: its window is undone
     assert acme.send(to="15551230001").status_code == 200
+    values = usage_values(app, acme.tenant_id)
     with app.app_context():
-        values = dict(db.session.execute(select(UsageCounter.metric, UsageCounter.value)).all())
         records = db.session.scalars(select(UsageRecord)).all()
     assert values["conversations"] == 1 and values["messages"] == 1
     assert sum(1 for r in records if r.voided_at is None) == 1
@@ -165,20 +166,18 @@ class BrokenNetwork:
 
         raise requests.ConnectionError("connection refused")
 
-    def after_accept(self, message):
+    def follow_ups(self, tenant_id, wa_message_id):
         raise AssertionError("nothing was accepted")
 
 
 def test_a_transport_that_raises_bills_nothing_and_answers_502(app, acme):
-    transports = app.extensions["transports"]
-    working = transports.sandbox
-    transports.sandbox = BrokenNetwork()
-    try:
-        response = acme.send(to="15551230001")
-    finally:
-        transports.sandbox = working
-    assert response.status_code == 502
-    assert response.get_json()["error"]["reason"] == "upstream_error"
+    with app.app_context():
+        service = send_service(BrokenNetwork())
+        with pytest.raises(UpstreamError) as raised:
+            call_send(service, acme, {"messaging_product": "whatsapp", "to": "15551230001", "type": "text",
+                                      "text": {"body": "hi"}})
+        db.session.remove()
+    assert raised.value.status == 502 and raised.value.code == "upstream_error"
     current = usage(acme)
     assert (current["used"], current["messages"]) == (0, 0)
     assert acme.get("/api/v1/messages").get_json()["data"][0]["status"] == "failed"

@@ -17,7 +17,7 @@ from saas.tenants import services as accounts
 from saas.tenants.models import ROLE_OWNER, ApiKey, Tenant, User
 from saas.timeutil import utcnow
 from tests.conftest import csrf_token
-from tests.factories import row_counts, sender
+from tests.factories import row_counts, sender, settle
 
 EMAIL = "owner@acme.example.com"
 PASSWORD = "correct horse"
@@ -311,6 +311,7 @@ def test_key_list_shows_prefix_name_created_and_last_used(app, owner):
     assert status == "active"
 
     assert usage(owner.client, secret).status_code == 200
+    settle(owner.client.application)  # last use is recorded after the response
     rows = key_rows(text_of(owner.client.get("/keys")))
     last_used = rows[0][3]
     assert last_used != "never"

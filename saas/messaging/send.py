@@ -1,0 +1,342 @@
+"""Sending a message: the one path every sender (API, later broadcasts and automations) takes.
+
+A send is one short transaction before the transport is called (the window
+found or opened, the message row written as ``pending``, its usage metered)
+and one UPDATE after it (``accepted`` with WhatsApp's id, or ``failed`` and
+un-billed). No connection is held while the transport works. A send that is
+interrupted between the two (a worker killed, a connection dropped) stays
+``pending`` until ``recover_interrupted`` settles it: failed and un-billed,
+since the client never got an answer.
+
+Lock order, for every path that writes these rows (see saas.metering too):
+the conversation window, then the message, then the tenant's quota lock
+(capped opens only), then usage entries and records.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from saas.errors import FeatureNotInPlan, IdempotencyConflict, TenantSuspended, UpstreamError
+from saas.extensions import db
+from saas.messaging.models import Conversation, Message
+from saas.messaging.numbers import sending_number
+from saas.messaging.transports import SendResult
+from saas.messaging.types import TYPES
+from saas.metering.services import Receipt, Usage, current_period
+from saas.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+WINDOW = timedelta(hours=24)
+# A send still pending this long was interrupted: no request runs this long
+# (the transport's own timeouts end it well before).
+INTERRUPTED_AFTER = timedelta(seconds=30)
+INTERRUPTED_TITLE = "The send was interrupted before WhatsApp answered; it was not billed."
+
+
+def category_for(payload: dict) -> str:
+    """The conversation category a send opens.
+
+    Free-form messages are customer-service replies. A template's category is
+    set when it is approved by Meta; until templates are synced from the
+    WhatsApp Business account, templates are metered as marketing, the
+    category Meta applies when it is unsure.
+    """
+    return "marketing" if TYPES[payload["type"]].template else "service"
+
+
+def summarise(payload: dict) -> str:
+    kind = payload["type"]
+    body = payload.get(kind) or {}
+    if kind == "text":
+        text = body.get("body", "")
+    elif kind == "template":
+        text = f"template {body.get('name')} ({(body.get('language') or {}).get('code')})"
+    elif TYPES[kind].media:
+        text = body.get("caption") or body.get("filename") or body.get("link") or body.get("id") or kind
+    elif kind == "interactive":
+        text = ((body.get("body") or {}).get("text")) or f"interactive {body.get('type')}"
+    elif kind == "reaction":
+        text = f"reaction {body.get('emoji', '')}"
+    elif kind == "location":
+        text = body.get("name") or f"{body.get('latitude')},{body.get('longitude')}"
+    else:
+        text = kind
+    text = str(text)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def request_hash(phone_number_id: str, payload: dict) -> str:
+    canonical = json.dumps({"number": phone_number_id, "payload": payload}, sort_keys=True,
+                           separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def graph_response(wa_message_id: str, wa_id: str, to_input: str, message_type: str) -> dict:
+    """The Cloud API's success body for a send."""
+    entry = {"id": wa_message_id}
+    if message_type == "template":
+        entry["message_status"] = "accepted"
+    return {
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": to_input, "wa_id": wa_id}],
+        "messages": [entry],
+    }
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    message_id: int
+    wa_message_id: str
+    response_body: dict
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Window:
+    id: int
+    opened: bool
+    period_start: datetime
+
+
+def _insert(conn, model):
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(model)
+
+
+def open_window(conn, tenant_id: int, contact: str, category: str, now: datetime,
+                period_start: datetime) -> Window:
+    """The open conversation for (tenant, contact, category), opening one if none is.
+
+    Safe under concurrency: the latest window is locked (FOR NO KEY UPDATE, so
+    other transactions' foreign-key checks on it do not wait), and a new one is
+    inserted under the unique (tenant, contact, category, seq) constraint; of
+    two sends racing to open it one inserts and the other joins that window.
+    """
+    for _ in range(5):
+        latest = conn.execute(
+            select(Conversation.id, Conversation.seq, Conversation.expires_at, Conversation.period_start)
+            .where(Conversation.tenant_id == tenant_id, Conversation.contact == contact,
+                   Conversation.category == category)
+            .order_by(Conversation.seq.desc()).limit(1).with_for_update(key_share=True)).first()
+        if latest is not None and latest.expires_at > now:
+            return Window(latest.id, False, latest.period_start)
+        new_id = conn.execute(
+            _insert(conn, Conversation).values(
+                tenant_id=tenant_id, contact=contact, category=category,
+                seq=(latest.seq + 1) if latest is not None else 1, opened_at=now, expires_at=now + WINDOW,
+                origin="business_initiated", period_start=period_start)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "contact", "category", "seq"])
+            .returning(Conversation.id)).scalar()
+        if new_id is not None:
+            return Window(new_id, True, period_start)
+    raise RuntimeError("could not open or join a conversation window")
+
+
+class SendService:
+    """Sends messages; built once per app by the factory with its collaborators.
+
+    ``transports`` chooses a transport per number, ``metering`` is the
+    metering port, ``enqueue(path, *args)`` runs follow-ups after the
+    response, ``clock`` says what time it is.
+    """
+
+    def __init__(self, *, transports, metering, enqueue, clock=utcnow, session=None):
+        self.transports = transports
+        self.metering = metering
+        self.enqueue = enqueue
+        self.clock = clock
+        self.session = session or db.session
+
+    def send(self, tenant, rights, phone_number_id: str, payload: dict, *, idempotency_key: str | None = None,
+             to_input: str | None = None) -> SendOutcome:
+        """Send one validated Cloud API message body from the tenant's number ``phone_number_id``.
+
+        Metered exactly once, before the transport is called; a send the
+        transport refuses (or that raises) is un-billed. With an
+        Idempotency-Key the first result is returned again for the same body.
+        Raises TenantSuspended, NotFound (another tenant's number, or none),
+        FeatureNotInPlan, QuotaExceeded, IdempotencyConflict or UpstreamError.
+        """
+        if rights.suspended:
+            raise TenantSuspended()
+        number = sending_number(tenant, phone_number_id)
+        kind = payload["type"]
+        feature = TYPES[kind].feature
+        if not rights.may(feature):
+            raise FeatureNotInPlan(
+                f"Your {rights.effective.name} plan does not include '{kind}' messages.",
+                details={"feature": feature, "type": kind, "plan": rights.effective.code}, upgrade=True)
+        digest = request_hash(number.phone_number_id, payload) if idempotency_key else None
+        if idempotency_key:
+            earlier = self._find_by_key(tenant.id, idempotency_key)
+            if earlier is not None:
+                return self._replay(earlier, digest)
+        transport = self.transports.for_number(number)
+        if transport is None:
+            raise UpstreamError("Live numbers are not enabled on this server.", graph_code=131000)
+
+        message_id = self._meter(tenant, rights, number, payload, idempotency_key, digest)
+        if isinstance(message_id, SendOutcome):
+            return message_id
+
+        try:
+            result = transport.send(number, payload)
+        except Exception:
+            # Whatever broke, the send did not happen: un-bill it like any refusal.
+            log.exception("transport raised")
+            result = SendResult(ok=False, error_code=131000, error_title="Something went wrong")
+        if not result.ok:
+            self.settle_failed(tenant.id, message_id, result.error_code, result.error_title)
+            raise UpstreamError(result.error_title or UpstreamError.message,
+                                details={"whatsapp_code": result.error_code, "message_id": message_id},
+                                graph_code=result.error_code)
+
+        body = graph_response(result.wa_message_id, payload["to"], to_input or payload["to"], kind)
+        self._accept(message_id, result.wa_message_id, body if idempotency_key else None)
+        for path, args in getattr(transport, "follow_ups", lambda *a: [])(tenant.id, result.wa_message_id):
+            self.enqueue(path, *args)
+        return SendOutcome(message_id, result.wa_message_id, body, replayed=False)
+
+    def _meter(self, tenant, rights, number, payload, idempotency_key, digest):
+        """The send's one transaction: window, message row, usage. Returns the message id."""
+        now = self.clock()
+        period = current_period(rights.subscription, now)
+        category = category_for(payload)
+        cap = rights.included_conversations if rights.hard_cap else None
+        session = self.session
+        try:
+            conn = session.connection()
+            window = open_window(conn, tenant.id, payload["to"], category, now, period.start)
+            message_id = conn.execute(
+                _insert(conn, Message).values(
+                    tenant_id=tenant.id, phone_number_id=number.id, direction="out", wa_id=payload["to"],
+                    type=payload["type"], body_summary=summarise(payload), status="pending",
+                    conversation_id=window.id, opened_conversation=window.opened, period_start=period.start,
+                    idempotency_key=idempotency_key, request_hash=digest, created_at=now, updated_at=now)
+                .returning(Message.id)).scalar()
+            self.metering.meter(
+                conn, Usage(tenant.id, period.start, category, messages=1, conversations=int(window.opened)),
+                cap=cap, subject=f"conversation:{window.id}")
+            session.commit()
+        except IntegrityError:
+            # Another request with the same Idempotency-Key committed first.
+            session.rollback()
+            earlier = self._find_by_key(tenant.id, idempotency_key) if idempotency_key else None
+            if earlier is None:
+                raise
+            return self._replay(earlier, digest)
+        except BaseException:
+            session.rollback()
+            raise
+        return message_id
+
+    def _accept(self, message_id: int, wa_message_id: str, body: dict | None) -> None:
+        session = self.session
+        try:
+            accepted = session.connection().execute(
+                update(Message).where(Message.id == message_id, Message.status == "pending")
+                .values(status="accepted", wa_message_id=wa_message_id, response_status=200,
+                        response_body=body, updated_at=self.clock())).rowcount
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        if not accepted:
+            # Only when the request outlived INTERRUPTED_AFTER and recovery settled it first.
+            log.error("accepted send %s was already settled as interrupted", message_id)
+
+    def settle_failed(self, tenant_id: int, message_id: int, error_code: int | None, error_title: str | None,
+                      ) -> bool:
+        """Mark a pending send failed and take its usage back, once. Commits.
+
+        The window's conversation is un-billed (and the window closed) when
+        no other send that may still go out stands in it, whichever send
+        opened it. Returns False when the message was no longer pending.
+        """
+        session = self.session
+        try:
+            conn = session.connection()
+            row = conn.execute(select(Message.conversation_id, Message.period_start, Message.status).where(
+                Message.id == message_id, Message.tenant_id == tenant_id)).first()
+            if row is None or row.status != "pending":
+                session.rollback()
+                return False
+            window = None
+            if row.conversation_id is not None:
+                window = conn.execute(
+                    select(Conversation.id, Conversation.category, Conversation.period_start)
+                    .where(Conversation.id == row.conversation_id).with_for_update()).first()
+            now = self.clock()
+            settled = conn.execute(
+                update(Message).where(Message.id == message_id, Message.status == "pending")
+                .values(status="failed", failed_at=now, error_code=error_code, error_title=error_title,
+                        response_status=502, updated_at=now)).rowcount
+            if not settled:
+                session.rollback()
+                return False
+            if window is not None:
+                unbill = not conn.execute(select(exists().where(
+                    Message.tenant_id == tenant_id, Message.conversation_id == window.id,
+                    Message.status != "failed"))).scalar()
+                usage = Usage(tenant_id, row.period_start or window.period_start, window.category, messages=1)
+                self.metering.reverse(conn, Receipt(usage))
+                if unbill:
+                    self.metering.reverse(conn, Receipt(
+                        Usage(tenant_id, window.period_start, window.category, messages=0, conversations=1),
+                        subject=f"conversation:{window.id}"))
+                    conn.execute(update(Message).where(Message.conversation_id == window.id)
+                                 .values(conversation_id=None, opened_conversation=False))
+                    conn.execute(Conversation.__table__.delete().where(Conversation.id == window.id))
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        log.warning("send failed upstream", extra={"status": error_code})
+        return True
+
+    def recover_interrupted(self, *, older_than: timedelta = INTERRUPTED_AFTER, limit: int = 500) -> int:
+        """Settle sends left ``pending`` by a crash or a dropped connection; returns how many.
+
+        Run by every process's housekeeping; safe to run anywhere at once,
+        since settling is conditional on the message still being pending.
+        """
+        cutoff = self.clock() - older_than
+        stuck = self.session.execute(
+            select(Message.tenant_id, Message.id)
+            .where(Message.status == "pending", Message.created_at < cutoff)
+            .order_by(Message.created_at).limit(limit)).all()
+        self.session.rollback()
+        settled = 0
+        for tenant_id, message_id in stuck:
+            settled += self.settle_failed(tenant_id, message_id, 131000, INTERRUPTED_TITLE)
+        if settled:
+            log.warning("settled %d interrupted sends", settled)
+        return settled
+
+    def _find_by_key(self, tenant_id: int, key: str):
+        row = self.session.connection().execute(
+            select(Message.id, Message.status, Message.request_hash, Message.wa_message_id,
+                   Message.response_body, Message.error_code, Message.error_title)
+            .where(Message.tenant_id == tenant_id, Message.idempotency_key == key)).first()
+        return row
+
+    @staticmethod
+    def _replay(earlier, digest: str) -> SendOutcome:
+        if earlier.request_hash != digest:
+            raise IdempotencyConflict(details={"message_id": earlier.id})
+        if earlier.status == "pending":
+            raise IdempotencyConflict("A request with this Idempotency-Key is still being processed; retry shortly.",
+                                      details={"message_id": earlier.id})
+        if earlier.wa_message_id is None:
+            raise UpstreamError(earlier.error_title or UpstreamError.message,
+                                details={"whatsapp_code": earlier.error_code, "message_id": earlier.id},
+                                graph_code=earlier.error_code)
+        return SendOutcome(earlier.id, earlier.wa_message_id, earlier.response_body, replayed=True)
