@@ -46,6 +46,15 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     csrf.init_app(app)
     login_manager.init_app(app)
+
+    # Registered before the limiter's own hook, so it runs after it: Flask-Limiter
+    # adds Retry-After to every limited response, and it belongs on a 429 alone.
+    @app.after_request
+    def retry_after_only_on_429(response):
+        if response.status_code != 429:
+            response.headers.pop("Retry-After", None)
+        return response
+
     limiter.init_app(app)
     jobs.init_app(app)
     # Every model module, so metadata (and Alembic) sees all tables.
@@ -57,6 +66,8 @@ def register_extensions(app: Flask) -> None:
 
 def register_services(app: Flask) -> None:
     """The send service and its collaborators, and the housekeeping every process runs."""
+    from datetime import timedelta
+
     from saas import jobs
     from saas.extensions import db
     from saas.messaging.send import SendService
@@ -71,7 +82,10 @@ def register_services(app: Flask) -> None:
     background = app.extensions["background"]
     if app.config["HOUSEKEEPING"]:
         background.every("usage roll-up", 1.0, lambda: metering.roll_up_all(db.session))
-        background.every("interrupted sends", 15.0, service.recover_interrupted)
+        after = timedelta(seconds=app.config["RECOVER_SENDS_AFTER_SECONDS"])
+        # Checked twice per threshold: a stuck send is settled within 1.5x the threshold.
+        background.every("interrupted sends", after.total_seconds() / 2,
+                         lambda: service.recover_interrupted(older_than=after))
         # Started with the first request, so a forked worker starts its own.
         app.before_request(background.start)
 

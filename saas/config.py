@@ -122,6 +122,8 @@ def load(instance_path: str) -> dict:
         "SANDBOX_LATENCY_MS": env_int("SANDBOX_LATENCY_MS", 0),
         # The usage roll-up and the recovery of interrupted sends, in every process.
         "HOUSEKEEPING": env_bool("HOUSEKEEPING", True),
+        # A send still pending this long was interrupted (no request lives this long) and is settled.
+        "RECOVER_SENDS_AFTER_SECONDS": env_float("RECOVER_SENDS_AFTER_SECONDS", 30.0),
         "PUBLIC_BASE_URL": env_str("PUBLIC_BASE_URL"),
         "STRIPE_SECRET_KEY": env_str("STRIPE_SECRET_KEY"),
         "STRIPE_WEBHOOK_SECRET": env_str("STRIPE_WEBHOOK_SECRET"),

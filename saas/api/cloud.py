@@ -12,13 +12,11 @@ from werkzeug.routing import BaseConverter
 from saas.api import schemas
 from saas.api.requests import (
     authenticate, current_rights, current_tenant, idempotency_key, json_object, load, per_tenant,
-    retry_after_only_when_limited,
 )
 from saas.messaging import services as messaging
 
 bp = Blueprint("cloud", __name__)
 bp.before_request(authenticate)
-bp.after_request(retry_after_only_when_limited)
 
 
 class GraphVersion(BaseConverter):

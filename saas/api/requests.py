@@ -25,13 +25,6 @@ def authenticate() -> None:
     g.rights = entitlements.for_tenant(tenant)
 
 
-def retry_after_only_when_limited(response):
-    """Flask-Limiter adds Retry-After to every response; it belongs on a 429 alone."""
-    if response.status_code != 429:
-        response.headers.pop("Retry-After", None)
-    return response
-
-
 def current_tenant():
     """The tenant behind this request's API key (a snapshot: id, name, slug, status)."""
     return g.tenant
@@ -51,8 +44,8 @@ def rate_limit_key() -> str:
     return f"tenant:{g.tenant_id}"
 
 
-# Every API view carries this: the plan's requests per minute, counted per tenant.
-per_tenant = limiter.limit(rate_limit, key_func=rate_limit_key)
+# Every API view carries this: the plan's requests per minute, one count per tenant across all views.
+per_tenant = limiter.shared_limit(rate_limit, scope="api", key_func=rate_limit_key)
 
 
 def json_object() -> dict:

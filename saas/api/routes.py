@@ -6,7 +6,6 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from saas.api import schemas
 from saas.api.requests import (
     authenticate, current_rights, current_tenant, idempotency_key, json_object, load, per_tenant,
-    retry_after_only_when_limited,
 )
 from saas.api.serializers import message_json, number_json
 from saas.errors import InvalidRequest
@@ -16,7 +15,6 @@ from saas.metering.services import usage_summary
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 bp.before_request(authenticate)
-bp.after_request(retry_after_only_when_limited)
 
 send_body = schemas.V1Send()
 pagination = schemas.Pagination()

@@ -1,0 +1,234 @@
+"""Refusals racing successes, several processes, and sends interrupted anywhere.
+
+The rules: a refused send is never billed; hard caps hold across processes;
+a send interrupted at any step leaves usage equal to the rows once recovery
+has run, and no message pending.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from saas.billing.catalog import plan_by_code
+from saas.errors import UpstreamError
+from saas.extensions import db
+from saas.messaging.audit import audit_usage
+from saas.messaging.models import Conversation, Message
+from saas.metering.services import Metering
+from tests import processes
+from tests.factories import call_send, send_service, sender, set_quota, usage_values
+from tests.metering.test_concurrency import counter_values, pg_only, run_in_parallel  # noqa: F401
+
+FAILING = "15550000131"  # the sandbox refuses every send to it (131026)
+
+
+def text_to(acme, to):
+    return lambda c: c.post(f"/v23.0/{acme.number}/messages", headers=acme.headers, json={
+        "messaging_product": "whatsapp", "to": to, "type": "text", "text": {"body": "hi"}}).status_code
+
+
+def assert_usage_equals_rows(app, *, some_usage=True):
+    with app.app_context():
+        problems, checked = audit_usage(db.session)
+        pending = db.session.scalar(select(func.count()).select_from(Message).where(Message.status == "pending"))
+        db.session.remove()
+    assert problems == []
+    if some_usage:
+        assert checked > 0
+    assert pending == 0
+
+
+def test_good_and_failing_recipients_in_parallel_bill_only_what_went_out(pg_only, app, client):
+    acme = sender(client, "enterprise")
+    good = [f"1555300{n:04d}" for n in range(8)]
+    bad = ["15550000131", "15550000132", "15550000500"]
+    jobs = [text_to(acme, good[(n // 2) % 8] if n % 2 else bad[(n // 2) % 3]) for n in range(96)]
+    statuses = run_in_parallel(app, jobs)
+    assert statuses.count(200) == 48 and statuses.count(502) == 48, statuses
+    values = counter_values(app, acme.tenant_id)
+    assert values["messages"] == 48
+    assert values["conversations"] == values["conversations.service"] == 8
+    assert_usage_equals_rows(app)
+
+
+def test_many_parallel_refusals_into_one_window_leave_it_unbilled(pg_only, app, client):
+    acme = sender(client, "enterprise")
+    statuses = run_in_parallel(app, [text_to(acme, FAILING)] * 64)
+    assert statuses == [502] * 64
+    values = counter_values(app, acme.tenant_id)
+    assert values.get("conversations", 0) == 0 and values.get("messages", 0) == 0
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Conversation)) == 0
+        db.session.remove()
+    assert_usage_equals_rows(app, some_usage=False)
+
+
+def test_two_processes_never_pass_the_hard_cap(pg_only, app, client):
+    acme = sender(client)
+    with app.app_context():
+        set_quota("free", 20)
+        plan_by_code("free").rate_limit_per_minute = 1000
+        db.session.commit()
+        url = str(db.engine.url.render_as_string(hide_password=False))
+        db.session.remove()
+    spawn = multiprocessing.get_context("spawn")
+    out = spawn.Queue()
+    start_at = time.time() + 4  # both processes are up and waiting by then
+    children = [spawn.Process(target=processes.send_in_threads, args=(
+        url, acme.number, acme.key, [f"1555400{p}{n:03d}" for n in range(32)], 4, start_at, out))
+        for p in range(2)]
+    for child in children:
+        child.start()
+    statuses = out.get(timeout=120) + out.get(timeout=120)
+    for child in children:
+        child.join(timeout=30)
+    assert statuses.count(200) == 20 and statuses.count(402) == 44, statuses
+    values = counter_values(app, acme.tenant_id)
+    assert values["conversations"] == values["messages"] == 20
+    assert_usage_equals_rows(app)
+
+
+def test_a_worker_killed_mid_send_is_settled_unbilled_by_recovery(app, client):
+    acme = sender(client, "starter")
+    with app.app_context():
+        url = str(db.engine.url.render_as_string(hide_password=False))
+        db.session.remove()
+    child = multiprocessing.get_context("spawn").Process(
+        target=processes.send_and_hang, args=(url, acme.tenant_id, acme.number))
+    child.start()
+    try:
+        deadline = time.time() + 60
+        while usage_values(app, acme.tenant_id).get("messages", 0) == 0:
+            assert time.time() < deadline, "the child never metered its send"
+            time.sleep(0.1)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(timeout=30)
+    assert usage_values(app, acme.tenant_id) == {"messages": 1, "conversations": 1, "conversations.service": 1}
+    with app.app_context():
+        assert app.extensions["send_service"].recover_interrupted(older_than=timedelta(0)) == 1
+        message = db.session.scalar(select(Message))
+        assert (message.status, message.error_code) == ("failed", 131000)
+        db.session.remove()
+    assert usage_values(app, acme.tenant_id).get("messages", 0) == 0
+    assert_usage_equals_rows(app)
+    assert acme.send(to="15551230077").status_code == 200  # the window is free to open again
+
+
+class Killed(BaseException):
+    """What a worker being shut down raises through whatever it was doing."""
+
+
+class DiesInTransport:
+    mode = "sandbox"
+
+    def send(self, number, payload):
+        raise Killed()
+
+
+class MeteringThatDies(Metering):
+    """Meters, then the process dies before the transaction commits."""
+
+    def meter(self, conn, usage, **kwargs):
+        super().meter(conn, usage, **kwargs)
+        raise Killed()
+
+
+class MeteringWhoseConnectionDrops(Metering):
+    """Meters, then the server ends the connection under the open transaction."""
+
+    def meter(self, conn, usage, **kwargs):
+        receipt = super().meter(conn, usage, **kwargs)
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
+        else:
+            raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+        return receipt
+
+
+class SessionThatDropsAtAccept:
+    """The app's session, except that the connection is gone when the accept commits."""
+
+    def __init__(self, session):
+        self.session = session
+        self.commits = 0
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+    def commit(self):
+        self.commits += 1
+        if self.commits == 2:
+            self.session.rollback()
+            raise OperationalError("UPDATE messages", {}, Exception("server closed the connection unexpectedly"))
+        return self.session.commit()
+
+
+class EnqueueThatDies:
+    def __call__(self, *args):
+        raise Killed()
+
+
+def sandbox():
+    from saas.messaging.transports import SandboxTransport
+
+    return SandboxTransport()
+
+
+CRASHES = {
+    "inside the metering transaction": (lambda: {"transport": sandbox(), "metering": MeteringThatDies()}, Killed),
+    "connection dropped before commit": (
+        lambda: {"transport": sandbox(), "metering": MeteringWhoseConnectionDrops()}, OperationalError),
+    "during the transport call": (lambda: {"transport": DiesInTransport()}, Killed),
+    "connection dropped at the accept": (lambda: {"transport": sandbox(), "session": "drops"}, OperationalError),
+    "after the accept, queuing follow-ups": (lambda: {"transport": sandbox(), "enqueue": EnqueueThatDies()}, Killed),
+}
+
+
+@pytest.mark.parametrize("step", list(CRASHES))
+def test_a_crash_at_any_step_counts_nothing_twice_and_leaves_nothing_pending(app, client, step):
+    acme = sender(client, "starter")
+    assert acme.send(to="15551230001").status_code == 200  # usage before the crash
+    make, raised = CRASHES[step]
+    parts = make()
+    with app.app_context():
+        if parts.pop("session", None):
+            parts["session"] = SessionThatDropsAtAccept(db.session)
+        service = send_service(parts.pop("transport"), **parts)
+        with pytest.raises(raised):
+            call_send(service, acme, {"messaging_product": "whatsapp", "to": "15551230002", "type": "text",
+                                      "text": {"body": "crash"}})
+        db.session.remove()
+    with app.app_context():
+        app.extensions["send_service"].recover_interrupted(older_than=timedelta(0))
+        app.extensions["metering"].roll_up_all(db.session)
+        db.session.remove()
+    assert_usage_equals_rows(app)
+    # A second recovery and roll-up change nothing.
+    before = usage_values(app, acme.tenant_id)
+    with app.app_context():
+        assert app.extensions["send_service"].recover_interrupted(older_than=timedelta(0)) == 0
+        app.extensions["metering"].roll_up_all(db.session)
+        db.session.remove()
+    assert usage_values(app, acme.tenant_id) == before
+    went_out = step == "after the accept, queuing follow-ups"
+    assert before["messages"] == 1 + went_out
+
+
+def test_a_refused_send_is_never_billed_even_when_it_opened_a_window_others_joined(app, client):
+    acme = sender(client, "starter")
+    with app.app_context():
+        service = send_service(sandbox())
+        with pytest.raises(UpstreamError):
+            call_send(service, acme, {"messaging_product": "whatsapp", "to": FAILING, "type": "text",
+                                      "text": {"body": "x"}})
+        db.session.remove()
+    assert usage_values(app, acme.tenant_id).get("conversations", 0) == 0
+    assert_usage_equals_rows(app, some_usage=False)
