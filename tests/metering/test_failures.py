@@ -232,3 +232,45 @@ def test_a_refused_send_is_never_billed_even_when_it_opened_a_window_others_join
         db.session.remove()
     assert usage_values(app, acme.tenant_id).get("conversations", 0) == 0
     assert_usage_equals_rows(app, some_usage=False)
+
+
+class SlowCounting(Metering):
+    """Counts, then takes its time before writing: a wide-open race if opens were not serialised."""
+
+    def _used(self, conn, *args):
+        used = super()._used(conn, *args)
+        time.sleep(0.05)
+        return used
+
+
+def test_capped_opens_stay_exact_when_counting_is_slow(pg_only, app, client):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from saas.errors import QuotaExceeded
+    from saas.messaging.transports import SandboxTransport
+
+    acme = sender(client)
+    with app.app_context():
+        set_quota("free", 5)
+        db.session.remove()
+    barrier = threading.Barrier(16)
+
+    def attempt(n):
+        with app.app_context():
+            service = send_service(SandboxTransport(), metering=SlowCounting())
+            barrier.wait()
+            try:
+                call_send(service, acme, {"messaging_product": "whatsapp", "to": f"1555500{n:04d}",
+                                          "type": "text", "text": {"body": "hi"}})
+                return "sent"
+            except QuotaExceeded:
+                return "refused"
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(attempt, range(16)))
+    assert outcomes.count("sent") == 5 and outcomes.count("refused") == 11
+    assert counter_values(app, acme.tenant_id)["conversations"] == 5
+    assert_usage_equals_rows(app)
