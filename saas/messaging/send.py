@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -111,6 +111,30 @@ def _insert(conn, model):
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(model)
 
 
+# The hot statements are built once: building a statement costs more than running it.
+LATEST_WINDOW = (
+    select(Conversation.id, Conversation.seq, Conversation.expires_at, Conversation.period_start)
+    .where(Conversation.tenant_id == bindparam("tenant_id"), Conversation.contact == bindparam("contact"),
+           Conversation.category == bindparam("category"))
+    .order_by(Conversation.seq.desc()).limit(1).with_for_update(key_share=True))
+_OPEN_WINDOW: dict[str, object] = {}
+ACCEPT = (
+    update(Message).where(Message.id == bindparam("message_id"), Message.status == "pending")
+    .values(status="accepted", wa_message_id=bindparam("wamid"), response_status=200,
+            response_body=bindparam("body", type_=Message.response_body.type), updated_at=bindparam("now")))
+
+
+def _open_window_statement(conn):
+    dialect = conn.dialect.name
+    stmt = _OPEN_WINDOW.get(dialect)
+    if stmt is None:
+        stmt = _OPEN_WINDOW[dialect] = (
+            _insert(conn, Conversation)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "contact", "category", "seq"])
+            .returning(Conversation.id))
+    return stmt
+
+
 def open_window(conn, tenant_id: int, contact: str, category: str, now: datetime,
                 period_start: datetime) -> Window:
     """The open conversation for (tenant, contact, category), opening one if none is.
@@ -121,23 +145,28 @@ def open_window(conn, tenant_id: int, contact: str, category: str, now: datetime
     two sends racing to open it one inserts and the other joins that window.
     """
     for _ in range(5):
-        latest = conn.execute(
-            select(Conversation.id, Conversation.seq, Conversation.expires_at, Conversation.period_start)
-            .where(Conversation.tenant_id == tenant_id, Conversation.contact == contact,
-                   Conversation.category == category)
-            .order_by(Conversation.seq.desc()).limit(1).with_for_update(key_share=True)).first()
+        latest = conn.execute(LATEST_WINDOW, {"tenant_id": tenant_id, "contact": contact,
+                                              "category": category}).first()
         if latest is not None and latest.expires_at > now:
             return Window(latest.id, False, latest.period_start)
-        new_id = conn.execute(
-            _insert(conn, Conversation).values(
-                tenant_id=tenant_id, contact=contact, category=category,
-                seq=(latest.seq + 1) if latest is not None else 1, opened_at=now, expires_at=now + WINDOW,
-                origin="business_initiated", period_start=period_start)
-            .on_conflict_do_nothing(index_elements=["tenant_id", "contact", "category", "seq"])
-            .returning(Conversation.id)).scalar()
+        new_id = conn.execute(_open_window_statement(conn), {
+            "tenant_id": tenant_id, "contact": contact, "category": category,
+            "seq": (latest.seq + 1) if latest is not None else 1, "opened_at": now, "expires_at": now + WINDOW,
+            "origin": "business_initiated", "period_start": period_start}).scalar()
         if new_id is not None:
             return Window(new_id, True, period_start)
     raise RuntimeError("could not open or join a conversation window")
+
+
+INSERT_MESSAGE = insert(Message).returning(Message.id)
+
+
+def _single_statement(session) -> dict:
+    """Execution options for a transaction of one statement: on PostgreSQL no BEGIN and COMMIT
+    round trips (the statement commits by itself); SQLite keeps its write lock taken at BEGIN."""
+    if session.get_bind().dialect.name == "postgresql":
+        return {"isolation_level": "AUTOCOMMIT"}
+    return {}
 
 
 class SendService:
@@ -215,13 +244,12 @@ class SendService:
         try:
             conn = session.connection()
             window = open_window(conn, tenant.id, payload["to"], category, now, period.start)
-            message_id = conn.execute(
-                _insert(conn, Message).values(
-                    tenant_id=tenant.id, phone_number_id=number.id, direction="out", wa_id=payload["to"],
-                    type=payload["type"], body_summary=summarise(payload), status="pending",
-                    conversation_id=window.id, opened_conversation=window.opened, period_start=period.start,
-                    idempotency_key=idempotency_key, request_hash=digest, created_at=now, updated_at=now)
-                .returning(Message.id)).scalar()
+            message_id = conn.execute(INSERT_MESSAGE, {
+                "tenant_id": tenant.id, "phone_number_id": number.id, "direction": "out", "wa_id": payload["to"],
+                "type": payload["type"], "body_summary": summarise(payload), "status": "pending",
+                "conversation_id": window.id, "opened_conversation": window.opened,
+                "period_start": period.start, "idempotency_key": idempotency_key, "request_hash": digest,
+                "created_at": now, "updated_at": now}).scalar()
             self.metering.meter(
                 conn, Usage(tenant.id, period.start, category, messages=1, conversations=int(window.opened)),
                 cap=cap, subject=f"conversation:{window.id}")
@@ -241,10 +269,8 @@ class SendService:
     def _accept(self, message_id: int, wa_message_id: str, body: dict | None) -> None:
         session = self.session
         try:
-            accepted = session.connection().execute(
-                update(Message).where(Message.id == message_id, Message.status == "pending")
-                .values(status="accepted", wa_message_id=wa_message_id, response_status=200,
-                        response_body=body, updated_at=self.clock())).rowcount
+            accepted = session.connection(execution_options=_single_statement(session)).execute(ACCEPT, {
+                "message_id": message_id, "wamid": wa_message_id, "body": body, "now": self.clock()}).rowcount
             session.commit()
         except BaseException:
             session.rollback()

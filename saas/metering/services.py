@@ -82,6 +82,11 @@ class Receipt:
         return Receipt(usage, self.subject if conversations else None)
 
 
+# Built once: the send path runs these on every send.
+INSERT_ENTRY = insert(UsageEntry)
+INSERT_RECORD = insert(UsageRecord)
+
+
 class Metering:
     """Meters usage inside the caller's transaction (a SQLAlchemy Connection)."""
 
@@ -106,14 +111,14 @@ class Metering:
                     f"Your plan includes {cap} conversations this period and all of them are used. "
                     "Upgrade your plan to send more.",
                     details={"quota": cap, "metric": METRIC_CONVERSATIONS}, upgrade=True)
-        conn.execute(insert(UsageEntry).values(
-            tenant_id=usage.tenant_id, period_start=usage.period_start, category=usage.category,
-            messages=usage.messages, conversations=usage.conversations, created_at=now))
+        conn.execute(INSERT_ENTRY, {
+            "tenant_id": usage.tenant_id, "period_start": usage.period_start, "category": usage.category,
+            "messages": usage.messages, "conversations": usage.conversations, "created_at": now})
         if usage.conversations:
-            conn.execute(insert(UsageRecord).values(
-                tenant_id=usage.tenant_id, metric=METRIC_CONVERSATIONS, quantity=usage.conversations,
-                identifier=f"conv_{uuid.uuid4().hex}", subject=subject or "", period_start=usage.period_start,
-                created_at=now, attempts=0))
+            conn.execute(INSERT_RECORD, {
+                "tenant_id": usage.tenant_id, "metric": METRIC_CONVERSATIONS, "quantity": usage.conversations,
+                "identifier": f"conv_{uuid.uuid4().hex}", "subject": subject or "",
+                "period_start": usage.period_start, "created_at": now, "attempts": 0})
         return Receipt(usage, subject if usage.conversations else None)
 
     def reverse(self, conn, receipt: Receipt) -> None:
@@ -125,9 +130,9 @@ class Metering:
         usage = receipt.usage
         if not usage.messages and not usage.conversations:
             return
-        conn.execute(insert(UsageEntry).values(
-            tenant_id=usage.tenant_id, period_start=usage.period_start, category=usage.category,
-            messages=-usage.messages, conversations=-usage.conversations, created_at=self.clock()))
+        conn.execute(INSERT_ENTRY, {
+            "tenant_id": usage.tenant_id, "period_start": usage.period_start, "category": usage.category,
+            "messages": -usage.messages, "conversations": -usage.conversations, "created_at": self.clock()})
         if usage.conversations and receipt.subject:
             conn.execute(
                 update(UsageRecord)

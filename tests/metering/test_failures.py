@@ -154,7 +154,7 @@ class MeteringWhoseConnectionDrops(Metering):
 
 
 class SessionThatDropsAtAccept:
-    """The app's session, except that the connection is gone when the accept commits."""
+    """The app's session, except that the database is unreachable once the send was metered."""
 
     def __init__(self, session):
         self.session = session
@@ -165,10 +165,12 @@ class SessionThatDropsAtAccept:
 
     def commit(self):
         self.commits += 1
-        if self.commits == 2:
-            self.session.rollback()
-            raise OperationalError("UPDATE messages", {}, Exception("server closed the connection unexpectedly"))
         return self.session.commit()
+
+    def connection(self, **kwargs):
+        if self.commits:
+            raise OperationalError("UPDATE messages", {}, Exception("server closed the connection unexpectedly"))
+        return self.session.connection(**kwargs)
 
 
 class EnqueueThatDies:
