@@ -143,7 +143,10 @@ def load(instance_path: str) -> dict:
         "REMEMBER_COOKIE_SECURE": production,
         "PREFERRED_URL_SCHEME": "https" if production else "http",
         "SQLALCHEMY_ENGINE_OPTIONS": {
-            "pool_pre_ping": True,
+            # No ping per checkout (a round trip on every request): a dropped connection
+            # is found by using it, and the send path retries its step once on a new one.
+            "pool_pre_ping": env_bool("DATABASE_PRE_PING", False),
+            "pool_recycle": 1800,
             "pool_size": env_int("DATABASE_POOL_SIZE", 10),
             "max_overflow": env_int("DATABASE_POOL_OVERFLOW", 10),
         },

@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 QUEUE = "default"
 # How many queued jobs one pass takes at most.
-BATCH = 500
+BATCH = 1000
+# After the first job of a pass, wait this long for more to batch with it.
+LINGER = 0.1
 
 
 def resolve(path: str):
@@ -124,6 +126,8 @@ class BackgroundQueue:
             except queue.Empty:
                 first = None
             jobs = [first] if first is not None else []
+            if jobs:
+                time.sleep(LINGER)
             while len(jobs) < BATCH:
                 try:
                     jobs.append(self._queue.get_nowait())

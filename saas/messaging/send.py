@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from saas.errors import FeatureNotInPlan, IdempotencyConflict, TenantSuspended, UpstreamError
 from saas.extensions import db
@@ -160,13 +160,53 @@ def open_window(conn, tenant_id: int, contact: str, category: str, now: datetime
 
 INSERT_MESSAGE = insert(Message).returning(Message.id)
 
+# A send's whole transaction as one PostgreSQL statement, for sends under no hard cap:
+# the same rows, locks and order as open_window + INSERT_MESSAGE + Metering.meter, in one
+# round trip. No row comes back when a concurrent send opened the window first: run it again.
+ONE_STATEMENT_SEND = """
+WITH latest AS (
+    SELECT id, seq, expires_at FROM conversations
+    WHERE tenant_id = :tenant_id AND contact = :contact AND category = :category
+    ORDER BY seq DESC LIMIT 1 FOR NO KEY UPDATE
+), opened AS (
+    INSERT INTO conversations (tenant_id, contact, category, seq, opened_at, expires_at, origin, period_start)
+    SELECT :tenant_id, :contact, :category, COALESCE((SELECT seq FROM latest), 0) + 1, :now, :expires_at,
+           'business_initiated', :period_start
+    WHERE NOT EXISTS (SELECT 1 FROM latest WHERE expires_at > :now)
+    ON CONFLICT (tenant_id, contact, category, seq) DO NOTHING
+    RETURNING id
+), win AS (
+    SELECT id, TRUE AS opened FROM opened
+    UNION ALL
+    SELECT id, FALSE FROM latest WHERE expires_at > :now
+), message AS (
+    INSERT INTO messages (tenant_id, phone_number_id, direction, wa_id, type, body_summary, status,
+                          conversation_id, opened_conversation, period_start, idempotency_key, request_hash,
+                          created_at, updated_at)
+    SELECT :tenant_id, :phone_number_id, 'out', :contact, :type, :body_summary, 'pending', win.id, win.opened,
+           :period_start, :idempotency_key, :request_hash, :now, :now
+    FROM win
+    RETURNING id, conversation_id, opened_conversation
+), metered AS (
+    SELECT CAST(:tenant_id AS integer) AS tenant_id, CAST(:period_start AS timestamp) AS period_start,
+           CAST(:category AS varchar) AS category, opened_conversation AS opened,
+           'conversation:' || conversation_id AS subject
+    FROM message
+)"""
+
 
 def _single_statement(session) -> dict:
     """Execution options for a transaction of one statement: on PostgreSQL no BEGIN and COMMIT
     round trips (the statement commits by itself); SQLite keeps its write lock taken at BEGIN."""
-    if session.get_bind().dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql" and not _in_transaction(session):
         return {"isolation_level": "AUTOCOMMIT"}
     return {}
+
+
+def _in_transaction(session) -> bool:
+    # A scoped session proxies the session of this context; in_transaction is not proxied.
+    inner = session.registry() if hasattr(session, "registry") else session
+    return inner.in_transaction()
 
 
 class SendService:
@@ -212,7 +252,8 @@ class SendService:
         if transport is None:
             raise UpstreamError("Live numbers are not enabled on this server.", graph_code=131000)
 
-        message_id = self._meter(tenant, rights, number, payload, idempotency_key, digest)
+        message_id = self._reconnecting(
+            lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest))
         if isinstance(message_id, SendOutcome):
             return message_id
 
@@ -229,7 +270,7 @@ class SendService:
                                 graph_code=result.error_code)
 
         body = graph_response(result.wa_message_id, payload["to"], to_input or payload["to"], kind)
-        self._accept(message_id, result.wa_message_id, body if idempotency_key else None)
+        self._reconnecting(lambda: self._accept(message_id, result.wa_message_id, body if idempotency_key else None))
         for path, args in getattr(transport, "follow_ups", lambda *a: [])(tenant.id, result.wa_message_id):
             self.enqueue(path, *args)
         return SendOutcome(message_id, result.wa_message_id, body, replayed=False)
@@ -241,18 +282,23 @@ class SendService:
         category = category_for(payload)
         cap = rights.included_conversations if rights.hard_cap else None
         session = self.session
+        one_statement = cap is None and session.get_bind().dialect.name == "postgresql"
         try:
-            conn = session.connection()
-            window = open_window(conn, tenant.id, payload["to"], category, now, period.start)
-            message_id = conn.execute(INSERT_MESSAGE, {
-                "tenant_id": tenant.id, "phone_number_id": number.id, "direction": "out", "wa_id": payload["to"],
-                "type": payload["type"], "body_summary": summarise(payload), "status": "pending",
-                "conversation_id": window.id, "opened_conversation": window.opened,
-                "period_start": period.start, "idempotency_key": idempotency_key, "request_hash": digest,
-                "created_at": now, "updated_at": now}).scalar()
-            self.metering.meter(
-                conn, Usage(tenant.id, period.start, category, messages=1, conversations=int(window.opened)),
-                cap=cap, subject=f"conversation:{window.id}")
+            if one_statement:
+                message_id = self._meter_in_one_statement(
+                    session, tenant.id, number.id, payload, category, now, period.start, idempotency_key, digest)
+            else:
+                conn = session.connection()
+                window = open_window(conn, tenant.id, payload["to"], category, now, period.start)
+                message_id = conn.execute(INSERT_MESSAGE, {
+                    "tenant_id": tenant.id, "phone_number_id": number.id, "direction": "out",
+                    "wa_id": payload["to"], "type": payload["type"], "body_summary": summarise(payload),
+                    "status": "pending", "conversation_id": window.id, "opened_conversation": window.opened,
+                    "period_start": period.start, "idempotency_key": idempotency_key, "request_hash": digest,
+                    "created_at": now, "updated_at": now}).scalar()
+                self.metering.meter(
+                    conn, Usage(tenant.id, period.start, category, messages=1, conversations=int(window.opened)),
+                    cap=cap, subject=f"conversation:{window.id}")
             session.commit()
         except IntegrityError:
             # Another request with the same Idempotency-Key committed first.
@@ -265,6 +311,39 @@ class SendService:
             session.rollback()
             raise
         return message_id
+
+    def _reconnecting(self, work):
+        """Run ``work`` again, once, when the database had dropped its connection.
+
+        Pooled connections are not pinged before use (a round trip per
+        checkout): a connection the server closed is found by using it, the
+        pool is refreshed, and the step is run on a new one. Both steps are
+        safe to repeat: the accept is conditional on the message being pending,
+        and a metered send whose answer was lost stays pending and is settled,
+        un-billed, by recovery.
+        """
+        try:
+            return work()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            log.warning("database connection was dropped; retrying on a new one")
+            return work()
+
+    def _meter_in_one_statement(self, session, tenant_id, number_id, payload, category, now, period_start,
+                                idempotency_key, digest) -> int:
+        params = {
+            "tenant_id": tenant_id, "contact": payload["to"], "category": category, "now": now,
+            "expires_at": now + WINDOW, "period_start": period_start, "phone_number_id": number_id,
+            "type": payload["type"], "body_summary": summarise(payload), "idempotency_key": idempotency_key,
+            "request_hash": digest}
+        conn = session.connection(execution_options=_single_statement(session))
+        for _ in range(5):
+            message_id = self.metering.meter_within(
+                conn, ONE_STATEMENT_SEND, "metered", "SELECT id FROM message", params).scalar()
+            if message_id is not None:
+                return message_id
+        raise RuntimeError("could not open or join a conversation window")
 
     def _accept(self, message_id: int, wa_message_id: str, body: dict | None) -> None:
         session = self.session

@@ -15,6 +15,7 @@ Lock order (every path that writes usage takes rows in this order):
 """
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -117,7 +118,7 @@ class Metering:
         if usage.conversations:
             conn.execute(INSERT_RECORD, {
                 "tenant_id": usage.tenant_id, "metric": METRIC_CONVERSATIONS, "quantity": usage.conversations,
-                "identifier": f"conv_{uuid.uuid4().hex}", "subject": subject or "",
+                "identifier": self.new_record_identifier(), "subject": subject or "",
                 "period_start": usage.period_start, "created_at": now, "attempts": 0})
         return Receipt(usage, subject if usage.conversations else None)
 
@@ -139,6 +140,39 @@ class Metering:
                 .where(UsageRecord.tenant_id == usage.tenant_id, UsageRecord.subject == receipt.subject,
                        UsageRecord.voided_at.is_(None), UsageRecord.reported_at.is_(None))
                 .values(voided_at=self.clock()))
+
+    def meter_within(self, conn, with_list: str, source: str, final_select: str, params: dict):
+        """The port's one-statement form (PostgreSQL, no cap): meter inside the caller's statement.
+
+        ``with_list`` is a ``WITH ...`` whose CTE ``source`` yields the rows to
+        meter (columns tenant_id, period_start, category, opened, subject);
+        the ledger's own CTEs are appended, then ``final_select``. Writes
+        exactly what ``meter`` writes for each row, in the same statement, so
+        the caller's rows and their usage commit together in one round trip.
+        Returns the result of the whole statement.
+        """
+        params = {**params, "now": params.get("now") or self.clock(),
+                  "record_identifier": self.new_record_identifier()}
+        return conn.execute(_composed(with_list, source, final_select), params)
+
+    @staticmethod
+    def _ledger_ctes(source: str) -> str:
+        return f"""
+        , usage_entry AS (
+            INSERT INTO usage_entries (tenant_id, period_start, category, messages, conversations, created_at)
+            SELECT tenant_id, period_start, category, 1, CASE WHEN opened THEN 1 ELSE 0 END, :now
+            FROM {source}
+        ), usage_record AS (
+            INSERT INTO usage_records (tenant_id, metric, quantity, identifier, subject, period_start,
+                                       created_at, attempts)
+            SELECT tenant_id, '{METRIC_CONVERSATIONS}', 1, :record_identifier, subject, period_start, :now, 0
+            FROM {source} WHERE opened
+        )"""
+
+    @staticmethod
+    def new_record_identifier() -> str:
+        """A usage record's identifier, which Stripe dedupes meter events on."""
+        return f"conv_{uuid.uuid4().hex}"
 
     def _lock_quota(self, conn, tenant_id: int) -> None:
         # SQLite needs nothing: BEGIN IMMEDIATE already serialises writers.
@@ -223,6 +257,11 @@ class Metering:
             moved = self.roll_up(session)
             total += moved
         return total
+
+
+@functools.lru_cache(maxsize=32)
+def _composed(with_list: str, source: str, final_select: str):
+    return text(with_list + Metering._ledger_ctes(source) + "\n" + final_select)
 
 
 def _counter_upsert(conn):

@@ -140,17 +140,30 @@ class MeteringThatDies(Metering):
         super().meter(conn, usage, **kwargs)
         raise Killed()
 
+    def meter_within(self, conn, *args):
+        super().meter_within(conn, *args)
+        raise Killed()
+
 
 class MeteringWhoseConnectionDrops(Metering):
     """Meters, then the server ends the connection under the open transaction."""
 
     def meter(self, conn, usage, **kwargs):
         receipt = super().meter(conn, usage, **kwargs)
+        self._drop(conn)
+        return receipt
+
+    def meter_within(self, conn, *args):
+        # The one-statement form commits with its statement: the connection drops as it runs.
+        self._drop(conn)
+        return super().meter_within(conn, *args)
+
+    @staticmethod
+    def _drop(conn):
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
         else:
             raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
-        return receipt
 
 
 class SessionThatDropsAtAccept:
@@ -275,4 +288,23 @@ def test_capped_opens_stay_exact_when_counting_is_slow(pg_only, app, client):
         outcomes = list(pool.map(attempt, range(16)))
     assert outcomes.count("sent") == 5 and outcomes.count("refused") == 11
     assert counter_values(app, acme.tenant_id)["conversations"] == 5
+    assert_usage_equals_rows(app)
+
+
+def test_a_connection_dropped_while_idle_in_the_pool_costs_no_send(pg_only, app, client):
+    """The server ends every idle connection (a restart, a proxy's idle timeout); sends go on."""
+    acme = sender(client, "starter")
+    assert acme.send(to="15551230001").status_code == 200
+    with app.app_context():
+        pooled = db.engine.pool.checkedin()
+        url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        db.session.remove()
+    assert pooled >= 1
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as outsider:
+        outsider.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    assert [acme.send(to=f"155512300{n}").status_code for n in range(2, 6)] == [200] * 4
+    assert usage_values(app, acme.tenant_id)["messages"] == 5
     assert_usage_equals_rows(app)
