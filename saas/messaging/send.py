@@ -181,10 +181,11 @@ WITH latest AS (
     SELECT id, FALSE FROM latest WHERE expires_at > :now
 ), message AS (
     INSERT INTO messages (tenant_id, phone_number_id, direction, wa_id, type, body_summary, status,
-                          conversation_id, opened_conversation, period_start, idempotency_key, request_hash,
-                          created_at, updated_at)
-    SELECT :tenant_id, :phone_number_id, 'out', :contact, :type, :body_summary, 'pending', win.id, win.opened,
-           :period_start, :idempotency_key, :request_hash, :now, :now
+                          wa_message_id, response_status, response_body, conversation_id, opened_conversation,
+                          period_start, idempotency_key, request_hash, created_at, updated_at)
+    SELECT :tenant_id, :phone_number_id, 'out', :contact, :type, :body_summary, :status, :wa_message_id,
+           :response_status, CAST(:response_body AS json), win.id, win.opened, :period_start, :idempotency_key,
+           :request_hash, :now, :now
     FROM win
     RETURNING id, conversation_id, opened_conversation
 ), metered AS (
@@ -207,6 +208,16 @@ def _in_transaction(session) -> bool:
     # A scoped session proxies the session of this context; in_transaction is not proxied.
     inner = session.registry() if hasattr(session, "registry") else session
     return inner.in_transaction()
+
+
+# A message written before its transport answers.
+PENDING = {"status": "pending", "wa_message_id": None, "response_status": None, "response_body": None}
+
+
+def _refusal(result: SendResult, message_id: int) -> UpstreamError:
+    return UpstreamError(result.error_title or UpstreamError.message,
+                         details={"whatsapp_code": result.error_code, "message_id": message_id},
+                         graph_code=result.error_code)
 
 
 class SendService:
@@ -252,31 +263,92 @@ class SendService:
         if transport is None:
             raise UpstreamError("Live numbers are not enabled on this server.", graph_code=131000)
 
+        if getattr(transport, "side_effect_free", False):
+            return self._send_answer_first(tenant, rights, number, payload, transport, idempotency_key, digest,
+                                           to_input)
+
         message_id = self._reconnecting(
             lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest))
         if isinstance(message_id, SendOutcome):
             return message_id
+        result = self._call(transport, number, payload)
+        if not result.ok:
+            self.settle_failed(tenant.id, message_id, result.error_code, result.error_title)
+            raise _refusal(result, message_id)
+        body = graph_response(result.wa_message_id, payload["to"], to_input or payload["to"], kind)
+        self._reconnecting(lambda: self._accept(message_id, result.wa_message_id, body if idempotency_key else None))
+        return self._accepted(transport, tenant.id, message_id, result.wa_message_id, body)
 
+    def _send_answer_first(self, tenant, rights, number, payload, transport, idempotency_key, digest, to_input):
+        """A transport that can have sent nothing before it answers (the sandbox) is asked first.
+
+        Its answer is then written with the send's usage in the send's one
+        statement: no pending row, no second round trip. A refusal is
+        recorded as a failed message that was never metered; a send refused
+        by the quota leaves nothing, as nothing left the machine.
+        """
+        result = self._call(transport, number, payload)
+        if not result.ok:
+            message_id = self._reconnecting(
+                lambda: self._record_refused(tenant.id, number.id, payload, result, idempotency_key, digest))
+            if isinstance(message_id, SendOutcome):
+                return message_id
+            raise _refusal(result, message_id)
+        body = graph_response(result.wa_message_id, payload["to"], to_input or payload["to"], payload["type"])
+        answer = {"status": "accepted", "wa_message_id": result.wa_message_id, "response_status": 200,
+                  "response_body": body if idempotency_key else None}
+        message_id = self._reconnecting(
+            lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest, answer))
+        if isinstance(message_id, SendOutcome):
+            return message_id
+        return self._accepted(transport, tenant.id, message_id, result.wa_message_id, body)
+
+    @staticmethod
+    def _call(transport, number, payload) -> SendResult:
         try:
-            result = transport.send(number, payload)
+            return transport.send(number, payload)
         except Exception:
             # Whatever broke, the send did not happen: un-bill it like any refusal.
             log.exception("transport raised")
-            result = SendResult(ok=False, error_code=131000, error_title="Something went wrong")
-        if not result.ok:
-            self.settle_failed(tenant.id, message_id, result.error_code, result.error_title)
-            raise UpstreamError(result.error_title or UpstreamError.message,
-                                details={"whatsapp_code": result.error_code, "message_id": message_id},
-                                graph_code=result.error_code)
+            return SendResult(ok=False, error_code=131000, error_title="Something went wrong")
 
-        body = graph_response(result.wa_message_id, payload["to"], to_input or payload["to"], kind)
-        self._reconnecting(lambda: self._accept(message_id, result.wa_message_id, body if idempotency_key else None))
-        for path, args in getattr(transport, "follow_ups", lambda *a: [])(tenant.id, result.wa_message_id):
+    def _accepted(self, transport, tenant_id, message_id, wa_message_id, body) -> SendOutcome:
+        for path, args in getattr(transport, "follow_ups", lambda *a: [])(tenant_id, wa_message_id):
             self.enqueue(path, *args)
-        return SendOutcome(message_id, result.wa_message_id, body, replayed=False)
+        return SendOutcome(message_id, wa_message_id, body, replayed=False)
 
-    def _meter(self, tenant, rights, number, payload, idempotency_key, digest):
-        """The send's one transaction: window, message row, usage. Returns the message id."""
+    def _record_refused(self, tenant_id, number_id, payload, result, idempotency_key, digest):
+        """Write a refused send as a failed message with no window and no usage. Commits."""
+        session = self.session
+        now = self.clock()
+        try:
+            message_id = session.connection().execute(INSERT_MESSAGE, {
+                "tenant_id": tenant_id, "phone_number_id": number_id, "direction": "out", "wa_id": payload["to"],
+                "type": payload["type"], "body_summary": summarise(payload), "status": "failed",
+                "error_code": result.error_code, "error_title": result.error_title, "response_status": 502,
+                "conversation_id": None, "opened_conversation": False, "period_start": None,
+                "idempotency_key": idempotency_key, "request_hash": digest, "created_at": now, "updated_at": now,
+                "failed_at": now}).scalar()
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            earlier = self._find_by_key(tenant_id, idempotency_key) if idempotency_key else None
+            if earlier is None:
+                raise
+            return self._replay(earlier, digest)
+        except BaseException:
+            session.rollback()
+            raise
+        log.warning("send failed upstream", extra={"status": result.error_code})
+        return message_id
+
+    def _meter(self, tenant, rights, number, payload, idempotency_key, digest, answer=None):
+        """The send's one transaction: window, message row, usage. Returns the message id.
+
+        ``answer`` is the transport's, when it was asked first: the message is
+        written accepted; otherwise pending, to be accepted or settled.
+        """
+        answer = answer or PENDING
         now = self.clock()
         period = current_period(rights.subscription, now)
         category = category_for(payload)
@@ -286,16 +358,17 @@ class SendService:
         try:
             if one_statement:
                 message_id = self._meter_in_one_statement(
-                    session, tenant.id, number.id, payload, category, now, period.start, idempotency_key, digest)
+                    session, tenant.id, number.id, payload, category, now, period.start, idempotency_key, digest,
+                    answer)
             else:
                 conn = session.connection()
                 window = open_window(conn, tenant.id, payload["to"], category, now, period.start)
                 message_id = conn.execute(INSERT_MESSAGE, {
                     "tenant_id": tenant.id, "phone_number_id": number.id, "direction": "out",
                     "wa_id": payload["to"], "type": payload["type"], "body_summary": summarise(payload),
-                    "status": "pending", "conversation_id": window.id, "opened_conversation": window.opened,
+                    "conversation_id": window.id, "opened_conversation": window.opened,
                     "period_start": period.start, "idempotency_key": idempotency_key, "request_hash": digest,
-                    "created_at": now, "updated_at": now}).scalar()
+                    "created_at": now, "updated_at": now, **answer}).scalar()
                 self.metering.meter(
                     conn, Usage(tenant.id, period.start, category, messages=1, conversations=int(window.opened)),
                     cap=cap, subject=f"conversation:{window.id}")
@@ -331,12 +404,13 @@ class SendService:
             return work()
 
     def _meter_in_one_statement(self, session, tenant_id, number_id, payload, category, now, period_start,
-                                idempotency_key, digest) -> int:
+                                idempotency_key, digest, answer) -> int:
         params = {
             "tenant_id": tenant_id, "contact": payload["to"], "category": category, "now": now,
             "expires_at": now + WINDOW, "period_start": period_start, "phone_number_id": number_id,
             "type": payload["type"], "body_summary": summarise(payload), "idempotency_key": idempotency_key,
-            "request_hash": digest}
+            "request_hash": digest, **answer,
+            "response_body": json.dumps(answer["response_body"]) if answer["response_body"] is not None else None}
         conn = session.connection(execution_options=_single_statement(session))
         for _ in range(5):
             message_id = self.metering.meter_within(

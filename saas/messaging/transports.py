@@ -31,6 +31,8 @@ class SandboxTransport:
     """
 
     mode = "sandbox"
+    # Nothing leaves the machine, so the send path may ask before it meters.
+    side_effect_free = True
 
     def __init__(self, latency: float = 0.0, sleep=time.sleep):
         # SANDBOX_LATENCY_MS: answer as slowly as a real upstream does, to rehearse latency.

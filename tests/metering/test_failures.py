@@ -24,7 +24,7 @@ from saas.messaging.models import Conversation, Message
 from saas.metering.services import Metering
 from tests import processes
 from tests.factories import call_send, send_service, sender, set_quota, usage_values
-from tests.metering.test_concurrency import counter_values, pg_only, run_in_parallel  # noqa: F401
+from tests.metering.test_concurrency import THREADS, counter_values, pg_only, run_in_parallel  # noqa: F401
 
 FAILING = "15550000131"  # the sandbox refuses every send to it (131026)
 
@@ -45,12 +45,49 @@ def assert_usage_equals_rows(app, *, some_usage=True):
     assert pending == 0
 
 
-def test_good_and_failing_recipients_in_parallel_bill_only_what_went_out(pg_only, app, client):
+def parallel_two_phase_sends(app, acme, recipients):
+    """Send to each recipient from THREADS threads at once through the path a live number takes."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    barrier = threading.Barrier(THREADS)
+
+    def worker(chunk):
+        outcomes = []
+        with app.app_context():
+            service = send_service(two_phase())
+            barrier.wait()
+            for to in chunk:
+                try:
+                    call_send(service, acme, {"messaging_product": "whatsapp", "to": to, "type": "text",
+                                              "text": {"body": "hi"}})
+                    outcomes.append(200)
+                except UpstreamError:
+                    outcomes.append(502)
+                finally:
+                    db.session.remove()
+        return outcomes
+
+    chunks = [recipients[i::THREADS] for i in range(THREADS)]
+    with ThreadPoolExecutor(THREADS) as pool:
+        return [status for statuses in pool.map(worker, chunks) for status in statuses]
+
+
+PATHS = ["sandbox over HTTP", "metered first, then sent"]
+
+
+def send_all(path, app, acme, recipients):
+    if path == "sandbox over HTTP":
+        return run_in_parallel(app, [text_to(acme, to) for to in recipients])
+    return parallel_two_phase_sends(app, acme, recipients)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_good_and_failing_recipients_in_parallel_bill_only_what_went_out(pg_only, app, client, path):
     acme = sender(client, "enterprise")
     good = [f"1555300{n:04d}" for n in range(8)]
     bad = ["15550000131", "15550000132", "15550000500"]
-    jobs = [text_to(acme, good[(n // 2) % 8] if n % 2 else bad[(n // 2) % 3]) for n in range(96)]
-    statuses = run_in_parallel(app, jobs)
+    statuses = send_all(path, app, acme, [good[(n // 2) % 8] if n % 2 else bad[(n // 2) % 3] for n in range(96)])
     assert statuses.count(200) == 48 and statuses.count(502) == 48, statuses
     values = counter_values(app, acme.tenant_id)
     assert values["messages"] == 48
@@ -58,9 +95,10 @@ def test_good_and_failing_recipients_in_parallel_bill_only_what_went_out(pg_only
     assert_usage_equals_rows(app)
 
 
-def test_many_parallel_refusals_into_one_window_leave_it_unbilled(pg_only, app, client):
+@pytest.mark.parametrize("path", PATHS)
+def test_many_parallel_refusals_into_one_window_leave_it_unbilled(pg_only, app, client, path):
     acme = sender(client, "enterprise")
-    statuses = run_in_parallel(app, [text_to(acme, FAILING)] * 64)
+    statuses = send_all(path, app, acme, [FAILING] * 64)
     assert statuses == [502] * 64
     values = counter_values(app, acme.tenant_id)
     assert values.get("conversations", 0) == 0 and values.get("messages", 0) == 0
@@ -134,14 +172,14 @@ class DiesInTransport:
 
 
 class MeteringThatDies(Metering):
-    """Meters, then the process dies before the transaction commits."""
+    """The process dies while the send's transaction is open."""
 
     def meter(self, conn, usage, **kwargs):
         super().meter(conn, usage, **kwargs)
         raise Killed()
 
     def meter_within(self, conn, *args):
-        super().meter_within(conn, *args)
+        # The one-statement form commits with its statement: the process dies before it runs.
         raise Killed()
 
 
@@ -197,13 +235,30 @@ def sandbox():
     return SandboxTransport()
 
 
+def two_phase():
+    """The sandbox's answers through the path a live number takes: metered, sent, then accepted."""
+    from saas.messaging.transports import SandboxTransport
+
+    class LikeLive(SandboxTransport):
+        side_effect_free = False
+
+    return LikeLive()
+
+
 CRASHES = {
-    "inside the metering transaction": (lambda: {"transport": sandbox(), "metering": MeteringThatDies()}, Killed),
+    "inside the metering transaction": (
+        lambda: {"transport": two_phase(), "metering": MeteringThatDies()}, Killed),
     "connection dropped before commit": (
-        lambda: {"transport": sandbox(), "metering": MeteringWhoseConnectionDrops()}, OperationalError),
+        lambda: {"transport": two_phase(), "metering": MeteringWhoseConnectionDrops()}, OperationalError),
     "during the transport call": (lambda: {"transport": DiesInTransport()}, Killed),
-    "connection dropped at the accept": (lambda: {"transport": sandbox(), "session": "drops"}, OperationalError),
-    "after the accept, queuing follow-ups": (lambda: {"transport": sandbox(), "enqueue": EnqueueThatDies()}, Killed),
+    "connection dropped at the accept": (lambda: {"transport": two_phase(), "session": "drops"}, OperationalError),
+    "after the accept, queuing follow-ups": (
+        lambda: {"transport": two_phase(), "enqueue": EnqueueThatDies()}, Killed),
+    "sandbox: inside the metering statement": (
+        lambda: {"transport": sandbox(), "metering": MeteringThatDies()}, Killed),
+    "sandbox: connection dropped in the statement": (
+        lambda: {"transport": sandbox(), "metering": MeteringWhoseConnectionDrops()}, OperationalError),
+    "sandbox: queuing follow-ups": (lambda: {"transport": sandbox(), "enqueue": EnqueueThatDies()}, Killed),
 }
 
 
@@ -233,14 +288,14 @@ def test_a_crash_at_any_step_counts_nothing_twice_and_leaves_nothing_pending(app
         app.extensions["metering"].roll_up_all(db.session)
         db.session.remove()
     assert usage_values(app, acme.tenant_id) == before
-    went_out = step == "after the accept, queuing follow-ups"
+    went_out = "follow-ups" in step
     assert before["messages"] == 1 + went_out
 
 
 def test_a_refused_send_is_never_billed_even_when_it_opened_a_window_others_joined(app, client):
     acme = sender(client, "starter")
     with app.app_context():
-        service = send_service(sandbox())
+        service = send_service(two_phase())
         with pytest.raises(UpstreamError):
             call_send(service, acme, {"messaging_product": "whatsapp", "to": FAILING, "type": "text",
                                       "text": {"body": "x"}})

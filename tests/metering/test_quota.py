@@ -152,8 +152,8 @@ def test_failed_send_in_a_window_another_send_opened_keeps_that_window(app, acme
     with app.app_context():
         records = db.session.scalars(select(UsageRecord)).all()
     assert values["conversations"] == 1 and values["messages"] == 1
-    assert sum(1 for r in records if r.voided_at is None) == 1
-    assert sum(1 for r in records if r.voided_at is not None) == 1
+    # The sandbox answers before anything is metered: its refusal wrote no usage to void.
+    assert [r.voided_at for r in records] == [None]
 
 
 class BrokenNetwork:
