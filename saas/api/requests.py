@@ -25,7 +25,7 @@ def authenticate() -> None:
     g.rights = entitlements.for_tenant(tenant)
     # A cache miss read from the database: give the connection back before the body is
     # read, so a client that sends its body slowly holds no connection while it does.
-    if db.session().in_transaction():
+    if db.session.registry.has() and db.session().in_transaction():
         db.session.rollback()
 
 
