@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PICO_VERSION := 2.1.1
 export FLASK_APP := wsgi
 
-.PHONY: install run test vendor worker clean
+.PHONY: install run test vendor worker bench clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,12 @@ vendor:
 	mkdir -p saas/static/vendor/pico
 	cp .vendor-tmp/package/css/pico.min.css .vendor-tmp/package/LICENSE.md saas/static/vendor/pico/
 	rm -rf .vendor-tmp
+
+# Load benchmark of the send endpoint (about 7 minutes; needs PostgreSQL); writes bench/RESULTS.md.
+# Options: make bench BENCH_ARGS="--seconds 5 --only new forwarder"
+bench: install
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
