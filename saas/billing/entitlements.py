@@ -13,7 +13,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from saas import cache
-from saas.billing.models import Plan, Subscription
+from saas.billing.models import Plan, PlanRules, Subscription
 from saas.extensions import db
 from saas.timeutil import utcnow
 
@@ -24,7 +24,7 @@ cache.watch(Plan, Subscription)
 
 
 @dataclass(frozen=True)
-class PlanTerms:
+class PlanTerms(PlanRules):
     """What a plan sells, as a snapshot safe to share between requests."""
 
     id: int
@@ -48,17 +48,6 @@ class PlanTerms:
                    rate_limit_per_minute=plan.rate_limit_per_minute,
                    phone_numbers_allowed=plan.phone_numbers_allowed,
                    features=frozenset(plan.features or ()), active=plan.active)
-
-    @property
-    def hard_cap(self) -> bool:
-        return self.overage_cents is None
-
-    @property
-    def is_free(self) -> bool:
-        return self.price_cents == 0
-
-    def has(self, feature: str) -> bool:
-        return feature in self.features
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,23 @@ SUBSCRIPTION_STATUSES = (
 )
 
 
-class Plan(db.Model):
+class PlanRules:
+    """What follows from a plan's terms; shared by the model and its cached snapshot
+    (both have overage_cents, price_cents and features)."""
+
+    @property
+    def hard_cap(self) -> bool:
+        return self.overage_cents is None
+
+    @property
+    def is_free(self) -> bool:
+        return self.price_cents == 0
+
+    def has(self, feature: str) -> bool:
+        return feature in (self.features or ())
+
+
+class Plan(PlanRules, db.Model):
     __tablename__ = "plans"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -58,16 +74,6 @@ class Plan(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
-    @property
-    def hard_cap(self) -> bool:
-        return self.overage_cents is None
-
-    @property
-    def is_free(self) -> bool:
-        return self.price_cents == 0
-
-    def has(self, feature: str) -> bool:
-        return feature in (self.features or [])
 
 
 class Subscription(db.Model):

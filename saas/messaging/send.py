@@ -331,11 +331,7 @@ class SendService:
                 "failed_at": now}).scalar()
             session.commit()
         except IntegrityError:
-            session.rollback()
-            earlier = self._find_by_key(tenant_id, idempotency_key) if idempotency_key else None
-            if earlier is None:
-                raise
-            return self._replay(earlier, digest)
+            return self._replay_the_winner(tenant_id, idempotency_key, digest)
         except BaseException:
             session.rollback()
             raise
@@ -374,16 +370,22 @@ class SendService:
                     cap=cap, subject=f"conversation:{window.id}")
             session.commit()
         except IntegrityError:
-            # Another request with the same Idempotency-Key committed first.
-            session.rollback()
-            earlier = self._find_by_key(tenant.id, idempotency_key) if idempotency_key else None
-            if earlier is None:
-                raise
-            return self._replay(earlier, digest)
+            return self._replay_the_winner(tenant.id, idempotency_key, digest)
         except BaseException:
             session.rollback()
             raise
         return message_id
+
+    def _replay_the_winner(self, tenant_id: int, idempotency_key: str | None, digest: str | None):
+        """After a unique violation: another request with the same Idempotency-Key committed first.
+
+        Called inside ``except IntegrityError``; re-raises it when no such request exists.
+        """
+        self.session.rollback()
+        earlier = self._find_by_key(tenant_id, idempotency_key) if idempotency_key else None
+        if earlier is None:
+            raise
+        return self._replay(earlier, digest)
 
     def _reconnecting(self, work):
         """Run ``work`` again, once, when the database had dropped its connection.
