@@ -146,7 +146,7 @@ def send(http, live_server, number, key, body=BODY):
                            "text": {"body": body}})
 
 
-def test_newcomer_signs_up_creates_a_key_and_sees_the_message_sent(open_page, live_server, http):
+def test_newcomer_signs_up_creates_a_key_and_sees_the_message_sent(app, open_page, live_server, http):
     watched = open_page()
     page = watched.page
 
@@ -172,6 +172,8 @@ def test_newcomer_signs_up_creates_a_key_and_sees_the_message_sent(open_page, li
     assert response.status_code == 200, response.text
     assert response.json()["messages"][0]["id"].startswith("wamid.")
 
+    # The sandbox's receipts arrive a moment after the answer, as a handset's would.
+    assert app.extensions["background"].join()
     page.goto("/dashboard")
     row = page.locator("#recent-messages tbody tr").filter(has_text=BODY)
     expect(row).to_have_count(1)
