@@ -1,9 +1,10 @@
 """Sending a message: the one path every sender (API, later broadcasts and automations) takes.
 
 A send is one short transaction before the transport is called (the window
-found or opened, the message row written as ``pending``, its usage metered)
-and one UPDATE after it (``accepted`` with WhatsApp's id, or ``failed`` and
-un-billed). No connection is held while the transport works. A send that is
+found or opened, the message row written as ``pending``, its usage metered;
+see saas.messaging.windows) and one UPDATE after it (``accepted`` with
+WhatsApp's id, or ``failed`` and un-billed). The sandbox, which sends
+nothing, is asked first and its answer written in that one transaction. No connection is held while the transport works. A send that is
 interrupted between the two (a worker killed, a connection dropped) stays
 ``pending`` until ``recover_interrupted`` settles it: failed and un-billed,
 since the client never got an answer.
@@ -14,82 +15,31 @@ the conversation window, then the message, then the tenant's quota lock
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import bindparam, exists, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from saas.errors import FeatureNotInPlan, IdempotencyConflict, TenantSuspended, UpstreamError
 from saas.extensions import db
+from saas.messaging.bodies import category_for, graph_response, request_hash, summarise
 from saas.messaging.models import Conversation, Message
 from saas.messaging.numbers import sending_number
 from saas.messaging.transports import SendResult
 from saas.messaging.types import TYPES
+from saas.messaging.windows import INSERT_MESSAGE, ONE_STATEMENT_SEND, WINDOW, open_window
 from saas.metering.services import Receipt, Usage, current_period
 from saas.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-WINDOW = timedelta(hours=24)
 # A send still pending this long was interrupted: no request runs this long
 # (the transport's own timeouts end it well before).
 INTERRUPTED_AFTER = timedelta(seconds=30)
 INTERRUPTED_TITLE = "The send was interrupted before WhatsApp answered; it was not billed."
-
-
-def category_for(payload: dict) -> str:
-    """The conversation category a send opens.
-
-    Free-form messages are customer-service replies. A template's category is
-    set when it is approved by Meta; until templates are synced from the
-    WhatsApp Business account, templates are metered as marketing, the
-    category Meta applies when it is unsure.
-    """
-    return "marketing" if TYPES[payload["type"]].template else "service"
-
-
-def summarise(payload: dict) -> str:
-    kind = payload["type"]
-    body = payload.get(kind) or {}
-    if kind == "text":
-        text = body.get("body", "")
-    elif kind == "template":
-        text = f"template {body.get('name')} ({(body.get('language') or {}).get('code')})"
-    elif TYPES[kind].media:
-        text = body.get("caption") or body.get("filename") or body.get("link") or body.get("id") or kind
-    elif kind == "interactive":
-        text = ((body.get("body") or {}).get("text")) or f"interactive {body.get('type')}"
-    elif kind == "reaction":
-        text = f"reaction {body.get('emoji', '')}"
-    elif kind == "location":
-        text = body.get("name") or f"{body.get('latitude')},{body.get('longitude')}"
-    else:
-        text = kind
-    text = str(text)
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def request_hash(phone_number_id: str, payload: dict) -> str:
-    canonical = json.dumps({"number": phone_number_id, "payload": payload}, sort_keys=True,
-                           separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def graph_response(wa_message_id: str, wa_id: str, to_input: str, message_type: str) -> dict:
-    """The Cloud API's success body for a send."""
-    entry = {"id": wa_message_id}
-    if message_type == "template":
-        entry["message_status"] = "accepted"
-    return {
-        "messaging_product": "whatsapp",
-        "contacts": [{"input": to_input, "wa_id": wa_id}],
-        "messages": [entry],
-    }
 
 
 @dataclass(frozen=True)
@@ -100,100 +50,10 @@ class SendOutcome:
     replayed: bool
 
 
-@dataclass(frozen=True)
-class Window:
-    id: int
-    opened: bool
-    period_start: datetime
-
-
-def _insert(conn, model):
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(model)
-
-
-# The hot statements are built once: building a statement costs more than running it.
-LATEST_WINDOW = (
-    select(Conversation.id, Conversation.seq, Conversation.expires_at, Conversation.period_start)
-    .where(Conversation.tenant_id == bindparam("tenant_id"), Conversation.contact == bindparam("contact"),
-           Conversation.category == bindparam("category"))
-    .order_by(Conversation.seq.desc()).limit(1).with_for_update(key_share=True))
-_OPEN_WINDOW: dict[str, object] = {}
 ACCEPT = (
     update(Message).where(Message.id == bindparam("message_id"), Message.status == "pending")
     .values(status="accepted", wa_message_id=bindparam("wamid"), response_status=200,
             response_body=bindparam("body", type_=Message.response_body.type), updated_at=bindparam("now")))
-
-
-def _open_window_statement(conn):
-    dialect = conn.dialect.name
-    stmt = _OPEN_WINDOW.get(dialect)
-    if stmt is None:
-        stmt = _OPEN_WINDOW[dialect] = (
-            _insert(conn, Conversation)
-            .on_conflict_do_nothing(index_elements=["tenant_id", "contact", "category", "seq"])
-            .returning(Conversation.id))
-    return stmt
-
-
-def open_window(conn, tenant_id: int, contact: str, category: str, now: datetime,
-                period_start: datetime) -> Window:
-    """The open conversation for (tenant, contact, category), opening one if none is.
-
-    Safe under concurrency: the latest window is locked (FOR NO KEY UPDATE, so
-    other transactions' foreign-key checks on it do not wait), and a new one is
-    inserted under the unique (tenant, contact, category, seq) constraint; of
-    two sends racing to open it one inserts and the other joins that window.
-    """
-    for _ in range(5):
-        latest = conn.execute(LATEST_WINDOW, {"tenant_id": tenant_id, "contact": contact,
-                                              "category": category}).first()
-        if latest is not None and latest.expires_at > now:
-            return Window(latest.id, False, latest.period_start)
-        new_id = conn.execute(_open_window_statement(conn), {
-            "tenant_id": tenant_id, "contact": contact, "category": category,
-            "seq": (latest.seq + 1) if latest is not None else 1, "opened_at": now, "expires_at": now + WINDOW,
-            "origin": "business_initiated", "period_start": period_start}).scalar()
-        if new_id is not None:
-            return Window(new_id, True, period_start)
-    raise RuntimeError("could not open or join a conversation window")
-
-
-INSERT_MESSAGE = insert(Message).returning(Message.id)
-
-# A send's whole transaction as one PostgreSQL statement, for sends under no hard cap:
-# the same rows, locks and order as open_window + INSERT_MESSAGE + Metering.meter, in one
-# round trip. No row comes back when a concurrent send opened the window first: run it again.
-ONE_STATEMENT_SEND = """
-WITH latest AS (
-    SELECT id, seq, expires_at FROM conversations
-    WHERE tenant_id = :tenant_id AND contact = :contact AND category = :category
-    ORDER BY seq DESC LIMIT 1 FOR NO KEY UPDATE
-), opened AS (
-    INSERT INTO conversations (tenant_id, contact, category, seq, opened_at, expires_at, origin, period_start)
-    SELECT :tenant_id, :contact, :category, COALESCE((SELECT seq FROM latest), 0) + 1, :now, :expires_at,
-           'business_initiated', :period_start
-    WHERE NOT EXISTS (SELECT 1 FROM latest WHERE expires_at > :now)
-    ON CONFLICT (tenant_id, contact, category, seq) DO NOTHING
-    RETURNING id
-), win AS (
-    SELECT id, TRUE AS opened FROM opened
-    UNION ALL
-    SELECT id, FALSE FROM latest WHERE expires_at > :now
-), message AS (
-    INSERT INTO messages (tenant_id, phone_number_id, direction, wa_id, type, body_summary, status,
-                          wa_message_id, response_status, response_body, conversation_id, opened_conversation,
-                          period_start, idempotency_key, request_hash, created_at, updated_at)
-    SELECT :tenant_id, :phone_number_id, 'out', :contact, :type, :body_summary, :status, :wa_message_id,
-           :response_status, CAST(:response_body AS json), win.id, win.opened, :period_start, :idempotency_key,
-           :request_hash, :now, :now
-    FROM win
-    RETURNING id, conversation_id, opened_conversation
-), metered AS (
-    SELECT CAST(:tenant_id AS integer) AS tenant_id, CAST(:period_start AS timestamp) AS period_start,
-           CAST(:category AS varchar) AS category, opened_conversation AS opened,
-           'conversation:' || conversation_id AS subject
-    FROM message
-)"""
 
 
 def _single_statement(session) -> dict:

@@ -1,0 +1,110 @@
+"""Conversation windows: the 24-hour billable unit a send finds or opens.
+
+Both forms of a send's transaction live here: ``open_window`` (then the
+message row and ``Metering.meter``) for any database, and
+``ONE_STATEMENT_SEND``, the same rows, locks and order in one PostgreSQL
+statement, for sends under no hard cap.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from saas.messaging.models import Conversation, Message
+
+WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Window:
+    id: int
+    opened: bool
+    period_start: datetime
+
+
+def insert_for(conn, model):
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(model)
+
+
+# The hot statements are built once: building a statement costs more than running it.
+LATEST_WINDOW = (
+    select(Conversation.id, Conversation.seq, Conversation.expires_at, Conversation.period_start)
+    .where(Conversation.tenant_id == bindparam("tenant_id"), Conversation.contact == bindparam("contact"),
+           Conversation.category == bindparam("category"))
+    .order_by(Conversation.seq.desc()).limit(1).with_for_update(key_share=True))
+_OPEN_WINDOW: dict[str, object] = {}
+
+
+def _open_window_statement(conn):
+    dialect = conn.dialect.name
+    stmt = _OPEN_WINDOW.get(dialect)
+    if stmt is None:
+        stmt = _OPEN_WINDOW[dialect] = (
+            insert_for(conn, Conversation)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "contact", "category", "seq"])
+            .returning(Conversation.id))
+    return stmt
+
+
+def open_window(conn, tenant_id: int, contact: str, category: str, now: datetime,
+                period_start: datetime) -> Window:
+    """The open conversation for (tenant, contact, category), opening one if none is.
+
+    Safe under concurrency: the latest window is locked (FOR NO KEY UPDATE, so
+    other transactions' foreign-key checks on it do not wait), and a new one is
+    inserted under the unique (tenant, contact, category, seq) constraint; of
+    two sends racing to open it one inserts and the other joins that window.
+    """
+    for _ in range(5):
+        latest = conn.execute(LATEST_WINDOW, {"tenant_id": tenant_id, "contact": contact,
+                                              "category": category}).first()
+        if latest is not None and latest.expires_at > now:
+            return Window(latest.id, False, latest.period_start)
+        new_id = conn.execute(_open_window_statement(conn), {
+            "tenant_id": tenant_id, "contact": contact, "category": category,
+            "seq": (latest.seq + 1) if latest is not None else 1, "opened_at": now, "expires_at": now + WINDOW,
+            "origin": "business_initiated", "period_start": period_start}).scalar()
+        if new_id is not None:
+            return Window(new_id, True, period_start)
+    raise RuntimeError("could not open or join a conversation window")
+
+
+INSERT_MESSAGE = insert(Message).returning(Message.id)
+
+# A send's whole transaction as one PostgreSQL statement, for sends under no hard cap:
+# the same rows, locks and order as open_window + INSERT_MESSAGE + Metering.meter, in one
+# round trip. No row comes back when a concurrent send opened the window first: run it again.
+ONE_STATEMENT_SEND = """
+WITH latest AS (
+    SELECT id, seq, expires_at FROM conversations
+    WHERE tenant_id = :tenant_id AND contact = :contact AND category = :category
+    ORDER BY seq DESC LIMIT 1 FOR NO KEY UPDATE
+), opened AS (
+    INSERT INTO conversations (tenant_id, contact, category, seq, opened_at, expires_at, origin, period_start)
+    SELECT :tenant_id, :contact, :category, COALESCE((SELECT seq FROM latest), 0) + 1, :now, :expires_at,
+           'business_initiated', :period_start
+    WHERE NOT EXISTS (SELECT 1 FROM latest WHERE expires_at > :now)
+    ON CONFLICT (tenant_id, contact, category, seq) DO NOTHING
+    RETURNING id
+), win AS (
+    SELECT id, TRUE AS opened FROM opened
+    UNION ALL
+    SELECT id, FALSE FROM latest WHERE expires_at > :now
+), message AS (
+    INSERT INTO messages (tenant_id, phone_number_id, direction, wa_id, type, body_summary, status,
+                          wa_message_id, response_status, response_body, conversation_id, opened_conversation,
+                          period_start, idempotency_key, request_hash, created_at, updated_at)
+    SELECT :tenant_id, :phone_number_id, 'out', :contact, :type, :body_summary, :status, :wa_message_id,
+           :response_status, CAST(:response_body AS json), win.id, win.opened, :period_start, :idempotency_key,
+           :request_hash, :now, :now
+    FROM win
+    RETURNING id, conversation_id, opened_conversation
+), metered AS (
+    SELECT CAST(:tenant_id AS integer) AS tenant_id, CAST(:period_start AS timestamp) AS period_start,
+           CAST(:category AS varchar) AS category, opened_conversation AS opened,
+           'conversation:' || conversation_id AS subject
+    FROM message
+)"""
