@@ -39,13 +39,8 @@ def resolve(path: str):
     return getattr(importlib.import_module(module), name)
 
 
-def run(path: str, *args):
-    """Run one job inside an app context (the worker's entry point for every job)."""
-    return _in_app(lambda: resolve(path)(*args))
-
-
 def run_batch(path: str, batch: list):
-    """Run a batch of one job's arguments (what RQ receives from a web process)."""
+    """Run a batch of one job's arguments: the worker's entry point for what web processes queue on RQ."""
     return _in_app(lambda: _call_batch(resolve(path), batch))
 
 

@@ -42,15 +42,6 @@ def numbers_for(tenant) -> list[PhoneNumber]:
     return list(db.session.scalars(owned_query(PhoneNumber, tenant).order_by(PhoneNumber.id)))
 
 
-def number_for(tenant, phone_number_id: str) -> PhoneNumber:
-    """The tenant's number with Meta's ``phone_number_id``; NotFound for anyone else's."""
-    number = db.session.scalar(
-        owned_query(PhoneNumber, tenant).where(PhoneNumber.phone_number_id == str(phone_number_id)))
-    if number is None:
-        raise _not_found(phone_number_id)
-    return number
-
-
 cache.watch(PhoneNumber)
 
 

@@ -52,10 +52,6 @@ def _build(status: str):
 _STATEMENTS = {status: _build(status) for status in TIMESTAMP_FIELD}
 
 
-def _statement(status: str):
-    return _STATEMENTS[status]
-
-
 def apply_status_batch(updates: list[StatusUpdate]) -> int:
     """Apply many statuses of many messages in one transaction. Commits.
 
@@ -72,11 +68,8 @@ def apply_status_batch(updates: list[StatusUpdate]) -> int:
                     for u in updates if u.status == status]
             if not rows:
                 continue
-            if len(rows) == 1:
-                changed += conn.execute(_statement(status), rows[0]).rowcount
-            else:
-                # executemany: rowcount is the sum over the rows on both drivers used here.
-                changed += conn.execute(_statement(status), rows).rowcount
+            # With many rows, rowcount is the sum over them on both drivers used here.
+            changed += conn.execute(_STATEMENTS[status], rows).rowcount
     except BaseException:
         db.session.rollback()
         raise

@@ -77,11 +77,6 @@ class Receipt:
     usage: Usage
     subject: str | None = None  # the billable unit's name, when a conversation was counted
 
-    def part(self, *, messages: int, conversations: int) -> "Receipt":
-        usage = Usage(self.usage.tenant_id, self.usage.period_start, self.usage.category,
-                      messages=messages, conversations=conversations)
-        return Receipt(usage, self.subject if conversations else None)
-
 
 # Built once: the send path runs these on every send.
 INSERT_ENTRY = insert(UsageEntry)
