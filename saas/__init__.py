@@ -61,6 +61,7 @@ def register_extensions(app: Flask) -> None:
     from saas.billing import models as _billing  # noqa: F401
     from saas.messaging import models as _messaging  # noqa: F401
     from saas.metering import models as _metering  # noqa: F401
+    from saas.audit import models as _audit  # noqa: F401
     from saas.tenants import models as _tenants  # noqa: F401
 
 
@@ -74,6 +75,9 @@ def register_services(app: Flask) -> None:
     from saas.messaging.transports import SandboxTransport, Transports
     from saas.metering.services import Metering
 
+    from saas.billing import stripe_client
+
+    app.extensions["stripe"] = stripe_client.build(app.config)
     metering = Metering()
     transports = Transports(sandbox=SandboxTransport(latency=app.config["SANDBOX_LATENCY_MS"] / 1000))
     service = SendService(transports=transports, metering=metering, enqueue=jobs.enqueue)

@@ -129,6 +129,13 @@ def load(instance_path: str) -> dict:
         "STRIPE_WEBHOOK_SECRET": env_str("STRIPE_WEBHOOK_SECRET"),
         "STRIPE_API_BASE": env_str("STRIPE_API_BASE"),
         "STRIPE_API_VERSION": STRIPE_API_VERSION,
+        "STRIPE_TIMEOUT_SECONDS": env_float("STRIPE_TIMEOUT_SECONDS", 20.0),
+        "STRIPE_MAX_RETRIES": env_int("STRIPE_MAX_RETRIES", 2),
+        # The Billing Meter's event name: one meter per billable unit (a conversation), shared by plans.
+        "STRIPE_METER_EVENT_NAME": env_str("STRIPE_METER_EVENT_NAME", "whatsapp_conversations"),
+        # Usage records are reported once their send has surely settled (sends settle within
+        # 1.5x RECOVER_SENDS_AFTER_SECONDS), in batches, by every web process or `flask usage report`.
+        "USAGE_REPORT_SECONDS": env_float("USAGE_REPORT_SECONDS", 60.0),
         "WHATSAPP_APP_SECRET": env_str("WHATSAPP_APP_SECRET"),
         "WHATSAPP_VERIFY_TOKEN": env_str("WHATSAPP_VERIFY_TOKEN"),
         "WHATSAPP_GRAPH_URL": env_str("WHATSAPP_GRAPH_URL", "https://graph.facebook.com"),

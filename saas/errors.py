@@ -117,6 +117,22 @@ class UpstreamError(ApiError):
     message = "WhatsApp could not process the message."
 
 
+class BillingNotConfigured(ApiError):
+    status = 503
+    code = "billing_not_configured"
+    graph_code = 5030
+    message = "Online payment is not configured on this server."
+
+
+class BillingUnavailable(ApiError):
+    """Stripe failed or could not be reached; nothing was changed."""
+
+    status = 502
+    code = "billing_unavailable"
+    graph_code = 5020
+    message = "The payment provider could not be reached. Nothing was changed; try again in a minute."
+
+
 class MethodNotAllowed(ApiError):
     status = 405
     code = "method_not_allowed"

@@ -144,3 +144,32 @@ class AuthActions:
 @pytest.fixture
 def auth(client):
     return AuthActions(client)
+
+
+@pytest.fixture(scope="session")
+def stripe_server():
+    from tests.billing.stripe_fake import FakeStripe
+
+    fake = FakeStripe().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def stripe(app, stripe_server):
+    """The app with Stripe configured against the loopback fake; yields the fake.
+
+    The fake starts empty for every test; the app's settings are put back after.
+    """
+    from saas.billing import stripe_client
+
+    stripe_server.reset()
+    saved = {name: app.config.get(name) for name in ("STRIPE_SECRET_KEY", "STRIPE_API_BASE", "STRIPE_WEBHOOK_SECRET",
+                                                      "STRIPE_MAX_RETRIES", "STRIPE_TIMEOUT_SECONDS")}
+    app.config.update(STRIPE_SECRET_KEY="sk_test_fake", STRIPE_API_BASE=stripe_server.url,
+                      STRIPE_WEBHOOK_SECRET=stripe_server.webhook_secret, STRIPE_MAX_RETRIES=0,
+                      STRIPE_TIMEOUT_SECONDS=2.0)
+    app.extensions["stripe"] = stripe_client.build(app.config)
+    yield stripe_server
+    app.config.update(saved)
+    app.extensions["stripe"] = stripe_client.build(app.config)

@@ -69,6 +69,10 @@ class Plan(PlanRules, db.Model):
     stripe_product_id: Mapped[str | None] = mapped_column(String(255))
     stripe_price_id: Mapped[str | None] = mapped_column(String(255))
     stripe_metered_price_id: Mapped[str | None] = mapped_column(String(255))
+    # The Billing Meter the metered price counts (one meter per unit, shared by plans).
+    stripe_meter_id: Mapped[str | None] = mapped_column(String(255))
+    trial_days: Mapped[int] = mapped_column(Integer, default=0)
+    # False: archived. Subscribers keep it; nobody new may choose it.
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     sort_order: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -91,6 +95,9 @@ class Subscription(db.Model):
     # `created` of the newest Stripe event applied; older events never win.
     last_event_at: Mapped[datetime | None] = mapped_column(DateTime)
     past_due_since: Mapped[datetime | None] = mapped_column(DateTime)
+    # The Stripe price of the flat item, and the metered item's id (for plan changes).
+    stripe_price_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_metered_item_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -106,6 +113,14 @@ class StripeEvent(db.Model):
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     type: Mapped[str] = mapped_column(String(100))
     created: Mapped[datetime] = mapped_column(DateTime)
+    # The tenant the event concerns, once known (shown on the admin's tenant page).
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="SET NULL"), index=True)
+    # The Stripe object the event carried (its data.object), kept for the console and for retries.
+    object_id: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict | None] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # What applying it did ("plan pro, active"), or why it changed nothing.
+    outcome: Mapped[str | None] = mapped_column(String(500))
     error: Mapped[str | None] = mapped_column(Text)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from saas.extensions import db
@@ -78,5 +78,9 @@ class UsageRecord(db.Model):
     reported_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Set when the unit it stood for was un-billed: never reported.
     voided_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Decided when reported: False, inside the plan's included amount (nothing sent);
+    # True, past it (sent to Stripe as a meter event). None until then.
+    overage: Mapped[bool | None] = mapped_column(Boolean)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
