@@ -84,3 +84,24 @@ def active_plans() -> list[Plan]:
 
 def plan_by_code(code: str) -> Plan | None:
     return db.session.scalar(select(Plan).where(Plan.code == code))
+
+
+def overage_lookup_key(code: str) -> str:
+    """The metered price's lookup key; the flat price's is the plan code itself."""
+    return f"{code}_overage"
+
+
+def plan_for_price(price_id: str | None = None, lookup_key: str | None = None) -> Plan | None:
+    """The plan a Stripe price belongs to: by its id (current or metered), else by its lookup key.
+
+    Archived plans are found too: their subscribers keep them.
+    """
+    if price_id:
+        plan = db.session.scalar(select(Plan).where(
+            (Plan.stripe_price_id == price_id) | (Plan.stripe_metered_price_id == price_id)))
+        if plan is not None:
+            return plan
+    if lookup_key:
+        code = lookup_key[: -len("_overage")] if lookup_key.endswith("_overage") else lookup_key
+        return plan_by_code(code)
+    return None

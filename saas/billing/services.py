@@ -1,12 +1,21 @@
 """Subscriptions as this app holds them (Stripe's copy arrives by webhook)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import select
 
-from saas.billing.catalog import plan_by_code
-from saas.billing.models import Subscription
+from saas.audit import services as audit
+from saas.billing.catalog import plan_by_code, plan_for_price
+from saas.billing.models import SUBSCRIPTION_STATUSES, Plan, Subscription
 from saas.extensions import db
 from saas.tenants.models import Tenant
+from saas.timeutil import from_timestamp
+
+# A subscription in one of these states no longer stands for anything: when the
+# tenant already holds another subscription, news of this one is history.
+ENDED = ("canceled", "incomplete_expired")
 
 
 class UnknownPlan(ValueError):
@@ -44,3 +53,127 @@ def assign_plan(tenant: Tenant, plan_code: str) -> Subscription:
     subscription.plan = plan
     db.session.commit()
     return subscription
+
+
+class UnknownCustomer(LookupError):
+    """A Stripe object names no tenant of ours."""
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying a Stripe subscription did."""
+
+    tenant_id: int
+    changed: bool
+    outcome: str  # a sentence for the event ledger and the console
+
+
+def tenant_for_stripe(customer_id: str | None, metadata=None, subscription_id: str | None = None) -> Tenant | None:
+    """The tenant a Stripe object belongs to: our metadata, its customer, or its subscription id."""
+    raw = (metadata or {}).get("tenant_id")
+    if raw and str(raw).isdigit() and len(str(raw)) < 12:
+        tenant = db.session.get(Tenant, int(raw))
+        if tenant is not None and (customer_id is None or tenant.stripe_customer_id in (None, customer_id)):
+            return tenant
+    if customer_id:
+        tenant = db.session.scalar(select(Tenant).where(Tenant.stripe_customer_id == customer_id))
+        if tenant is not None:
+            return tenant
+    if subscription_id:
+        return db.session.scalar(select(Tenant).join(Subscription, Subscription.tenant_id == Tenant.id)
+                                 .where(Subscription.stripe_subscription_id == subscription_id))
+    return None
+
+
+def _locked_subscription(tenant: Tenant) -> Subscription | None:
+    # Row lock: two webhooks for one tenant apply one after the other, each seeing the other's result.
+    return db.session.scalar(select(Subscription).where(Subscription.tenant_id == tenant.id)
+                             .with_for_update().execution_options(populate_existing=True))
+
+
+def _flat_item(items: list):
+    """The licensed (flat) item: the one that says which plan this is."""
+    for item in items:
+        recurring = item["price"].get("recurring") or {}
+        if recurring.get("usage_type", "licensed") == "licensed":
+            return item
+    return items[0] if items else None
+
+
+def _metered_item(items: list):
+    for item in items:
+        if (item["price"].get("recurring") or {}).get("usage_type") == "metered":
+            return item
+    return None
+
+
+def apply_stripe_subscription(obj, *, as_of: datetime, actor: str = "stripe") -> Applied:
+    """Make the tenant's subscription say what Stripe's subscription ``obj`` says. Commits.
+
+    ``obj`` is a Stripe Subscription (a StripeObject or its dict) as of
+    ``as_of`` (the event's ``created``, or now when read from the API).
+    Idempotent, and safe in any order: state older than what was last
+    applied changes nothing, and news of an ended subscription does not touch
+    the newer one that replaced it. Raises UnknownCustomer when no tenant
+    matches (metadata ``tenant_id``, customer, or subscription id).
+    """
+    sub_id, customer = obj["id"], obj.get("customer")
+    if not isinstance(customer, str):
+        customer = (customer or {}).get("id")
+    tenant = tenant_for_stripe(customer, obj.get("metadata"), sub_id)
+    if tenant is None:
+        raise UnknownCustomer(f"No tenant for Stripe customer {customer} (subscription {sub_id}).")
+    try:
+        subscription = _locked_subscription(tenant)
+        if subscription is None:
+            subscription = Subscription(tenant_id=tenant.id, plan_id=plan_by_code("free").id, status="active")
+            db.session.add(subscription)
+        status = obj["status"]
+        if subscription.last_event_at is not None and as_of < subscription.last_event_at:
+            db.session.rollback()
+            return Applied(tenant.id, False, f"older than the state applied ({subscription.last_event_at:%Y-%m-%d %H:%M:%S}); ignored")
+        if (subscription.stripe_subscription_id not in (None, sub_id) and status in ENDED
+                and subscription.status not in ENDED):
+            db.session.rollback()
+            return Applied(tenant.id, False, f"subscription {sub_id} ended; the tenant holds {subscription.stripe_subscription_id}")
+        if status not in SUBSCRIPTION_STATUSES:
+            db.session.rollback()
+            return Applied(tenant.id, False, f"unknown status {status!r}; ignored")
+        before = (subscription.plan_id, subscription.status)
+        items = (obj.get("items") or {}).get("data") or []
+        flat, metered = _flat_item(items), _metered_item(items)
+        note = ""
+        if flat is not None:
+            plan = plan_for_price(flat["price"]["id"], flat["price"].get("lookup_key"))
+            if plan is not None:
+                subscription.plan_id = plan.id
+            else:
+                note = f"; price {flat['price']['id']} matches no plan, plan kept"
+            subscription.stripe_price_id = flat["price"]["id"]
+            if flat.get("current_period_start") and flat.get("current_period_end"):
+                subscription.current_period_start = from_timestamp(flat["current_period_start"])
+                subscription.current_period_end = from_timestamp(flat["current_period_end"])
+        subscription.stripe_metered_item_id = metered["id"] if metered is not None else None
+        if tenant.stripe_customer_id is None and customer:
+            tenant.stripe_customer_id = customer
+        subscription.stripe_subscription_id = sub_id
+        if status == "past_due":
+            subscription.past_due_since = subscription.past_due_since or as_of
+        else:
+            subscription.past_due_since = None
+        subscription.status = status
+        subscription.cancel_at_period_end = bool(obj.get("cancel_at_period_end"))
+        subscription.trial_end = from_timestamp(obj["trial_end"]) if obj.get("trial_end") else None
+        subscription.last_event_at = as_of
+        db.session.flush()
+        plan_name = db.session.get(Plan, subscription.plan_id).name
+        outcome = f"{plan_name}, {status}{note}"
+        changed = before != (subscription.plan_id, subscription.status)
+        if changed:
+            audit.record(actor, "subscription.changed", f"Subscription now {outcome}", tenant_id=tenant.id,
+                         stripe_subscription=sub_id)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return Applied(tenant.id, changed, outcome)
