@@ -12,7 +12,7 @@ from werkzeug.security import generate_password_hash
 from saas.audit.models import AuditEvent
 from saas.billing.catalog import plan_by_code
 from saas.billing.models import Plan, StripeEvent, Subscription
-from saas.billing.services import PlanChangeRefused, UnknownPlan, assign_plan, start_subscription, subscription_for
+from saas.billing.services import PlanChangeRefused, UnknownPlan, assign_plan, start_subscription
 from saas.extensions import db
 from saas.tenants import services as accounts
 from saas.tenants.models import ROLE_OWNER, Tenant, User
@@ -198,7 +198,6 @@ def test_a_non_numeric_or_unknown_tenant_id_is_404(app, admin, raw):
 @pytest.fixture
 def mixed(app):
     """Tenants in every state that matters for revenue; {name: tenant id}."""
-    eur_yearly = None
     with app.app_context():
         eur_yearly = Plan(code="pro_eur_year", name="Pro (EUR, yearly)", price_cents=120000, currency="eur",
                           interval="year", included_conversations=60000, overage_cents=4, features=["text"],
@@ -442,7 +441,8 @@ def test_suspension_refuses_the_tenants_api_at_once_and_reactivation_serves_it_a
 
     page = text_of(admin.get(f"/admin/tenants/{acme.tenant_id}"))
     assert 'id="suspend-form"' in page and "<details>" in page
-    response = post_form(admin, f"/admin/tenants/{acme.tenant_id}/suspend", token_from=f"/admin/tenants/{acme.tenant_id}")
+    response = post_form(admin, f"/admin/tenants/{acme.tenant_id}/suspend",
+                         token_from=f"/admin/tenants/{acme.tenant_id}")
     assert response.status_code == 303
     assert response.headers["Location"] == f"/admin/tenants/{acme.tenant_id}"
     assert tenant_status(app, acme.tenant_id) == "suspended"
