@@ -1,4 +1,4 @@
-"""flask commands: seed, create-admin, tenants create, keys create, jobs worker."""
+"""flask commands: seed, create-admin, tenants create|set-plan, keys create, jobs worker."""
 from __future__ import annotations
 
 import click
@@ -64,6 +64,42 @@ def create_tenant_command(name, email, password, plan_code):
     number = numbers_for(tenant)[0]
     click.echo(f"Created tenant {tenant.slug} (id {tenant.id}) on plan {plan_code}; owner {user.email}; "
                f"sandbox phone_number_id {number.phone_number_id}")
+
+
+@tenants_cli.command("set-plan")
+@click.argument("tenant")
+@click.argument("code")
+@click.option("--force", is_flag=True,
+              help="Assign it even though a live Stripe subscription decides the plan (recorded in the audit log).")
+def set_plan_command(tenant, code, force):
+    """Put TENANT (the owner's email or the tenant's slug) on the plan CODE by hand.
+
+    Refused when the tenant's plan comes from a live Stripe subscription: change
+    it in Stripe instead, or pass --force.
+    """
+    from saas.billing import stripe_client
+    from saas.billing.services import PlanChangeRefused, PlanFromStripe, assign_plan, subscription_for
+
+    found = accounts.find_tenant(tenant)
+    if found is None:
+        raise click.ClickException(f"No tenant with slug or owner email {tenant!r}.")
+    before = subscription_for(found)
+    before_plan, before_status = (before.plan.name, before.status) if before is not None else ("no plan", None)
+    configured = stripe_client.configured()
+    try:
+        subscription = assign_plan(found, code, actor="cli", force=force, stripe_configured=configured)
+    except PlanFromStripe as exc:
+        raise click.ClickException(f"{exc} Pass --force to assign it anyway.") from None
+    except (UnknownPlan, PlanChangeRefused) as exc:
+        raise click.ClickException(str(exc)) from None
+    after = (subscription.plan.name, subscription.status)
+    if (before_plan, before_status) == after:
+        click.echo(f"{found.slug} is already on {after[0]} ({after[1]}); nothing changed.")
+        return
+    click.echo(f"{found.slug}: {before_plan} ({before_status or 'none'}) -> {after[0]} ({after[1]}).")
+    if configured and subscription.stripe_subscription_id:
+        click.echo(f"Stripe subscription {subscription.stripe_subscription_id} still bills its own plan; "
+                   "its next change will replace this one.")
 
 
 @keys_cli.command("create")

@@ -1,19 +1,122 @@
-"""The platform admin console (platform admins only)."""
+"""The platform admin console (platform admins only; everyone else gets a 404)."""
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from sqlalchemy import select
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 
+from saas.admin import tenants as console
 from saas.admin.access import platform_admin_required
+from saas.admin.forms import AssignPlanForm, ConfirmForm
+from saas.billing import stripe_client
 from saas.billing.catalog import active_plans
-from saas.extensions import db
-from saas.tenants.models import Tenant
+from saas.billing.services import PlanChangeRefused, UnknownPlan, assign_plan
+from saas.tenants.models import TENANT_ACTIVE, TENANT_SUSPENDED
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.app_template_filter("no_bidi")
+def no_bidi(text):
+    return console.without_bidi(text)
+
+
+@bp.app_template_filter("money")
+def money(cents, currency="usd"):
+    return f"{(currency or '').upper()} {(cents or 0) / 100:,.2f}"
+
+
+@bp.context_processor
+def console_links():
+    # The plans pages live in their own blueprint; link to them where this app has them.
+    has_plans = "admin_plans.index" in current_app.view_functions
+    return {"plans_url": url_for("admin_plans.index") if has_plans else None}
+
+
+def _tenant_or_404(tenant_id):
+    tenant = console.find_tenant(tenant_id)
+    if tenant is None:
+        abort(404)
+    return tenant
 
 
 @bp.get("/")
 @platform_admin_required
 def index():
-    tenants = list(db.session.scalars(select(Tenant).order_by(Tenant.id.desc()).limit(200)))
-    return render_template("admin/index.html", tenants=tenants, plans=active_plans())
+    return render_template("admin/index.html", figures=console.overview(),
+                           newest=console.list_tenants(size=10), plans=active_plans())
+
+
+@bp.get("/tenants")
+@platform_admin_required
+def tenants():
+    q = console.clean_query(request.args.get("q"))
+    page = console.list_tenants(q, console.page_number(request.args.get("page")))
+    return render_template("admin/tenants.html", page=page, q=q)
+
+
+def _tenant_page(tenant, plan_form=None, plan_error=None, status=200):
+    detail = console.tenant_detail(tenant)
+    if plan_form is None:
+        plan_form = AssignPlanForm(plan=detail.plan.code if detail.plan else None)
+    plan_form.plan.choices = [(p.code, f"{p.name}{'' if p.active else ' (archived)'}")
+                              for p in detail.plan_choices]
+    return render_template("admin/tenant.html", d=detail, plan_form=plan_form, plan_error=plan_error,
+                           confirm=ConfirmForm(), stripe_configured=stripe_client.configured()), status
+
+
+@bp.get("/tenants/<tenant_id>")
+@platform_admin_required
+def tenant(tenant_id):
+    return _tenant_page(_tenant_or_404(tenant_id))
+
+
+def _change_status(tenant_id, status):
+    tenant = _tenant_or_404(tenant_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    changed = console.set_status(tenant, status, actor=current_user)
+    if status == TENANT_SUSPENDED:
+        flash(f"{tenant.slug} is suspended: its API calls are refused." if changed
+              else f"{tenant.slug} was already suspended.", "info")
+    else:
+        flash(f"{tenant.slug} is active again." if changed else f"{tenant.slug} was already active.", "info")
+    return redirect(url_for("admin.tenant", tenant_id=tenant.id), 303)
+
+
+@bp.post("/tenants/<tenant_id>/suspend")
+@platform_admin_required
+def suspend(tenant_id):
+    return _change_status(tenant_id, TENANT_SUSPENDED)
+
+
+@bp.post("/tenants/<tenant_id>/reactivate")
+@platform_admin_required
+def reactivate(tenant_id):
+    return _change_status(tenant_id, TENANT_ACTIVE)
+
+
+@bp.post("/tenants/<tenant_id>/plan")
+@platform_admin_required
+def set_plan(tenant_id):
+    tenant = _tenant_or_404(tenant_id)
+    form = AssignPlanForm()
+    form.plan.choices = [(p.code, p.name) for p in console.plan_choices(console.current_plan(tenant))]
+    if not form.validate_on_submit():
+        return _tenant_page(tenant, form, status=400)
+    try:
+        subscription = assign_plan(tenant, form.plan.data, actor=current_user,
+                                   stripe_configured=stripe_client.configured())
+    except (UnknownPlan, PlanChangeRefused) as exc:
+        return _tenant_page(tenant, form, plan_error=str(exc), status=409)
+    flash(f"{tenant.slug} is on the plan {subscription.plan.name}.", "success")
+    return redirect(url_for("admin.tenant", tenant_id=tenant.id), 303)
+
+
+@bp.get("/audit")
+@platform_admin_required
+def audit_log():
+    tenant = None
+    if request.args.get("tenant"):
+        tenant = _tenant_or_404(request.args["tenant"])
+    page = console.audit_log(tenant, console.page_number(request.args.get("page")))
+    return render_template("admin/audit.html", page=page, tenant=tenant)

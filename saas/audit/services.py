@@ -30,9 +30,10 @@ def record(actor, action: str, summary: str, *, tenant_id: int | None = None, **
     return event
 
 
-def recent(*, tenant_id: int | None = None, limit: int = 100) -> list[AuditEvent]:
-    """The newest entries first; only ``tenant_id``'s when given."""
-    query = select(AuditEvent).order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(limit)
+def recent(*, tenant_id: int | None = None, limit: int = 100, offset: int = 0) -> list[AuditEvent]:
+    """The newest entries first (skipping ``offset``); only ``tenant_id``'s when given."""
+    query = (select(AuditEvent).order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
+             .offset(offset).limit(limit))
     if tenant_id is not None:
         query = query.where(AuditEvent.tenant_id == tenant_id)
     return list(db.session.scalars(query))

@@ -40,18 +40,82 @@ def subscription_for(tenant: Tenant) -> Subscription | None:
     return db.session.scalar(select(Subscription).where(Subscription.tenant_id == tenant.id))
 
 
-def assign_plan(tenant: Tenant, plan_code: str) -> Subscription:
-    """Put ``tenant`` on a plan by hand (support work, or billing not configured). Commits."""
+class PlanChangeRefused(ValueError):
+    """A plan change by hand that is not allowed: an archived plan, or one Stripe decides."""
+
+
+class PlanFromStripe(PlanChangeRefused):
+    """The tenant's plan comes from a live Stripe subscription: change it there (or force)."""
+
+
+def live_stripe_subscription(subscription: Subscription | None) -> bool:
+    """Whether Stripe holds a subscription for this row that has not ended (so Stripe decides its plan)."""
+    return bool(subscription is not None and subscription.stripe_subscription_id
+                and subscription.status not in ENDED)
+
+
+def assign_plan(tenant: Tenant, plan_code: str, *, actor="system", force: bool = False,
+                stripe_configured: bool | None = None) -> Subscription:
+    """Put ``tenant`` on a plan by hand (support work, or billing not configured). Commits.
+
+    Allowed when Stripe is not configured or the tenant has no live Stripe
+    subscription; otherwise Stripe's copy decides the plan (a plan set here would
+    be neither billed nor kept by the next event), so it raises PlanFromStripe
+    (a PlanChangeRefused) unless ``force``, which is recorded. An ended Stripe subscription is let go:
+    the tenant holds the plan, active, with no Stripe ids. Raises UnknownPlan for
+    no such plan, PlanChangeRefused for an archived plan (unless it is the
+    tenant's current one). The audit entry (``actor``: a User or a name) commits
+    with the change; assigning what the tenant already holds changes nothing
+    and records nothing.
+    """
+    if stripe_configured is None:
+        from saas.billing import stripe_client
+
+        stripe_configured = stripe_client.configured()
     plan = plan_by_code(plan_code)
     if plan is None:
         raise UnknownPlan(f"No plan with code {plan_code!r}.")
-    subscription = subscription_for(tenant)
-    if subscription is None:
-        subscription = Subscription(tenant_id=tenant.id, plan_id=plan.id, status="active")
-        db.session.add(subscription)
-    subscription.plan_id = plan.id
-    subscription.plan = plan
-    db.session.commit()
+    try:
+        subscription = _locked_subscription(tenant)
+        if not plan.active and (subscription is None or subscription.plan_id != plan.id):
+            raise PlanChangeRefused(f"Plan {plan.code!r} is archived: nobody new may be put on it.")
+        live = live_stripe_subscription(subscription)
+        if live and stripe_configured and not force:
+            raise PlanFromStripe(
+                f"This tenant's plan comes from its Stripe subscription {subscription.stripe_subscription_id} "
+                f"({subscription.status}); change it in Stripe, or let the tenant change it from its billing page.")
+        if subscription is None:
+            subscription = Subscription(tenant_id=tenant.id, plan_id=plan.id, status="active")
+            db.session.add(subscription)
+            before_plan, before_status = None, None
+        else:
+            before_plan, before_status = db.session.get(Plan, subscription.plan_id), subscription.status
+        subscription.plan_id = plan.id
+        subscription.plan = plan
+        if not live:
+            # Nothing in Stripe speaks for this tenant any more: the plan given here is the whole truth.
+            subscription.status = "active"
+            subscription.past_due_since = None
+            subscription.cancel_at_period_end = False
+            subscription.trial_end = None
+            subscription.stripe_subscription_id = None
+            subscription.stripe_price_id = None
+            subscription.stripe_metered_item_id = None
+        if before_plan is not None and (before_plan.id, before_status) == (plan.id, subscription.status):
+            db.session.rollback()
+            return subscription_for(tenant)
+        summary = f"Plan set by hand: {before_plan.name if before_plan else 'none'} → {plan.name}"
+        if before_status not in (None, subscription.status):
+            summary += f" (subscription {before_status.replace('_', ' ')} → {subscription.status})"
+        details = {"plan_from": before_plan.code if before_plan else None, "plan_to": plan.code}
+        if live and stripe_configured:
+            summary += f", overriding Stripe subscription {subscription.stripe_subscription_id}"
+            details.update(forced=True, stripe_subscription=subscription.stripe_subscription_id)
+        audit.record(actor, "plan.assigned", summary, tenant_id=tenant.id, **details)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
     return subscription
 
 
