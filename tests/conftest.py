@@ -173,3 +173,22 @@ def stripe(app, stripe_server):
     yield stripe_server
     app.config.update(saved)
     app.extensions["stripe"] = stripe_client.build(app.config)
+
+
+@pytest.fixture(scope="session")
+def graph_server():
+    from tests.graph_fake import FakeGraph
+
+    fake = FakeGraph().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def graph(app, graph_server):
+    """The app pointed at the loopback Graph API (WHATSAPP_GRAPH_URL); yields the fake, emptied."""
+    graph_server.reset()
+    saved = app.config["WHATSAPP_GRAPH_URL"]
+    app.config["WHATSAPP_GRAPH_URL"] = graph_server.url
+    yield graph_server
+    app.config["WHATSAPP_GRAPH_URL"] = saved
