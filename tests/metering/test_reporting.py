@@ -218,6 +218,25 @@ def test_voided_records_are_never_sent_and_never_counted(app, ctx, stripe, meter
     assert sent_identifiers(stripe) == [rows[3].identifier]
 
 
+def test_overage_voided_after_it_was_decided_is_not_sent(app, ctx, stripe, meter_id):
+    tenant_id = tenant_on(app, included=0)
+    connect(app, stripe, meter_id, tenant_id)
+    subjects = meter(app, tenant_id, 2)
+    clock = settled_clock()
+    make_reporter(clock).decide()
+    usage = Usage(tenant_id, current_period(None).start, "service", messages=1, conversations=1)
+    Metering().reverse(db.session.connection(), Receipt(usage, subject=subjects[1]))
+    db.session.commit()
+
+    run = make_reporter(clock).report()
+
+    rows = records(tenant_id)
+    assert [(r.overage, r.voided_at is not None, r.reported_at is not None) for r in rows] == \
+        [(True, False, True), (True, True, False)]
+    assert (run.reported, run.waiting) == (1, {})
+    assert sent_identifiers(stripe) == [rows[0].identifier]
+
+
 def test_a_plan_without_overage_never_reports_it(app, ctx, stripe, meter_id):
     free = tenant_on(app, "free", included=2)
     connect(app, stripe, meter_id, free)
