@@ -101,7 +101,8 @@ def usage_rollup_command():
 
 @usage_cli.command("check")
 def usage_check_command():
-    """Check that every tenant's usage equals its rows: messages sent, windows opened. Exits 1 if not."""
+    """Check that every tenant's usage equals its rows (messages sent, windows opened) and that its overage
+    was reported, and with Stripe configured that Stripe's meter counts what was reported. Exits 1 if not."""
     from saas.extensions import db
     from saas.messaging.audit import audit_usage
 

@@ -198,6 +198,9 @@ class UsageReporter:
                 session.rollback()  # another reporter is deciding this tenant now
                 return
             tenant = session.get(Tenant, tenant_id)
+            if tenant is None:  # deleted since: its records went with it
+                session.rollback()
+                return
             subscription = subscription_for(tenant)
             plan = entitlements.for_tenant(tenant, subscription).effective
             if not plan.hard_cap:
