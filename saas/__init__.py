@@ -90,6 +90,12 @@ def register_services(app: Flask) -> None:
         # Checked twice per threshold: a stuck send is settled within 1.5x the threshold.
         background.every("interrupted sends", after.total_seconds() / 2,
                          lambda: service.recover_interrupted(older_than=after))
+        if app.extensions["stripe"] is not None:
+            from saas.metering.reporting import UsageReporter
+
+            # Overage to Stripe's meter. Bounded per run: this thread also rolls usage up and recovers sends.
+            background.every("usage report", app.config["USAGE_REPORT_SECONDS"],
+                             lambda: UsageReporter.from_config(app.config, app.extensions["stripe"]).report(budget=10))
         # Started with the first request, so a forked worker starts its own.
         app.before_request(background.start)
 

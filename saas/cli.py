@@ -5,9 +5,11 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
+from saas.billing import stripe_client
 from saas.billing.catalog import seed_plans
 from saas.billing.services import UnknownPlan
 from saas.messaging.numbers import numbers_for
+from saas.metering import reporting
 from saas.onboarding import services as onboarding
 from saas.tenants import services as accounts
 
@@ -135,16 +137,46 @@ def usage_rollup_command():
 
 @usage_cli.command("check")
 def usage_check_command():
-    """Check that every tenant's usage equals its rows: messages sent, windows opened. Exits 1 if not."""
+    """Check that every tenant's usage equals its rows (messages sent, windows opened) and that its overage
+    was reported, and with Stripe configured that Stripe's meter counts what was reported. Exits 1 if not."""
     from saas.extensions import db
     from saas.messaging.audit import audit_usage
 
     problems, checked = audit_usage(db.session)
     for problem in problems:
         click.echo(problem)
-    if problems:
-        raise click.ClickException(f"{len(problems)} of {checked} usage figures differ from the rows.")
+    client = stripe_client.client() if stripe_client.configured() else None
+    reported = reporting.reconcile(db.session, client, event_name=current_app.config["STRIPE_METER_EVENT_NAME"])
+    for problem in reported.problems:
+        click.echo(problem)
+    if not reported.stripe_compared:
+        click.echo("Stripe was not compared: STRIPE_SECRET_KEY is not set, so only the local side was checked.")
+    if problems or reported.problems:
+        raise click.ClickException(
+            f"{len(problems)} of {checked} usage figures differ from the rows; "
+            f"{len(reported.problems)} differences in {reported.checked} reported overage figures.")
     click.echo(f"OK: {checked} usage figures equal the rows.")
+    click.echo(f"OK: {reported.checked} reported overage figures agree"
+               + (" with the counters and Stripe." if reported.stripe_compared else " with the counters."))
+
+
+@usage_cli.command("report")
+def usage_report_command():
+    """Report settled overage to Stripe's Billing Meter now (web processes do it every USAGE_REPORT_SECONDS)."""
+    if not stripe_client.configured():
+        raise click.ClickException("Stripe is not configured (STRIPE_SECRET_KEY is not set): nothing was reported.")
+    run = reporting.UsageReporter.from_config(current_app.config, stripe_client.client()).report()
+    click.echo(run.summary())
+    for error, n in run.errors.most_common():
+        click.echo(f"{n} failed: {error}")
+    if run.stopped:
+        click.echo(f"Stopped early: {run.stopped}.")
+    if run.too_old:
+        click.echo(f"{run.too_old} overage conversations are older than Stripe accepts and were not sent; "
+                   "'flask usage check' lists them.")
+    if run.all_failed:
+        raise click.ClickException(f"Every attempt failed ({run.failed}); nothing was reported. "
+                                   "The records wait and are retried.")
 
 
 @sends_cli.command("recover")

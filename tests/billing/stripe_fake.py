@@ -130,6 +130,11 @@ class FakeStripe:
         """The next ``times`` calls to ``method path`` (a prefix) answer after ``seconds``."""
         self.injected.append(Injected(method, path, seconds=seconds, times=times))
 
+    def expire_idempotency_keys(self) -> None:
+        """Forget every Idempotency-Key, as Stripe does after 24 hours (what an object itself dedupes on stays)."""
+        with self._lock:
+            self._idempotent.clear()
+
     def requests(self, method: str | None = None, path: str | None = None) -> list[Call]:
         """Calls received, oldest first; filtered by method and path prefix."""
         return [c for c in self.calls if (method is None or c.method == method)
@@ -463,6 +468,12 @@ def create_meter_event(fake, params):
         raise StripeError(400, f"No active meter found for event_name {params.get('event_name')!r}.",
                           param="event_name")
     payload = params.get("payload") or {}
+    if params.get("timestamp") is not None:
+        # Stripe takes events from the past 35 days up to 5 minutes ahead.
+        now = max(fake.now(), int(time.time()))
+        if not now - 35 * 86400 <= int(params["timestamp"]) <= now + 300:
+            raise StripeError(400, "Timestamp must be within the past 35 days and not more than 5 minutes in "
+                                   "the future.", param="timestamp")
     customer = payload.get(meter["customer_mapping"]["event_payload_key"])
     fake.get(customer or "", "customer")
     identifier = params.get("identifier") or fake.new_id("mev")
@@ -477,7 +488,13 @@ def create_meter_event(fake, params):
 
 def meter_event_summaries(fake, ident, params):
     meter = fake.get(ident, "billing.meter")
+    for name in ("customer", "start_time", "end_time"):
+        if not params.get(name):
+            raise StripeError(400, f"Missing required param: {name}.", param=name)
     start, end = int(params["start_time"]), int(params["end_time"])
+    for name, value in (("start_time", start), ("end_time", end)):
+        if value % 60:
+            raise StripeError(400, f"{name} must be aligned with minute boundaries.", param=name)
     value = sum(float(e["payload"].get(meter["value_settings"]["event_payload_key"], 0))
                 for e in fake.meter_events.values()
                 if e["event_name"] == meter["event_name"] and start <= e["timestamp"] < end
