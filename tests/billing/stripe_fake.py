@@ -695,8 +695,11 @@ def _handler(fake: FakeStripe):
             self.send_header("Content-Length", str(len(data)))
             for name, value in headers.items():
                 self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (a delay() longer than its timeout)
 
         def do_GET(self):
             self._serve("GET")
