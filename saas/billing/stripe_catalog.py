@@ -36,7 +36,7 @@ class CatalogSyncFailed(BillingUnavailable):
     def __init__(self, code: str, reason: str, lines: list[str]):
         super().__init__(f"{code}: Stripe failed ({reason}). What was created is recorded; "
                          "run the sync again to finish.")
-        self.code = code
+        self.plan_code = code
         self.reason = reason
         self.lines = lines
 

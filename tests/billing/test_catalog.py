@@ -410,3 +410,13 @@ def test_a_subscriber_on_a_replaced_price_keeps_its_plan(ctx, stripe):
     apply_stripe_subscription(sub, as_of=from_timestamp(sub["created"]))
     subscription = db.session.scalar(select(Subscription).where(Subscription.tenant_id == tenant.id))
     assert subscription.plan.code == "pro"
+
+
+def test_editing_what_stripe_holds_marks_the_plan_not_synced_until_the_next_sync(ctx, stripe):
+    sync()
+    update_plan(plan("pro"), {"rate_limit_per_minute": 5000}, actor="cli")  # not on Stripe
+    assert plan("pro").stripe_synced_at is not None
+    update_plan(plan("pro"), {"name": "Pro 2"}, actor="cli")
+    assert plan("pro").stripe_synced_at is None
+    sync(plans=[plan("pro")])
+    assert plan("pro").stripe_synced_at is not None
