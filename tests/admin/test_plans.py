@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from saas.audit.models import AuditEvent
-from saas.billing.catalog import plan_by_code
+from saas.billing.catalog import plan_by_code, plan_on_offer
 from saas.billing.models import Plan
 from saas.billing.services import UnknownPlan, start_subscription
 from saas.extensions import db
@@ -307,6 +307,7 @@ def test_an_archived_plan_keeps_its_subscribers_and_is_offered_to_nobody(app, ad
         from saas.tenants.models import Tenant
 
         assert entitlements.for_tenant(db.session.get(Tenant, subscriber_id)).plan.code == "starter"
+        assert plan_on_offer("starter") is None and plan_on_offer("pro").code == "pro"
         tenant = factories.make_tenant("free")
         with pytest.raises(UnknownPlan, match="archived"):
             start_subscription(tenant, "starter")
