@@ -101,6 +101,7 @@ def register_services(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from saas.admin.plans import bp as admin_plans_bp
     from saas.admin.routes import bp as admin_bp
     from saas.api.cloud import bp as cloud_bp
     from saas.api.routes import bp as api_bp
@@ -112,6 +113,7 @@ def register_blueprints(app: Flask) -> None:
     csrf.exempt(cloud_bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(admin_plans_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(cloud_bp)
 

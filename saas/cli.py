@@ -1,4 +1,4 @@
-"""flask commands: seed, create-admin, tenants create|set-plan, keys create, jobs worker."""
+"""flask commands: seed, create-admin, tenants create|set-plan, keys create, jobs worker, plans sync, usage."""
 from __future__ import annotations
 
 import click
@@ -18,6 +18,7 @@ keys_cli = AppGroup("keys", help="Manage tenants' API keys.")
 jobs_cli = AppGroup("jobs", help="Background jobs.")
 usage_cli = AppGroup("usage", help="Usage counters and the ledger behind them.")
 sends_cli = AppGroup("sends", help="The send path's upkeep.")
+plans_cli = AppGroup("plans", help="The plan catalogue.")
 
 
 @click.command("seed")
@@ -189,6 +190,35 @@ def sends_recover_command(older_than):
     click.echo(f"Settled {settled} interrupted sends.")
 
 
+@plans_cli.command("sync")
+@click.option("--plan", "codes", multiple=True, metavar="CODE", help="Only this plan (may be repeated).")
+def plans_sync_command(codes):
+    """Create or update the plans' Products, Prices and Meter on Stripe (safe to run again)."""
+    from saas.billing import stripe_client
+    from saas.billing.catalog import plan_by_code
+    from saas.billing.stripe_catalog import CatalogSyncFailed, sync_plans
+    from saas.errors import BillingNotConfigured
+
+    try:
+        client = stripe_client.client()
+    except BillingNotConfigured:
+        raise click.ClickException("STRIPE_SECRET_KEY is not set: there is no Stripe account to sync the plans to.") from None
+    plans = None
+    if codes:
+        plans = [plan_by_code(code) for code in codes]
+        missing = [code for code, plan in zip(codes, plans) if plan is None]
+        if missing:
+            raise click.ClickException(f"No plan with code {', '.join(missing)}.")
+    try:
+        lines = sync_plans(client, plans, actor="cli")
+    except CatalogSyncFailed as exc:
+        for line in exc.lines:
+            click.echo(line)
+        raise click.ClickException(exc.message) from None
+    for line in lines:
+        click.echo(line)
+
+
 def init_app(app) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(create_admin_command)
@@ -197,3 +227,4 @@ def init_app(app) -> None:
     app.cli.add_command(jobs_cli)
     app.cli.add_command(usage_cli)
     app.cli.add_command(sends_cli)
+    app.cli.add_command(plans_cli)

@@ -1,10 +1,26 @@
-"""The platform's default plans, written by ``flask seed``."""
+"""The plan catalogue: the default plans written by ``flask seed``, finding plans, and the
+admin's changes to them (create, edit, archive). Syncing them to Stripe is in stripe_catalog."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
-from saas.billing.models import Plan
+from saas.audit import services as audit
+from saas.billing.models import Plan, Subscription
 from saas.extensions import db
+
+FREE_CODE = "free"
+# Every Stripe object we make carries metadata {"app": APP, ...} naming us.
+APP = "relay"
+# The terms Stripe holds (product name and description, the prices): changing one makes
+# the plan "not synced" until the next sync.
+STRIPE_TERMS = ("name", "description", "price_cents", "currency", "interval", "overage_cents", "active")
+# What an admin may change on a plan (its code is fixed: Stripe's lookup keys are made from it).
+EDITABLE_TERMS = ("name", "description", "price_cents", "currency", "interval", "included_conversations",
+                  "overage_cents", "rate_limit_per_minute", "phone_numbers_allowed", "features", "trial_days",
+                  "sort_order")
+# Subscriptions in these states hold no plan any more (not counted as subscribers).
+ENDED_STATUSES = ("canceled", "incomplete_expired")
 
 DEFAULT_PLANS = (
     {
@@ -86,13 +102,121 @@ def plan_by_code(code: str) -> Plan | None:
     return db.session.scalar(select(Plan).where(Plan.code == code))
 
 
+def plan_on_offer(code: str) -> Plan | None:
+    """The plan a tenant may choose: it exists and is not archived (archived plans keep
+    their subscribers but take no new ones)."""
+    plan = plan_by_code(code)
+    return plan if plan is not None and plan.active else None
+
+
+def all_plans() -> list[Plan]:
+    """Every plan, archived ones included, in the catalogue's order."""
+    return list(db.session.scalars(select(Plan).order_by(Plan.sort_order, Plan.id)))
+
+
+def subscriber_counts() -> dict[int, int]:
+    """Plan id -> subscriptions on it that have not ended."""
+    rows = db.session.execute(select(Subscription.plan_id, func.count()).where(
+        Subscription.status.not_in(ENDED_STATUSES)).group_by(Subscription.plan_id))
+    return {plan_id: n for plan_id, n in rows}
+
+
+class PlanError(ValueError):
+    """A change to a plan that is refused; ``field`` names the form field it concerns."""
+
+    def __init__(self, field: str | None, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def _money(cents: int | None, currency: str) -> str:
+    return "hard cap" if cents is None else f"{cents / 100:.2f} {currency.upper()}"
+
+
+def create_plan(code: str, terms: dict, *, actor) -> Plan:
+    """Add a plan (active, not yet on Stripe) and its audit entry. Commits.
+
+    Raises PlanError("code") when the code is taken.
+    """
+    if plan_by_code(code) is not None:
+        raise PlanError("code", "A plan with this code exists already.")
+    plan = Plan(code=code, active=True, **{k: terms[k] for k in EDITABLE_TERMS})
+    db.session.add(plan)
+    try:
+        db.session.flush()
+    except IntegrityError:  # created at the same moment by someone else
+        db.session.rollback()
+        raise PlanError("code", "A plan with this code exists already.") from None
+    audit.record(actor, "plan.created", f"Created plan {code} ({plan.name}, "
+                 f"{_money(plan.price_cents, plan.currency)} per {plan.interval})", plan_code=code,
+                 terms={k: terms[k] for k in EDITABLE_TERMS})
+    db.session.commit()
+    return plan
+
+
+def update_plan(plan: Plan, terms: dict, *, actor) -> list[str]:
+    """Change a plan's terms; returns the names of the terms that changed. Commits.
+
+    A change to what Stripe holds marks the plan not synced. Current subscribers keep
+    the price they pay until they change plan (Stripe renews archived prices).
+    Raises PlanError when the free plan would stop being free.
+    """
+    if plan.code == FREE_CODE and terms.get("price_cents", 0) != 0:
+        raise PlanError("price_cents", "The free plan stays free: tenants whose payments lapse fall back to it.")
+    changed = {name: (getattr(plan, name), terms[name]) for name in EDITABLE_TERMS
+               if name in terms and getattr(plan, name) != terms[name]}
+    if not changed:
+        return []
+    for name, (_, new) in changed.items():
+        setattr(plan, name, new)
+    if any(name in STRIPE_TERMS for name in changed):
+        plan.stripe_synced_at = None
+    summary = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
+    audit.record(actor, "plan.updated", f"Updated plan {plan.code}: {summary}", plan_code=plan.code,
+                 changes={name: [old, new] for name, (old, new) in changed.items()})
+    db.session.commit()
+    return list(changed)
+
+
+def archive_plan(plan: Plan, *, actor) -> bool:
+    """Take the plan off sale: its subscribers keep it, nobody new may choose it. Commits.
+
+    Returns False when it was archived already. Raises PlanError for the free plan,
+    which tenants fall back to.
+    """
+    if plan.code == FREE_CODE:
+        raise PlanError(None, "The free plan cannot be archived: tenants whose payments lapse fall back to it.")
+    if not plan.active:
+        return False
+    plan.active = False
+    plan.stripe_synced_at = None
+    audit.record(actor, "plan.archived", f"Archived plan {plan.code} ({plan.name})", plan_code=plan.code)
+    db.session.commit()
+    return True
+
+
+def unarchive_plan(plan: Plan, *, actor) -> bool:
+    """Put an archived plan back on sale. Commits; False when it was on sale already."""
+    if plan.active:
+        return False
+    plan.active = True
+    plan.stripe_synced_at = None
+    audit.record(actor, "plan.unarchived", f"Put plan {plan.code} ({plan.name}) back on sale", plan_code=plan.code)
+    db.session.commit()
+    return True
+
+
 def overage_lookup_key(code: str) -> str:
     """The metered price's lookup key; the flat price's is the plan code itself."""
     return f"{code}_overage"
 
 
-def plan_for_price(price_id: str | None = None, lookup_key: str | None = None) -> Plan | None:
-    """The plan a Stripe price belongs to: by its id (current or metered), else by its lookup key.
+def plan_for_price(price_id: str | None = None, lookup_key: str | None = None, *,
+                   metadata: dict | None = None) -> Plan | None:
+    """The plan a Stripe price belongs to: by its id (current or metered), else by its lookup
+    key, else by the ``plan_code`` of our metadata on it (a price replaced by a new amount
+    has lost its lookup key, and its subscribers keep it until they change plan).
 
     Archived plans are found too: their subscribers keep them.
     """
@@ -103,5 +227,10 @@ def plan_for_price(price_id: str | None = None, lookup_key: str | None = None) -
             return plan
     if lookup_key:
         code = lookup_key[: -len("_overage")] if lookup_key.endswith("_overage") else lookup_key
-        return plan_by_code(code)
+        plan = plan_by_code(code)
+        if plan is not None:
+            return plan
+    metadata = metadata or {}
+    if metadata.get("app") == APP and metadata.get("plan_code"):
+        return plan_by_code(str(metadata["plan_code"]))
     return None

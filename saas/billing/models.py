@@ -72,6 +72,10 @@ class Plan(PlanRules, db.Model):
     # The Billing Meter the metered price counts (one meter per unit, shared by plans).
     stripe_meter_id: Mapped[str | None] = mapped_column(String(255))
     trial_days: Mapped[int] = mapped_column(Integer, default=0)
+    # When Stripe last held exactly these terms; None: never synced, or edited since.
+    stripe_synced_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Why the last sync to Stripe failed; None after a sync that succeeded.
+    stripe_sync_error: Mapped[str | None] = mapped_column(String(500))
     # False: archived. Subscribers keep it; nobody new may choose it.
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     sort_order: Mapped[int] = mapped_column(Integer, default=0)

@@ -25,11 +25,14 @@ class UnknownPlan(ValueError):
 def start_subscription(tenant: Tenant, plan_code: str = "free") -> Subscription:
     """Give a new tenant its first subscription. Flushes; the caller commits.
 
-    Raises UnknownPlan when the plan does not exist (``flask seed`` makes them).
+    Raises UnknownPlan when the plan does not exist (``flask seed`` makes them) or is
+    archived (archived plans keep their subscribers but take no new ones).
     """
     plan = plan_by_code(plan_code)
     if plan is None:
         raise UnknownPlan(f"No plan with code {plan_code!r}; run 'flask seed' first.")
+    if not plan.active:
+        raise UnknownPlan(f"Plan {plan_code!r} is archived: it takes no new subscribers.")
     subscription = Subscription(tenant_id=tenant.id, plan_id=plan.id, status="active")
     db.session.add(subscription)
     db.session.flush()
@@ -208,7 +211,8 @@ def apply_stripe_subscription(obj, *, as_of: datetime, actor: str = "stripe") ->
         flat, metered = _flat_item(items), _metered_item(items)
         note = ""
         if flat is not None:
-            plan = plan_for_price(flat["price"]["id"], flat["price"].get("lookup_key"))
+            plan = plan_for_price(flat["price"]["id"], flat["price"].get("lookup_key"),
+                                  metadata=flat["price"].get("metadata"))
             if plan is not None:
                 subscription.plan_id = plan.id
             else:

@@ -8,7 +8,9 @@ path, params, Idempotency-Key, Stripe-Version) so tests can assert what the app
 sent. A repeated Idempotency-Key answers the first response, as Stripe does.
 
 Failures are injected per call: ``fail("POST", "/v1/checkout/sessions", status=500)``
-or ``delay("POST", "/v1/prices", seconds=5)``.
+or ``delay("POST", "/v1/prices", seconds=5)``. ``fail(..., saved=True)`` keeps the failure
+under the request's Idempotency-Key, as Stripe does once a request has begun executing:
+a retry with that key gets the same answer, marked ``Idempotent-Replayed: true``.
 
 Beyond the API, the fake plays Stripe's side of a payment: ``complete_checkout``
 turns an open Checkout Session into a customer with a paid subscription and
@@ -79,6 +81,7 @@ class Injected:
     status: int | None = None
     seconds: float = 0.0
     times: int = 1
+    saved: bool = False
 
 
 @dataclass
@@ -122,13 +125,21 @@ class FakeStripe:
             self._idempotent.clear()
 
     # -- test controls -----------------------------------------------------------------------
-    def fail(self, method: str, path: str, *, status: int = 500, times: int = 1) -> None:
-        """The next ``times`` calls to ``method path`` (a prefix) answer ``status``."""
-        self.injected.append(Injected(method, path, status=status, times=times))
+    def fail(self, method: str, path: str, *, status: int = 500, times: int = 1, saved: bool = False) -> None:
+        """The next ``times`` calls to ``method path`` (a prefix) answer ``status``.
+
+        ``saved``: the answer is kept under the call's Idempotency-Key and replayed to a
+        retry with the same key (Stripe does so for 500s for 24 hours).
+        """
+        self.injected.append(Injected(method, path, status=status, times=times, saved=saved))
 
     def delay(self, method: str, path: str, *, seconds: float, times: int = 1) -> None:
         """The next ``times`` calls to ``method path`` (a prefix) answer after ``seconds``."""
         self.injected.append(Injected(method, path, seconds=seconds, times=times))
+
+    def forget_idempotency_keys(self) -> None:
+        """What Stripe does to a key 24 hours on: a retry with it is a new request."""
+        self.expire_idempotency_keys()
 
     def expire_idempotency_keys(self) -> None:
         """Forget every Idempotency-Key, as Stripe does after 24 hours (what an object itself dedupes on stays)."""
@@ -336,9 +347,13 @@ class FakeStripe:
         return {k: v for k, v in obj.items() if not k.startswith("_")}
 
     # -- the API -----------------------------------------------------------------------------
-    def handle(self, method: str, path: str, params: dict, headers) -> tuple[int, dict]:
+    def handle(self, method: str, path: str, params: dict, headers) -> tuple[int, dict, dict]:
+        """(status, body, response headers) for one request."""
         call = Call(method, path, params, headers.get("Idempotency-Key"), headers.get("Stripe-Version"),
                     headers.get("Authorization"))
+        request_id = self.new_id("req")
+        answered = {"Request-Id": request_id}
+        key = (call.idempotency_key, method, path) if method == "POST" and call.idempotency_key else None
         with self._lock:
             self.calls.append(call)
             for injected in self.injected:
@@ -350,21 +365,25 @@ class FakeStripe:
         if injected is not None and injected.seconds:
             time.sleep(injected.seconds)
         if injected is not None and injected.status:
-            return injected.status, {"error": {"type": "api_error", "message": "An unknown error occurred.",
-                                               "code": None, "param": None}}
+            answer = injected.status, {"error": {"type": "api_error", "message": "An unknown error occurred.",
+                                                 "code": None, "param": None}}
+            if injected.saved and key:
+                with self._lock:
+                    self._idempotent[key] = answer, request_id
+            return *answer, answered
         if not (call.authorization or "").startswith("Bearer sk_"):
-            return 401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided."}}
-        key = (call.idempotency_key, method, path) if method == "POST" and call.idempotency_key else None
+            return 401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided."}}, answered
         with self._lock:
             if key and key in self._idempotent:
-                return self._idempotent[key]
+                (status, body), original = self._idempotent[key]
+                return status, body, {**answered, "Idempotent-Replayed": "true", "Original-Request": original}
             try:
                 answer = 200, self.route(method, path, params)
             except StripeError as exc:
                 answer = exc.status, exc.body
             if key:
-                self._idempotent[key] = answer
-            return answer
+                self._idempotent[key] = answer, request_id
+            return *answer, answered
 
     def route(self, method: str, path: str, params: dict) -> dict:
         parts = path.strip("/").split("/")[1:]  # drop "v1"
@@ -460,6 +479,15 @@ def create_meter(fake, params):
                    "event_payload_key", "value")}, created=fake.now(), updated=fake.now(), livemode=False,
                status="active", event_time_window=params.get("event_time_window"))
     return fake.store(obj)
+
+
+def set_meter_status(status):
+    def handler(fake, ident, params):
+        meter = fake.get(ident, "billing.meter")
+        meter.update(status=status, updated=fake.now(),
+                     status_transitions={"deactivated_at": fake.now() if status == "inactive" else None})
+        return fake.public(meter)
+    return handler
 
 
 def create_meter_event(fake, params):
@@ -643,6 +671,8 @@ ROUTES = {
     ("GET", "billing/meters"): lambda f, p: f.listing(f.of_kind("billing.meter"), "/v1/billing/meters", p),
     ("GET", "billing/meters/{id}"): lambda f, i, p: f.public(f.get(i, "billing.meter")),
     ("GET", "billing/meters/{id}/event_summaries"): meter_event_summaries,
+    ("POST", "billing/meters/{id}/deactivate"): set_meter_status("inactive"),
+    ("POST", "billing/meters/{id}/reactivate"): set_meter_status("active"),
     ("POST", "billing/meter_events"): create_meter_event,
     ("POST", "checkout/sessions"): create_checkout_session,
     ("GET", "checkout/sessions/{id}"): lambda f, i, p: f.public(f.get(i, "checkout.session")),
@@ -662,6 +692,9 @@ ROUTES = {
 def _handler(fake: FakeStripe):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out as two writes: without TCP_NODELAY each answer waits
+        # for the client's delayed ACK (40 ms).
+        disable_nagle_algorithm = True
 
         def log_message(self, *args):  # quiet
             pass
@@ -671,14 +704,18 @@ def _handler(fake: FakeStripe):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode() if length else ""
             pairs = parse_qsl(parts.query, keep_blank_values=True) + parse_qsl(body, keep_blank_values=True)
-            status, answer = fake.handle(method, parts.path, decode_form(pairs), self.headers)
+            status, answer, headers = fake.handle(method, parts.path, decode_form(pairs), self.headers)
             data = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
-            self.send_header("Request-Id", fake.new_id("req"))
-            self.end_headers()
-            self.wfile.write(data)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            try:
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (a delay() longer than its timeout)
 
         def do_GET(self):
             self._serve("GET")

@@ -1,0 +1,108 @@
+"""The admin's plan forms: every input bounded to the column it fills."""
+from __future__ import annotations
+
+import unicodedata
+
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import (DataRequired, InputRequired, Length, NumberRange, Optional, Regexp,
+                                StopValidation)
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from saas.billing.models import FEATURE_NAMES
+
+INT32_MAX = 2**31 - 1
+# Stripe refuses unit amounts past eight digits (999,999.99 in a two-decimal currency).
+STRIPE_AMOUNT_MAX = 99_999_999
+# Stripe's longest trial.
+TRIAL_DAYS_MAX = 730
+CODE_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+INTERVALS = [SelectChoice("month", "Monthly"), SelectChoice("year", "Yearly")]
+
+
+class Between(NumberRange):
+    """NumberRange that stays quiet when the input was no whole number (that error says it)."""
+
+    def __call__(self, form, field):
+        if field.data is not None:
+            super().__call__(form, field)
+
+
+class NoControlCharacters:
+    """Refuses NUL and other control characters (a NUL also breaks PostgreSQL text)."""
+
+    def __init__(self, allow: str = ""):
+        self.allow = set(allow)
+
+    def __call__(self, form, field):
+        for char in field.data or "":
+            if char not in self.allow and unicodedata.category(char) == "Cc":
+                raise StopValidation("Control characters (such as NUL) are not allowed.")
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+def _lower(value):
+    return value.lower() if isinstance(value, str) else value
+
+
+def _count(label: str, minimum: int = 0, maximum: int = INT32_MAX, description: str = "", default=None):
+    return IntegerField(label, validators=[InputRequired(), Between(min=minimum, max=maximum)],
+                        description=description, default=default)
+
+
+class PlanForm(FlaskForm):
+    """A plan's terms; ``code`` only when it is created (lookup keys are made from it)."""
+
+    code = StringField("Code", filters=[_strip],
+                       validators=[DataRequired(), Length(max=40), NoControlCharacters(),
+                                   Regexp(CODE_PATTERN, message="Lowercase letters, digits and dashes only.")],
+                       description="Lowercase letters, digits and dashes; fixed once created (Stripe's lookup key).")
+    name = StringField("Name", filters=[_strip], validators=[DataRequired(), Length(max=100), NoControlCharacters()])
+    description = TextAreaField("Description", filters=[_strip],
+                                validators=[Length(max=2000), NoControlCharacters(allow="\r\n\t")])
+    price_cents = _count("Price per interval, in cents", maximum=STRIPE_AMOUNT_MAX,
+                         description="0 makes a free plan, which is never sold through Stripe.")
+    currency = StringField("Currency", default="usd", filters=[_strip, _lower],
+                           validators=[InputRequired(), NoControlCharacters(),
+                                       Regexp(r"^[a-z]{3}$", message="A three-letter ISO code, such as usd.")])
+    interval = SelectField("Billing interval", choices=INTERVALS, default="month")
+    included_conversations = _count("Conversations included per period", default=0)
+    overage_cents = IntegerField("Price per extra conversation, in cents",
+                                 validators=[Optional(), Between(min=0, max=STRIPE_AMOUNT_MAX)],
+                                 description="Leave empty for a hard cap: no conversations past the included ones.")
+    rate_limit_per_minute = _count("API requests per minute", minimum=1, default=60)
+    phone_numbers_allowed = _count("Phone numbers allowed", minimum=1, default=1)
+    features = SelectMultipleField("Features", choices=[SelectChoice(code, label) for code, label in FEATURE_NAMES.items()],
+                                   widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
+    trial_days = _count("Free trial, in days", maximum=TRIAL_DAYS_MAX, description="0 for none.", default=0)
+    sort_order = _count("Sort order", description="Plans are listed from the lowest.", default=0)
+
+    def terms(self) -> dict:
+        """The plan's terms as the catalogue takes them."""
+        return {
+            "name": self.name.data,
+            "description": self.description.data or "",
+            "price_cents": self.price_cents.data,
+            "currency": self.currency.data,
+            "interval": self.interval.data,
+            "included_conversations": self.included_conversations.data,
+            "overage_cents": self.overage_cents.data,
+            "rate_limit_per_minute": self.rate_limit_per_minute.data,
+            "phone_numbers_allowed": self.phone_numbers_allowed.data,
+            # In the catalogue's order, whatever order the boxes were ticked in.
+            "features": [name for name in FEATURE_NAMES if name in (self.features.data or [])],
+            "trial_days": self.trial_days.data,
+            "sort_order": self.sort_order.data,
+        }
+
+
+class EditPlanForm(PlanForm):
+    code = None
+
+
+class ConfirmForm(FlaskForm):
+    """A button that posts: only the CSRF token."""
