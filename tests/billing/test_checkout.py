@@ -279,6 +279,17 @@ def test_success_page_of_an_unfinished_session_says_processing(app, stripe, owne
     assert stripe.requests("GET", "/v1/subscriptions") == []
 
 
+def test_success_page_of_an_expired_session_says_so(app, stripe, owner):
+    with app.app_context():
+        sync(stripe, "pro")
+    session_id = session_id_of(choose(owner, "pro").headers["Location"])
+    stripe.get(session_id)["status"] = "expired"
+    response = owner.get(f"/billing/success?session_id={session_id}")
+    assert response.status_code == 200
+    assert "This checkout has expired" in text_of(response)
+    assert held(app, tenant_of(app).id).plan.code == "free"
+
+
 def test_a_session_of_another_tenant_is_404(app, stripe, owner, client):
     with app.app_context():
         sync(stripe, "pro")
@@ -586,6 +597,21 @@ def set_status(app, tenant_id, status, *, past_due_days=0):
         subscription.status = status
         subscription.past_due_since = utcnow() - timedelta(days=past_due_days) if status == "past_due" else None
         db.session.commit()
+
+
+@pytest.mark.parametrize("plan, status, withheld", [
+    ("pro", "active", False), ("pro", "trialing", False), ("pro", "past_due", False), ("pro", "unpaid", True),
+    ("pro", "canceled", True), ("free", "canceled", False), ("free", "unpaid", False)])
+def test_rights_are_withheld_only_when_a_paid_plan_lapsed(ctx, plan, status, withheld):
+    from saas.billing import entitlements
+    from tests.factories import make_tenant
+
+    tenant = make_tenant(plan)
+    subscription = db.session.scalar(select(Subscription).where(Subscription.tenant_id == tenant.id))
+    subscription.status = status
+    subscription.past_due_since = utcnow() if status == "past_due" else None
+    db.session.commit()
+    assert entitlements.for_tenant(tenant).withheld is withheld
 
 
 @pytest.mark.parametrize("status, past_due_days", [
