@@ -96,6 +96,8 @@ class FakeStripe:
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._idempotent: dict = {}
+        # Bumped by reset(): a delayed request of an earlier test must not act on the next test's state.
+        self._generation = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -121,6 +123,7 @@ class FakeStripe:
             self.events.clear()
             self.injected.clear()
             self._idempotent.clear()
+            self._generation += 1
 
     # -- test controls -----------------------------------------------------------------------
     def fail(self, method: str, path: str, *, status: int = 500, times: int = 1) -> None:
@@ -336,6 +339,7 @@ class FakeStripe:
         call = Call(method, path, params, headers.get("Idempotency-Key"), headers.get("Stripe-Version"),
                     headers.get("Authorization"))
         with self._lock:
+            generation = self._generation
             self.calls.append(call)
             for injected in self.injected:
                 if injected.method == method and path.startswith(injected.path) and injected.times > 0:
@@ -345,6 +349,8 @@ class FakeStripe:
                 injected = None
         if injected is not None and injected.seconds:
             time.sleep(injected.seconds)
+            if generation != self._generation:  # the test that delayed it is over; its client gave up
+                return 503, {"error": {"type": "api_error", "message": "Abandoned.", "code": None, "param": None}}
         if injected is not None and injected.status:
             return injected.status, {"error": {"type": "api_error", "message": "An unknown error occurred.",
                                                "code": None, "param": None}}
@@ -675,12 +681,15 @@ def _handler(fake: FakeStripe):
             pairs = parse_qsl(parts.query, keep_blank_values=True) + parse_qsl(body, keep_blank_values=True)
             status, answer = fake.handle(method, parts.path, decode_form(pairs), self.headers)
             data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Request-Id", fake.new_id("req"))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Request-Id", fake.new_id("req"))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up waiting (a delayed call past its timeout)
 
         def _page(self, path):
             """Stripe's hosted pages (Checkout, the Customer Portal) as a bare page a browser can land on."""

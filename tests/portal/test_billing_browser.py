@@ -126,3 +126,58 @@ def test_free_tenant_upgrades_to_pro_through_checkout(app, stripe, page, live_se
     page.screenshot(path="/tmp/billing-page.png", full_page=True)
     assert csp_violations(page) == []
     assert page.errors == []
+
+
+PHONE = {"width": 375, "height": 812}
+
+
+def test_subscriber_switches_plan_after_the_preview_on_a_phone(app, stripe, browser, live_server):
+    with app.app_context():
+        sync(stripe, "starter", "pro", "enterprise")
+    context = browser.new_context(base_url=live_server, viewport=PHONE, is_mobile=True, has_touch=True)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.add_init_script(CSP_WATCH)
+    errors = []
+    page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+
+    def fits():
+        page.wait_for_load_state("load")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"{page.url} scrolls sideways: {width}px wide"
+
+    try:
+        page.goto("/signup")
+        page.get_by_label("Company name").fill("Switcher Ltd")
+        page.get_by_label("Work email").fill("switcher@example.com")
+        page.get_by_label("Password").fill("correct horse battery")
+        page.get_by_role("button", name="Create account").click()
+        expect(page).to_have_url(re.compile(r"/dashboard$"))
+        page.goto("/billing")
+        page.locator("#plan-pro").get_by_role("button", name="Upgrade to Pro").click()
+        expect(page).to_have_url(re.compile(r"/checkout/cs_\w+$"))
+        session_id = page.url.rsplit("/", 1)[-1]
+        stripe.complete_checkout(session_id)
+        # No webhook this time: the success page applies the subscription itself.
+        page.goto(f"/billing/success?session_id={session_id}")
+        expect(page.locator("#checkout-result")).to_contain_text("You are on the Pro plan")
+        fits()
+
+        page.goto("/billing")
+        fits()
+        page.locator("#plan-enterprise").get_by_role("button", name="Upgrade to Enterprise").click()
+        expect(page).to_have_url(re.compile(r"/billing/change/enterprise$"))
+        expect(page.locator("#preview-lines")).to_contain_text("Unused time on the current plan")
+        expect(page.locator("#proration-total")).to_have_text("$200.00")
+        fits()
+        page.get_by_role("button", name="Confirm: switch to Enterprise").click()
+
+        expect(page).to_have_url(re.compile(r"/billing$"))
+        expect(page.locator(".flash.success")).to_contain_text("You are now on the Enterprise plan.")
+        expect(page.locator("#plan-name")).to_have_text("Enterprise")
+        expect(page.locator("#plan-enterprise")).to_have_class("current")
+        fits()
+        assert page.evaluate("window.__cspViolations || []") == []
+        assert errors == []
+    finally:
+        context.close()
