@@ -107,6 +107,7 @@ def register_blueprints(app: Flask) -> None:
     from saas.api.routes import bp as api_bp
     from saas.extensions import csrf
     from saas.portal.routes import bp as portal_bp
+    from saas.portal import billing as _billing_views  # noqa: F401  (adds the billing pages to portal_bp)
 
     # API clients authenticate with a bearer key, not a session cookie: no CSRF.
     csrf.exempt(api_bp)

@@ -20,8 +20,9 @@ def no_bidi(text):
     return console.without_bidi(text)
 
 
-@bp.app_template_filter("money")
-def money(cents, currency="usd"):
+# The console's own form ("USD 99.00"): one column of several currencies reads evenly.
+@bp.app_template_filter("currency_amount")
+def currency_amount(cents, currency="usd"):
     return f"{(currency or '').upper()} {(cents or 0) / 100:,.2f}"
 
 

@@ -83,6 +83,19 @@ class Entitlements:
         return not self.suspended and feature in self.features
 
     @property
+    def withheld(self) -> bool:
+        """Paid rights withdrawn for non-payment: a paid plan is subscribed, the free plan's rights apply."""
+        return not self.suspended and not self.plan.is_free and self.effective.code != self.plan.code
+
+    def paid_plan_allows(self, feature: str) -> bool:
+        """Rights withheld, and the plan paid for includes ``feature``: a payment would allow it."""
+        return self.withheld and feature in self.plan.features
+
+    def paid_plan_allows_conversation(self, used: int) -> bool:
+        """Rights withheld, and the plan paid for would open one more conversation after ``used``."""
+        return self.withheld and (self.plan.overage_cents is not None or used < self.plan.included_conversations)
+
+    @property
     def included_conversations(self) -> int:
         return self.effective.included_conversations
 

@@ -23,7 +23,9 @@ from datetime import timedelta
 from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from saas.errors import FeatureNotInPlan, IdempotencyConflict, TenantSuspended, UpstreamError
+from saas.errors import (
+    FeatureNotInPlan, IdempotencyConflict, PaymentRequired, QuotaExceeded, TenantSuspended, UpstreamError,
+)
 from saas.extensions import db
 from saas.messaging.bodies import category_for, graph_response, request_hash, summarise
 from saas.messaging.models import Conversation, Message
@@ -74,6 +76,16 @@ def _in_transaction(session) -> bool:
 PENDING = {"status": "pending", "wa_message_id": None, "response_status": None, "response_body": None}
 
 
+def payment_required(rights, what: str, **details) -> PaymentRequired:
+    """The refusal when the plan paid for would allow ``what`` but its rights are withheld for non-payment."""
+    plan = rights.plan
+    return PaymentRequired(
+        f"Your {plan.name} subscription is {rights.status.replace('_', ' ')}, so free plan limits apply: "
+        f"{what} needs the {plan.name} plan. Update your payment method or resubscribe to restore it.",
+        details={"status": rights.status, "plan": plan.code, "effective_plan": rights.effective.code, **details},
+        upgrade=True)
+
+
 def _refusal(result: SendResult, message_id: int) -> UpstreamError:
     return UpstreamError(result.error_title or UpstreamError.message,
                          details={"whatsapp_code": result.error_code, "message_id": message_id},
@@ -103,7 +115,8 @@ class SendService:
         transport refuses (or that raises) is un-billed. With an
         Idempotency-Key the first result is returned again for the same body.
         Raises TenantSuspended, NotFound (another tenant's number, or none),
-        FeatureNotInPlan, QuotaExceeded, IdempotencyConflict or UpstreamError.
+        FeatureNotInPlan, QuotaExceeded, PaymentRequired (what the plan paid for allows, while its
+        rights are withheld for non-payment), IdempotencyConflict or UpstreamError.
         """
         if rights.suspended:
             raise TenantSuspended()
@@ -111,6 +124,8 @@ class SendService:
         kind = payload["type"]
         feature = TYPES[kind].feature
         if not rights.may(feature):
+            if rights.paid_plan_allows(feature):
+                raise payment_required(rights, f"'{kind}' messages", feature=feature, type=kind)
             raise FeatureNotInPlan(
                 f"Your {rights.effective.name} plan does not include '{kind}' messages.",
                 details={"feature": feature, "type": kind, "plan": rights.effective.code}, upgrade=True)
@@ -231,6 +246,12 @@ class SendService:
             session.commit()
         except IntegrityError:
             return self._replay_the_winner(tenant.id, idempotency_key, digest)
+        except QuotaExceeded as exc:
+            session.rollback()
+            if rights.paid_plan_allows_conversation(exc.details["used"]):
+                raise payment_required(rights, "a new conversation past the free plan's quota",
+                                       quota=exc.details["quota"], used=exc.details["used"]) from None
+            raise
         except BaseException:
             session.rollback()
             raise

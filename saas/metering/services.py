@@ -106,7 +106,7 @@ class Metering:
                 raise QuotaExceeded(
                     f"Your plan includes {cap} conversations this period and all of them are used. "
                     "Upgrade your plan to send more.",
-                    details={"quota": cap, "metric": METRIC_CONVERSATIONS}, upgrade=True)
+                    details={"quota": cap, "used": used, "metric": METRIC_CONVERSATIONS}, upgrade=True)
         conn.execute(INSERT_ENTRY, {
             "tenant_id": usage.tenant_id, "period_start": usage.period_start, "category": usage.category,
             "messages": usage.messages, "conversations": usage.conversations, "created_at": now})

@@ -1,6 +1,7 @@
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, StringField
-from wtforms.validators import DataRequired, Email, Length
+from wtforms import EmailField, HiddenField, IntegerField, PasswordField, StringField
+from wtforms.validators import DataRequired, Email, Length, Regexp
+from wtforms.widgets import HiddenInput
 
 from saas.tenants.services import MIN_PASSWORD
 
@@ -22,3 +23,16 @@ class ApiKeyForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """A button that posts: only the CSRF token."""
+
+
+class PlanChoiceForm(FlaskForm):
+    """A plan button on the billing page: the plan, and this page's attempt id (one Stripe create per submission)."""
+
+    plan = HiddenField(validators=[DataRequired(), Length(max=40)])
+    attempt = HiddenField(validators=[DataRequired(), Regexp(r"^[0-9a-f]{16,64}$")])
+
+
+class PlanChangeForm(PlanChoiceForm):
+    """Confirming a previewed plan change: also the proration date the preview was computed for."""
+
+    proration_date = IntegerField(widget=HiddenInput(), validators=[DataRequired()])

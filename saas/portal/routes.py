@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from saas.billing import entitlements
+from saas.billing import checkout, entitlements, stripe_client
 from saas.billing.catalog import active_plans
 from saas.billing.services import subscription_for
 from saas.errors import NotFound
@@ -70,6 +70,8 @@ def account_status():
         "tenant": tenant,
         "rights": rights,
         "usage": usage_summary(tenant, subscription, rights),
+        "way_out": checkout.way_out(rights, tenant),
+        "billing_configured": stripe_client.configured(),
     }}
 
 
@@ -167,11 +169,3 @@ def revoke_key(tenant, key_id):
     flash(f"Key {key.prefix}… is revoked; requests with it now fail.", "info")
     return redirect(url_for("portal.keys"))
 
-
-@bp.get("/billing")
-@tenant_required
-def billing(tenant):
-    from flask import current_app
-
-    return render_template("portal/billing.html", plans=active_plans(),
-                           billing_configured=bool(current_app.config.get("STRIPE_SECRET_KEY")))

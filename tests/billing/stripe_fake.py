@@ -28,6 +28,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -98,6 +99,8 @@ class FakeStripe:
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._idempotent: dict = {}
+        # Bumped by reset(): a delayed request of an earlier test must not act on the next test's state.
+        self._generation = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -123,6 +126,7 @@ class FakeStripe:
             self.events.clear()
             self.injected.clear()
             self._idempotent.clear()
+            self._generation += 1
 
     # -- test controls -----------------------------------------------------------------------
     def fail(self, method: str, path: str, *, status: int = 500, times: int = 1, saved: bool = False) -> None:
@@ -355,6 +359,7 @@ class FakeStripe:
         answered = {"Request-Id": request_id}
         key = (call.idempotency_key, method, path) if method == "POST" and call.idempotency_key else None
         with self._lock:
+            generation = self._generation
             self.calls.append(call)
             for injected in self.injected:
                 if injected.method == method and path.startswith(injected.path) and injected.times > 0:
@@ -364,6 +369,8 @@ class FakeStripe:
                 injected = None
         if injected is not None and injected.seconds:
             time.sleep(injected.seconds)
+            if generation != self._generation:  # the test that delayed it is over; its client gave up
+                return 503, {"error": {"type": "api_error", "message": "Abandoned.", "code": None, "param": None}}
         if injected is not None and injected.status:
             answer = injected.status, {"error": {"type": "api_error", "message": "An unknown error occurred.",
                                                  "code": None, "param": None}}
@@ -538,8 +545,15 @@ def create_checkout_session(fake, params):
     if params.get("mode") != "subscription":
         raise StripeError(400, "This fake only sells subscriptions.", param="mode")
     lines = params.get("line_items") or []
-    for line in lines:
-        fake.get(line.get("price", ""), "price")
+    for n, line in enumerate(lines):
+        price = fake.get(line.get("price", ""), "price")
+        metered = (price.get("recurring") or {}).get("usage_type") == "metered"
+        if metered and "quantity" in line:
+            raise StripeError(400, "Quantity should not be specified where usage_type is `metered`. Remove "
+                              "quantity from `line_items[%d]`." % n, param=f"line_items[{n}][quantity]")
+        if not metered and "quantity" not in line:
+            raise StripeError(400, f"Missing required param: line_items[{n}][quantity].",
+                              param=f"line_items[{n}][quantity]")
     if params.get("customer"):
         fake.get(params["customer"], "customer")
     obj = fake.template("checkout.session")
@@ -621,9 +635,14 @@ def preview_invoice(fake, params):
                 amount = price.get("unit_amount") or 0
                 old = next((i for i in sub["items"]["data"] if i["id"] == change.get("id")), None)
                 credit = -((old or {}).get("price", {}).get("unit_amount") or 0) // 2
-                lines += [{"description": "Unused time on the current plan", "amount": credit},
+                proration = {"type": "subscription_item_details", "invoice_item_details": None,
+                             "subscription_item_details": {"invoice_item": None, "proration": True,
+                                                           "proration_details": {"credited_items": None},
+                                                           "subscription": sub["id"],
+                                                           "subscription_item": change.get("id")}}
+                lines += [{"description": "Unused time on the current plan", "amount": credit, "parent": proration},
                           {"description": f"Remaining time on {price.get('nickname') or price['id']}",
-                           "amount": amount // 2}]
+                           "amount": amount // 2, "parent": proration}]
                 total += credit + amount // 2
     invoice = fake.template("invoice")
     invoice.update(id="upcoming_" + sub["id"], customer=sub["customer"], status="draft",
@@ -689,6 +708,10 @@ ROUTES = {
 }
 
 
+# Paths of the pages Stripe hosts for customers (the URLs of Checkout and portal sessions).
+PAGES = ("/checkout/", "/portal/")
+
+
 def _handler(fake: FakeStripe):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -701,21 +724,35 @@ def _handler(fake: FakeStripe):
 
         def _serve(self, method):
             parts = urlsplit(self.path)
+            if method == "GET" and parts.path.startswith(PAGES):
+                return self._page(parts.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode() if length else ""
             pairs = parse_qsl(parts.query, keep_blank_values=True) + parse_qsl(body, keep_blank_values=True)
             status, answer, headers = fake.handle(method, parts.path, decode_form(pairs), self.headers)
             data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                self.send_header(name, value)
             try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
             except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up waiting (a delay() longer than its timeout)
+                self.close_connection = True  # the client gave up waiting (a delayed call past its timeout)
+
+        def _page(self, path):
+            """Stripe's hosted pages (Checkout, the Customer Portal) as a bare page a browser can land on."""
+            kind, _, ident = path.strip("/").partition("/")
+            data = (f"<!doctype html><html><head><title>Fake Stripe {kind}</title><link rel=\"icon\" href=\"data:,\"></head>"
+                    f"<body><h1 id=\"fake-stripe-{kind}\">Fake Stripe {kind}</h1>"
+                    f"<p id=\"fake-stripe-id\">{escape(ident)}</p></body></html>").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         def do_GET(self):
             self._serve("GET")

@@ -1,0 +1,180 @@
+"""The billing pages: plans, Checkout, the Customer Portal, plan changes, invoices.
+
+These views sit on the portal blueprint (their endpoints are ``portal.*``);
+the app factory imports this module before it registers the blueprint.
+Stripe failing shows a message on the billing page and changes nothing; no
+billing page answers 500 because of Stripe.
+"""
+from __future__ import annotations
+
+import secrets
+from urllib.parse import urlsplit
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from saas import CONTENT_SECURITY_POLICY
+from saas.billing import checkout, entitlements, stripe_client
+from saas.billing.services import subscription_for
+from saas.errors import BillingNotConfigured, BillingUnavailable, NotFound
+from saas.portal.forms import ConfirmForm, PlanChangeForm, PlanChoiceForm
+from saas.portal.routes import bp, tenant_required
+
+# Where Checkout and the Customer Portal live; a form that posts to us may be redirected there.
+STRIPE_PAGES = ("https://checkout.stripe.com", "https://billing.stripe.com")
+
+
+def stripe_origins() -> list[str]:
+    origins = list(STRIPE_PAGES)
+    base = current_app.config.get("STRIPE_API_BASE")
+    if base:  # a Stripe stand-in (tests, local runs) serves its pages from its own address
+        parts = urlsplit(base)
+        origins.append(f"{parts.scheme}://{parts.netloc}")
+    return origins
+
+
+@bp.after_request
+def allow_redirects_to_stripe(response):
+    """Browsers apply form-action to the redirects after a submit: our billing forms end on Stripe's pages."""
+    if response.mimetype == "text/html":
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+            "form-action 'self'", "form-action 'self' " + " ".join(stripe_origins()))
+    return response
+
+
+@bp.app_template_filter("money")
+def money(cents: int | None, currency: str = "usd") -> str:
+    if cents is None:
+        return ""
+    sign = "−" if cents < 0 else ""
+    amount = f"{abs(cents) / 100:,.2f}"
+    return f"{sign}${amount}" if currency.lower() == "usd" else f"{sign}{amount} {currency.upper()}"
+
+
+def absolute_url(endpoint: str, **values) -> str:
+    """A URL of ours for Stripe to send the browser back to: PUBLIC_BASE_URL when set, else this request's host."""
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    if base:
+        return base.rstrip("/") + url_for(endpoint, **values)
+    return url_for(endpoint, _external=True, **values)
+
+
+def new_attempt() -> str:
+    return secrets.token_hex(8)
+
+
+def back_to_billing(message: str | None = None, category: str = "error"):
+    if message:
+        flash(message, category)
+    return redirect(url_for("portal.billing"), 303)
+
+
+def acting_user():
+    return current_user._get_current_object()
+
+
+@bp.get("/billing")
+@tenant_required
+def billing(tenant):
+    configured = stripe_client.configured()
+    rights = entitlements.for_tenant(tenant)
+    invoice_rows, invoices_failed = [], False
+    if configured and tenant.stripe_customer_id:
+        try:
+            invoice_rows = checkout.invoices(stripe_client.client(), tenant)
+        except BillingUnavailable:
+            invoices_failed = True
+    subscription = subscription_for(tenant)
+    offers = checkout.offers(tenant, rights, configured=configured)
+    return render_template(
+        "portal/billing.html", billing_configured=configured, offers={o.plan.code: o for o in offers},
+        plans=[o.plan for o in offers], subscription=subscription, way_out=checkout.way_out(rights, tenant),
+        current_code=checkout.current_plan_code(rights), invoices=invoice_rows, invoices_failed=invoices_failed,
+        trial_eligible=subscription is None or subscription.stripe_subscription_id is None,
+        attempt=new_attempt(), has_customer=bool(tenant.stripe_customer_id))
+
+
+@bp.post("/billing/checkout")
+@tenant_required
+def billing_checkout(tenant):
+    form = PlanChoiceForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        url = checkout.start_checkout(
+            stripe_client.client(), tenant, entitlements.for_tenant(tenant), form.plan.data,
+            attempt=form.attempt.data,
+            success_url=absolute_url("portal.billing_success") + "?session_id={CHECKOUT_SESSION_ID}",
+            cancel_url=absolute_url("portal.billing_cancel"))
+    except checkout.PlanNotOffered as exc:
+        return back_to_billing(str(exc))
+    except (BillingUnavailable, BillingNotConfigured) as exc:
+        return back_to_billing(exc.message)
+    return redirect(url, 303)
+
+
+@bp.get("/billing/success")
+@tenant_required
+def billing_success(tenant):
+    try:
+        result = checkout.finish_checkout(stripe_client.client(), tenant, request.args.get("session_id", ""),
+                                          actor=acting_user())
+    except NotFound:
+        abort(404)
+    except (BillingUnavailable, BillingNotConfigured) as exc:
+        return back_to_billing(exc.message + " If you completed the payment, your plan changes within minutes.")
+    return render_template("portal/billing_success.html", result=result)
+
+
+@bp.get("/billing/cancel")
+@tenant_required
+def billing_cancel(tenant):
+    return render_template("portal/billing_cancel.html")
+
+
+@bp.post("/billing/portal")
+@tenant_required
+def billing_portal(tenant):
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        url = checkout.portal_url(stripe_client.client(), tenant, return_url=absolute_url("portal.billing"))
+    except checkout.NoCustomer:
+        return back_to_billing("You have no billing account yet: it is made when you first choose a paid plan.")
+    except (BillingUnavailable, BillingNotConfigured) as exc:
+        return back_to_billing(exc.message)
+    return redirect(url, 303)
+
+
+@bp.get("/billing/change/<code>")
+@tenant_required
+def billing_change(tenant, code):
+    try:
+        preview = checkout.preview_change(stripe_client.client(), tenant, entitlements.for_tenant(tenant), code)
+    except checkout.PlanNotOffered as exc:
+        return back_to_billing(str(exc))
+    except (BillingUnavailable, BillingNotConfigured) as exc:
+        return back_to_billing(exc.message)
+    form = PlanChangeForm(plan=code, attempt=new_attempt(), proration_date=preview.proration_date)
+    return render_template("portal/billing_change.html", preview=preview, form=form,
+                           current=subscription_for(tenant).plan)
+
+
+@bp.post("/billing/change/<code>")
+@tenant_required
+def billing_change_confirm(tenant, code):
+    form = PlanChangeForm()
+    if not form.validate_on_submit() or form.plan.data != code:
+        abort(400)
+    try:
+        subscription = checkout.change_plan(
+            stripe_client.client(), tenant, entitlements.for_tenant(tenant), code,
+            proration_date=form.proration_date.data, attempt=form.attempt.data, actor=acting_user())
+    except checkout.PreviewExpired as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("portal.billing_change", code=code), 303)
+    except checkout.PlanNotOffered as exc:
+        return back_to_billing(str(exc))
+    except (BillingUnavailable, BillingNotConfigured) as exc:
+        return back_to_billing(exc.message)
+    return back_to_billing(f"You are now on the {subscription.plan.name} plan.", "success")
