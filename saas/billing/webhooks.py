@@ -229,14 +229,15 @@ def _locked_subscription(tenant_id: int) -> Subscription | None:
 
 
 def _apply_current(client, subscription_id: str, as_of: datetime, actor: str = "stripe") -> Applied:
-    """Read the subscription from Stripe now and apply it as of ``as_of``.
+    """Read the subscription from Stripe now and apply it as of ``as_of`` (the event's ``created``).
 
-    Webhooks pass the event's ``created``, not the time of the read: what is
-    read is at least as new as the event, so it is safe to apply wherever the
-    event itself would be, and nothing newer than ``as_of`` is ever
-    overwritten (a newer event applied meanwhile wins, because the check runs
-    under the row lock). Stamping it with our clock instead would let a fast
-    clock hide changes Stripe makes in the next seconds.
+    Why the event's time and not now: what is read is at least as new as the
+    event, so it may go wherever the event's own state could (``created`` not
+    older than ``last_event_at``; apply_stripe_subscription checks under the
+    row lock), and where that was older it is dropped, since a newer event is
+    applied already. Stamped "now", a read made just before a newer event was
+    applied would overwrite it when applied just after, and our clock (not
+    Stripe's) would decide which later events count as older.
     """
     obj = client.v1.subscriptions.retrieve(subscription_id).to_dict(for_json=True)
     return apply_stripe_subscription(obj, as_of=as_of, actor=actor)

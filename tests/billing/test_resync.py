@@ -82,6 +82,8 @@ def test_a_customer_without_a_known_subscription_gets_its_newest_live_one(ctx, c
     customer = stripe.customer(tenant_id=str(tenant.id))["id"]
     old = stripe.subscription(customer, [prices["starter"]], status="canceled")
     stripe.tick(60)
+    stripe.subscription(customer, [prices["starter"]], status="past_due")
+    stripe.tick(60)
     live = stripe.subscription(customer, [prices["pro"], prices["pro_overage"]])
     stripe.tick(60)
     stripe.subscription(customer, [prices["enterprise"]], status="incomplete_expired")

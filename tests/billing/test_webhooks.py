@@ -202,6 +202,16 @@ def test_checkout_completed_finds_the_tenant_by_metadata_without_a_client_refere
     assert state(tenant.id).plan.code == "starter"
 
 
+def test_checkout_completed_links_the_customer_of_a_subscription_without_our_metadata(ctx, client, stripe, prices):
+    tenant = factories.make_tenant()
+    events, sub_id = checkout(stripe, tenant, prices, "pro")
+    stripe.get(sub_id)["metadata"] = {}  # made elsewhere: only the session names the tenant
+    assert deliver(client, stripe, events[0]).status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Tenant, tenant.id).stripe_customer_id == events[0]["data"]["object"]["customer"]
+    assert state(tenant.id).plan.code == "pro"
+
+
 def test_checkout_completed_keeps_a_customer_already_linked(ctx, client, stripe, prices):
     tenant = factories.make_tenant()
     events, _ = checkout(stripe, tenant, prices)
@@ -431,8 +441,10 @@ def sequence(stripe, tenant, prices, *, end="canceled"):
     items["data"][0]["price"] = prices["pro"]
     events.append(stripe.subscription_event(sub_id, items=items))
     if end == "canceled":
-        events.append(stripe.subscription_event(sub_id, cancel_at_period_end=True))
-        events.append(stripe.subscription_event(sub_id, "customer.subscription.deleted", status="canceled"))
+        # Two events of one second: only Stripe knows which state is the last.
+        at = stripe.tick()
+        events.append(stripe.subscription_event(sub_id, cancel_at_period_end=True, at=at))
+        events.append(stripe.subscription_event(sub_id, "customer.subscription.deleted", status="canceled", at=at))
     else:
         events += fail_payment(stripe, sub_id)
     return events
@@ -533,6 +545,21 @@ def test_a_database_error_answers_500_and_the_retry_applies_once(ctx, client, st
     assert deliver(client, stripe, event).status_code == 200
     assert state(tenant.id).status == "unpaid" and ledger(event["id"]).attempts == 2
     assert rights(tenant).effective.code == "free"
+
+
+def test_an_attempt_that_died_silently_holds_the_event_only_for_a_while(ctx, client, stripe, prices):
+    tenant = factories.make_tenant()
+    sub_id = subscribed(client, stripe, tenant, prices, "pro")
+    event = stripe.subscription_event(sub_id, status="unpaid")
+    # A process was killed while applying it: claimed, no error noted, never processed.
+    db.session.add(StripeEvent(id=event["id"], type=event["type"], created=from_timestamp(event["created"]),
+                               payload=event, attempts=1, received_at=utcnow() - timedelta(minutes=1)))
+    response = deliver(client, stripe, event)
+    assert response.status_code == 409 and response.get_json()["error"]["code"] == "event_in_progress"
+    assert state(tenant.id).status == "active" and ledger(event["id"]).attempts == 1
+    ledger(event["id"]).received_at = utcnow() - billing_webhooks.CLAIM_EXPIRES - timedelta(seconds=1)
+    assert deliver(client, stripe, event).status_code == 200
+    assert state(tenant.id).status == "unpaid" and ledger(event["id"]).attempts == 2
 
 
 @pytest.mark.postgres_only
