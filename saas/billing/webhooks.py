@@ -81,15 +81,13 @@ class Processed:
 def receive(body: bytes, signature: str | None, *, secret: str | None, client) -> Processed:
     """Verify a webhook delivery and process its event once (see ``process_event``).
 
-    Raises BillingNotConfigured without a webhook secret or a Stripe client
-    (verification is never skipped), InvalidSignature for a bad, missing or
-    stale signature, InvalidRequest for a body that is not an event; none of
-    these writes anything.
+    Raises BillingNotConfigured without a webhook secret (verification is
+    never skipped), InvalidSignature for a bad, missing or stale signature,
+    InvalidRequest for a body that is not an event; none of these writes
+    anything.
     """
     if not secret:
         raise BillingNotConfigured("Stripe webhooks are not configured on this server (no STRIPE_WEBHOOK_SECRET).")
-    if client is None:
-        raise BillingNotConfigured("Stripe is not configured on this server (no STRIPE_SECRET_KEY).")
     return process_event(verified_event(body, signature, secret), client)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from saas.billing import webhooks
+from saas.billing import stripe_client, webhooks
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
@@ -13,7 +13,7 @@ def stripe_event():
     """200 once the event is applied or was already; 4xx/5xx as the JSON error envelope (Stripe retries those)."""
     processed = webhooks.receive(request.get_data(), request.headers.get("Stripe-Signature"),
                                  secret=current_app.config.get("STRIPE_WEBHOOK_SECRET"),
-                                 client=current_app.extensions.get("stripe"))
+                                 client=stripe_client.client())
     g.tenant_id = processed.tenant_id
     return jsonify(received=True, event=processed.event_id, duplicate=processed.duplicate,
                    outcome=processed.outcome)
