@@ -108,15 +108,19 @@ def register_blueprints(app: Flask) -> None:
     from saas.extensions import csrf
     from saas.portal.routes import bp as portal_bp
     from saas.portal import billing as _billing_views  # noqa: F401  (adds the billing pages to portal_bp)
+    from saas.webhooks.routes import bp as webhooks_bp
 
     # API clients authenticate with a bearer key, not a session cookie: no CSRF.
     csrf.exempt(api_bp)
     csrf.exempt(cloud_bp)
+    # Stripe signs its webhooks; there is no session to forge.
+    csrf.exempt(webhooks_bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(admin_plans_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(cloud_bp)
+    app.register_blueprint(webhooks_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -9,7 +9,7 @@ from flask import g, request
 from marshmallow import ValidationError
 
 from saas.billing import entitlements
-from saas.errors import InvalidRequest
+from saas.errors import InvalidRequest, TenantSuspended
 from saas.extensions import db, limiter
 from saas.tenants.services import authenticate_api_key
 
@@ -27,6 +27,9 @@ def authenticate() -> None:
     # read, so a client that sends its body slowly holds no connection while it does.
     if db.session.registry.has() and db.session().in_transaction():
         db.session.rollback()
+    if g.rights.suspended:
+        # Every API call, reads included: a suspended tenant's data stays where it is, unserved.
+        raise TenantSuspended()
 
 
 def current_tenant():

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from saas.billing import checkout, entitlements, stripe_client
+from saas.billing import checkout, entitlements, stripe_client, webhooks
 from saas.billing.catalog import active_plans
 from saas.billing.services import subscription_for
 from saas.errors import NotFound
@@ -72,6 +72,7 @@ def account_status():
         "usage": usage_summary(tenant, subscription, rights),
         "way_out": checkout.way_out(rights, tenant),
         "billing_configured": stripe_client.configured(),
+        "payment_action_url": webhooks.payment_action_needed(tenant),
     }}
 
 

@@ -454,6 +454,9 @@ def test_suspension_refuses_the_tenants_api_at_once_and_reactivation_serves_it_a
                           json={"messaging_product": "whatsapp", "to": "15551234567", "type": "text",
                                 "text": {"body": "hi"}})
     assert v1.status_code == 403 and v1.get_json()["error"]["code"] == "tenant_suspended"
+    for path in ("/api/v1/usage", "/api/v1/messages", "/api/v1/numbers"):  # reads too
+        read = acme.get(path)
+        assert read.status_code == 403 and read.get_json()["error"]["code"] == "tenant_suspended", path
     shown = text_of(admin.get(f"/admin/tenants/{acme.tenant_id}"))
     assert 'id="reactivate-form"' in shown and "is suspended" in shown
 
@@ -461,6 +464,7 @@ def test_suspension_refuses_the_tenants_api_at_once_and_reactivation_serves_it_a
     assert response.status_code == 303
     assert tenant_status(app, acme.tenant_id) == "active"
     assert acme.send().status_code == 200
+    assert acme.get("/api/v1/usage").status_code == 200
 
     entries = audit_entries(app, acme.tenant_id)
     assert [(e.action, e.actor) for e in entries] == [("tenant.suspended", ADMIN_EMAIL),

@@ -327,24 +327,29 @@ class FakeStripe:
                     self.event("customer.subscription.created", sub),
                     self.event("invoice.paid", invoice)]
 
-    def subscription_event(self, subscription_id: str, type_: str = "customer.subscription.updated",
-                           **changes) -> dict:
-        """Change a subscription as Stripe would (status, cancel_at_period_end...) and return the event."""
+    def subscription_event(self, subscription_id: str, type_: str = "customer.subscription.updated", *,
+                           at: int | None = None, delivered: bool = True, **changes) -> dict:
+        """Change a subscription as Stripe would (status, cancel_at_period_end...) and return the event.
+
+        ``at``: the event's ``created`` (default: the clock, one second on); ``delivered=False``:
+        Stripe failed to deliver it (GET /v1/events?delivery_success=false lists it).
+        """
         with self._lock:
             sub = self.get(subscription_id, "subscription")
             previous = {k: sub.get(k) for k in changes}
             sub.update(changes)
             if changes.get("status") == "canceled" and sub.get("ended_at") is None:
                 sub["ended_at"] = sub["canceled_at"] = self.now()
-            return self.event(type_, sub, previous)
+            return self.event(type_, sub, previous, created=at, delivered=delivered)
 
-    def invoice_event(self, subscription_id: str, type_: str) -> dict:
+    def invoice_event(self, subscription_id: str, type_: str, *, at: int | None = None,
+                      delivered: bool = True) -> dict:
         """``invoice.paid``, ``invoice.payment_failed`` or ``invoice.payment_action_required`` for a subscription."""
         with self._lock:
             sub = self.get(subscription_id, "subscription")
             status = "paid" if type_ == "invoice.paid" else "open"
             invoice = self.invoice(sub, status=status, billing_reason="subscription_cycle")
-            return self.event(type_, invoice)
+            return self.event(type_, invoice, created=at, delivered=delivered)
 
     @staticmethod
     def public(obj: dict) -> dict:
@@ -752,7 +757,10 @@ def _handler(fake: FakeStripe):
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (a delay() longer than its timeout)
 
         def do_GET(self):
             self._serve("GET")

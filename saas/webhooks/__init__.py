@@ -1,0 +1,1 @@
+"""Inbound webhooks from the systems we depend on (Stripe)."""
