@@ -1,9 +1,9 @@
 """Upgrading in a real browser: headless Chromium from the billing page through Checkout and back.
 
 Stripe is the loopback fake; its Checkout URL answers a bare page, where the
-test plays the customer (``complete_checkout``) and Stripe's webhook (the
-events applied with ``apply_stripe_subscription``) before the browser follows
-the success URL back, as Stripe would send it.
+test plays the customer (``complete_checkout``) and Stripe delivering its
+events, signed, to POST /webhooks/stripe over HTTP; the dashboard then shows the
+new plan, and the browser follows the success URL back as Stripe would send it.
 """
 from __future__ import annotations
 
@@ -13,14 +13,12 @@ import shutil
 import threading
 
 import pytest
+import requests
 
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
-from saas.billing.services import apply_stripe_subscription  # noqa: E402
-from saas.extensions import db  # noqa: E402
-from saas.timeutil import from_timestamp  # noqa: E402
 from tests.billing.test_checkout import sync  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -105,13 +103,14 @@ def test_free_tenant_upgrades_to_pro_through_checkout(app, stripe, page, live_se
     session = stripe.get(session_id, "checkout.session")
     assert session["success_url"] == f"{live_server}/billing/success?session_id={{CHECKOUT_SESSION_ID}}"
 
-    # The customer pays; Stripe's events arrive (applied as the webhook will apply them).
-    events = stripe.complete_checkout(session_id)
-    with app.app_context():
-        for event in events:
-            if event["type"].startswith("customer.subscription."):
-                apply_stripe_subscription(event["data"]["object"], as_of=from_timestamp(event["created"]))
-        db.session.remove()
+    # The customer pays; Stripe delivers its events to our webhook, signed.
+    for event in stripe.complete_checkout(session_id):
+        body, headers = stripe.signed(event)
+        delivered = requests.post(f"{live_server}/webhooks/stripe", data=body, headers=headers, timeout=10)
+        assert delivered.status_code == 200, delivered.text
+    page.goto("/dashboard")
+    expect(page.locator("#plan-name")).to_have_text("Pro")
+    expect(page.locator("#usage-card")).to_contain_text("of 5,000 conversations")
     page.goto(session["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id))
 
     expect(page.locator("#checkout-result")).to_contain_text("You are on the Pro plan")
