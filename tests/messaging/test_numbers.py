@@ -5,7 +5,9 @@ only to the token it was registered with, as Meta's does.
 """
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from cryptography.fernet import Fernet
@@ -315,6 +317,31 @@ def test_connecting_a_connected_number_again_replaces_its_token_and_takes_no_roo
         assert decrypt_token(row["access_token_encrypted"]) == "EAAGrenewedtoken9876"
     assert row["token_last4"] == "9876"
     assert audit_actions(app, starter) == ["number.connected", "number.token_replaced"]
+
+
+def test_connects_racing_for_the_last_place_on_the_plan_get_it_once(app, graph, backend):
+    if backend != "postgresql":
+        pytest.skip("concurrency is proven on PostgreSQL with real parallel connections")
+    with app.app_context():
+        pro = tenant_id_on("pro")
+        db.session.remove()
+    metas = [graph.add_number() for _ in range(8)]
+    # Every connect passes the first look at the allowance while Meta is slow to answer.
+    graph.latency = 0.3
+    barrier = threading.Barrier(len(metas))
+
+    def attempt(meta):
+        barrier.wait()
+        return connect(app, pro, meta.phone_number_id, meta.token)
+
+    with ThreadPoolExecutor(len(metas)) as pool:
+        results = list(pool.map(attempt, metas))
+
+    assert sum(isinstance(r, int) for r in results) == 5
+    assert all("allows 5 live numbers" in r.message for r in results if not isinstance(r, int))
+    with app.app_context():
+        assert connections.allowance(db.session.get(Tenant, pro)).used == 5
+        db.session.remove()
 
 
 # -- numbers that are not the tenant's to connect ----------------------------------------
