@@ -37,7 +37,7 @@ def flashes(page: str) -> list[str]:
     return [html.unescape(m) for m in re.findall(r'<div class="flash [a-z]+" role="status">([^<]*)</div>', page)]
 
 
-class Tenant:
+class Owner:
     """A tenant whose owner is logged in on ``client``."""
 
     def __init__(self, app, client, plan="starter"):
@@ -81,7 +81,7 @@ def writes(app) -> dict:
 
 @pytest.fixture
 def acme(app, client):
-    return Tenant(app, client, "starter")
+    return Owner(app, client, "starter")
 
 
 @pytest.fixture
@@ -209,7 +209,7 @@ def test_a_request_without_the_csrf_token_connects_nothing(app, acme, graph):
 
 
 def test_the_free_plan_is_told_live_numbers_need_a_paid_plan(app, client, graph):
-    free = Tenant(app, client, "free")
+    free = Owner(app, client, "free")
     page = text_of(client.get("/numbers"))
     assert "Live numbers need a paid plan" in page
     meta = graph.add_number()
@@ -235,9 +235,9 @@ def test_the_plans_allowance_is_enforced_on_the_page(acme, graph):
 
 def test_another_tenants_number_is_refused(app, client, graph):
     meta = graph.add_number()
-    owner = Tenant(app, client, "starter")
+    owner = Owner(app, client, "starter")
     assert owner.connect(meta.phone_number_id, meta.token).status_code == 303
-    other = Tenant(app, client, "pro")
+    other = Owner(app, client, "pro")
 
     response = other.connect(meta.phone_number_id, meta.token)
 
@@ -349,10 +349,10 @@ def test_a_disconnected_number_is_connected_again_from_the_page(acme, graph):
 
 def test_another_tenant_gets_404_for_every_action_on_the_number(app, client, graph):
     meta = graph.add_number()
-    owner = Tenant(app, client, "starter")
+    owner = Owner(app, client, "starter")
     owner.connect(meta.phone_number_id, meta.token)
     [stored] = owner.live_rows()
-    intruder = Tenant(app, client, "pro")
+    intruder = Owner(app, client, "pro")
     calls = len(graph.calls)
     before = writes(app)
 
