@@ -83,6 +83,10 @@ def register_services(app: Flask) -> None:
     service = SendService(transports=transports, metering=metering, enqueue=jobs.enqueue)
     app.extensions["metering"] = metering
     app.extensions["send_service"] = service
+    # Reads a live number's info from the Graph API (settings read per call).
+    from saas.messaging.number_info import NumberInfoClient
+
+    app.extensions["number_info"] = NumberInfoClient(app.config)
     background = app.extensions["background"]
     if app.config["HOUSEKEEPING"]:
         background.every("usage roll-up", 1.0, lambda: metering.roll_up_all(db.session))

@@ -1,4 +1,4 @@
-"""flask commands: seed, create-admin, tenants, keys, jobs, usage, sends, plans sync, billing resync."""
+"""flask commands: seed, create-admin, tenants, keys, jobs, usage, sends, plans sync, billing resync, tokens rotate."""
 from __future__ import annotations
 
 import sys
@@ -22,6 +22,9 @@ usage_cli = AppGroup("usage", help="Usage counters and the ledger behind them.")
 sends_cli = AppGroup("sends", help="The send path's upkeep.")
 plans_cli = AppGroup("plans", help="The plan catalogue.")
 billing_cli = AppGroup("billing", help="Stripe billing upkeep.")
+
+
+tokens_cli = AppGroup("tokens", help="Live numbers' stored WhatsApp access tokens.")
 
 
 @click.command("seed")
@@ -251,6 +254,25 @@ def billing_resync_command():
         raise click.ClickException(f"Not synced: {len(report.failures)} (listed above); run again once Stripe answers.")
 
 
+@tokens_cli.command("rotate")
+def tokens_rotate_command():
+    """Re-encrypt every stored access token with TOKEN_ENCRYPTION_KEY's first key.
+
+    Put the new key first (NEW,OLD), restart, run this; then the old key can
+    be dropped. Exits 1 when some token no configured key decrypts (listed).
+    """
+    from saas.messaging.connections import rotate_tokens
+
+    rotation = rotate_tokens("cli")
+    click.echo(f"Re-encrypted {rotation.rotated} access token{'s' if rotation.rotated != 1 else ''} "
+               "with the first key.")
+    for tenant_id, phone_number_id in rotation.unreadable:
+        click.echo(f"Cannot decrypt the token of phone_number_id {phone_number_id} (tenant {tenant_id}) "
+                   "with any configured key; its tenant must connect the number again.")
+    if rotation.unreadable:
+        raise click.ClickException(f"{len(rotation.unreadable)} token(s) could not be decrypted; left as they were.")
+
+
 def init_app(app) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(create_admin_command)
@@ -261,3 +283,4 @@ def init_app(app) -> None:
     app.cli.add_command(sends_cli)
     app.cli.add_command(plans_cli)
     app.cli.add_command(billing_cli)
+    app.cli.add_command(tokens_cli)

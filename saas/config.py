@@ -6,6 +6,7 @@ without the secrets it must not invent.
 """
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from pathlib import Path
@@ -42,6 +43,14 @@ def env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A duration in seconds that must be positive (a timeout of 0 would wait forever or fail at once)."""
+    value = env_float(name, default)
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+    return value
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -88,6 +97,33 @@ def _fernet_key() -> str:
     return Fernet.generate_key().decode()
 
 
+def token_keys(raw: str | None) -> list[str]:
+    """TOKEN_ENCRYPTION_KEY's Fernet keys, in order: the first encrypts, every one decrypts.
+
+    Several keys, comma-separated, let a new key be introduced while tokens
+    encrypted with the old one are still read (``flask tokens rotate``
+    re-encrypts them). ConfigError names the entry that is not a Fernet key,
+    never its value.
+    """
+    from cryptography.fernet import Fernet
+
+    if raw is None or raw.strip() == "":
+        raise ConfigError("TOKEN_ENCRYPTION_KEY is empty")
+    keys = [part.strip() for part in raw.split(",")]
+    for position, key in enumerate(keys, start=1):
+        where = f"entry {position} of {len(keys)}" if len(keys) > 1 else "its value"
+        if not key:
+            raise ConfigError(f"TOKEN_ENCRYPTION_KEY: {where} is empty; separate keys with single commas")
+        try:
+            Fernet(key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raise ConfigError(
+                f"TOKEN_ENCRYPTION_KEY: {where} is not a Fernet key (32 bytes, url-safe base64, 44 characters; "
+                "make one with `python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`)") from None
+    return keys
+
+
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "TOKEN_ENCRYPTION_KEY")
 
 
@@ -106,6 +142,7 @@ def load(instance_path: str) -> dict:
     token_key = env_str("TOKEN_ENCRYPTION_KEY") or local_secret(
         instance_path, "token_encryption_key", _fernet_key
     )
+    token_keys(token_key)
     redis_url = env_str("REDIS_URL")
     return {
         "APP_ENV": app_env,
@@ -140,6 +177,9 @@ def load(instance_path: str) -> dict:
         "WHATSAPP_VERIFY_TOKEN": env_str("WHATSAPP_VERIFY_TOKEN"),
         "WHATSAPP_GRAPH_URL": env_str("WHATSAPP_GRAPH_URL", "https://graph.facebook.com"),
         "WHATSAPP_API_VERSION": env_str("WHATSAPP_API_VERSION", "v23.0"),
+        # Graph API calls give up after these: connecting (a little over a TCP retransmit), then reading.
+        "WHATSAPP_CONNECT_TIMEOUT_SECONDS": env_seconds("WHATSAPP_CONNECT_TIMEOUT_SECONDS", 3.05),
+        "WHATSAPP_TIMEOUT_SECONDS": env_seconds("WHATSAPP_TIMEOUT_SECONDS", 20.0),
         "TOKEN_ENCRYPTION_KEY": token_key,
         "PAST_DUE_GRACE_DAYS": env_int("PAST_DUE_GRACE_DAYS", 7),
         "LOG_LEVEL": env_str("LOG_LEVEL", "INFO"),

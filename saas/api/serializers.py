@@ -34,5 +34,9 @@ def number_json(number) -> dict:
         "verified_name": number.verified_name,
         "mode": number.mode,
         "waba_id": number.waba_id,
+        # What the Graph API said at the last check (null for sandbox numbers). Never the token.
+        "quality_rating": number.quality_rating,
+        "messaging_limit_tier": number.messaging_limit_tier,
+        "last_checked_at": iso(number.last_checked_at),
         "created_at": iso(number.created_at),
     }

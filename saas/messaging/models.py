@@ -29,7 +29,25 @@ class PhoneNumber(db.Model):
     mode: Mapped[str] = mapped_column(String(10), default=MODE_SANDBOX)
     # Fernet ciphertext; the key comes from TOKEN_ENCRYPTION_KEY.
     access_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    # The token's last characters: all the portal ever shows of it.
+    token_last4: Mapped[str | None] = mapped_column(String(4))
+    # What the Graph API said of a live number at its last check.
+    quality_rating: Mapped[str | None] = mapped_column(String(20))
+    messaging_limit_tier: Mapped[str | None] = mapped_column(String(30))
+    last_checked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_check_error: Mapped[str | None] = mapped_column(String(300))
+    # Set when the tenant disconnects a live number: it sends nothing more, its token is
+    # deleted, and the row stays for the messages that name it (and for reconnecting).
+    disconnected_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    @property
+    def is_live(self) -> bool:
+        return self.mode == MODE_LIVE
+
+    @property
+    def connected(self) -> bool:
+        return self.disconnected_at is None
 
 
 class Conversation(db.Model):

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import current_app
 from sqlalchemy import select
 
@@ -38,8 +39,12 @@ def create_sandbox_number(tenant) -> PhoneNumber:
     return number
 
 
-def numbers_for(tenant) -> list[PhoneNumber]:
-    return list(db.session.scalars(owned_query(PhoneNumber, tenant).order_by(PhoneNumber.id)))
+def numbers_for(tenant, *, include_disconnected: bool = False) -> list[PhoneNumber]:
+    """The tenant's numbers, sandbox first; disconnected live numbers only when asked."""
+    query = owned_query(PhoneNumber, tenant).order_by(PhoneNumber.id)
+    if not include_disconnected:
+        query = query.where(PhoneNumber.disconnected_at.is_(None))
+    return list(db.session.scalars(query))
 
 
 cache.watch(PhoneNumber)
@@ -65,14 +70,14 @@ def _not_found(phone_number_id) -> NotFound:
 def sending_number(tenant, phone_number_id: str) -> NumberSnapshot:
     """The tenant's number with Meta's ``phone_number_id`` from the per-process cache.
 
-    NotFound for a number that is not the tenant's, exactly as for one that
-    does not exist.
+    NotFound for a number that is not the tenant's, or was disconnected,
+    exactly as for one that does not exist.
     """
     phone_number_id = str(phone_number_id)
 
     def load():
         row = db.session.scalar(select(PhoneNumber).where(PhoneNumber.phone_number_id == phone_number_id))
-        if row is None:
+        if row is None or row.disconnected_at is not None:
             return None
         return NumberSnapshot(row.id, row.tenant_id, row.phone_number_id, row.mode, row.access_token_encrypted)
 
@@ -84,16 +89,37 @@ def sending_number(tenant, phone_number_id: str) -> NumberSnapshot:
     return number
 
 
-def _fernet() -> Fernet:
-    return Fernet(current_app.config["TOKEN_ENCRYPTION_KEY"].encode())
+class TokenUnreadable(RuntimeError):
+    """A stored access token that none of TOKEN_ENCRYPTION_KEY's keys decrypts."""
+
+
+@lru_cache(maxsize=8)
+def _multi_fernet(setting: str) -> MultiFernet:
+    from saas.config import token_keys
+
+    return MultiFernet([Fernet(key.encode("ascii")) for key in token_keys(setting)])
+
+
+def token_cipher() -> MultiFernet:
+    """TOKEN_ENCRYPTION_KEY's keys: the first encrypts, each one decrypts."""
+    return _multi_fernet(current_app.config["TOKEN_ENCRYPTION_KEY"])
 
 
 def encrypt_token(token: str) -> str:
-    return _fernet().encrypt(token.encode()).decode()
+    return token_cipher().encrypt(token.encode()).decode()
 
 
 def decrypt_token(ciphertext: str) -> str:
+    """The token in clear; TokenUnreadable when no configured key decrypts it."""
     try:
-        return _fernet().decrypt(ciphertext.encode()).decode()
+        return token_cipher().decrypt(ciphertext.encode()).decode()
     except InvalidToken:
-        raise RuntimeError("stored access token cannot be decrypted with TOKEN_ENCRYPTION_KEY") from None
+        raise TokenUnreadable("stored access token cannot be decrypted with any key in TOKEN_ENCRYPTION_KEY") from None
+
+
+def reencrypt_token(ciphertext: str) -> str:
+    """The same token encrypted with the first key (MultiFernet.rotate); TokenUnreadable as above."""
+    try:
+        return token_cipher().rotate(ciphertext.encode()).decode()
+    except InvalidToken:
+        raise TokenUnreadable("stored access token cannot be decrypted with any key in TOKEN_ENCRYPTION_KEY") from None

@@ -36,3 +36,26 @@ class PlanChangeForm(PlanChoiceForm):
     """Confirming a previewed plan change: also the proration date the preview was computed for."""
 
     proration_date = IntegerField(widget=HiddenInput(), validators=[DataRequired()])
+
+
+def _stripped(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class ConnectNumberForm(FlaskForm):
+    """A live number's ids and token; checked against the Graph API by the service before anything is kept."""
+
+    phone_number_id = StringField("Phone number ID", filters=[_stripped])
+    waba_id = StringField("WhatsApp Business Account ID", filters=[_stripped])
+    # A password field: the token is never sent back to the browser, not even after an error.
+    access_token = PasswordField("System-user access token", filters=[_stripped])
+
+    def validate(self, extra_validators=None) -> bool:
+        from saas.messaging.connections import input_problems
+
+        valid = super().validate(extra_validators)
+        for name, problem in input_problems(self.phone_number_id.data, self.waba_id.data,
+                                             self.access_token.data).items():
+            getattr(self, name).errors.append(problem)
+            valid = False
+        return valid

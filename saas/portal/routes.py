@@ -1,4 +1,4 @@
-"""The tenant's web pages: signup, login, dashboard, API keys, billing."""
+"""The tenant's web pages: signup, login, dashboard, API keys, numbers, billing."""
 from __future__ import annotations
 
 from functools import wraps
@@ -16,7 +16,7 @@ from saas.messaging import services as messaging
 from saas.messaging.numbers import numbers_for
 from saas.metering.services import usage_summary
 from saas.onboarding import services as onboarding
-from saas.portal.forms import ApiKeyForm, ConfirmForm, LoginForm, SignupForm
+from saas.portal.forms import ApiKeyForm, ConfirmForm, ConnectNumberForm, LoginForm, SignupForm
 from saas.tenants import services as accounts
 from saas.tenants.models import User
 
@@ -169,4 +169,79 @@ def revoke_key(tenant, key_id):
         abort(404)
     flash(f"Key {key.prefix}… is revoked; requests with it now fail.", "info")
     return redirect(url_for("portal.keys"))
+
+
+def _number_lookup():
+    from flask import current_app
+
+    return current_app.extensions["number_info"]
+
+
+@bp.route("/numbers", methods=["GET", "POST"])
+@tenant_required
+def numbers(tenant):
+    from saas.messaging import connections
+
+    form = ConnectNumberForm()
+    connect_error = None
+    if form.validate_on_submit():
+        try:
+            connected = connections.connect_number(
+                tenant, current_user, phone_number_id=form.phone_number_id.data, waba_id=form.waba_id.data,
+                token=form.access_token.data, lookup=_number_lookup())
+        except connections.ConnectRefused as exc:
+            if exc.field:
+                getattr(form, exc.field).errors.append(exc.message)
+            else:
+                connect_error = exc.message
+        else:
+            number = connected.number
+            verb = {"number.connected": "is connected", "number.reconnected": "is connected again",
+                    "number.token_replaced": "now uses the new token"}[connected.action]
+            flash(f"{number.display_number} ({number.verified_name or 'no verified name'}) {verb}.", "success")
+            return redirect(url_for("portal.numbers"), 303)
+    status = 400 if (form.errors or connect_error) else 200
+    return render_template("portal/numbers.html", form=form, connect_error=connect_error,
+                           numbers=numbers_for(tenant, include_disconnected=True),
+                           allowance=connections.allowance(tenant), button_form=ConfirmForm()), status
+
+
+@bp.post("/numbers/<number_id>/test")
+@tenant_required
+def test_number(tenant, number_id):
+    from saas.messaging import connections
+
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        outcome = connections.check_number(tenant, current_user, number_id, lookup=_number_lookup())
+    except NotFound:
+        abort(404)
+    number = outcome.number
+    if outcome.ok:
+        flash(f"{number.display_number} answers: {number.verified_name or 'no verified name'}, quality "
+              f"{number.quality_rating or 'unknown'}, messaging limit {number.messaging_limit_tier or 'unknown'}.",
+              "success")
+    else:
+        flash(f"Testing {number.display_number} failed: {outcome.error}", "error")
+    return redirect(url_for("portal.numbers"), 303)
+
+
+@bp.route("/numbers/<number_id>/disconnect", methods=["GET", "POST"])
+@tenant_required
+def disconnect_number(tenant, number_id):
+    from saas.messaging import connections
+
+    form = ConfirmForm()
+    try:
+        if request.method == "GET":
+            return render_template("portal/number_disconnect.html", form=form,
+                                   number=connections.connected_live_number(tenant, number_id))
+        if not form.validate_on_submit():
+            abort(400)
+        number = connections.disconnect_number(tenant, current_user, number_id)
+    except NotFound:
+        abort(404)
+    flash(f"{number.display_number} is disconnected: it sends nothing more, and its messages are kept.", "info")
+    return redirect(url_for("portal.numbers"), 303)
 

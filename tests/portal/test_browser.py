@@ -246,3 +246,5 @@ def test_pages_fit_a_phone_without_console_errors(open_page, live_server, http):
     fits(r"/dashboard$")
     page.goto("/billing")
     fits(r"/billing$")
+    page.goto("/numbers")
+    fits(r"/numbers$")
