@@ -140,6 +140,13 @@ def load(instance_path: str) -> dict:
         "WHATSAPP_VERIFY_TOKEN": env_str("WHATSAPP_VERIFY_TOKEN"),
         "WHATSAPP_GRAPH_URL": env_str("WHATSAPP_GRAPH_URL", "https://graph.facebook.com"),
         "WHATSAPP_API_VERSION": env_str("WHATSAPP_API_VERSION", "v23.0"),
+        # Graph API calls other than sends (templates): connect and read timeouts, seconds.
+        "WHATSAPP_GRAPH_CONNECT_TIMEOUT": env_float("WHATSAPP_GRAPH_CONNECT_TIMEOUT", 5.0),
+        "WHATSAPP_GRAPH_READ_TIMEOUT": env_float("WHATSAPP_GRAPH_READ_TIMEOUT", 20.0),
+        # WhatsApp's pair rate, enforced before Meta's 131056: BURST messages from a number to one
+        # contact at once, then one per SECONDS (a moving window of BURST per BURST*SECONDS). 0 turns it off.
+        "WHATSAPP_PAIR_RATE_BURST": env_int("WHATSAPP_PAIR_RATE_BURST", 5),
+        "WHATSAPP_PAIR_RATE_SECONDS": env_float("WHATSAPP_PAIR_RATE_SECONDS", 6.0),
         "TOKEN_ENCRYPTION_KEY": token_key,
         "PAST_DUE_GRACE_DAYS": env_int("PAST_DUE_GRACE_DAYS", 7),
         "LOG_LEVEL": env_str("LOG_LEVEL", "INFO"),
