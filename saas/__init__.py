@@ -112,12 +112,14 @@ def register_blueprints(app: Flask) -> None:
     from saas.api.cloud import bp as cloud_bp
     from saas.api.routes import bp as api_bp
     from saas.extensions import csrf
+    from saas.portal.message_templates import bp as templates_bp
     from saas.portal.routes import bp as portal_bp
 
     # API clients authenticate with a bearer key, not a session cookie: no CSRF.
     csrf.exempt(api_bp)
     csrf.exempt(cloud_bp)
     app.register_blueprint(portal_bp)
+    app.register_blueprint(templates_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(cloud_bp)

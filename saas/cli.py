@@ -1,4 +1,4 @@
-"""flask commands: seed, create-admin, tenants create|set-plan, keys create, jobs worker."""
+"""flask commands: seed, create-admin, tenants create|set-plan, keys create, jobs worker, templates sync."""
 from __future__ import annotations
 
 import click
@@ -16,6 +16,7 @@ keys_cli = AppGroup("keys", help="Manage tenants' API keys.")
 jobs_cli = AppGroup("jobs", help="Background jobs.")
 usage_cli = AppGroup("usage", help="Usage counters and the ledger behind them.")
 sends_cli = AppGroup("sends", help="The send path's upkeep.")
+templates_cli = AppGroup("templates", help="WhatsApp message templates.")
 
 
 @click.command("seed")
@@ -157,6 +158,32 @@ def sends_recover_command(older_than):
     click.echo(f"Settled {settled} interrupted sends.")
 
 
+@templates_cli.command("sync")
+@click.argument("tenant", required=False)
+def templates_sync_command(tenant):
+    """Sync message templates from WhatsApp for TENANT (slug or owner email), or every tenant with a live number."""
+    from saas.messaging import templates
+    from saas.messaging.graph import GraphError
+
+    graph = current_app.extensions["graph"]
+    try:
+        if tenant is None:
+            results = templates.sync_all(graph, actor="cli")
+        else:
+            found = accounts.find_tenant(tenant)
+            if found is None:
+                raise click.ClickException(f"No tenant with slug or owner email {tenant!r}.")
+            if not templates.wabas_for(found):
+                raise click.ClickException(f"{found.slug} has no live number with a WhatsApp Business Account.")
+            results = {found.slug: templates.sync_templates(graph, found, actor="cli")}
+    except GraphError as exc:
+        raise click.ClickException(f"WhatsApp refused or could not be reached ({exc}); nothing was changed.") from None
+    if not results:
+        click.echo("No tenant has a live number with a WhatsApp Business Account; nothing to sync.")
+    for slug, result in results.items():
+        click.echo(f"{slug}: {result}.")
+
+
 def init_app(app) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(create_admin_command)
@@ -165,3 +192,4 @@ def init_app(app) -> None:
     app.cli.add_command(jobs_cli)
     app.cli.add_command(usage_cli)
     app.cli.add_command(sends_cli)
+    app.cli.add_command(templates_cli)
