@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
-from sqlalchemy import bindparam, distinct, exists, func, select, text
+from sqlalchemy import Integer, bindparam, distinct, exists, func, select, text
 
 from saas.errors import MessagingLimitReached, OutsideCustomerServiceWindow, PairRateLimited
 from saas.messaging.bodies import category_for
@@ -147,8 +147,8 @@ class WhatsAppRules:
 
 
 def _reached(*conditions):
-    return (Message.tenant_id == bindparam("tenant_id"), Message.phone_number_id == bindparam("number_id"),
-            Message.business_initiated.is_(True), Message.status != "failed",
+    return (Message.tenant_id == bindparam("tenant_id", type_=Integer), Message.phone_number_id == bindparam("number_id"),
+            Message.business_initiated, Message.status != "failed",
             Message.created_at > bindparam("since"), *conditions)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, func, insert, select
+from sqlalchemy import Integer, and_, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -82,7 +82,7 @@ INSERT_MESSAGE = insert(Message).returning(Message.id)
 
 
 def _of_contact(*conditions):
-    return and_(Message.tenant_id == bindparam("tenant_id"), Message.phone_number_id == bindparam("number_id"),
+    return and_(Message.tenant_id == bindparam("tenant_id", type_=Integer), Message.phone_number_id == bindparam("number_id"),
                 Message.wa_id == bindparam("contact"), *conditions)
 
 

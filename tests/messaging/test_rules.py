@@ -598,3 +598,39 @@ def test_the_rules_come_before_the_upstream_on_every_transport(app, graph, acme)
     not_enabled = acme.send(to=CONTACT, number=number[0])
     assert not_enabled.status_code == 502
     assert graph.sends() == []
+
+
+# -- the rules' queries are served by indexes (PostgreSQL EXPLAIN) ---------------------------------
+
+def _rule_queries():
+    from datetime import datetime
+
+    from saas.messaging import rules, windows
+    from saas.messaging.models import Template
+
+    contact = {"tenant_id": 1, "number_id": 1, "contact": "15551230001"}
+    since = {"tenant_id": 1, "number_id": 1, "contact": "15551230001", "since": datetime(2026, 11, 1)}
+    return {
+        "contact's latest inbound": windows._LAST_INBOUND.params(contact),
+        "contact's first free-form": windows._FIRST_FREE_FORM.params(contact),
+        "user already reached": rules.ALREADY_REACHED.params(since),
+        "users reached": rules.USERS_REACHED.params(since),
+        "template for a send": select(Template.status).where(
+            Template.tenant_id == 1, Template.waba_id == "1", Template.name == "x", Template.language == "en_US"),
+        "template of a webhook": select(Template.id).where(Template.waba_id == "1", Template.meta_id == "1"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_rule_queries()))
+def test_the_rules_queries_use_an_index(backend, app, name):
+    if backend != "postgresql":
+        pytest.skip("plans are checked on PostgreSQL, the production database")
+    from sqlalchemy import text
+    from sqlalchemy.dialects import postgresql
+
+    sql = str(_rule_queries()[name].compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    with app.app_context():
+        with db.engine.connect() as conn:
+            conn.execute(text("SET enable_seqscan = off"))
+            plan = "\n".join(row[0] for row in conn.execute(text("EXPLAIN " + sql)))
+    assert "Seq Scan" not in plan, plan
