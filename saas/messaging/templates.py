@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from saas import cache
 from saas.audit import services as audit
@@ -362,6 +363,10 @@ def create_template(graph, tenant, *, waba_id: str, name, language, category, co
         audit.record(actor, "templates.create", f"Template {name} ({language}) submitted to WhatsApp",
                      tenant_id=tenant.id, name=name, language=language, category=template.category)
         db.session.commit()
+    except IntegrityError:
+        # A sync or a second submit stored it meanwhile: Meta has it once, and so do we.
+        db.session.rollback()
+        raise TemplateInvalid({"name": "A template with this name and language already exists."}) from None
     except BaseException:
         db.session.rollback()
         raise
