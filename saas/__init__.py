@@ -51,8 +51,14 @@ def register_extensions(app: Flask) -> None:
     # adds Retry-After to every limited response, and it belongs on a 429 alone.
     @app.after_request
     def retry_after_only_on_429(response):
+        from flask import g
+
         if response.status_code != 429:
             response.headers.pop("Retry-After", None)
+        elif g.get("retry_after") is not None:
+            # A refusal that knows its own wait (WhatsApp's pair rate, messaging limit) keeps it,
+            # rather than the later of it and the plan limit's window reset the limiter writes.
+            response.headers["Retry-After"] = g.retry_after
         return response
 
     limiter.init_app(app)
@@ -71,6 +77,9 @@ def register_services(app: Flask) -> None:
 
     from saas import jobs
     from saas.extensions import db
+    from saas.extensions import limiter
+    from saas.messaging.graph import Graph
+    from saas.messaging.rules import PairRate, WhatsAppRules
     from saas.messaging.send import SendService
     from saas.messaging.transports import SandboxTransport, Transports
     from saas.metering.services import Metering
@@ -80,13 +89,17 @@ def register_services(app: Flask) -> None:
     app.extensions["stripe"] = stripe_client.build(app.config)
     metering = Metering()
     transports = Transports(sandbox=SandboxTransport(latency=app.config["SANDBOX_LATENCY_MS"] / 1000))
-    service = SendService(transports=transports, metering=metering, enqueue=jobs.enqueue)
+    # The pair rate lives where the plan rate limits do: Redis with REDIS_URL, else this process's memory.
+    rules = WhatsAppRules(PairRate(limiter.storage, burst=app.config["WHATSAPP_PAIR_RATE_BURST"],
+                                   seconds=app.config["WHATSAPP_PAIR_RATE_SECONDS"]))
+    service = SendService(transports=transports, metering=metering, enqueue=jobs.enqueue, rules=rules)
     app.extensions["metering"] = metering
     app.extensions["send_service"] = service
     # Reads a live number's info from the Graph API (settings read per call).
     from saas.messaging.number_info import NumberInfoClient
 
     app.extensions["number_info"] = NumberInfoClient(app.config)
+    app.extensions["graph"] = Graph(app.config)
     background = app.extensions["background"]
     if app.config["HOUSEKEEPING"]:
         background.every("usage roll-up", 1.0, lambda: metering.roll_up_all(db.session))
@@ -110,6 +123,7 @@ def register_blueprints(app: Flask) -> None:
     from saas.api.cloud import bp as cloud_bp
     from saas.api.routes import bp as api_bp
     from saas.extensions import csrf
+    from saas.portal.message_templates import bp as templates_bp
     from saas.portal.routes import bp as portal_bp
     from saas.portal import billing as _billing_views  # noqa: F401  (adds the billing pages to portal_bp)
     from saas.webhooks.routes import bp as webhooks_bp
@@ -120,6 +134,7 @@ def register_blueprints(app: Flask) -> None:
     # Stripe signs its webhooks; there is no session to forge.
     csrf.exempt(webhooks_bp)
     app.register_blueprint(portal_bp)
+    app.register_blueprint(templates_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(admin_plans_bp)
     app.register_blueprint(api_bp)

@@ -1,4 +1,4 @@
-"""flask commands: seed, create-admin, tenants, keys, jobs, usage, sends, plans sync, billing resync, tokens rotate."""
+"""flask commands: seed, create-admin, tenants, keys, jobs, usage, sends, plans sync, billing resync, tokens rotate, templates sync."""
 from __future__ import annotations
 
 import sys
@@ -22,9 +22,8 @@ usage_cli = AppGroup("usage", help="Usage counters and the ledger behind them.")
 sends_cli = AppGroup("sends", help="The send path's upkeep.")
 plans_cli = AppGroup("plans", help="The plan catalogue.")
 billing_cli = AppGroup("billing", help="Stripe billing upkeep.")
-
-
 tokens_cli = AppGroup("tokens", help="Live numbers' stored WhatsApp access tokens.")
+templates_cli = AppGroup("templates", help="WhatsApp message templates.")
 
 
 @click.command("seed")
@@ -273,6 +272,32 @@ def tokens_rotate_command():
         raise click.ClickException(f"{len(rotation.unreadable)} token(s) could not be decrypted; left as they were.")
 
 
+@templates_cli.command("sync")
+@click.argument("tenant", required=False)
+def templates_sync_command(tenant):
+    """Sync message templates from WhatsApp for TENANT (slug or owner email), or every tenant with a live number."""
+    from saas.messaging import templates
+    from saas.messaging.graph import GraphError
+
+    graph = current_app.extensions["graph"]
+    try:
+        if tenant is None:
+            results = templates.sync_all(graph, actor="cli")
+        else:
+            found = accounts.find_tenant(tenant)
+            if found is None:
+                raise click.ClickException(f"No tenant with slug or owner email {tenant!r}.")
+            if not templates.wabas_for(found):
+                raise click.ClickException(f"{found.slug} has no live number with a WhatsApp Business Account.")
+            results = {found.slug: templates.sync_templates(graph, found, actor="cli")}
+    except GraphError as exc:
+        raise click.ClickException(f"WhatsApp refused or could not be reached ({exc}); nothing was changed.") from None
+    if not results:
+        click.echo("No tenant has a live number with a WhatsApp Business Account; nothing to sync.")
+    for slug, result in results.items():
+        click.echo(f"{slug}: {result}.")
+
+
 def init_app(app) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(create_admin_command)
@@ -284,3 +309,4 @@ def init_app(app) -> None:
     app.cli.add_command(plans_cli)
     app.cli.add_command(billing_cli)
     app.cli.add_command(tokens_cli)
+    app.cli.add_command(templates_cli)

@@ -180,6 +180,10 @@ def load(instance_path: str) -> dict:
         # Graph API calls give up after these: connecting (a little over a TCP retransmit), then reading.
         "WHATSAPP_CONNECT_TIMEOUT_SECONDS": env_seconds("WHATSAPP_CONNECT_TIMEOUT_SECONDS", 3.05),
         "WHATSAPP_TIMEOUT_SECONDS": env_seconds("WHATSAPP_TIMEOUT_SECONDS", 20.0),
+        # WhatsApp's pair rate, enforced before Meta's 131056: BURST messages from a number to one
+        # contact at once, then one per SECONDS (a moving window of BURST per BURST*SECONDS). 0 turns it off.
+        "WHATSAPP_PAIR_RATE_BURST": env_int("WHATSAPP_PAIR_RATE_BURST", 5),
+        "WHATSAPP_PAIR_RATE_SECONDS": env_float("WHATSAPP_PAIR_RATE_SECONDS", 6.0),
         "TOKEN_ENCRYPTION_KEY": token_key,
         "PAST_DUE_GRACE_DAYS": env_int("PAST_DUE_GRACE_DAYS", 7),
         "LOG_LEVEL": env_str("LOG_LEVEL", "INFO"),

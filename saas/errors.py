@@ -27,6 +27,9 @@ class ApiError(Exception):
     graph_code = 100
     graph_type = "OAuthException"
     graph_subcode: int | None = None
+    # Where we refuse as WhatsApp would, Meta's own title (in "message") and details for that code.
+    graph_title: str | None = None
+    graph_details: str | None = None
     message = "The request is invalid."
 
     def __init__(self, message: str | None = None, *, details=None, upgrade=False,
@@ -117,6 +120,86 @@ class UpstreamError(ApiError):
     message = "WhatsApp could not process the message."
 
 
+class WhatsAppRule(ApiError):
+    """A send WhatsApp would refuse, refused before it leaves (nothing sent, nothing billed).
+
+    On the Cloud-API-compatible endpoint it reads exactly like Meta's refusal
+    (Meta's code, title and details); under /api/v1 it has a code of ours and
+    the WhatsApp code in ``details``.
+    """
+
+    def __init__(self, message: str | None = None, *, details=None, **kwargs):
+        details = {"whatsapp_code": self.graph_code, **(details or {})}
+        super().__init__(message, details=details, **kwargs)
+
+
+class OutsideCustomerServiceWindow(WhatsAppRule):
+    status = 400
+    code = "outside_customer_service_window"
+    graph_code = 131047
+    graph_title = "Re-engagement message"
+    graph_details = "More than 24 hours have passed since the recipient last replied to the sender number."
+    message = ("More than 24 hours have passed since this contact last wrote to this number, so only a "
+               "template message can reach them.")
+
+
+class PairRateLimited(WhatsAppRule):
+    status = 429
+    code = "pair_rate_limited"
+    graph_code = 131056
+    graph_title = "(Business Account, Consumer Account) pair rate limit hit"
+    graph_details = ("Too many messages sent from the sender phone number to the same recipient phone number "
+                     "in a short period of time.")
+    message = "Too many messages to this contact in a short time; wait and retry (other contacts are unaffected)."
+
+
+class MessagingLimitReached(WhatsAppRule):
+    # Meta documents no code of its own for the portfolio messaging limit; 131048 is its
+    # documented refusal for "restrictions on how many messages can be sent from this phone number".
+    status = 429
+    code = "messaging_limit_reached"
+    graph_code = 131048
+    graph_title = "Spam rate limit hit"
+    graph_details = ("Message failed to send because there are restrictions on how many messages can be sent "
+                     "from this phone number.")
+    message = ("This number has reached its messaging limit: the unique users it may reach with "
+               "business-initiated messages in a moving 24 hours.")
+
+
+class TemplateNotFound(WhatsAppRule):
+    status = 404
+    code = "template_not_found"
+    graph_code = 132001
+    graph_title = "Template name does not exist in the translation"
+    graph_details = "The template does not exist in the specified language or the template has not been approved."
+    message = "No template with this name exists in this language for this number's WhatsApp Business Account."
+
+
+class TemplateNotApproved(TemplateNotFound):
+    status = 400
+    code = "template_not_approved"
+    message = "This template is not approved by WhatsApp, so it cannot be sent yet."
+
+
+class TemplatePaused(WhatsAppRule):
+    status = 400
+    code = "template_paused"
+    graph_code = 132015
+    graph_title = "Template is Paused"
+    graph_details = "Template is paused due to low quality so it cannot be sent in a template message."
+    message = "WhatsApp paused this template for low quality; edit it and send it again once it is approved."
+
+
+class TemplateDisabled(WhatsAppRule):
+    status = 400
+    code = "template_disabled"
+    graph_code = 132016
+    graph_title = "Template is Disabled"
+    graph_details = ("Template has been paused too many times due to low quality and is now permanently "
+                     "disabled.")
+    message = "WhatsApp disabled this template for good; create a new template with different content."
+
+
 class BillingNotConfigured(ApiError):
     status = 503
     code = "billing_not_configured"
@@ -161,10 +244,10 @@ def api_envelope(error: ApiError):
 
 def graph_envelope(error: ApiError):
     body = {
-        "message": f"(#{error.graph_code}) {error.message}",
+        "message": f"(#{error.graph_code}) {error.graph_title or error.message}",
         "type": error.graph_type,
         "code": error.graph_code,
-        "error_data": {"messaging_product": "whatsapp", "details": error.message},
+        "error_data": {"messaging_product": "whatsapp", "details": error.graph_details or error.message},
         "fbtrace_id": g.get("request_id", ""),
         "reason": error.code,
     }
@@ -186,6 +269,8 @@ def render_api_error(error: ApiError):
     response.status_code = error.status
     for name, value in error.headers.items():
         response.headers[name] = value
+    if "Retry-After" in error.headers:
+        g.retry_after = error.headers["Retry-After"]
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
     return response

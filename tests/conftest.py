@@ -42,8 +42,10 @@ def base_app(backend, tmp_path_factory):
     else:
         url = database_url(os.environ["TEST_DATABASE_URL"], "")
     # Housekeeping (roll-up, recovery) runs when a test calls it, never behind its back.
+    # WhatsApp's pair rate is off: many tests send bursts to one contact; tests/messaging/test_rules.py
+    # turns it on (fixture pair_rate) to prove it.
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "SERVER_NAME": None,
-                      "HOUSEKEEPING": False})
+                      "HOUSEKEEPING": False, "WHATSAPP_PAIR_RATE_BURST": 0})
     with app.app_context():
         if backend == "postgresql":
             with db.engine.begin() as conn:

@@ -104,12 +104,16 @@ def usage_values(app, tenant_id) -> dict:
 
 
 def send_service(transport, **collaborators):
-    """A SendService like the app's, with ``transport`` for sandbox numbers (and any collaborator replaced)."""
+    """A SendService like the app's (its WhatsApp rules too), with ``transport`` for sandbox numbers
+    (and any collaborator replaced). Call it in an app context."""
     from saas.messaging.send import SendService
     from saas.messaging.transports import Transports
     from saas.metering.services import Metering
 
-    parts = {"transports": Transports(sandbox=transport), "metering": Metering(), "enqueue": lambda *a: None}
+    from flask import current_app
+
+    parts = {"transports": Transports(sandbox=transport), "metering": Metering(), "enqueue": lambda *a: None,
+             "rules": current_app.extensions["send_service"].rules}
     parts.update(collaborators)
     return SendService(**parts)
 

@@ -20,7 +20,9 @@ Failures are injected per call: ``fail("POST", "/messages", code=131026)`` answe
 Graph's error envelope for that code with its documented HTTP status;
 ``fail(..., status=503)``; ``throttle(..., retry_after=2)`` answers 429 with
 Retry-After; ``delay(..., seconds=3)``; ``drop(...)`` closes the connection
-without an answer. ``latency`` delays every answer (a slow upstream).
+without an answer. ``latency`` delays every answer (a slow upstream). ``after=n`` lets n
+matching calls through first (fail the second page of a listing). ``paging_base`` makes
+template listings' ``paging.next`` point at another host.
 """
 from __future__ import annotations
 
@@ -123,6 +125,7 @@ class Injected:
     retry_after: float | None = None
     seconds: float = 0.0
     drop: bool = False
+    after: int = 0  # matching calls to let through before this one applies
 
 
 class FakeGraph:
@@ -134,6 +137,8 @@ class FakeGraph:
         self.templates: dict[str, list[dict]] = {}  # waba id -> templates
         self.calls: list[Call] = []
         self.injected: list[Injected] = []
+        # Where template listings' paging.next points (None: this fake), to see a client never follows it elsewhere.
+        self.paging_base: str | None = None
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -162,6 +167,7 @@ class FakeGraph:
             self.calls.clear()
             self.injected.clear()
             self.latency = 0.0
+            self.paging_base = None
 
     # -- setup and controls --------------------------------------------------------------------
     def add_number(self, phone_number_id: str | None = None, *, waba_id: str | None = None,
@@ -181,9 +187,10 @@ class FakeGraph:
         return template
 
     def fail(self, method: str, path: str, *, code: int | None = None, status: int | None = None,
-             subcode: int | None = None, times: int = 1) -> None:
-        """The next ``times`` calls whose path ends with ``path`` answer Graph error ``code`` (or HTTP ``status``)."""
-        self.injected.append(Injected(method, path, times, status=status, code=code, subcode=subcode))
+             subcode: int | None = None, times: int = 1, after: int = 0) -> None:
+        """The next ``times`` calls whose path ends with ``path`` answer Graph error ``code`` (or HTTP ``status``);
+        with ``after``, only once that many such calls went through."""
+        self.injected.append(Injected(method, path, times, status=status, code=code, subcode=subcode, after=after))
 
     def throttle(self, method: str, path: str, *, retry_after: float = 1, code: int = 130429, times: int = 1) -> None:
         self.injected.append(Injected(method, path, times, code=code, retry_after=retry_after))
@@ -191,8 +198,8 @@ class FakeGraph:
     def delay(self, method: str, path: str, *, seconds: float, times: int = 1) -> None:
         self.injected.append(Injected(method, path, times, seconds=seconds))
 
-    def drop(self, method: str, path: str, *, times: int = 1) -> None:
-        self.injected.append(Injected(method, path, times, drop=True))
+    def drop(self, method: str, path: str, *, times: int = 1, after: int = 0) -> None:
+        self.injected.append(Injected(method, path, times, drop=True, after=after))
 
     def requests(self, method: str | None = None, suffix: str | None = None) -> list[Call]:
         return [c for c in self.calls if (method is None or c.method == method)
@@ -207,6 +214,9 @@ class FakeGraph:
         with self._lock:
             for injected in self.injected:
                 if injected.method == method and path.endswith(injected.path) and injected.times > 0:
+                    if injected.after > 0:
+                        injected.after -= 1
+                        continue
                     injected.times -= 1
                     return injected
         return None
@@ -342,7 +352,7 @@ class FakeGraph:
             page = templates[start:start + limit]
             answer = {"data": page, "paging": {"cursors": {"before": str(start), "after": str(start + len(page))}}}
             if start + limit < len(templates):
-                answer["paging"]["next"] = (f"{self.url}/{self.version}/{waba_id}/message_templates"
+                answer["paging"]["next"] = (f"{self.paging_base or self.url}/{self.version}/{waba_id}/message_templates"
                                             f"?limit={limit}&after={start + limit}")
             return 200, answer
         if method == "POST":

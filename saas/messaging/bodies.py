@@ -7,15 +7,17 @@ import json
 from saas.messaging.types import TYPES
 
 
-def category_for(payload: dict) -> str:
+def category_for(payload: dict, template=None) -> str:
     """The conversation category a send opens.
 
-    Free-form messages are customer-service replies. A template's category is
-    set when it is approved by Meta; until templates are synced from the
-    WhatsApp Business account, templates are metered as marketing, the
-    category Meta applies when it is unsure.
+    Free-form messages are customer-service replies. A template is metered in
+    its own category (``template``: its TemplateTerms, from the WABA's
+    templates or the sandbox's); marketing, the category Meta applies when
+    unsure, when it is not known.
     """
-    return "marketing" if TYPES[payload["type"]].template else "service"
+    if not TYPES[payload["type"]].template:
+        return "service"
+    return template.metering_category if template is not None else "marketing"
 
 
 def summarise(payload: dict) -> str:

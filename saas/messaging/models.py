@@ -78,6 +78,11 @@ class Message(db.Model):
         # The recovery job's query: sends interrupted before they were settled.
         Index("ix_messages_pending", "created_at", postgresql_where=text("status = 'pending'"),
               sqlite_where=text("status = 'pending'")),
+        # The customer-service window: a contact's latest inbound (and first outbound) on a number.
+        Index("ix_messages_contact", "tenant_id", "phone_number_id", "wa_id", "direction", "created_at"),
+        # The messaging limit: users a number reached with business-initiated messages in 24 h.
+        Index("ix_messages_reach", "tenant_id", "phone_number_id", "created_at", "wa_id",
+              postgresql_where=text("business_initiated"), sqlite_where=text("business_initiated")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -94,6 +99,9 @@ class Message(db.Model):
     conversation_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("conversations.id", ondelete="SET NULL"), index=True)
     opened_conversation: Mapped[bool] = mapped_column(default=False)
+    # A template sent outside the contact's customer-service window: it counts toward the
+    # number's messaging limit (unique users reached in a moving 24 h).
+    business_initiated: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     # The billing period the send was metered in (its reversal is taken back from the same one).
     period_start: Mapped[datetime | None] = mapped_column(DateTime)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
@@ -110,6 +118,37 @@ class Message(db.Model):
 
     phone_number = relationship("PhoneNumber", lazy="selectin")
     conversation = relationship("Conversation")
+
+
+class Template(db.Model):
+    """A message template of a tenant's WhatsApp Business Account, as Meta last told us."""
+
+    __tablename__ = "templates"
+    __table_args__ = (
+        # Meta names a template by (name, language) within its WABA.
+        UniqueConstraint("tenant_id", "waba_id", "name", "language"),
+        # Webhooks name the WABA and Meta's template id, not the tenant.
+        Index("ix_templates_waba_meta", "waba_id", "meta_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    waba_id: Mapped[str] = mapped_column(String(64))
+    # Meta's id for the template (None only between a create and Meta's answer).
+    meta_id: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(512))
+    language: Mapped[str] = mapped_column(String(15))
+    # Meta's: APPROVED, PENDING, REJECTED, PAUSED, DISABLED, IN_APPEAL, PENDING_DELETION, ...
+    status: Mapped[str] = mapped_column(String(30))
+    # Meta's: MARKETING, UTILITY, AUTHENTICATION.
+    category: Mapped[str] = mapped_column(String(30))
+    components: Mapped[list] = mapped_column(JSON, default=list)
+    # GREEN, YELLOW, RED, UNKNOWN (from the list and message_template_quality_update).
+    quality_score: Mapped[str | None] = mapped_column(String(20))
+    # Why Meta rejected, paused or disabled it, in Meta's words.
+    reason: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
 class WebhookEndpoint(db.Model):

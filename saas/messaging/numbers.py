@@ -13,6 +13,9 @@ from saas import cache
 from saas.errors import NotFound
 from saas.extensions import db
 from saas.messaging.models import MODE_SANDBOX, PhoneNumber
+
+# A sandbox number's messaging limit: a new live number's.
+SANDBOX_MESSAGING_LIMIT_TIER = "TIER_250"
 from saas.tenants.scoping import owned_query
 
 
@@ -33,6 +36,7 @@ def create_sandbox_number(tenant) -> PhoneNumber:
         display_number=f"+1 555-01{digits[:2]}-{digits[2:]}",
         verified_name=f"{tenant.name} (sandbox)",
         mode=MODE_SANDBOX,
+        messaging_limit_tier=SANDBOX_MESSAGING_LIMIT_TIER,
     )
     db.session.add(number)
     db.session.flush()
@@ -59,6 +63,8 @@ class NumberSnapshot:
     phone_number_id: str
     mode: str
     access_token_encrypted: str | None
+    waba_id: str | None = None
+    messaging_limit_tier: str | None = None
 
 
 def _not_found(phone_number_id) -> NotFound:
@@ -79,7 +85,8 @@ def sending_number(tenant, phone_number_id: str) -> NumberSnapshot:
         row = db.session.scalar(select(PhoneNumber).where(PhoneNumber.phone_number_id == phone_number_id))
         if row is None or row.disconnected_at is not None:
             return None
-        return NumberSnapshot(row.id, row.tenant_id, row.phone_number_id, row.mode, row.access_token_encrypted)
+        return NumberSnapshot(row.id, row.tenant_id, row.phone_number_id, row.mode, row.access_token_encrypted,
+                              row.waba_id, row.messaging_limit_tier)
 
     # Meta's ids are digits; anything else names no number (and never reaches the database).
     wellformed = phone_number_id.isascii() and phone_number_id.isdigit() and len(phone_number_id) <= 64

@@ -4,13 +4,17 @@ A send is one short transaction before the transport is called (the window
 found or opened, the message row written as ``pending``, its usage metered;
 see saas.messaging.windows) and one UPDATE after it (``accepted`` with
 WhatsApp's id, or ``failed`` and un-billed). The sandbox, which sends
-nothing, is asked first and its answer written in that one transaction. No connection is held while the transport works. A send that is
+nothing, is asked first and its answer written in that one transaction. No connection is held while the transport works.
+Before any of it, WhatsApp's own rules are checked (saas.messaging.rules):
+a send Meta would refuse is refused here, with Meta's code, for every
+transport, and nothing is sent, written or billed. A send that is
 interrupted between the two (a worker killed, a connection dropped) stays
 ``pending`` until ``recover_interrupted`` settles it: failed and un-billed,
 since the client never got an answer.
 
 Lock order, for every path that writes these rows (see saas.metering too):
-the conversation window, then the message, then the tenant's quota lock
+the number's messaging-limit lock (business-initiated sends only), the
+conversation window, then the message, then the tenant's quota lock
 (capped opens only), then usage entries and records.
 """
 from __future__ import annotations
@@ -27,9 +31,10 @@ from saas.errors import (
     FeatureNotInPlan, IdempotencyConflict, PaymentRequired, QuotaExceeded, TenantSuspended, UpstreamError,
 )
 from saas.extensions import db
-from saas.messaging.bodies import category_for, graph_response, request_hash, summarise
+from saas.messaging.bodies import graph_response, request_hash, summarise
 from saas.messaging.models import Conversation, Message
 from saas.messaging.numbers import sending_number
+from saas.messaging.rules import Admission, WhatsAppRules, enforce_messaging_limit
 from saas.messaging.transports import SendResult
 from saas.messaging.types import TYPES
 from saas.messaging.windows import INSERT_MESSAGE, ONE_STATEMENT_SEND, WINDOW, open_window
@@ -97,13 +102,15 @@ class SendService:
 
     ``transports`` chooses a transport per number, ``metering`` is the
     metering port, ``enqueue(path, *args)`` runs follow-ups after the
-    response, ``clock`` says what time it is.
+    response, ``rules`` are WhatsApp's (saas.messaging.rules; its pair-rate
+    store shared by every process), ``clock`` says what time it is.
     """
 
-    def __init__(self, *, transports, metering, enqueue, clock=utcnow, session=None):
+    def __init__(self, *, transports, metering, enqueue, rules=None, clock=utcnow, session=None):
         self.transports = transports
         self.metering = metering
         self.enqueue = enqueue
+        self.rules = rules if rules is not None else WhatsAppRules()
         self.clock = clock
         self.session = session or db.session
 
@@ -116,7 +123,9 @@ class SendService:
         Idempotency-Key the first result is returned again for the same body.
         Raises TenantSuspended, NotFound (another tenant's number, or none),
         FeatureNotInPlan, QuotaExceeded, PaymentRequired (what the plan paid for allows, while its
-        rights are withheld for non-payment), IdempotencyConflict or UpstreamError.
+        rights are withheld for non-payment), one of WhatsApp's rules (saas.errors.WhatsAppRule:
+        outside the customer-service window, unknown or unapproved template, pair rate,
+        messaging limit; nothing sent or billed), IdempotencyConflict or UpstreamError.
         """
         if rights.suspended:
             raise TenantSuspended()
@@ -134,16 +143,17 @@ class SendService:
             earlier = self._find_by_key(tenant.id, idempotency_key)
             if earlier is not None:
                 return self._replay(earlier, digest)
+        admission = self._reconnecting(lambda: self._admit(tenant.id, number, payload))
         transport = self.transports.for_number(number)
         if transport is None:
             raise UpstreamError("Live numbers are not enabled on this server.", graph_code=131000)
 
         if getattr(transport, "side_effect_free", False):
             return self._send_answer_first(tenant, rights, number, payload, transport, idempotency_key, digest,
-                                           to_input)
+                                           to_input, admission)
 
         message_id = self._reconnecting(
-            lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest))
+            lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest, admission))
         if isinstance(message_id, SendOutcome):
             return message_id
         result = self._call(transport, number, payload)
@@ -154,7 +164,20 @@ class SendService:
         self._reconnecting(lambda: self._accept(message_id, result.wa_message_id, body if idempotency_key else None))
         return self._accepted(transport, tenant.id, message_id, result.wa_message_id, body)
 
-    def _send_answer_first(self, tenant, rights, number, payload, transport, idempotency_key, digest, to_input):
+    def _admit(self, tenant_id: int, number, payload: dict) -> Admission:
+        """WhatsApp's rules, in a read-only transaction of their own (ended before any transport works)."""
+        session = self.session
+        try:
+            conn = session.connection(execution_options=_single_statement(session))
+            admission = self.rules.admit(conn, tenant_id, number, payload, self.clock())
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        return admission
+
+    def _send_answer_first(self, tenant, rights, number, payload, transport, idempotency_key, digest, to_input,
+                           admission):
         """A transport that can have sent nothing before it answers (the sandbox) is asked first.
 
         Its answer is then written with the send's usage in the send's one
@@ -173,7 +196,7 @@ class SendService:
         answer = {"status": "accepted", "wa_message_id": result.wa_message_id, "response_status": 200,
                   "response_body": body if idempotency_key else None}
         message_id = self._reconnecting(
-            lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest, answer))
+            lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest, admission, answer))
         if isinstance(message_id, SendOutcome):
             return message_id
         return self._accepted(transport, tenant.id, message_id, result.wa_message_id, body)
@@ -213,8 +236,8 @@ class SendService:
         log.warning("send failed upstream", extra={"status": result.error_code})
         return message_id
 
-    def _meter(self, tenant, rights, number, payload, idempotency_key, digest, answer=None):
-        """The send's one transaction: window, message row, usage. Returns the message id.
+    def _meter(self, tenant, rights, number, payload, idempotency_key, digest, admission, answer=None):
+        """The send's one transaction: messaging limit, window, message row, usage. Returns the message id.
 
         ``answer`` is the transport's, when it was asked first: the message is
         written accepted; otherwise pending, to be accepted or settled.
@@ -222,24 +245,29 @@ class SendService:
         answer = answer or PENDING
         now = self.clock()
         period = current_period(rights.subscription, now)
-        category = category_for(payload)
+        category = admission.category
         cap = rights.included_conversations if rights.hard_cap else None
+        limited = admission.business_initiated and admission.messaging_limit is not None
         session = self.session
-        one_statement = cap is None and session.get_bind().dialect.name == "postgresql"
+        one_statement = cap is None and not limited and session.get_bind().dialect.name == "postgresql"
         try:
             if one_statement:
                 message_id = self._meter_in_one_statement(
                     session, tenant.id, number.id, payload, category, now, period.start, idempotency_key, digest,
-                    answer)
+                    answer, admission.business_initiated)
             else:
                 conn = session.connection()
+                if limited:
+                    enforce_messaging_limit(conn, tenant.id, number.id, payload["to"], admission.messaging_limit,
+                                            now)
                 window = open_window(conn, tenant.id, payload["to"], category, now, period.start)
                 message_id = conn.execute(INSERT_MESSAGE, {
                     "tenant_id": tenant.id, "phone_number_id": number.id, "direction": "out",
                     "wa_id": payload["to"], "type": payload["type"], "body_summary": summarise(payload),
                     "conversation_id": window.id, "opened_conversation": window.opened,
                     "period_start": period.start, "idempotency_key": idempotency_key, "request_hash": digest,
-                    "created_at": now, "updated_at": now, **answer}).scalar()
+                    "business_initiated": admission.business_initiated, "created_at": now, "updated_at": now,
+                    **answer}).scalar()
                 self.metering.meter(
                     conn, Usage(tenant.id, period.start, category, messages=1, conversations=int(window.opened)),
                     cap=cap, subject=f"conversation:{window.id}")
@@ -287,12 +315,12 @@ class SendService:
             return work()
 
     def _meter_in_one_statement(self, session, tenant_id, number_id, payload, category, now, period_start,
-                                idempotency_key, digest, answer) -> int:
+                                idempotency_key, digest, answer, business_initiated) -> int:
         params = {
             "tenant_id": tenant_id, "contact": payload["to"], "category": category, "now": now,
             "expires_at": now + WINDOW, "period_start": period_start, "phone_number_id": number_id,
             "type": payload["type"], "body_summary": summarise(payload), "idempotency_key": idempotency_key,
-            "request_hash": digest, **answer,
+            "request_hash": digest, "business_initiated": business_initiated, **answer,
             "response_body": json.dumps(answer["response_body"]) if answer["response_body"] is not None else None}
         conn = session.connection(execution_options=_single_statement(session))
         for _ in range(5):

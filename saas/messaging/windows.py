@@ -1,21 +1,27 @@
-"""Conversation windows: the 24-hour billable unit a send finds or opens.
+"""Windows: the 24-hour billable conversation a send finds or opens, and WhatsApp's customer-service window.
 
 Both forms of a send's transaction live here: ``open_window`` (then the
 message row and ``Metering.meter``) for any database, and
 ``ONE_STATEMENT_SEND``, the same rows, locks and order in one PostgreSQL
 statement, for sends under no hard cap.
+
+The customer-service window is WhatsApp's, not a billing unit: it is open for
+24 hours after the contact's latest message to the number, and only while it
+is open may the number send them free-form (non-template) messages.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Integer, and_, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
 from saas.messaging.models import Conversation, Message
 
 WINDOW = timedelta(hours=24)
+CUSTOMER_SERVICE_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,52 @@ def open_window(conn, tenant_id: int, contact: str, category: str, now: datetime
 
 INSERT_MESSAGE = insert(Message).returning(Message.id)
 
+
+def _of_contact(*conditions):
+    return and_(Message.tenant_id == bindparam("tenant_id", type_=Integer), Message.phone_number_id == bindparam("number_id"),
+                Message.wa_id == bindparam("contact"), *conditions)
+
+
+# Both served by ix_messages_contact, each an index lookup at one end of a range.
+_LAST_INBOUND = select(func.max(Message.created_at)).where(_of_contact(Message.direction == "in"))
+_FIRST_FREE_FORM = select(func.min(Message.created_at)).where(
+    _of_contact(Message.direction == "out", Message.type != "template"))
+CONTACT_HISTORY = select(_LAST_INBOUND.scalar_subquery(), _FIRST_FREE_FORM.scalar_subquery())
+
+
+def _connection(conn_or_session) -> Connection:
+    return conn_or_session if isinstance(conn_or_session, Connection) else conn_or_session.connection()
+
+
+def customer_service_window_open(conn_or_session, tenant_id: int, phone_number_pk: int, contact: str,
+                                 now: datetime) -> bool:
+    """Whether ``contact`` wrote to the number (our PhoneNumber id) in the 24 hours before ``now``.
+
+    Reads the latest inbound message (direction "in") from the contact to the
+    number; read-only, in the caller's transaction.
+    """
+    latest = _connection(conn_or_session).execute(_LAST_INBOUND, {
+        "tenant_id": tenant_id, "number_id": phone_number_pk, "contact": contact}).scalar()
+    return latest is not None and latest > now - CUSTOMER_SERVICE_WINDOW
+
+
+def sandbox_window_open(conn_or_session, tenant_id: int, phone_number_pk: int, contact: str, now: datetime,
+                        *, free_form: bool) -> bool:
+    """The customer-service window on a sandbox number, whose recipients write first.
+
+    A sandbox recipient is taken to have written to the number the moment it
+    is first sent a free-form message (so a newcomer's first "hello" goes
+    out); from then on its window opens and closes exactly as on a live
+    number, and real inbound messages count as they always do. A template to
+    a recipient that never "wrote" is business-initiated, as on a live number.
+    """
+    last_inbound, first_free_form = _connection(conn_or_session).execute(CONTACT_HISTORY, {
+        "tenant_id": tenant_id, "number_id": phone_number_pk, "contact": contact}).one()
+    if first_free_form is None and free_form:
+        first_free_form = now
+    wrote = max((t for t in (last_inbound, first_free_form) if t is not None), default=None)
+    return wrote is not None and wrote > now - CUSTOMER_SERVICE_WINDOW
+
 # A send's whole transaction as one PostgreSQL statement, for sends under no hard cap:
 # the same rows, locks and order as open_window + INSERT_MESSAGE + Metering.meter, in one
 # round trip. No row comes back when a concurrent send opened the window first: run it again.
@@ -96,10 +148,10 @@ WITH latest AS (
 ), message AS (
     INSERT INTO messages (tenant_id, phone_number_id, direction, wa_id, type, body_summary, status,
                           wa_message_id, response_status, response_body, conversation_id, opened_conversation,
-                          period_start, idempotency_key, request_hash, created_at, updated_at)
+                          period_start, idempotency_key, request_hash, business_initiated, created_at, updated_at)
     SELECT :tenant_id, :phone_number_id, 'out', :contact, :type, :body_summary, :status, :wa_message_id,
            :response_status, CAST(:response_body AS json), win.id, win.opened, :period_start, :idempotency_key,
-           :request_hash, :now, :now
+           :request_hash, :business_initiated, :now, :now
     FROM win
     RETURNING id, conversation_id, opened_conversation
 ), metered AS (

@@ -1,5 +1,6 @@
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, IntegerField, PasswordField, StringField
+from wtforms import EmailField, HiddenField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, Email, Length, Regexp
 from wtforms.widgets import HiddenInput
 
@@ -59,3 +60,18 @@ class ConnectNumberForm(FlaskForm):
             getattr(self, name).errors.append(problem)
             valid = False
         return valid
+
+
+class TemplateForm(FlaskForm):
+    """A new message template, submitted to WhatsApp for review."""
+
+    waba_id = SelectField("WhatsApp Business Account", choices=[], validate_choice=True)
+    name = StringField("Name", validators=[DataRequired(), Length(max=512)],
+                       description="Lowercase letters, digits and underscores, e.g. order_shipped.")
+    language = StringField("Language", default="en_US", validators=[DataRequired(), Length(max=15)])
+    category = SelectField("Category", choices=[SelectChoice("UTILITY", "Utility"),
+                                                SelectChoice("MARKETING", "Marketing"),
+                                                SelectChoice("AUTHENTICATION", "Authentication")])
+    components = TextAreaField(
+        "Components (JSON)", validators=[DataRequired(), Length(max=32 * 1024)],
+        default='[{"type": "BODY", "text": "Hello {{1}}, your order {{2}} has shipped."}]')

@@ -37,7 +37,7 @@ def test_template_opens_a_separate_marketing_window(client):
     starter = sender(client, "starter")
     starter.send(to="15551230001")
     starter.send(payload={"messaging_product": "whatsapp", "to": "15551230001", "type": "template",
-                          "template": {"name": "promo", "language": {"code": "en"}}})
+                          "template": {"name": "seasonal_promotion", "language": {"code": "en_US"}}})
     current = usage(starter)
     assert current["used"] == 2
     assert current["by_category"] == {"marketing": 1, "utility": 0, "authentication": 0, "service": 1}

@@ -1,0 +1,29 @@
+"""Fixtures for WhatsApp's rules: a live transport against the loopback Graph, and the pair rate switched on."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def live(app, graph):
+    """Live numbers send through the loopback Graph API (as the Cloud API transport does); yields the fake."""
+    from tests.messaging.live import GraphTransport
+
+    transports = app.extensions["send_service"].transports
+    saved = transports.live
+    transports.live = GraphTransport(app.config)
+    yield graph
+    transports.live = saved
+
+
+@pytest.fixture
+def pair_rate(app):
+    """The pair rate as production has it (5 at once, then one per 6 s), in the app's rate-limit store."""
+    from saas.extensions import limiter
+    from saas.messaging.rules import PairRate
+
+    rules = app.extensions["send_service"].rules
+    saved = rules.pair_rate
+    rules.pair_rate = PairRate(limiter.storage, burst=5, seconds=6.0)
+    yield rules.pair_rate
+    rules.pair_rate = saved

@@ -1,0 +1,90 @@
+"""Live numbers for tests: a PhoneNumber row and the same number in the loopback Graph API,
+a transport that really sends to that Graph, and the rows WhatsApp's rules read."""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+import requests
+
+from saas.extensions import db
+from saas.messaging.models import Message, PhoneNumber, Template
+from saas.messaging.numbers import decrypt_token, encrypt_token
+from saas.messaging.transports import SendResult
+from saas.timeutil import utcnow
+
+
+def live_number(app, graph, tenant_id: int, *, tier: str | None = "TIER_1K", waba_id: str | None = None) -> tuple:
+    """A live number of the tenant, registered in the fake Graph with the same id, WABA and token.
+
+    Returns (Meta's phone_number_id, our PhoneNumber id, waba_id, token).
+    """
+    phone_number_id = "1" + "".join(secrets.choice("0123456789") for _ in range(14))
+    waba_id = waba_id or "2" + "".join(secrets.choice("0123456789") for _ in range(14))
+    token = "EAAG" + secrets.token_urlsafe(24)
+    graph.add_number(phone_number_id, waba_id=waba_id, token=token, messaging_limit_tier=tier or "TIER_1K")
+    with app.app_context():
+        number = PhoneNumber(tenant_id=tenant_id, phone_number_id=phone_number_id, waba_id=waba_id,
+                             display_number="+1 555-020-0000", verified_name="Acme Ltd", mode="live",
+                             access_token_encrypted=encrypt_token(token), messaging_limit_tier=tier)
+        db.session.add(number)
+        db.session.commit()
+        pk = number.id
+        db.session.remove()
+    return phone_number_id, pk, waba_id, token
+
+
+def add_template(app, tenant_id: int, waba_id: str, name: str, *, language="en_US", category="UTILITY",
+                 status="APPROVED", meta_id: str | None = None) -> int:
+    """A template row as a sync would have stored it."""
+    with app.app_context():
+        template = Template(tenant_id=tenant_id, waba_id=waba_id, name=name, language=language, category=category,
+                            status=status, meta_id=meta_id or str(secrets.randbelow(10**15)),
+                            components=[{"type": "BODY", "text": "Hello {{1}}"}])
+        db.session.add(template)
+        db.session.commit()
+        template_id = template.id
+        db.session.remove()
+    return template_id
+
+
+def inbound(app, tenant_id: int, number_pk: int, contact: str, at: datetime | None = None) -> None:
+    """A message from ``contact`` to the number, received at ``at`` (now by default)."""
+    at = at or utcnow()
+    with app.app_context():
+        db.session.add(Message(tenant_id=tenant_id, phone_number_id=number_pk, direction="in", wa_id=contact,
+                               type="text", body_summary="hi", status="received",
+                               wa_message_id="wamid.in" + secrets.token_hex(12), created_at=at, updated_at=at))
+        db.session.commit()
+        db.session.remove()
+
+
+def template_payload(to: str, name: str, language: str = "en_US") -> dict:
+    return {"messaging_product": "whatsapp", "to": to, "type": "template",
+            "template": {"name": name, "language": {"code": language}}}
+
+
+def text_payload(to: str, body: str = "hello") -> dict:
+    return {"messaging_product": "whatsapp", "to": to, "type": "text", "text": {"body": body}}
+
+
+class GraphTransport:
+    """Sends to the Graph API at WHATSAPP_GRAPH_URL with the number's token, as a live transport does."""
+
+    mode = "live"
+
+    def __init__(self, config):
+        self.config = config
+        self.session = requests.Session()
+
+    def send(self, number, payload: dict) -> SendResult:
+        url = "/".join([self.config["WHATSAPP_GRAPH_URL"], self.config["WHATSAPP_API_VERSION"],
+                        number.phone_number_id, "messages"])
+        response = self.session.post(url, json=payload, timeout=(2, 5), headers={
+            "Authorization": f"Bearer {decrypt_token(number.access_token_encrypted)}"})
+        body = response.json()
+        if response.status_code == 200:
+            return SendResult(ok=True, wa_message_id=body["messages"][0]["id"])
+        error = body["error"]
+        return SendResult(ok=False, error_code=error["code"], error_title=error["message"],
+                          error_details=error.get("error_data", {}).get("details"))
