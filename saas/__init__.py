@@ -20,6 +20,12 @@ def create_app(config: dict | None = None) -> Flask:
     if config:
         app.config.update(config)
     os.makedirs(app.instance_path, exist_ok=True)
+    if app.config.get("TRUSTED_PROXIES"):
+        # The client address and scheme as the trusted proxies saw them (throttles count per address).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
     register_logging(app)
     register_extensions(app)
@@ -126,6 +132,8 @@ def register_blueprints(app: Flask) -> None:
     from saas.portal.message_templates import bp as templates_bp
     from saas.portal.routes import bp as portal_bp
     from saas.portal import billing as _billing_views  # noqa: F401  (adds the billing pages to portal_bp)
+    from saas.portal import account as _account_views  # noqa: F401  (adds /account to portal_bp)
+    from saas.portal import twofactor as _two_factor_views  # noqa: F401  (two-factor pages on portal_bp)
     from saas.webhooks.routes import bp as webhooks_bp
 
     # API clients authenticate with a bearer key, not a session cookie: no CSRF.

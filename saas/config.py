@@ -205,4 +205,21 @@ def load(instance_path: str) -> dict:
             "max_overflow": env_int("DATABASE_POOL_OVERFLOW", 0),
         },
         "WTF_CSRF_TIME_LIMIT": None,
+        # How many proxies in front of the app set X-Forwarded-For/-Proto (Heroku's router: 1). The
+        # client address the throttles count is the one the last trusted proxy saw; 0 trusts none.
+        "TRUSTED_PROXIES": env_int("TRUSTED_PROXIES", 0),
+        # Failed logins allowed per account (by the email typed, existing or not) and per client
+        # address, as `limits` tiers: past each tier the wait grows. Only failures count.
+        "LOGIN_ACCOUNT_LIMITS": env_str("LOGIN_ACCOUNT_LIMITS", "5/15 minutes;10/hour;20/day"),
+        "LOGIN_ADDRESS_LIMITS": env_str("LOGIN_ADDRESS_LIMITS", "20/minute;100/hour"),
+        # Wrong two-factor codes allowed per user (the login's second step), as tiers like the above.
+        "LOGIN_CODE_LIMITS": env_str("LOGIN_CODE_LIMITS", "5/15 minutes;10/hour;20/day"),
+        # The code must follow the password within this many seconds.
+        "TWO_FACTOR_LOGIN_SECONDS": env_int("TWO_FACTOR_LOGIN_SECONDS", 300),
+        # Platform admins must turn on two-factor login before any /admin page opens.
+        "ADMIN_REQUIRES_TWO_FACTOR": env_bool("ADMIN_REQUIRES_TWO_FACTOR", True),
+        # Signup attempts per client address.
+        "SIGNUP_ADDRESS_LIMITS": env_str("SIGNUP_ADDRESS_LIMITS", "5/hour;20/day"),
+        # zxcvbn's strength estimate (0-4) a new password must reach.
+        "PASSWORD_MIN_SCORE": env_int("PASSWORD_MIN_SCORE", 3),
     }

@@ -44,8 +44,10 @@ def base_app(backend, tmp_path_factory):
     # Housekeeping (roll-up, recovery) runs when a test calls it, never behind its back.
     # WhatsApp's pair rate is off: many tests send bursts to one contact; tests/messaging/test_rules.py
     # turns it on (fixture pair_rate) to prove it.
+    # Admins' two-factor rule is off: the admin tests log in with a password; tests/portal/test_two_factor.py
+    # turns it on to prove it.
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "SERVER_NAME": None,
-                      "HOUSEKEEPING": False, "WHATSAPP_PAIR_RATE_BURST": 0})
+                      "HOUSEKEEPING": False, "WHATSAPP_PAIR_RATE_BURST": 0, "ADMIN_REQUIRES_TWO_FACTOR": False})
     with app.app_context():
         if backend == "postgresql":
             with db.engine.begin() as conn:

@@ -1,16 +1,42 @@
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.fields import SelectChoice
-from wtforms.validators import DataRequired, Email, Length, Regexp
+from wtforms.validators import DataRequired, Email, Length, Regexp, ValidationError
 from wtforms.widgets import HiddenInput
 
+from saas.tenants.security import PASSWORD_RULE
 from saas.tenants.services import MIN_PASSWORD
+
+
+class StrongPassword:
+    """zxcvbn's estimate (saas.tenants.security.password_problem); its feedback is the error.
+
+    ``inputs`` name other fields of the form (email, company) the password should not be made of.
+    """
+
+    def __init__(self, inputs: tuple[str, ...] = ()):
+        self.inputs = inputs
+
+    def __call__(self, form, field):
+        from saas.tenants.security import password_problem
+
+        if field.errors:  # too short or too long already said
+            return
+        values = []
+        for name in self.inputs:
+            value = getattr(form, name).data or ""
+            values += [value, value.split("@")[0]]
+        problem = password_problem(field.data or "", tuple(values))
+        if problem:
+            raise ValidationError(problem)
 
 
 class SignupForm(FlaskForm):
     company = StringField("Company name", validators=[DataRequired(), Length(max=200)])
     email = EmailField("Work email", validators=[DataRequired(), Email(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(min=MIN_PASSWORD, max=200)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(min=MIN_PASSWORD, max=200),
+                                                     StrongPassword(inputs=("email", "company"))],
+                             description=PASSWORD_RULE)
 
 
 class LoginForm(FlaskForm):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from saas.billing import checkout, entitlements, stripe_client, webhooks
@@ -17,6 +17,7 @@ from saas.messaging.numbers import numbers_for
 from saas.metering.services import usage_summary
 from saas.onboarding import services as onboarding
 from saas.portal.forms import ApiKeyForm, ConfirmForm, ConnectNumberForm, LoginForm, SignupForm
+from saas.tenants import security
 from saas.tenants import services as accounts
 from saas.tenants.models import User
 
@@ -29,10 +30,43 @@ login_manager.login_message_category = "info"
 
 @login_manager.user_loader
 def load_user(user_id):
+    """The session's user, if the session's version is still the user's (see saas.tenants.security)."""
+    user_part, _, version = (user_id or "").partition(":")
     try:
-        return db.session.get(User, int(user_id))
+        user = db.session.get(User, int(user_part))
+        version = int(version)
     except (TypeError, ValueError):
         return None
+    if user is None or user.session_version != version:
+        return None
+    return user
+
+
+def start_session(user) -> None:
+    """Log ``user`` in on a fresh session: nothing of the session before (nor its CSRF token) survives."""
+    session.clear()
+    g.pop("csrf_token", None)
+    login_user(user)
+
+
+def client_address() -> str:
+    # With TRUSTED_PROXIES set, ProxyFix has already put the client's address here.
+    return request.remote_addr or "unknown"
+
+
+def wait_words(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = -(-seconds // 60)
+    if minutes < 90:
+        return f"{minutes} minutes"
+    return f"{-(-minutes // 60)} hours"
+
+
+def throttled(exc: security.Throttled, what: str) -> str:
+    """The form error for a throttled attempt; the response's Retry-After says the same wait."""
+    g.retry_after = str(exc.retry_after)
+    return f"Too many {what}. Try again in {wait_words(exc.retry_after)}."
 
 
 def tenant_required(view):
@@ -95,16 +129,23 @@ def index():
 @bp.route("/signup", methods=["GET", "POST"])
 def signup():
     form = SignupForm()
+    error = None
     if form.validate_on_submit():
+        try:
+            security.signup_per_address.check(client_address())
+        except security.Throttled as exc:
+            error = throttled(exc, "signups from your network")
+            return render_template("portal/signup.html", form=form, error=error), 429
+        security.signup_per_address.hit(client_address())
         try:
             user = onboarding.sign_up(form.company.data, form.email.data, form.password.data)
         except accounts.AccountError as exc:
             getattr(form, "company" if exc.field == "company" else exc.field).errors.append(exc.message)
         else:
-            login_user(user)
+            start_session(user)
             flash("Welcome! Your sandbox number is ready. Create an API key to send your first message.", "success")
             return redirect(url_for("portal.dashboard"))
-    return render_template("portal/signup.html", form=form), 400 if form.errors else 200
+    return render_template("portal/signup.html", form=form, error=error), 400 if form.errors else 200
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -112,10 +153,26 @@ def login():
     form = LoginForm()
     error = None
     if form.validate_on_submit():
+        # Checked before the password, so the right password is refused too while throttled; the
+        # account's key is what was typed, so an unknown email is throttled exactly like a known one.
+        account = security.account_key(form.email.data)
+        try:
+            security.login_per_address.check(client_address())
+            security.login_per_account.check(account)
+        except security.Throttled as exc:
+            error = throttled(exc, "failed login attempts")
+            return render_template("portal/login.html", form=form, error=error), 429
         user = accounts.authenticate(form.email.data, form.password.data)
         if user is not None:
-            login_user(user)
+            security.login_per_account.clear(account)
+            if user.totp_enabled_at is not None:
+                from saas.portal.twofactor import begin_half_login
+
+                return begin_half_login(user, request.args.get("next"))
+            start_session(user)
             return redirect(safe_next(request.args.get("next")) or url_for("portal.dashboard"))
+        security.login_per_address.hit(client_address())
+        security.login_per_account.hit(account)
         error = "Invalid email or password."
     status = 400 if (error or form.errors) else 200
     return render_template("portal/login.html", form=form, error=error), status
@@ -126,7 +183,11 @@ def logout():
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400)
+    if current_user.is_authenticated:
+        # Ends this session and every copy of its cookie (and the user's other sessions).
+        security.end_sessions(current_user._get_current_object())
     logout_user()
+    session.clear()
     flash("You are logged out.", "info")
     return redirect(url_for("portal.login"))
 

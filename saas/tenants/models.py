@@ -46,8 +46,31 @@ class User(UserMixin, db.Model):
     is_platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Part of the login session's user id: bumping it (logout, password change, "log out
+    # everywhere") makes every session cookie issued before useless, copies included.
+    session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Two-factor login (TOTP): the secret encrypted with TOKEN_ENCRYPTION_KEY, set once confirmed;
+    # the last time step a code was accepted for, so a code works once.
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
 
     tenant = relationship("Tenant", back_populates="users")
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"
+
+
+class RecoveryCode(db.Model):
+    """A one-time two-factor recovery code: only its sha256 is kept; shown once when made."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class ApiKey(db.Model):

@@ -1,0 +1,143 @@
+"""Two-factor login: enrolling (secret, otpauth URI, confirm, recovery codes), the code step of
+login, and turning it off."""
+from __future__ import annotations
+
+import time
+
+from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from werkzeug.security import check_password_hash
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from saas.extensions import db
+from saas.portal.routes import bp, client_address, safe_next, start_session, throttled
+from saas.tenants import security, twofactor
+from saas.tenants.models import User
+
+HALF_LOGIN = "half_login"
+PENDING_SECRET = "totp_pending"
+
+
+class CodeForm(FlaskForm):
+    code = StringField("Code from your authenticator app, or a recovery code",
+                       validators=[DataRequired(), Length(max=64)])
+
+
+class DisableForm(FlaskForm):
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+    code = StringField("Code from your authenticator app, or a recovery code",
+                       validators=[DataRequired(), Length(max=64)])
+
+
+def begin_half_login(user: User, next_url: str | None):
+    """The password was right; the session holds only who is half logged in, and since when."""
+    session.clear()
+    session[HALF_LOGIN] = {"user": user.id, "version": user.session_version, "at": time.time(),
+                           "next": safe_next(next_url)}
+    return redirect(url_for("portal.login_code"))
+
+
+def _half_logged_in() -> User | None:
+    pending = session.get(HALF_LOGIN)
+    if not isinstance(pending, dict):
+        return None
+    age = time.time() - float(pending.get("at") or 0)
+    user = db.session.get(User, int(pending.get("user") or 0))
+    if age > current_app.config["TWO_FACTOR_LOGIN_SECONDS"] or user is None \
+            or user.session_version != pending.get("version") or not twofactor.enabled(user):
+        session.pop(HALF_LOGIN, None)
+        return None
+    return user
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def login_code():
+    user = _half_logged_in()
+    if user is None:
+        flash("Log in again: the code must follow the password within "
+              f"{current_app.config['TWO_FACTOR_LOGIN_SECONDS'] // 60} minutes.", "info")
+        return redirect(url_for("portal.login"))
+    form = CodeForm()
+    error = None
+    if form.validate_on_submit():
+        account = f"user-{user.id}"
+        try:
+            security.login_per_address.check(client_address())
+            security.login_code_per_account.check(account)
+        except security.Throttled as exc:
+            error = throttled(exc, "wrong codes")
+            return render_template("portal/login_code.html", form=form, error=error), 429
+        used = twofactor.verify(user, form.code.data)
+        if used is not None:
+            next_url = session[HALF_LOGIN].get("next")
+            start_session(user)
+            if used == "recovery":
+                flash(f"You used a recovery code; {twofactor.recovery_codes_left(user)} are left. "
+                      "Each works once.", "info")
+            return redirect(next_url or url_for("portal.dashboard"))
+        security.login_per_address.hit(client_address())
+        security.login_code_per_account.hit(account)
+        error = "That code is not right (or was already used)."
+    return render_template("portal/login_code.html", form=form, error=error), 400 if (error or form.errors) else 200
+
+
+def _enroll_page(form=None, disable_form=None, codes=None, status=200):
+    user = current_user._get_current_object()
+    context = {"user": user, "enabled": twofactor.enabled(user), "codes": codes,
+               "form": form or CodeForm(), "disable_form": disable_form or DisableForm()}
+    if not context["enabled"]:
+        secret = session.get(PENDING_SECRET)
+        if not isinstance(secret, str):
+            secret = session[PENDING_SECRET] = twofactor.new_secret()
+        context.update(secret=secret, uri=twofactor.provisioning_uri(secret, user.email))
+    else:
+        context["codes_left"] = twofactor.recovery_codes_left(user)
+    return render_template("portal/two_factor.html", **context), status
+
+
+@bp.get("/account/two-factor")
+@login_required
+def two_factor():
+    return _enroll_page()
+
+
+@bp.post("/account/two-factor/enable")
+@login_required
+def enable_two_factor():
+    user = current_user._get_current_object()
+    if twofactor.enabled(user):
+        return redirect(url_for("portal.two_factor"), 303)
+    form = CodeForm()
+    secret = session.get(PENDING_SECRET)
+    if not form.validate_on_submit() or not isinstance(secret, str):
+        return _enroll_page(form=form, status=400)
+    if not twofactor.confirm_code(secret, form.code.data):
+        form.code.errors.append("That code is not right: check the time on your phone and type the current code.")
+        return _enroll_page(form=form, status=400)
+    codes = twofactor.enable(user, secret)
+    # Sessions from before two-factor (someone else's, perhaps) end; this one goes on.
+    security.end_sessions(user)
+    start_session(user)
+    return _enroll_page(codes=codes)
+
+
+@bp.post("/account/two-factor/disable")
+@login_required
+def disable_two_factor():
+    user = current_user._get_current_object()
+    form = DisableForm()
+    if not twofactor.enabled(user):
+        return redirect(url_for("portal.two_factor"), 303)
+    if not form.validate_on_submit():
+        return _enroll_page(disable_form=form, status=400)
+    if not check_password_hash(user.password_hash, form.password.data):
+        form.password.errors.append("That is not your password.")
+        return _enroll_page(disable_form=form, status=400)
+    if twofactor.verify(user, form.code.data) is None:
+        form.code.errors.append("That code is not right (or was already used).")
+        return _enroll_page(disable_form=form, status=400)
+    twofactor.disable(user)
+    flash("Two-factor login is off. Logging in now needs only your password.", "info")
+    return redirect(url_for("portal.two_factor"), 303)
