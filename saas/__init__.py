@@ -63,6 +63,9 @@ def register_extensions(app: Flask) -> None:
 
     limiter.init_app(app)
     jobs.init_app(app)
+    from saas import mail
+
+    mail.init_app(app)
     # Every model module, so metadata (and Alembic) sees all tables.
     from saas.billing import models as _billing  # noqa: F401
     from saas.messaging import models as _messaging  # noqa: F401
@@ -126,6 +129,7 @@ def register_blueprints(app: Flask) -> None:
     from saas.portal.message_templates import bp as templates_bp
     from saas.portal.routes import bp as portal_bp
     from saas.portal import billing as _billing_views  # noqa: F401  (adds the billing pages to portal_bp)
+    from saas.portal import email_links as _email_views  # noqa: F401  (verification and password reset pages)
     from saas.webhooks.routes import bp as webhooks_bp
 
     # API clients authenticate with a bearer key, not a session cookie: no CSRF.

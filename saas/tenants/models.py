@@ -46,6 +46,10 @@ class User(UserMixin, db.Model):
     is_platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # When the user opened the emailed verification link (None: not yet); a tenant is verified when its owner is.
+    email_verified_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # When a verification email was last sent (resending is throttled on it).
+    verification_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     tenant = relationship("Tenant", back_populates="users")
 
