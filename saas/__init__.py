@@ -69,6 +69,9 @@ def register_extensions(app: Flask) -> None:
 
     limiter.init_app(app)
     jobs.init_app(app)
+    from saas import mail
+
+    mail.init_app(app)
     # Every model module, so metadata (and Alembic) sees all tables.
     from saas.billing import models as _billing  # noqa: F401
     from saas.messaging import models as _messaging  # noqa: F401
@@ -134,6 +137,7 @@ def register_blueprints(app: Flask) -> None:
     from saas.portal import billing as _billing_views  # noqa: F401  (adds the billing pages to portal_bp)
     from saas.portal import account as _account_views  # noqa: F401  (adds /account to portal_bp)
     from saas.portal import twofactor as _two_factor_views  # noqa: F401  (two-factor pages on portal_bp)
+    from saas.portal import email_links as _email_views  # noqa: F401  (verification and password reset pages)
     from saas.webhooks.routes import bp as webhooks_bp
 
     # API clients authenticate with a bearer key, not a session cookie: no CSRF.

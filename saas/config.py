@@ -162,6 +162,15 @@ def load(instance_path: str) -> dict:
         # A send still pending this long was interrupted (no request lives this long) and is settled.
         "RECOVER_SENDS_AFTER_SECONDS": env_float("RECOVER_SENDS_AFTER_SECONDS", 30.0),
         "PUBLIC_BASE_URL": env_str("PUBLIC_BASE_URL"),
+        # Outgoing email (saas/mail): smtp://user:pass@host:587?starttls=1, smtps://..., or unset/log:// (logged).
+        "MAIL_URL": env_str("MAIL_URL"),
+        "MAIL_FROM": env_str("MAIL_FROM", "Relay <no-reply@localhost>"),
+        "MAIL_TIMEOUT_SECONDS": env_float("MAIL_TIMEOUT_SECONDS", 10.0),
+        "MAIL_RETRIES": env_int("MAIL_RETRIES", 3),
+        "MAIL_RETRY_SECONDS": env_float("MAIL_RETRY_SECONDS", 2.0),
+        # How long an email-verification link works (seconds; 2 days); a reset link works 1 hour, once.
+        "EMAIL_TOKEN_MAX_AGE": env_int("EMAIL_TOKEN_MAX_AGE", 2 * 24 * 3600),
+        "PASSWORD_RESET_MAX_AGE": env_int("PASSWORD_RESET_MAX_AGE", 3600),
         "STRIPE_SECRET_KEY": env_str("STRIPE_SECRET_KEY"),
         "STRIPE_WEBHOOK_SECRET": env_str("STRIPE_WEBHOOK_SECRET"),
         "STRIPE_API_BASE": env_str("STRIPE_API_BASE"),

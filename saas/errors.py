@@ -82,6 +82,14 @@ class TenantSuspended(ApiError):
     message = "This account is suspended."
 
 
+class EmailNotVerified(ApiError):
+    status = 403
+    code = "email_not_verified"
+    graph_code = 4032
+    message = ("The account owner's email address is not verified yet: live numbers send once it is "
+               "(open the link we emailed, or resend it from the portal). The sandbox number works meanwhile.")
+
+
 class NotFound(ApiError):
     status = 404
     code = "not_found"

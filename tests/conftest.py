@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet
 # Settings the app would otherwise write into instance/ for the embedded mode.
 os.environ.setdefault("SECRET_KEY", "test-secret-key")
 os.environ.setdefault("TOKEN_ENCRYPTION_KEY", Fernet.generate_key().decode())
-for name in ("REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "DATABASE_URL", "APP_ENV"):
+for name in ("REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "DATABASE_URL", "APP_ENV", "MAIL_URL"):
     os.environ.pop(name, None)
 
 from sqlalchemy import text  # noqa: E402
@@ -36,7 +36,28 @@ def backend(request):
 
 
 @pytest.fixture(scope="session")
-def base_app(backend, tmp_path_factory):
+def mail_server():
+    """The SMTP sink every test app sends its email to (tests/mail_sink.py)."""
+    from tests.mail_sink import Mailbox
+
+    global MAILBOX
+    MAILBOX = Mailbox().start()
+    yield MAILBOX
+    MAILBOX.stop()
+
+
+MAILBOX = None
+
+
+@pytest.fixture
+def mailbox(app, mail_server):
+    """The SMTP sink, emptied; ``mailbox.to(address, subject)``, ``mailbox.link(...)``, ``fail_next(n)``."""
+    mail_server.reset()
+    yield mail_server
+
+
+@pytest.fixture(scope="session")
+def base_app(backend, tmp_path_factory, mail_server):
     if backend == "sqlite":
         url = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
     else:
@@ -47,7 +68,9 @@ def base_app(backend, tmp_path_factory):
     # Admins' two-factor rule is off: the admin tests log in with a password; tests/portal/test_two_factor.py
     # turns it on to prove it.
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "SERVER_NAME": None,
-                      "HOUSEKEEPING": False, "WHATSAPP_PAIR_RATE_BURST": 0, "ADMIN_REQUIRES_TWO_FACTOR": False})
+                      "HOUSEKEEPING": False, "WHATSAPP_PAIR_RATE_BURST": 0, "ADMIN_REQUIRES_TWO_FACTOR": False,
+                      "MAIL_URL": mail_server.url, "MAIL_FROM": "Relay <no-reply@relay.example.com>",
+                      "MAIL_RETRY_SECONDS": 0.01, "MAIL_TIMEOUT_SECONDS": 5.0})
     with app.app_context():
         if backend == "postgresql":
             with db.engine.begin() as conn:
@@ -127,10 +150,23 @@ class AuthActions:
     def __init__(self, client):
         self.client = client
 
-    def signup(self, company="Acme Ltd", email="owner@acme.example.com", password="correct horse"):
+    def signup(self, company="Acme Ltd", email="owner@acme.example.com", password="correct horse", *,
+               verify=True):
+        """Sign up; with ``verify`` (and a successful signup) open the emailed link too, which logs in.
+
+        Returns the signup's response, or with ``verify`` the verification link's (302 to the dashboard).
+        """
         token = csrf_token(self.client, "/signup")
-        return self.client.post("/signup", data={"csrf_token": token, "company": company, "email": email,
-                                                 "password": password})
+        response = self.client.post("/signup", data={"csrf_token": token, "company": company, "email": email,
+                                                     "password": password})
+        if not verify or response.status_code != 303:
+            return response
+        return self.verify(email)
+
+    def verify(self, email="owner@acme.example.com"):
+        """Open the last verification link emailed to ``email`` (read from the SMTP sink)."""
+        assert self.client.application.extensions["background"].join()
+        return self.client.get(MAILBOX.link(email.lower(), "Verify your email", "/verify-email/"))
 
     def login(self, email="owner@acme.example.com", password="correct horse"):
         token = csrf_token(self.client, "/login")
@@ -143,6 +179,17 @@ class AuthActions:
     def create_key(self, name="Production"):
         token = csrf_token(self.client, "/keys")
         return self.client.post("/keys", data={"csrf_token": token, "name": name})
+
+
+def verification_link(email: str, timeout: float = 10.0) -> str:
+    """The path of the verification link emailed to ``email``, once the SMTP sink has it (a browser test
+    opens it; use the ``mailbox`` fixture so the sink starts empty)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not MAILBOX.to(email.lower(), "Verify your email") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return MAILBOX.link(email.lower(), "Verify your email", "/verify-email/")
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ _seq = itertools.count(1)
 
 
 def make_tenant(plan: str = "free", *, name: str | None = None, email: str | None = None,
-                password: str = "correct horse"):
+                password: str = "correct horse", verified: bool = True):
     n = next(_seq)
     user = onboarding.sign_up(name or f"Tenant {n}", email or f"owner{n}@tenant{n}.example.com",
-                                  password, plan_code=plan)
+                              password, plan_code=plan, verified=verified)
     return user.tenant
 
 

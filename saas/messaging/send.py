@@ -28,15 +28,16 @@ from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from saas.errors import (
-    FeatureNotInPlan, IdempotencyConflict, PaymentRequired, QuotaExceeded, TenantSuspended, UpstreamError,
+    EmailNotVerified, FeatureNotInPlan, IdempotencyConflict, PaymentRequired, QuotaExceeded, TenantSuspended, UpstreamError,
 )
 from saas.extensions import db
 from saas.messaging.bodies import graph_response, request_hash, summarise
-from saas.messaging.models import Conversation, Message
+from saas.messaging.models import MODE_LIVE, Conversation, Message
 from saas.messaging.numbers import sending_number
 from saas.messaging.rules import Admission, WhatsAppRules, enforce_messaging_limit
 from saas.messaging.transports import SendResult
 from saas.messaging.types import TYPES
+from saas.tenants.services import tenant_verified
 from saas.messaging.windows import INSERT_MESSAGE, ONE_STATEMENT_SEND, WINDOW, open_window
 from saas.metering.services import Receipt, Usage, current_period
 from saas.timeutil import utcnow
@@ -121,7 +122,8 @@ class SendService:
         Metered exactly once, before the transport is called; a send the
         transport refuses (or that raises) is un-billed. With an
         Idempotency-Key the first result is returned again for the same body.
-        Raises TenantSuspended, NotFound (another tenant's number, or none),
+        Raises TenantSuspended, NotFound (another tenant's number, or none), EmailNotVerified (a live
+        number while the tenant's owner has not verified their email),
         FeatureNotInPlan, QuotaExceeded, PaymentRequired (what the plan paid for allows, while its
         rights are withheld for non-payment), one of WhatsApp's rules (saas.errors.WhatsAppRule:
         outside the customer-service window, unknown or unapproved template, pair rate,
@@ -130,6 +132,8 @@ class SendService:
         if rights.suspended:
             raise TenantSuspended()
         number = sending_number(tenant, phone_number_id)
+        if number.mode == MODE_LIVE and not tenant_verified(tenant.id):
+            raise EmailNotVerified()
         kind = payload["type"]
         feature = TYPES[kind].feature
         if not rights.may(feature):

@@ -131,6 +131,12 @@ def signup():
     form = SignupForm()
     error = None
     if form.validate_on_submit():
+        # A new address and a registered one get the same answer: "check your email". The new
+        # account is logged in by its verification link; a registered address's owner is warned.
+        from flask import session
+
+        from saas.onboarding import emails
+
         try:
             security.signup_per_address.check(client_address())
         except security.Throttled as exc:
@@ -139,12 +145,16 @@ def signup():
         security.signup_per_address.hit(client_address())
         try:
             user = onboarding.sign_up(form.company.data, form.email.data, form.password.data)
+        except accounts.EmailTaken:
+            emails.warn_existing_account(accounts.normalise_email(form.email.data))
+            session["signup_email"] = accounts.normalise_email(form.email.data)
+            return redirect(url_for("portal.check_email"), 303)
         except accounts.AccountError as exc:
             getattr(form, "company" if exc.field == "company" else exc.field).errors.append(exc.message)
         else:
-            start_session(user)
-            flash("Welcome! Your sandbox number is ready. Create an API key to send your first message.", "success")
-            return redirect(url_for("portal.dashboard"))
+            emails.send_verification(user)
+            session["signup_email"] = user.email
+            return redirect(url_for("portal.check_email"), 303)
     return render_template("portal/signup.html", form=form, error=error), 400 if form.errors else 200
 
 

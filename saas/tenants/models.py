@@ -54,6 +54,10 @@ class User(UserMixin, db.Model):
     totp_secret: Mapped[str | None] = mapped_column(String(255))
     totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime)
     totp_last_step: Mapped[int | None] = mapped_column(Integer)
+    # When the user opened the emailed verification link (None: not yet); a tenant is verified when its owner is.
+    email_verified_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # When a verification email was last sent (resending is throttled on it).
+    verification_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     tenant = relationship("Tenant", back_populates="users")
 

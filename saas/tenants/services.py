@@ -42,6 +42,13 @@ class AccountError(ValueError):
         self.message = message
 
 
+class EmailTaken(AccountError):
+    """Signup with an address that already has an account (the portal does not tell the visitor)."""
+
+    def __init__(self):
+        super().__init__("email", "An account with this email already exists.")
+
+
 def normalise_email(raw: str) -> str:
     try:
         result = validate_email((raw or "").strip(), check_deliverability=False)
@@ -77,11 +84,13 @@ def add_tenant(name: str, email: str, password: str) -> User:
     email = normalise_email(email)
     if len(password or "") < MIN_PASSWORD:
         raise AccountError("password", f"Password must be at least {MIN_PASSWORD} characters.")
+    # Hashed before the lookup: a registered address costs the same time as a new one.
+    password_hash = generate_password_hash(password)
     if db.session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise AccountError("email", "An account with this email already exists.")
+        raise EmailTaken()
     tenant = Tenant(name=name, slug=_unique_slug(name))
     db.session.add(tenant)
-    owner = User(tenant=tenant, email=email, password_hash=generate_password_hash(password), role=ROLE_OWNER)
+    owner = User(tenant=tenant, email=email, password_hash=password_hash, role=ROLE_OWNER)
     db.session.add(owner)
     db.session.flush()
     return owner
@@ -103,6 +112,12 @@ def authenticate(email: str, password: str) -> User | None:
     user.last_login_at = utcnow()
     db.session.commit()
     return user
+
+
+def tenant_verified(tenant_id: int) -> bool:
+    """A tenant is verified when its owner has verified their email address."""
+    return db.session.scalar(select(User.id).where(User.tenant_id == tenant_id, User.role == ROLE_OWNER,
+                                                   User.email_verified_at.is_not(None)).limit(1)) is not None
 
 
 def create_platform_admin(email: str, password: str | None) -> tuple[User, bool]:

@@ -14,7 +14,7 @@ from saas.billing.services import apply_stripe_subscription
 from saas.extensions import db
 from saas.tenants.models import Tenant, User
 from saas.timeutil import from_timestamp, utcnow
-from tests.conftest import csrf_token
+from tests.conftest import AuthActions, csrf_token
 from tests.factories import sender, set_quota
 
 EMAIL = "owner@acme.example.com"
@@ -295,9 +295,7 @@ def test_a_session_of_another_tenant_is_404(app, stripe, owner, client):
         sync(stripe, "pro")
     # Another tenant buys Pro in another browser.
     other = app.test_client()
-    token = csrf_token(other, "/signup")
-    other.post("/signup", data={"csrf_token": token, "company": "Other Co", "email": "boss@other.example.com",
-                                "password": "correct horse"})
+    AuthActions(other).signup(company="Other Co", email="boss@other.example.com")
     theirs = session_id_of(choose(other, "pro").headers["Location"])
     stripe.complete_checkout(theirs)
     mine = tenant_of(app)

@@ -20,6 +20,7 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from tests.billing.test_checkout import sync  # noqa: E402
+from tests.conftest import verification_link  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -62,7 +63,7 @@ def live_server(app):
 
 
 @pytest.fixture
-def page(browser, live_server):
+def page(browser, live_server, mailbox):
     context = browser.new_context(base_url=live_server)
     context.set_default_timeout(15_000)
     page = context.new_page()
@@ -87,6 +88,8 @@ def test_free_tenant_upgrades_to_pro_through_checkout(app, stripe, page, live_se
     page.get_by_label("Work email").fill("upgrader@example.com")
     page.get_by_label("Password").fill("correct horse battery")
     page.get_by_role("button", name="Create account").click()
+    expect(page).to_have_url(re.compile(r"/signup/check-email$"))
+    page.goto(verification_link("upgrader@example.com"))
     expect(page).to_have_url(re.compile(r"/dashboard$"))
     expect(page.locator("#plan-name")).to_have_text("Free")
 
@@ -130,7 +133,7 @@ def test_free_tenant_upgrades_to_pro_through_checkout(app, stripe, page, live_se
 PHONE = {"width": 375, "height": 812}
 
 
-def test_subscriber_switches_plan_after_the_preview_on_a_phone(app, stripe, browser, live_server):
+def test_subscriber_switches_plan_after_the_preview_on_a_phone(app, stripe, browser, live_server, mailbox):
     with app.app_context():
         sync(stripe, "starter", "pro", "enterprise")
     context = browser.new_context(base_url=live_server, viewport=PHONE, is_mobile=True, has_touch=True)
@@ -151,6 +154,8 @@ def test_subscriber_switches_plan_after_the_preview_on_a_phone(app, stripe, brow
         page.get_by_label("Work email").fill("switcher@example.com")
         page.get_by_label("Password").fill("correct horse battery")
         page.get_by_role("button", name="Create account").click()
+        expect(page).to_have_url(re.compile(r"/signup/check-email$"))
+        page.goto(verification_link("switcher@example.com"))
         expect(page).to_have_url(re.compile(r"/dashboard$"))
         page.goto("/billing")
         page.locator("#plan-pro").get_by_role("button", name="Upgrade to Pro").click()

@@ -21,6 +21,8 @@ pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
+from tests.conftest import verification_link  # noqa: E402
+
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PHONE = {"width": 375, "height": 812}
@@ -92,7 +94,7 @@ class Watched:
 
 
 @pytest.fixture
-def open_page(browser, live_server):
+def open_page(browser, live_server, mailbox):
     contexts = []
 
     def open_page(**options) -> Watched:
@@ -116,8 +118,9 @@ def http(live_server):
     session.close()
 
 
-def sign_up(page, company="Newcomer Ltd", email=EMAIL, password=PASSWORD):
-    """From the landing page through the signup form, the way a visitor does it."""
+def sign_up(page, company="Newcomer Ltd", email=EMAIL, password=PASSWORD, *, verify=True):
+    """From the landing page through the signup form, the way a visitor does it; with ``verify``, then
+    "check your email", and the verification link read from the SMTP sink and opened (which logs in)."""
     page.goto("/")
     # Pico styles the header's link as a button (role="button").
     page.get_by_role("button", name="Sign up").click()
@@ -126,6 +129,10 @@ def sign_up(page, company="Newcomer Ltd", email=EMAIL, password=PASSWORD):
     page.get_by_label("Work email").fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Create account").click()
+    if verify:
+        expect(page).to_have_url(re.compile(r"/signup/check-email$"))
+        expect(page.locator("#check-email")).to_contain_text(f"We sent a link to {email}")
+        page.goto(verification_link(email))
 
 
 def create_key(page, name="curl") -> str:
@@ -150,9 +157,11 @@ def test_newcomer_signs_up_creates_a_key_and_sees_the_message_sent(app, open_pag
     watched = open_page()
     page = watched.page
 
-    sign_up(page)
+    sign_up(page)  # the form, "check your email", the emailed link from the SMTP sink
     expect(page).to_have_url(re.compile(r"/dashboard$"))
+    expect(page.locator(".flash.success")).to_contain_text("Your email address is verified")
     expect(page.locator(".flash.success")).to_contain_text("Your sandbox number is ready")
+    expect(page.locator("#verify-email-banner")).to_have_count(0)
     expect(page.locator("#plan-name")).to_have_text("Free")
     expect(page.locator("#usage-used")).to_have_text("0")
     expect(page.locator("#no-messages")).to_be_visible()
@@ -195,7 +204,7 @@ def test_short_password_shows_the_error_next_to_the_field(open_page):
     watched = open_page()
     page = watched.page
 
-    sign_up(page, password="short")
+    sign_up(page, password="short", verify=False)
 
     expect(page).to_have_url(re.compile(r"/signup$"))
     expect(page.get_by_role("heading", name="Create your account")).to_be_visible()
@@ -248,3 +257,26 @@ def test_pages_fit_a_phone_without_console_errors(open_page, live_server, http):
     fits(r"/billing$")
     page.goto("/numbers")
     fits(r"/numbers$")
+
+
+def test_unverified_owner_sees_the_banner_and_resending_is_throttled(open_page):
+    watched = open_page()
+    page = watched.page
+    sign_up(page, verify=False)
+    expect(page).to_have_url(re.compile(r"/signup/check-email$"))
+    expect(page.locator("#check-email")).to_contain_text(EMAIL)
+
+    page.goto("/login")
+    page.get_by_label("Email").fill(EMAIL)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/dashboard$"))
+    banner = page.locator("#verify-email-banner")
+    expect(banner).to_contain_text(f"Verify {EMAIL}")
+    banner.get_by_role("button", name="Resend verification email").click()
+    expect(page.locator(".flash.error")).to_contain_text("less than a minute ago")
+
+    page.goto(verification_link(EMAIL))
+    expect(page).to_have_url(re.compile(r"/dashboard$"))
+    expect(page.locator("#verify-email-banner")).to_have_count(0)
+    watched.assert_clean()

@@ -1,0 +1,124 @@
+"""Outgoing email: one mailer per app, built from MAIL_URL; ``send_mail`` is what other areas call.
+
+MAIL_URL: ``smtp://user:pass@host:587?starttls=1`` (STARTTLS), ``smtps://user:pass@host:465``
+(TLS from the first byte), ``smtp://host:25`` (plain, e.g. a local relay), or unset / ``log://``:
+each message is written to the log (development), text included. Sending runs on the background
+queue (saas.jobs), so a slow or failing SMTP server never delays or breaks a page; a failed attempt
+is retried MAIL_RETRIES times, MAIL_RETRY_SECONDS apart (doubling), then logged and dropped.
+"""
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from urllib.parse import parse_qs, unquote, urlsplit
+
+log = logging.getLogger(__name__)
+
+
+class MailConfigError(ValueError):
+    pass
+
+
+def build_message(sender: str, to: str, subject: str, text: str, html: str | None = None) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip(">") or None)
+    message.set_content(text)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    return message
+
+
+class LogMailer:
+    """Development: every message is a log line (JSON with the rest), its text included."""
+
+    def __init__(self, sender: str):
+        self.sender = sender
+
+    def send(self, message: EmailMessage) -> None:
+        body = message.get_body(("plain",))
+        log.info("email to %s: %s\n%s", message["To"], message["Subject"],
+                 body.get_content() if body is not None else "")
+
+
+@dataclass
+class SmtpMailer:
+    sender: str
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False  # smtps: TLS from the first byte
+    starttls: bool = False
+    timeout: float = 10.0
+
+    def send(self, message: EmailMessage) -> None:
+        context = ssl.create_default_context()
+        if self.tls:
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        with smtp:
+            if self.starttls:
+                smtp.starttls(context=context)
+            if self.username:
+                smtp.login(self.username, self.password or "")
+            smtp.send_message(message)
+
+
+def build(config):
+    """The mailer MAIL_URL describes (a LogMailer when unset)."""
+    sender = config.get("MAIL_FROM") or "Relay <no-reply@localhost>"
+    url = (config.get("MAIL_URL") or "log://").strip()
+    parts = urlsplit(url)
+    if parts.scheme == "log":
+        return LogMailer(sender)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise MailConfigError("MAIL_URL must be smtp://[user:pass@]host[:port][?starttls=1], smtps://... or log://")
+    query = parse_qs(parts.query)
+    tls = parts.scheme == "smtps"
+    return SmtpMailer(
+        sender=sender, host=parts.hostname, port=parts.port or (465 if tls else 25),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        tls=tls, starttls=query.get("starttls", ["0"])[0] in ("1", "true", "yes"),
+        timeout=float(config.get("MAIL_TIMEOUT_SECONDS", 10.0)))
+
+
+def init_app(app) -> None:
+    app.extensions["mailer"] = build(app.config)
+
+
+def send_mail(to: str, subject: str, text: str, html: str | None = None) -> None:
+    """Queue one email; returns at once (delivered by the background queue, with retries)."""
+    from saas import jobs
+
+    jobs.enqueue("saas.mail.deliver", to, subject, text, html)
+
+
+def deliver(to: str, subject: str, text: str, html: str | None = None) -> bool:
+    """Send now, retrying a failed attempt; True once delivered. Never raises for the SMTP server's failures."""
+    from flask import current_app
+
+    mailer = current_app.extensions["mailer"]
+    message = build_message(mailer.sender, to, subject, text, html)
+    retries = int(current_app.config.get("MAIL_RETRIES", 3))
+    wait = float(current_app.config.get("MAIL_RETRY_SECONDS", 2.0))
+    for attempt in range(retries + 1):
+        try:
+            mailer.send(message)
+            return True
+        except (smtplib.SMTPException, OSError) as exc:
+            log.warning("email to %s (%s) failed on attempt %d: %s", to, subject, attempt + 1, exc)
+            if attempt < retries:
+                time.sleep(wait * (2 ** attempt))
+    log.error("email to %s (%s) dropped after %d attempts", to, subject, retries + 1)
+    return False
