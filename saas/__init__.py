@@ -28,6 +28,9 @@ def create_app(config: dict | None = None) -> Flask:
     register_errorhandlers(app)
     register_security_headers(app)
     register_commands(app)
+    from saas.request_size import BodyLimit
+
+    app.wsgi_app = BodyLimit(app.wsgi_app, app)
     return app
 
 

@@ -11,8 +11,10 @@ from saas.messaging import types
 MESSAGE_TYPES = types.NAMES
 INTERACTIVE_TYPES = ("button", "list", "cta_url", "product", "product_list", "flow",
                      "location_request_message", "address_message", "catalog_message")
-PHONE_NOISE = re.compile(r"[\s\-().]")
-WA_ID = re.compile(r"^\d{7,15}$")
+# ASCII only: \d and str.isdigit() also take Arabic-Indic, fullwidth and other digits, which would
+# name the same contact as another string (another conversation, another window, another bill).
+PHONE_NOISE = re.compile(r"[ \t\-().]")
+WA_ID = re.compile(r"^[0-9]{7,15}$")
 
 
 class Lenient(Schema):

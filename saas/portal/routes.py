@@ -19,6 +19,7 @@ from saas.onboarding import services as onboarding
 from saas.portal.forms import ApiKeyForm, ConfirmForm, ConnectNumberForm, LoginForm, SignupForm
 from saas.tenants import services as accounts
 from saas.tenants.models import User
+from saas.text import problem
 
 bp = Blueprint("portal", __name__)
 
@@ -77,7 +78,12 @@ def account_status():
 
 
 def safe_next(target: str | None) -> str | None:
-    if not target:
+    """A path on this site to go to after login, or None.
+
+    Refused: other sites (``//host``, ``/\\host``, schemes), and control characters, which
+    a Location header cannot carry (CR/LF would split it).
+    """
+    if not target or len(target) > 2000 or "\\" in target or problem(target):
         return None
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
