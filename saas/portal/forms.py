@@ -30,7 +30,7 @@ class ConfirmForm(FlaskForm):
 class PlanChoiceForm(FlaskForm):
     """A plan button on the billing page: the plan, and this page's attempt id (one Stripe create per submission)."""
 
-    plan = HiddenField(validators=[DataRequired(), Length(max=40)])
+    plan = HiddenField(validators=[DataRequired(), Length(max=40), CleanText()])
     attempt = HiddenField(validators=[DataRequired(), Regexp(r"^[0-9a-f]{16,64}$")])
 
 

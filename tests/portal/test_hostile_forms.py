@@ -92,3 +92,27 @@ def test_phone_numbers_in_other_scripts_digits_are_refused(client, to):
         assert response.status_code == 400, response.get_data(as_text=True)
         assert "to" in response.get_json()["error"]["details"]
     assert acme.get("/api/v1/usage").get_json()["messages"] == 0
+
+
+@pytest.mark.parametrize("path", ["/keys/1%00/revoke", "/numbers/%00/test", "/numbers/1%0A/disconnect",
+                                  "/templates/%00/delete", "/billing/change/pro%00", "/keys/" + "9" * 300 + "/revoke"])
+def test_path_parameters_with_control_characters_or_past_any_column_are_404(client, auth, path):
+    auth.signup()
+    token = csrf_token(client, "/keys")
+    assert client.post(path, data={"csrf_token": token}).status_code == 404
+    if path.startswith("/billing") or path.endswith("disconnect"):
+        assert client.get(path).status_code == 404
+
+
+def test_admin_paths_and_search_with_nul_are_answered(app, client):
+    from saas.tenants import services as accounts
+    from tests.conftest import AuthActions
+
+    with app.app_context():
+        accounts.create_platform_admin("root@platform.example.com", "correct horse")
+        db.session.remove()
+    AuthActions(client).login(email="root@platform.example.com", password="correct horse")
+    assert client.get("/admin/tenants?q=ac%00me").status_code == 200
+    assert client.get("/admin/tenants/1%00").status_code == 404
+    assert client.get("/admin/plans/pro%00/edit").status_code == 404
+    assert client.get("/admin/audit?tenant=%00").status_code == 404
