@@ -34,6 +34,9 @@ def create_app(config: dict | None = None) -> Flask:
     register_errorhandlers(app)
     register_security_headers(app)
     register_commands(app)
+    from saas.request_size import BodyLimit
+
+    app.wsgi_app = BodyLimit(app.wsgi_app, app)
     return app
 
 
@@ -130,6 +133,7 @@ def register_blueprints(app: Flask) -> None:
     from saas.admin.plans import bp as admin_plans_bp
     from saas.admin.routes import bp as admin_bp
     from saas.api.cloud import bp as cloud_bp
+    from saas.api.openapi import bp as openapi_bp
     from saas.api.routes import bp as api_bp
     from saas.extensions import csrf
     from saas.portal.message_templates import bp as templates_bp
@@ -152,12 +156,32 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_bp)
     app.register_blueprint(cloud_bp)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(openapi_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:
     from saas import errors
 
     errors.init_app(app)
+    register_path_guard(app)
+
+
+# No path parameter of ours (ids, plan codes, Meta's numeric ids) is longer than this.
+MAX_PATH_PARAMETER = 200
+
+
+def register_path_guard(app: Flask) -> None:
+    """Every path parameter, on every route, before any view sees it: a value with control characters
+    (NUL, which PostgreSQL refuses in text) or longer than any column it could name names nothing: 404."""
+    from flask import abort
+
+    from saas.text import problem
+
+    @app.url_value_preprocessor
+    def refuse_unnameable(endpoint, values):
+        for value in (values or {}).values():
+            if isinstance(value, str) and (len(value) > MAX_PATH_PARAMETER or problem(value)):
+                abort(404)
 
 
 CONTENT_SECURITY_POLICY = (
@@ -174,6 +198,9 @@ def register_security_headers(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
+        if app.config.get("HSTS"):
+            # Two years, subdomains too: browsers never try plain HTTP again.
+            response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
         return response
 
 

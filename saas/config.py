@@ -124,7 +124,28 @@ def token_keys(raw: str | None) -> list[str]:
     return keys
 
 
-REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "TOKEN_ENCRYPTION_KEY")
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "TOKEN_ENCRYPTION_KEY", "PUBLIC_BASE_URL")
+
+
+def public_base_url(raw: str | None) -> str | None:
+    """PUBLIC_BASE_URL without its trailing slash: an http(s) origin, optionally with a path."""
+    if raw is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"PUBLIC_BASE_URL must be an http or https URL such as https://relay.example.com, "
+                          f"got {raw!r}")
+    return raw.rstrip("/")
+
+
+def trusted_hosts(raw: str | None) -> list[str] | None:
+    """TRUSTED_HOSTS: comma-separated host names (``.example.com`` takes its subdomains), or None for any."""
+    if raw is None:
+        return None
+    hosts = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    return hosts or None
 
 
 def load(instance_path: str) -> dict:
@@ -161,7 +182,13 @@ def load(instance_path: str) -> dict:
         "HOUSEKEEPING": env_bool("HOUSEKEEPING", True),
         # A send still pending this long was interrupted (no request lives this long) and is settled.
         "RECOVER_SENDS_AFTER_SECONDS": env_float("RECOVER_SENDS_AFTER_SECONDS", 30.0),
-        "PUBLIC_BASE_URL": env_str("PUBLIC_BASE_URL"),
+        # Where users reach this app: the only base for absolute links (upgrade_url, examples, Stripe's
+        # return URLs) in production. Without it (development), the request's host is used only when trusted.
+        "PUBLIC_BASE_URL": public_base_url(env_str("PUBLIC_BASE_URL")),
+        # Host headers answered (Flask refuses others with 400); unset: any, and links never use the Host.
+        "TRUSTED_HOSTS": trusted_hosts(env_str("TRUSTED_HOSTS")),
+        # Strict-Transport-Security on every response (production: the site is served over HTTPS only).
+        "HSTS": env_bool("HSTS", production),
         # Outgoing email (saas/mail): smtp://user:pass@host:587?starttls=1, smtps://..., or unset/log:// (logged).
         "MAIL_URL": env_str("MAIL_URL"),
         "MAIL_FROM": env_str("MAIL_FROM", "Relay <no-reply@localhost>"),

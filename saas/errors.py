@@ -12,7 +12,8 @@ import logging
 import re
 
 from flask import g, jsonify, render_template, request, url_for
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
+from werkzeug.wrappers import Response
 
 log = logging.getLogger(__name__)
 
@@ -232,13 +233,9 @@ class MethodNotAllowed(ApiError):
 
 
 def upgrade_url() -> str:
-    from flask import current_app
+    from saas.urls import public_url
 
-    base = current_app.config.get("PUBLIC_BASE_URL")
-    path = url_for("portal.billing")
-    if base:
-        return base.rstrip("/") + path
-    return url_for("portal.billing", _external=True)
+    return public_url("portal.billing")
 
 
 def api_envelope(error: ApiError):
@@ -309,6 +306,10 @@ def handle_http_exception(exc: HTTPException):
         else:
             error = cls(None if cls is not InvalidRequest else "The request is invalid.")
         return render_api_error(error)
+    if isinstance(exc, SecurityError):
+        # A Host outside TRUSTED_HOSTS: Flask could not bind the URL map to it, so no page with links renders.
+        return Response("400 Bad Request: this server does not answer for that host name.\n", 400,
+                        mimetype="text/plain")
     return render_template("errors/error.html", error=exc), exc.code
 
 

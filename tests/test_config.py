@@ -10,7 +10,8 @@ from saas import config
 from saas.config import ConfigError, database_url, load
 
 SETTINGS = ("APP_ENV", "SECRET_KEY", "DATABASE_URL", "TOKEN_ENCRYPTION_KEY", "PAST_DUE_GRACE_DAYS",
-            "MAX_REQUEST_BYTES", "REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "LOG_LEVEL")
+            "MAX_REQUEST_BYTES", "REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "LOG_LEVEL",
+            "PUBLIC_BASE_URL", "TRUSTED_HOSTS", "HSTS")
 
 
 @pytest.fixture
@@ -83,15 +84,15 @@ def test_production_without_any_required_secret_names_them_all(env, instance):
     with pytest.raises(ConfigError) as error:
         load(str(instance))
     message = str(error.value)
-    for name in ("SECRET_KEY", "DATABASE_URL", "TOKEN_ENCRYPTION_KEY"):
+    for name in ("SECRET_KEY", "DATABASE_URL", "TOKEN_ENCRYPTION_KEY", "PUBLIC_BASE_URL"):
         assert name in message
     assert not instance.exists(), "production must not invent secrets in the instance folder"
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "TOKEN_ENCRYPTION_KEY"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "TOKEN_ENCRYPTION_KEY", "PUBLIC_BASE_URL"])
 def test_production_names_exactly_the_missing_setting(env, instance, missing):
     values = {"SECRET_KEY": "s" * 64, "DATABASE_URL": "postgres://user@db.example.com/app",
-              "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode()}
+              "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(), "PUBLIC_BASE_URL": "https://relay.example.com"}
     values.pop(missing)
     production(env, **values)
     with pytest.raises(ConfigError) as error:
@@ -101,7 +102,7 @@ def test_production_names_exactly_the_missing_setting(env, instance, missing):
 
 
 def test_production_treats_a_blank_secret_as_missing(env, instance):
-    production(env, SECRET_KEY="   ", DATABASE_URL="postgres://user@db.example.com/app",
+    production(env, SECRET_KEY="   ", DATABASE_URL="postgres://user@db.example.com/app", PUBLIC_BASE_URL="https://a.example",
                TOKEN_ENCRYPTION_KEY=Fernet.generate_key().decode())
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         load(str(instance))
@@ -110,6 +111,7 @@ def test_production_treats_a_blank_secret_as_missing(env, instance):
 def test_production_with_every_secret_loads_and_secures_cookies(env, instance):
     token_key = Fernet.generate_key().decode()
     production(env, SECRET_KEY="s" * 64, DATABASE_URL="postgres://user@db.example.com/app",
+               PUBLIC_BASE_URL="https://relay.example.com/",
                TOKEN_ENCRYPTION_KEY=token_key)
     settings = load(str(instance))
     assert settings["APP_ENV"] == "production"
@@ -118,6 +120,8 @@ def test_production_with_every_secret_loads_and_secures_cookies(env, instance):
     assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://user@db.example.com/app"
     assert settings["SESSION_COOKIE_SECURE"] is True
     assert settings["REMEMBER_COOKIE_SECURE"] is True
+    assert settings["PUBLIC_BASE_URL"] == "https://relay.example.com"
+    assert settings["HSTS"] is True
     assert settings["PREFERRED_URL_SCHEME"] == "https"
     assert not instance.exists()
 
@@ -204,3 +208,17 @@ def test_development_defaults(env, instance):
     assert settings["REDIS_URL"] is None
     assert settings["STRIPE_SECRET_KEY"] is None
     assert settings["MAX_CONTENT_LENGTH"] == 256 * 1024
+
+
+@pytest.mark.parametrize("raw", ["relay.example.com", "ftp://relay.example.com", "https://", "https://a.example/?x=1"])
+def test_public_base_url_must_be_an_http_url(env, instance, raw):
+    env.setenv("PUBLIC_BASE_URL", raw)
+    with pytest.raises(ConfigError, match="PUBLIC_BASE_URL"):
+        load(str(instance))
+
+
+def test_trusted_hosts_is_a_comma_separated_list(env, instance):
+    env.setenv("TRUSTED_HOSTS", " relay.example.com, .relay.example.com ,")
+    settings = load(str(instance))
+    assert settings["TRUSTED_HOSTS"] == ["relay.example.com", ".relay.example.com"]
+    assert settings["HSTS"] is False

@@ -151,7 +151,10 @@ def _search(query, q: str):
 
 
 def clean_query(raw: str | None) -> str:
-    return (raw or "").strip()[:QUERY_LENGTH]
+    from saas.text import inert
+
+    # Control characters (NUL: PostgreSQL refuses it) and bidi controls match no stored name.
+    return inert(raw or "").strip()[:QUERY_LENGTH]
 
 
 def list_tenants(q: str | None = None, page: int = 1, *, now: datetime | None = None,

@@ -11,8 +11,10 @@ from saas.messaging import types
 MESSAGE_TYPES = types.NAMES
 INTERACTIVE_TYPES = ("button", "list", "cta_url", "product", "product_list", "flow",
                      "location_request_message", "address_message", "catalog_message")
-PHONE_NOISE = re.compile(r"[\s\-().]")
-WA_ID = re.compile(r"^\d{7,15}$")
+# ASCII only: \d and str.isdigit() also take Arabic-Indic, fullwidth and other digits, which would
+# name the same contact as another string (another conversation, another window, another bill).
+PHONE_NOISE = re.compile(r"[ \t\-().]")
+WA_ID = re.compile(r"^[0-9]{7,15}$")
 
 
 class Lenient(Schema):
@@ -107,7 +109,10 @@ class _MessageEnvelope(Lenient):
 
     messaging_product = fields.String(required=True, validate=validate.Equal("whatsapp"))
     recipient_type = fields.String(load_default="individual", validate=validate.OneOf(["individual"]))
-    to = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    to = fields.String(required=True, validate=validate.Length(min=1, max=32),
+                       metadata={"pattern": r"^\+?[0-9][0-9 ()\-.]{6,30}$",
+                                 "description": "The recipient's number, international format: 7 to 15 ASCII digits "
+                                                "(spaces, dashes, dots, parentheses and a leading + are ignored)."})
     type = fields.String(load_default="text", validate=validate.OneOf(MESSAGE_TYPES))
     context = fields.Nested(Context)
     biz_opaque_callback_data = fields.String(validate=validate.Length(max=512))

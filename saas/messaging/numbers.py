@@ -13,6 +13,7 @@ from saas import cache
 from saas.errors import NotFound
 from saas.extensions import db
 from saas.messaging.models import MODE_SANDBOX, PhoneNumber
+from saas.text import fit
 
 # A sandbox number's messaging limit: a new live number's.
 SANDBOX_MESSAGING_LIMIT_TIER = "TIER_250"
@@ -34,7 +35,8 @@ def create_sandbox_number(tenant) -> PhoneNumber:
         tenant_id=tenant.id,
         phone_number_id=_new_phone_number_id(),
         display_number=f"+1 555-01{digits[:2]}-{digits[2:]}",
-        verified_name=f"{tenant.name} (sandbox)",
+        # The column holds 200 characters, the company name as many: a long one is shortened, " (sandbox)" kept.
+        verified_name=fit(tenant.name, 200, " (sandbox)"),
         mode=MODE_SANDBOX,
         messaging_limit_tier=SANDBOX_MESSAGING_LIMIT_TIER,
     )

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import current_app, url_for
+from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
@@ -51,10 +51,10 @@ def _load(salt: str, token: str, max_age: int) -> dict:
 
 
 def _external(endpoint: str, **values) -> str:
-    base = current_app.config.get("PUBLIC_BASE_URL")
-    if base:
-        return base.rstrip("/") + url_for(endpoint, **values)
-    return url_for(endpoint, _external=True, **values)
+    # Never the request's Host header unless trusted: a forged Host must not put its domain in our emails.
+    from saas.urls import public_url
+
+    return public_url(endpoint, **values)
 
 
 # -- verification ---------------------------------------------------------------

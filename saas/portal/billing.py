@@ -52,11 +52,10 @@ def money(cents: int | None, currency: str = "usd") -> str:
 
 
 def absolute_url(endpoint: str, **values) -> str:
-    """A URL of ours for Stripe to send the browser back to: PUBLIC_BASE_URL when set, else this request's host."""
-    base = current_app.config.get("PUBLIC_BASE_URL")
-    if base:
-        return base.rstrip("/") + url_for(endpoint, **values)
-    return url_for(endpoint, _external=True, **values)
+    """A URL of ours for Stripe to send the browser back to (saas.urls: never built from an untrusted Host)."""
+    from saas.urls import public_url
+
+    return public_url(endpoint, **values)
 
 
 def new_attempt() -> str:

@@ -6,6 +6,7 @@ from wtforms.widgets import HiddenInput
 
 from saas.tenants.security import PASSWORD_RULE
 from saas.tenants.services import MIN_PASSWORD
+from saas.text import CleanText
 
 
 class StrongPassword:
@@ -32,7 +33,7 @@ class StrongPassword:
 
 
 class SignupForm(FlaskForm):
-    company = StringField("Company name", validators=[DataRequired(), Length(max=200)])
+    company = StringField("Company name", validators=[DataRequired(), Length(max=200), CleanText()])
     email = EmailField("Work email", validators=[DataRequired(), Email(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=MIN_PASSWORD, max=200),
                                                      StrongPassword(inputs=("email", "company"))],
@@ -45,7 +46,7 @@ class LoginForm(FlaskForm):
 
 
 class ApiKeyForm(FlaskForm):
-    name = StringField("Key name", validators=[Length(max=100)])
+    name = StringField("Key name", validators=[Length(max=100), CleanText()])
 
 
 class ConfirmForm(FlaskForm):
@@ -55,7 +56,7 @@ class ConfirmForm(FlaskForm):
 class PlanChoiceForm(FlaskForm):
     """A plan button on the billing page: the plan, and this page's attempt id (one Stripe create per submission)."""
 
-    plan = HiddenField(validators=[DataRequired(), Length(max=40)])
+    plan = HiddenField(validators=[DataRequired(), Length(max=40), CleanText()])
     attempt = HiddenField(validators=[DataRequired(), Regexp(r"^[0-9a-f]{16,64}$")])
 
 
@@ -92,12 +93,12 @@ class TemplateForm(FlaskForm):
     """A new message template, submitted to WhatsApp for review."""
 
     waba_id = SelectField("WhatsApp Business Account", choices=[], validate_choice=True)
-    name = StringField("Name", validators=[DataRequired(), Length(max=512)],
+    name = StringField("Name", validators=[DataRequired(), Length(max=512), CleanText()],
                        description="Lowercase letters, digits and underscores, e.g. order_shipped.")
-    language = StringField("Language", default="en_US", validators=[DataRequired(), Length(max=15)])
+    language = StringField("Language", default="en_US", validators=[DataRequired(), Length(max=15), CleanText()])
     category = SelectField("Category", choices=[SelectChoice("UTILITY", "Utility"),
                                                 SelectChoice("MARKETING", "Marketing"),
                                                 SelectChoice("AUTHENTICATION", "Authentication")])
     components = TextAreaField(
-        "Components (JSON)", validators=[DataRequired(), Length(max=32 * 1024)],
+        "Components (JSON)", validators=[DataRequired(), Length(max=32 * 1024), CleanText(allow="\r\n\t")],
         default='[{"type": "BODY", "text": "Hello {{1}}, your order {{2}} has shipped."}]')

@@ -19,7 +19,9 @@ from saas.onboarding import services as onboarding
 from saas.portal.forms import ApiKeyForm, ConfirmForm, ConnectNumberForm, LoginForm, SignupForm
 from saas.tenants import security
 from saas.tenants import services as accounts
-from saas.tenants.models import User
+from saas.tenants.models import TENANT_SUSPENDED, User
+from saas.text import inert, problem
+from saas.urls import no_store, public_base
 
 bp = Blueprint("portal", __name__)
 
@@ -80,9 +82,18 @@ def tenant_required(view):
         from flask import g
 
         g.tenant_id = current_user.tenant_id
+        if current_user.tenant.status == TENANT_SUSPENDED:
+            # A suspended account changes nothing: every page of it shows why, and every form is refused.
+            return render_template("portal/suspended.html"), 403
         return view(current_user.tenant, *args, **kwargs)
 
     return wrapper
+
+
+@bp.app_template_filter("inert")
+def inert_filter(value):
+    """Tenant-provided text for display: without bidi and control characters (still escaped)."""
+    return inert(value)
 
 
 @bp.app_context_processor
@@ -111,7 +122,12 @@ def account_status():
 
 
 def safe_next(target: str | None) -> str | None:
-    if not target:
+    """A path on this site to go to after login, or None.
+
+    Refused: other sites (``//host``, ``/\\host``, schemes), and control characters, which
+    a Location header cannot carry (CR/LF would split it).
+    """
+    if not target or len(target) > 2000 or "\\" in target or problem(target):
         return None
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
@@ -209,12 +225,13 @@ def dashboard(tenant):
         "portal/dashboard.html",
         numbers=numbers_for(tenant),
         messages=messaging.list_messages(tenant, limit=10),
-        api_base=request.host_url.rstrip("/"),
+        api_base=public_base(),
     )
 
 
 @bp.route("/keys", methods=["GET", "POST"])
 @tenant_required
+@no_store
 def keys(tenant):
     form = ApiKeyForm()
     new_key = None
@@ -226,7 +243,7 @@ def keys(tenant):
     status = 400 if form.errors else (201 if new_key else 200)
     return render_template("portal/keys.html", form=form, new_key=new_key, keys=accounts.list_api_keys(tenant),
                            revoke_form=ConfirmForm(), numbers=numbers_for(tenant),
-                           api_base=request.host_url.rstrip("/")), status
+                           api_base=public_base()), status
 
 
 @bp.post("/keys/<key_id>/revoke")

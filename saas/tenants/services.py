@@ -16,7 +16,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from saas import cache
+from saas import cache, text
 from saas.errors import Unauthenticated
 from saas.extensions import db
 from saas.tenants.models import ROLE_OWNER, TENANT_ACTIVE, ApiKey, Tenant, User
@@ -81,6 +81,8 @@ def add_tenant(name: str, email: str, password: str) -> User:
         raise AccountError("company", "Company name is required.")
     if len(name) > 200:
         raise AccountError("company", "Company name is at most 200 characters.")
+    if text.problem(name):
+        raise AccountError("company", text.problem(name))
     email = normalise_email(email)
     if len(password or "") < MIN_PASSWORD:
         raise AccountError("password", f"Password must be at least {MIN_PASSWORD} characters.")
@@ -165,6 +167,8 @@ def create_api_key(tenant: Tenant, name: str) -> NewApiKey:
     name = (name or "").strip() or "Default"
     if len(name) > 100:
         raise AccountError("name", "Key name is at most 100 characters.")
+    if text.problem(name):
+        raise AccountError("name", text.problem(name))
     public = secrets.token_hex(4)
     secret = f"{KEY_PREFIX}{public}_{secrets.token_urlsafe(32)}"
     key = ApiKey(tenant_id=tenant.id, name=name, prefix=f"{KEY_PREFIX}{public}", secret_hash=hash_key(secret))

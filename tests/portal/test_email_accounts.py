@@ -104,7 +104,8 @@ def test_a_tampered_link_verifies_nothing(app, auth, mailbox, change):
     settle(app)
     token = mailbox.link(EMAIL, "Verify your email", "/verify-email/").rsplit("/", 1)[1]
     response = auth.client.get("/verify-email/" + change(token))
-    assert response.status_code == (404 if change(token) == "" else 400)
+    # No token, or one longer than any path parameter may be: no such page.
+    assert response.status_code == (404 if change(token) == "" or len(change(token)) > 200 else 400)
     assert user_row(app).email_verified_at is None
     assert auth.client.get("/dashboard").status_code == 302
 

@@ -1,0 +1,276 @@
+"""The OpenAPI 3.1 document of /api/v1 and the Cloud-API-compatible endpoint, built from the marshmallow schemas.
+
+Request bodies are the schemas the views load with (saas.api.schemas); the
+response schemas below describe what saas.api.serializers and the error
+envelopes write. Served at /api/v1/openapi.json (no key needed) and shown on
+the portal's /docs page.
+"""
+from __future__ import annotations
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, jsonify, render_template
+from marshmallow import Schema, fields
+
+from saas.api import schemas
+from saas.ids import MAX_ID
+
+bp = Blueprint("openapi", __name__)
+
+
+# -- responses: what the views write -----------------------------------------------------------------
+
+
+class MessageError(Schema):
+    code = fields.Integer(required=True)
+    title = fields.String(required=True, allow_none=True)
+
+
+class Message(Schema):
+    id = fields.Integer(required=True, metadata={"minimum": 1})
+    object = fields.String(required=True, metadata={"enum": ["message"]})
+    direction = fields.String(required=True, metadata={"enum": ["in", "out"]})
+    phone_number_id = fields.String(required=True)
+    wa_id = fields.String(required=True)
+    type = fields.String(required=True)
+    summary = fields.String(required=True)
+    wa_message_id = fields.String(required=True, allow_none=True)
+    status = fields.String(required=True)
+    error = fields.Nested(MessageError, required=True, allow_none=True)
+    conversation_id = fields.Integer(required=True, allow_none=True)
+    created_at = fields.String(required=True, metadata={"format": "date-time"})
+    sent_at = fields.String(required=True, allow_none=True)
+    delivered_at = fields.String(required=True, allow_none=True)
+    read_at = fields.String(required=True, allow_none=True)
+    failed_at = fields.String(required=True, allow_none=True)
+
+
+class MessageList(Schema):
+    data = fields.List(fields.Nested(Message), required=True)
+    has_more = fields.Boolean(required=True)
+    next = fields.String(metadata={"description": "The next page's path, when has_more."})
+
+
+class Number(Schema):
+    object = fields.String(required=True, metadata={"enum": ["phone_number"]})
+    phone_number_id = fields.String(required=True)
+    display_phone_number = fields.String(required=True)
+    verified_name = fields.String(required=True, allow_none=True)
+    mode = fields.String(required=True, metadata={"enum": ["sandbox", "live"]})
+    waba_id = fields.String(required=True, allow_none=True)
+    quality_rating = fields.String(required=True, allow_none=True)
+    messaging_limit_tier = fields.String(required=True, allow_none=True)
+    last_checked_at = fields.String(required=True, allow_none=True)
+    created_at = fields.String(required=True)
+
+
+class NumberList(Schema):
+    data = fields.List(fields.Nested(Number), required=True)
+
+
+class Period(Schema):
+    start = fields.String(required=True)
+    end = fields.String(required=True)
+
+
+class PlanRef(Schema):
+    code = fields.String(required=True)
+    name = fields.String(required=True)
+
+
+class Usage(Schema):
+    period = fields.Nested(Period, required=True)
+    plan = fields.Nested(PlanRef, required=True)
+    metric = fields.String(required=True)
+    quota = fields.Integer(required=True)
+    used = fields.Integer(required=True)
+    remaining = fields.Integer(required=True)
+    overage = fields.Integer(required=True)
+    hard_cap = fields.Boolean(required=True)
+    overage_price_cents = fields.Integer(required=True, allow_none=True)
+    by_category = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    messages = fields.Integer(required=True)
+
+
+class ErrorBody(Schema):
+    code = fields.String(required=True, metadata={"description": "Stable machine-readable code."})
+    message = fields.String(required=True)
+    details = fields.Raw(metadata={"description": "Per-field problems, or facts about the refusal."})
+    upgrade_url = fields.String(metadata={"description": "Where the plan can be changed (402/403 of a plan)."})
+
+
+class Error(Schema):
+    error = fields.Nested(ErrorBody, required=True)
+
+
+class GraphErrorData(Schema):
+    messaging_product = fields.String(required=True)
+    details = fields.String(required=True)
+
+
+class GraphErrorBody(Schema):
+    message = fields.String(required=True)
+    type = fields.String(required=True)
+    code = fields.Integer(required=True)
+    error_subcode = fields.Integer()
+    error_data = fields.Nested(GraphErrorData, required=True)
+    fbtrace_id = fields.String(required=True)
+    reason = fields.String(required=True, metadata={"description": "Our code for the refusal."})
+    details = fields.Raw()
+    upgrade_url = fields.String()
+
+
+class GraphError(Schema):
+    error = fields.Nested(GraphErrorBody, required=True)
+
+
+class CloudContact(Schema):
+    input = fields.String(required=True)
+    wa_id = fields.String(required=True)
+
+
+class CloudMessageRef(Schema):
+    id = fields.String(required=True)
+    message_status = fields.String()
+
+
+class CloudSent(Schema):
+    messaging_product = fields.String(required=True)
+    contacts = fields.List(fields.Nested(CloudContact), required=True)
+    messages = fields.List(fields.Nested(CloudMessageRef), required=True)
+
+
+class Success(Schema):
+    success = fields.Boolean(required=True)
+
+
+ERRORS = {
+    400: "The request is invalid (body, query, header or a WhatsApp rule); `details` says which field.",
+    401: "Missing, malformed, unknown or revoked API key.",
+    402: "The plan's quota is used up, or the subscription needs a payment.",
+    403: "The plan does not include this, or the account is suspended.",
+    404: "No such resource for this account.",
+    405: "Method not allowed.",
+    409: "This Idempotency-Key was used with another request.",
+    413: "The body is larger than MAX_REQUEST_BYTES.",
+    429: "Too many requests (the plan's rate, or WhatsApp's pair rate or messaging limit); see Retry-After.",
+    502: "WhatsApp failed or refused the message.",
+}
+READ_ERRORS = (400, 401, 403, 404, 405, 413, 429)
+SEND_ERRORS = tuple(ERRORS)
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "Retrying with the same key and body sends once and replays the first answer (200).",
+    "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{1,255}$", "minLength": 1, "maxLength": 255},
+}
+
+
+def _errors(codes, schema="Error"):
+    return {str(code): {"description": ERRORS[code], "content": {"application/json": {"schema": schema}}}
+            for code in codes}
+
+
+def _ok(schema, description="OK"):
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def build_spec(version: str = "1.0.0") -> dict:
+    spec = APISpec(
+        title="Relay WhatsApp Business API", version=version, openapi_version="3.1.0",
+        plugins=[MarshmallowPlugin()],
+        info={"description": "Send and read WhatsApp messages for your account. Authenticate with an API key from "
+                             "the portal's API keys page: `Authorization: Bearer wsk_...`. Errors under /api/v1 "
+                             "use the envelope `{\"error\": {\"code\", \"message\", \"details\"}}`; the "
+                             "Cloud-API-compatible endpoint answers in the Graph API's error shape."},
+    )
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer",
+                                               "description": "An API key: wsk_..."})
+    for name, schema in [("SendMessage", schemas.V1Send), ("CloudMessage", schemas.MessageBody),
+                         ("MarkRead", schemas.MarkRead), ("Message", Message), ("MessageList", MessageList),
+                         ("Number", Number), ("NumberList", NumberList), ("Usage", Usage), ("Error", Error),
+                         ("GraphError", GraphError), ("CloudSent", CloudSent), ("Success", Success)]:
+        spec.components.schema(name, schema=schema)
+
+    spec.path("/api/v1/messages", operations={
+        "post": {
+            "operationId": "sendMessage", "summary": "Send a message",
+            "description": "The Cloud API's message body, plus `phone_number_id` when the account has several numbers.",
+            "parameters": [IDEMPOTENCY_KEY],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": "SendMessage"}}},
+            "responses": {"201": _ok("Message", "Sent (or queued); Location names it."),
+                          "200": _ok("Message", "A replay of an earlier send with this Idempotency-Key."),
+                          **_errors(SEND_ERRORS)},
+        },
+        "get": {
+            "operationId": "listMessages", "summary": "List messages, newest first",
+            "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100,
+                                                            "default": 25}},
+                {"name": "before", "in": "query", "description": "Only messages with a smaller id (paging).",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}},
+            ],
+            "responses": {"200": _ok("MessageList"), **_errors(READ_ERRORS)},
+        },
+    })
+    spec.path("/api/v1/messages/{message_id}", operations={"get": {
+        "operationId": "getMessage", "summary": "One message",
+        "parameters": [{"name": "message_id", "in": "path", "required": True,
+                        "schema": {"type": "string", "maxLength": 40}}],
+        "responses": {"200": _ok("Message"), **_errors(READ_ERRORS)},
+    }})
+    spec.path("/api/v1/numbers", operations={"get": {
+        "operationId": "listNumbers", "summary": "The account's phone numbers",
+        "responses": {"200": _ok("NumberList"), **_errors(READ_ERRORS)},
+    }})
+    spec.path("/api/v1/usage", operations={"get": {
+        "operationId": "getUsage", "summary": "Usage this billing period against the plan",
+        "responses": {"200": _ok("Usage"), **_errors(READ_ERRORS)},
+    }})
+    spec.path("/{version}/{phone_number_id}/messages", operations={"post": {
+        "operationId": "cloudSend", "summary": "Cloud-API-compatible send or mark-as-read",
+        "description": "WhatsApp's `POST /{version}/{phone_number_id}/messages`: point a Cloud API client at "
+                       "this server. A body with `status: read` and no `to` marks a received message read.",
+        "parameters": [
+            {"name": "version", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": r"^v[0-9]{1,3}(\.[0-9]{1,3})?$", "example": "v23.0"}},
+            {"name": "phone_number_id", "in": "path", "required": True,
+             "schema": {"type": "string", "maxLength": 64}},
+            IDEMPOTENCY_KEY,
+        ],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "oneOf": [{"$ref": "#/components/schemas/CloudMessage"}, {"$ref": "#/components/schemas/MarkRead"}]}}}},
+        "responses": {"200": {"description": "Sent, or marked read.", "content": {"application/json": {"schema": {
+            "oneOf": [{"$ref": "#/components/schemas/CloudSent"}, {"$ref": "#/components/schemas/Success"}]}}}},
+            **_errors(SEND_ERRORS, "GraphError")},
+    }})
+    document = spec.to_dict()
+    document["security"] = [{"bearer": []}]
+    return document
+
+
+_document: dict | None = None
+
+
+def document() -> dict:
+    global _document
+    if _document is None:
+        _document = build_spec()
+    return _document
+
+
+@bp.get("/api/v1/openapi.json")
+def openapi_json():
+    return jsonify(document())
+
+
+@bp.get("/docs")
+def docs():
+    """The API reference, server-rendered from the document (no script: the CSP allows none inline)."""
+    doc = document()
+    operations = []
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            operations.append({"path": path, "method": method.upper(), **op})
+    return render_template("portal/docs.html", doc=doc, operations=operations,
+                           schemas=doc["components"]["schemas"])
