@@ -66,7 +66,7 @@ def test_first_steps_show_what_is_done_and_go_away_once_both_are(app, auth, clie
     assert steps(client) is None
 
 
-def test_a_refused_send_does_not_tick_the_first_message(auth, client):
+def test_a_refused_or_failed_send_does_not_tick_the_first_message(auth, client):
     auth.signup()
     key = re.search(r'id="new-key-secret">([^<]+)<', auth.create_key("First").get_data(as_text=True)).group(1)
     number = re.search(r'<code class="phone-number-id">(\d+)</code>', client.get("/dashboard").get_data(as_text=True)).group(1)
@@ -74,4 +74,10 @@ def test_a_refused_send_does_not_tick_the_first_message(auth, client):
                           json={"messaging_product": "whatsapp", "to": "not a number", "type": "text",
                                 "text": {"body": "hi"}})
     assert refused.status_code == 400
+    assert steps(client) == {"key": "done", "message": "todo"}
+    # A send WhatsApp failed (the sandbox's reserved failing recipient) is not a first message either.
+    client.post(f"/v23.0/{number}/messages", headers={"Authorization": f"Bearer {key}"},
+                json={"messaging_product": "whatsapp", "to": "15550000131", "type": "text", "text": {"body": "hi"}})
+    listed = client.get("/api/v1/messages", headers={"Authorization": f"Bearer {key}"}).get_json()["data"]
+    assert [m["status"] for m in listed] == ["failed"]
     assert steps(client) == {"key": "done", "message": "todo"}
