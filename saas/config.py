@@ -124,6 +124,20 @@ def token_keys(raw: str | None) -> list[str]:
     return keys
 
 
+def redis_options(url: str | None, verify: bool) -> dict:
+    """Connection options for redis-py (RQ's connection, the rate limits' storage) for REDIS_URL.
+
+    Heroku Redis serves ``rediss://`` (TLS) with a self-signed certificate: unless
+    REDIS_TLS_VERIFY is on, the certificate is not checked (the traffic stays
+    encrypted). Plain ``redis://`` needs nothing.
+    """
+    if url and url.startswith("rediss://") and not verify:
+        return {"ssl_cert_reqs": None}
+    return {}
+
+
+
+
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "TOKEN_ENCRYPTION_KEY", "PUBLIC_BASE_URL")
 
 
@@ -165,6 +179,7 @@ def load(instance_path: str) -> dict:
     )
     token_keys(token_key)
     redis_url = env_str("REDIS_URL")
+    redis_tls = redis_options(redis_url, env_bool("REDIS_TLS_VERIFY", False))
     return {
         "APP_ENV": app_env,
         "SECRET_KEY": secret_key,
@@ -172,6 +187,9 @@ def load(instance_path: str) -> dict:
         "REDIS_URL": redis_url,
         # Plan rate limits (Flask-Limiter): shared through Redis when there is one.
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        # Passed to redis-py by the limiter's storage; RQ gets the same (see redis_options).
+        "RATELIMIT_STORAGE_OPTIONS": dict(redis_tls),
+        "REDIS_OPTIONS": redis_tls,
         "RATELIMIT_STRATEGY": "sliding-window-counter",
         "RATELIMIT_HEADERS_ENABLED": True,
         # How long a process may honour a key, plan, subscription or number it has read (seconds).

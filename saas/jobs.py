@@ -183,6 +183,6 @@ def init_app(app) -> None:
         from rq import Queue
 
         # Redis.from_url connects lazily: nothing is opened until the first job.
-        rq_queue = Queue(QUEUE, connection=Redis.from_url(url))
+        rq_queue = Queue(QUEUE, connection=Redis.from_url(url, **app.config.get("REDIS_OPTIONS", {})))
     app.extensions["rq_queue"] = rq_queue
     app.extensions["background"] = BackgroundQueue(app, rq_queue)

@@ -138,7 +138,8 @@ CSRF = re.compile(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"')
 
 
 def csrf_token(client, path: str) -> str:
-    page = client.get(path)
+    # Followed: a logged-in client asking for /login or /signup lands on the dashboard (same session token).
+    page = client.get(path, follow_redirects=True)
     match = CSRF.search(page.get_data(as_text=True))
     assert match, f"no CSRF token on {path}"
     return match.group(1)

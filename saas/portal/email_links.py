@@ -1,13 +1,14 @@
 """Pages reached from emails: signup's "check your email", verification, resending it, password reset."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask import abort, flash, redirect, render_template, session, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
 from saas.onboarding import emails
+from saas.urls import public_base
 from saas.portal.forms import ConfirmForm
 from saas.portal.routes import bp, start_session
 from saas.tenants.services import MIN_PASSWORD, AccountError
@@ -75,7 +76,8 @@ def forgot_password():
     form = ForgotPasswordForm()
     if form.validate_on_submit():
         # The lookup and the email happen in the background: the same answer at the same speed either way.
-        emails.request_reset(form.email.data, request.host_url)
+        # The link's base is ours, never the request's Host header (a forged one would receive the link).
+        emails.request_reset(form.email.data, public_base())
         flash("If an account exists for that address, we sent a link to reset its password. "
               "It works for one hour.", "info")
         return redirect(url_for("portal.login"), 303)

@@ -144,6 +144,8 @@ def index():
 
 @bp.route("/signup", methods=["GET", "POST"])
 def signup():
+    if current_user.is_authenticated:
+        return redirect(url_for("portal.dashboard"))
     form = SignupForm()
     error = None
     if form.validate_on_submit():
@@ -176,6 +178,8 @@ def signup():
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("portal.dashboard"))
     form = LoginForm()
     error = None
     if form.validate_on_submit():
@@ -221,10 +225,13 @@ def logout():
 @bp.get("/dashboard")
 @tenant_required
 def dashboard(tenant):
+    from saas.onboarding.steps import first_steps
+
     return render_template(
         "portal/dashboard.html",
         numbers=numbers_for(tenant),
         messages=messaging.list_messages(tenant, limit=10),
+        steps=first_steps(tenant),
         api_base=public_base(),
     )
 
@@ -240,6 +247,9 @@ def keys(tenant):
             new_key = accounts.create_api_key(tenant, form.name.data)
         except accounts.AccountError as exc:
             form.name.errors.append(exc.message)
+        else:
+            # The next key gets a name of its own, not this one's again.
+            form.name.data = ""
     status = 400 if form.errors else (201 if new_key else 200)
     return render_template("portal/keys.html", form=form, new_key=new_key, keys=accounts.list_api_keys(tenant),
                            revoke_form=ConfirmForm(), numbers=numbers_for(tenant),

@@ -122,7 +122,7 @@ def test_connecting_shows_the_number_and_only_the_tokens_last_four_characters(ac
     assert "+1 415-555-0123 (Acme Shoes) is connected." in flashes(page)
     assert f'<code class="phone-number-id">{meta.phone_number_id}</code>' in page
     assert f'<code class="token-hint">…{meta.token[-4:]}</code>' in page
-    assert '<td class="quality">GREEN</td>' in page and '<td class="tier">TIER_1K</td>' in page
+    assert '<td class="quality" data-label="Quality">GREEN</td>' in page and '<td class="tier" data-label="Messaging limit">TIER_1K</td>' in page
     assert meta.token not in page and meta.token[:-4] not in page
     [stored] = acme.live_rows()
     assert stored["access_token_encrypted"] != meta.token
@@ -259,7 +259,7 @@ def test_test_connection_reads_quality_and_tier_and_shows_them(acme, graph):
     assert response.status_code == 303
     page = text_of(acme.client.get("/numbers"))
     assert any("quality RED, messaging limit TIER_250" in f for f in flashes(page))
-    assert '<td class="quality">RED</td>' in page and '<td class="tier">TIER_250</td>' in page
+    assert '<td class="quality" data-label="Quality">RED</td>' in page and '<td class="tier" data-label="Messaging limit">TIER_250</td>' in page
     [stored] = acme.live_rows()
     assert (stored["quality_rating"], stored["messaging_limit_tier"]) == ("RED", "TIER_250")
 

@@ -508,7 +508,10 @@ def test_anonymous_html_responses_carry_csp_and_request_id(client, path, status)
 def test_logged_in_html_responses_carry_csp_and_request_id(owner):
     responses = [owner.client.get(path) for path in ("/dashboard", "/keys", "/billing", "/admin/")]
     responses.append(owner.create_key("Production"))
-    responses.append(owner.signup(email="bad"))  # a 400 form page
+    from tests.conftest import AuthActions
+
+    # A 400 form page (signup, so from a browser that is not logged in).
+    responses.append(AuthActions(owner.client.application.test_client()).signup(email="bad"))
     ids = set()
     for response in responses:
         assert response.mimetype == "text/html"
