@@ -126,6 +126,7 @@ def register_blueprints(app: Flask) -> None:
     from saas.portal.message_templates import bp as templates_bp
     from saas.portal.routes import bp as portal_bp
     from saas.portal import billing as _billing_views  # noqa: F401  (adds the billing pages to portal_bp)
+    from saas.portal import team as _team_views  # noqa: F401  (adds the team pages to portal_bp)
     from saas.webhooks.routes import bp as webhooks_bp
 
     # API clients authenticate with a bearer key, not a session cookie: no CSRF.

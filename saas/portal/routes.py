@@ -16,6 +16,7 @@ from saas.messaging import services as messaging
 from saas.messaging.numbers import numbers_for
 from saas.metering.services import usage_summary
 from saas.onboarding import services as onboarding
+from saas.portal.access import allowed, may
 from saas.portal.forms import ApiKeyForm, ConfirmForm, ConnectNumberForm, LoginForm, SignupForm
 from saas.tenants import services as accounts
 from saas.tenants.models import User
@@ -42,6 +43,8 @@ def tenant_required(view):
     @login_required
     def wrapper(*args, **kwargs):
         if current_user.tenant is None:
+            if not current_user.is_platform_admin:  # removed from their team, or left it
+                return render_template("portal/no_team.html"), 403
             return redirect(url_for("admin.index"))
         from flask import g
 
@@ -49,6 +52,11 @@ def tenant_required(view):
         return view(current_user.tenant, *args, **kwargs)
 
     return wrapper
+
+
+@bp.app_context_processor
+def role_checks():
+    return {"may": may}
 
 
 @bp.app_context_processor
@@ -144,12 +152,13 @@ def dashboard(tenant):
 
 @bp.route("/keys", methods=["GET", "POST"])
 @tenant_required
+@allowed("keys")
 def keys(tenant):
     form = ApiKeyForm()
     new_key = None
     if form.validate_on_submit():
         try:
-            new_key = accounts.create_api_key(tenant, form.name.data)
+            new_key = accounts.create_api_key(tenant, form.name.data, actor=current_user)
         except accounts.AccountError as exc:
             form.name.errors.append(exc.message)
     status = 400 if form.errors else (201 if new_key else 200)
@@ -160,11 +169,12 @@ def keys(tenant):
 
 @bp.post("/keys/<key_id>/revoke")
 @tenant_required
+@allowed("keys")
 def revoke_key(tenant, key_id):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        key = accounts.revoke_api_key(tenant, key_id)
+        key = accounts.revoke_api_key(tenant, key_id, actor=current_user)
     except NotFound:
         abort(404)
     flash(f"Key {key.prefix}… is revoked; requests with it now fail.", "info")
@@ -179,6 +189,7 @@ def _number_lookup():
 
 @bp.route("/numbers", methods=["GET", "POST"])
 @tenant_required
+@allowed("numbers")
 def numbers(tenant):
     from saas.messaging import connections
 
@@ -208,6 +219,7 @@ def numbers(tenant):
 
 @bp.post("/numbers/<number_id>/test")
 @tenant_required
+@allowed("numbers")
 def test_number(tenant, number_id):
     from saas.messaging import connections
 
@@ -229,6 +241,7 @@ def test_number(tenant, number_id):
 
 @bp.route("/numbers/<number_id>/disconnect", methods=["GET", "POST"])
 @tenant_required
+@allowed("numbers")
 def disconnect_number(tenant, number_id):
     from saas.messaging import connections
 
