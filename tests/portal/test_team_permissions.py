@@ -18,6 +18,22 @@ from tests.portal.team_helpers import Team, state
 pytestmark = pytest.mark.usefixtures("graph")
 
 
+# The rules, written out here rather than read from the code under test.
+EXPECTED = {
+    "keys": {"owner", "admin", "developer"},
+    "numbers": {"owner", "admin"},
+    "templates": {"owner", "admin", "developer"},
+    "webhooks": {"owner", "admin", "developer"},
+    "billing": {"owner", "admin", "billing"},
+    "members": {"owner", "admin"},
+    "audit": {"owner", "admin"},
+}
+
+
+def test_the_table_in_code_is_the_rules():
+    assert {area: set(roles) for area, roles in PERMISSIONS.items()} == EXPECTED
+
+
 def _token(client):
     return csrf_token(client, "/dashboard")
 
@@ -101,7 +117,7 @@ def test_role_against_action(app, team, role, action):
         data = {"csrf_token": _token(client), **form(client, team, team.ctx)}
         response = client.post(url, data=data)
     page = response.get_data(as_text=True)
-    if role in PERMISSIONS[area]:
+    if role in EXPECTED[area]:
         assert 'id="forbidden"' not in page, f"{role} was refused {action}"
         assert response.status_code != 500
     else:
