@@ -142,6 +142,7 @@ def register_blueprints(app: Flask) -> None:
     from saas.portal import account as _account_views  # noqa: F401  (adds /account to portal_bp)
     from saas.portal import twofactor as _two_factor_views  # noqa: F401  (two-factor pages on portal_bp)
     from saas.portal import email_links as _email_views  # noqa: F401  (verification and password reset pages)
+    from saas.portal import team as _team_views  # noqa: F401  (adds the team pages to portal_bp)
     from saas.webhooks.routes import bp as webhooks_bp
 
     # API clients authenticate with a bearer key, not a session cookie: no CSRF.

@@ -17,6 +17,7 @@ from saas import CONTENT_SECURITY_POLICY
 from saas.billing import checkout, entitlements, stripe_client
 from saas.billing.services import subscription_for
 from saas.errors import BillingNotConfigured, BillingUnavailable, NotFound
+from saas.portal.access import allowed
 from saas.portal.forms import ConfirmForm, PlanChangeForm, PlanChoiceForm
 from saas.portal.routes import bp, tenant_required
 
@@ -74,6 +75,7 @@ def acting_user():
 
 @bp.get("/billing")
 @tenant_required
+@allowed("billing")
 def billing(tenant):
     configured = stripe_client.configured()
     rights = entitlements.for_tenant(tenant)
@@ -95,6 +97,7 @@ def billing(tenant):
 
 @bp.post("/billing/checkout")
 @tenant_required
+@allowed("billing")
 def billing_checkout(tenant):
     form = PlanChoiceForm()
     if not form.validate_on_submit():
@@ -114,6 +117,7 @@ def billing_checkout(tenant):
 
 @bp.get("/billing/success")
 @tenant_required
+@allowed("billing")
 def billing_success(tenant):
     try:
         result = checkout.finish_checkout(stripe_client.client(), tenant, request.args.get("session_id", ""),
@@ -127,12 +131,14 @@ def billing_success(tenant):
 
 @bp.get("/billing/cancel")
 @tenant_required
+@allowed("billing")
 def billing_cancel(tenant):
     return render_template("portal/billing_cancel.html")
 
 
 @bp.post("/billing/portal")
 @tenant_required
+@allowed("billing")
 def billing_portal(tenant):
     if not ConfirmForm().validate_on_submit():
         abort(400)
@@ -147,6 +153,7 @@ def billing_portal(tenant):
 
 @bp.get("/billing/change/<code>")
 @tenant_required
+@allowed("billing")
 def billing_change(tenant, code):
     try:
         preview = checkout.preview_change(stripe_client.client(), tenant, entitlements.for_tenant(tenant), code)
@@ -161,6 +168,7 @@ def billing_change(tenant, code):
 
 @bp.post("/billing/change/<code>")
 @tenant_required
+@allowed("billing")
 def billing_change_confirm(tenant, code):
     form = PlanChangeForm()
     if not form.validate_on_submit() or form.plan.data != code:

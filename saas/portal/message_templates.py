@@ -13,6 +13,7 @@ from saas.messaging import templates
 from saas.messaging.graph import GraphError, GraphUnavailable
 from saas.messaging.models import MODE_SANDBOX
 from saas.messaging.numbers import numbers_for
+from saas.portal.access import allowed
 from saas.portal.forms import ConfirmForm, TemplateForm
 from saas.portal.routes import tenant_required
 
@@ -44,12 +45,14 @@ def _gate(tenant):
 
 @bp.get("")
 @tenant_required
+@allowed("templates")
 def index(tenant):
     return _gate(tenant) or _page(tenant)
 
 
 @bp.post("")
 @tenant_required
+@allowed("templates")
 def create(tenant):
     refused = _gate(tenant)
     if refused:
@@ -84,6 +87,7 @@ def create(tenant):
 
 @bp.post("/sync")
 @tenant_required
+@allowed("templates")
 def sync(tenant):
     refused = _gate(tenant)
     if refused:
@@ -101,6 +105,7 @@ def sync(tenant):
 
 @bp.post("/<template_id>/delete")
 @tenant_required
+@allowed("templates")
 def delete(tenant, template_id):
     refused = _gate(tenant)
     if refused:

@@ -16,6 +16,7 @@ from saas.messaging import services as messaging
 from saas.messaging.numbers import numbers_for
 from saas.metering.services import usage_summary
 from saas.onboarding import services as onboarding
+from saas.portal.access import allowed, may
 from saas.portal.forms import ApiKeyForm, ConfirmForm, ConnectNumberForm, LoginForm, SignupForm
 from saas.tenants import security
 from saas.tenants import services as accounts
@@ -78,6 +79,8 @@ def tenant_required(view):
     @login_required
     def wrapper(*args, **kwargs):
         if current_user.tenant is None:
+            if not current_user.is_platform_admin:  # removed from their team, or left it
+                return render_template("portal/no_team.html"), 403
             return redirect(url_for("admin.index"))
         from flask import g
 
@@ -94,6 +97,11 @@ def tenant_required(view):
 def inert_filter(value):
     """Tenant-provided text for display: without bidi and control characters (still escaped)."""
     return inert(value)
+
+
+@bp.app_context_processor
+def role_checks():
+    return {"may": may}
 
 
 @bp.app_context_processor
@@ -238,13 +246,14 @@ def dashboard(tenant):
 
 @bp.route("/keys", methods=["GET", "POST"])
 @tenant_required
+@allowed("keys")
 @no_store
 def keys(tenant):
     form = ApiKeyForm()
     new_key = None
     if form.validate_on_submit():
         try:
-            new_key = accounts.create_api_key(tenant, form.name.data)
+            new_key = accounts.create_api_key(tenant, form.name.data, actor=current_user)
         except accounts.AccountError as exc:
             form.name.errors.append(exc.message)
         else:
@@ -258,11 +267,12 @@ def keys(tenant):
 
 @bp.post("/keys/<key_id>/revoke")
 @tenant_required
+@allowed("keys")
 def revoke_key(tenant, key_id):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        key = accounts.revoke_api_key(tenant, key_id)
+        key = accounts.revoke_api_key(tenant, key_id, actor=current_user)
     except NotFound:
         abort(404)
     flash(f"Key {key.prefix}… is revoked; requests with it now fail.", "info")
@@ -277,6 +287,7 @@ def _number_lookup():
 
 @bp.route("/numbers", methods=["GET", "POST"])
 @tenant_required
+@allowed("numbers")
 def numbers(tenant):
     from saas.messaging import connections
 
@@ -306,6 +317,7 @@ def numbers(tenant):
 
 @bp.post("/numbers/<number_id>/test")
 @tenant_required
+@allowed("numbers")
 def test_number(tenant, number_id):
     from saas.messaging import connections
 
@@ -327,6 +339,7 @@ def test_number(tenant, number_id):
 
 @bp.route("/numbers/<number_id>/disconnect", methods=["GET", "POST"])
 @tenant_required
+@allowed("numbers")
 def disconnect_number(tenant, number_id):
     from saas.messaging import connections
 

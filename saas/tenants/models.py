@@ -14,7 +14,10 @@ TENANT_SUSPENDED = "suspended"
 
 ROLE_OWNER = "owner"
 ROLE_ADMIN = "admin"
-ROLE_MEMBER = "member"
+ROLE_DEVELOPER = "developer"
+ROLE_BILLING = "billing"
+# Highest first: the order the members page offers them in.
+ROLES = (ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER, ROLE_BILLING)
 
 
 class Tenant(db.Model):
@@ -42,7 +45,7 @@ class User(UserMixin, db.Model):
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(20), default=ROLE_MEMBER)
+    role: Mapped[str] = mapped_column(String(20), default=ROLE_DEVELOPER)
     is_platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -91,3 +94,27 @@ class ApiKey(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     tenant = relationship("Tenant")
+
+
+class Invite(db.Model):
+    """An invitation to join a tenant with a role; the link's token is stored only as its sha256."""
+
+    __tablename__ = "invites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    role: Mapped[str] = mapped_column(String(20))
+    invited_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    tenant = relationship("Tenant")
+    invited_by = relationship("User")
+
+    @property
+    def pending(self) -> bool:
+        return self.accepted_at is None and self.revoked_at is None and self.expires_at > utcnow()

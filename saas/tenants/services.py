@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from saas import cache, text
+from saas.audit import services as audit
 from saas.errors import Unauthenticated
 from saas.extensions import db
 from saas.tenants.models import ROLE_OWNER, TENANT_ACTIVE, ApiKey, Tenant, User
@@ -162,8 +163,8 @@ class NewApiKey:
     secret: str  # the full key, shown once
 
 
-def create_api_key(tenant: Tenant, name: str) -> NewApiKey:
-    """Mint a key for ``tenant``. Only its sha256 is stored; the caller shows it once."""
+def create_api_key(tenant: Tenant, name: str, *, actor="cli") -> NewApiKey:
+    """Mint a key for ``tenant`` (commits, with an audit entry). Only its sha256 is stored; the caller shows it once."""
     name = (name or "").strip() or "Default"
     if len(name) > 100:
         raise AccountError("name", "Key name is at most 100 characters.")
@@ -173,6 +174,9 @@ def create_api_key(tenant: Tenant, name: str) -> NewApiKey:
     secret = f"{KEY_PREFIX}{public}_{secrets.token_urlsafe(32)}"
     key = ApiKey(tenant_id=tenant.id, name=name, prefix=f"{KEY_PREFIX}{public}", secret_hash=hash_key(secret))
     db.session.add(key)
+    db.session.flush()
+    audit.record(actor, "api_key.created", f"API key {key.prefix}… ({name}) created", tenant_id=tenant.id,
+                 key_id=key.id, prefix=key.prefix)
     db.session.commit()
     return NewApiKey(key=key, secret=secret)
 
@@ -181,11 +185,13 @@ def list_api_keys(tenant: Tenant) -> list[ApiKey]:
     return list(db.session.scalars(owned_query(ApiKey, tenant).order_by(ApiKey.id.desc())))
 
 
-def revoke_api_key(tenant: Tenant, key_id) -> ApiKey:
-    """Revoke one of ``tenant``'s keys; idempotent. Raises NotFound for another's key."""
+def revoke_api_key(tenant: Tenant, key_id, *, actor="cli") -> ApiKey:
+    """Revoke one of ``tenant``'s keys; idempotent (one audit entry). Raises NotFound for another's key."""
     key = get_owned(ApiKey, key_id, tenant, what="API key")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+        audit.record(actor, "api_key.revoked", f"API key {key.prefix}… ({key.name}) revoked", tenant_id=tenant.id,
+                     key_id=key.id, prefix=key.prefix)
         db.session.commit()
     return key
 

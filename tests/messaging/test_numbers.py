@@ -67,7 +67,8 @@ def number_row(app, row_id) -> dict:
 
 def audit_actions(app, tenant_id) -> list[str]:
     with app.app_context():
-        actions = list(db.session.scalars(select(AuditEvent.action).where(AuditEvent.tenant_id == tenant_id)
+        actions = list(db.session.scalars(select(AuditEvent.action).where(AuditEvent.tenant_id == tenant_id,
+                                                                          AuditEvent.action.like("number.%"))
                                           .order_by(AuditEvent.id)))
         db.session.remove()
     return actions
