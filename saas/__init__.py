@@ -90,8 +90,24 @@ def register_services(app: Flask) -> None:
         # Checked twice per threshold: a stuck send is settled within 1.5x the threshold.
         background.every("interrupted sends", after.total_seconds() / 2,
                          lambda: service.recover_interrupted(older_than=after))
+        register_whatsapp_housekeeping(app, background)
         # Started with the first request, so a forked worker starts its own.
         app.before_request(background.start)
+
+
+def register_whatsapp_housekeeping(app: Flask, background) -> None:
+    """WhatsApp notifications a crash left unapplied, and old ones pruned."""
+    from datetime import timedelta
+
+    from saas.messaging import notifications
+
+    keep = timedelta(days=app.config["WHATSAPP_NOTIFICATION_RETENTION_DAYS"])
+
+    def sweep():
+        notifications.apply_pending()
+        notifications.prune(keep=keep)
+
+    background.every("unapplied WhatsApp notifications", app.config["WHATSAPP_SWEEP_SECONDS"], sweep)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -100,14 +116,18 @@ def register_blueprints(app: Flask) -> None:
     from saas.api.routes import bp as api_bp
     from saas.extensions import csrf
     from saas.portal.routes import bp as portal_bp
+    from saas.webhooks.whatsapp import bp as whatsapp_webhooks_bp
 
     # API clients authenticate with a bearer key, not a session cookie: no CSRF.
     csrf.exempt(api_bp)
     csrf.exempt(cloud_bp)
+    # WhatsApp signs its webhooks (X-Hub-Signature-256); there is no session to forge.
+    csrf.exempt(whatsapp_webhooks_bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(cloud_bp)
+    app.register_blueprint(whatsapp_webhooks_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -1,4 +1,4 @@
-"""flask commands: seed, create-admin, tenants create|set-plan, keys create, jobs worker."""
+"""flask commands: seed, create-admin, tenants create|set-plan, keys create, jobs worker, whatsapp."""
 from __future__ import annotations
 
 import click
@@ -16,6 +16,7 @@ keys_cli = AppGroup("keys", help="Manage tenants' API keys.")
 jobs_cli = AppGroup("jobs", help="Background jobs.")
 usage_cli = AppGroup("usage", help="Usage counters and the ledger behind them.")
 sends_cli = AppGroup("sends", help="The send path's upkeep.")
+whatsapp_cli = AppGroup("whatsapp", help="WhatsApp's webhook notifications.")
 
 
 @click.command("seed")
@@ -157,6 +158,18 @@ def sends_recover_command(older_than):
     click.echo(f"Settled {settled} interrupted sends.")
 
 
+@whatsapp_cli.command("apply-pending")
+@click.option("--older-than", default=10, show_default=True, help="Seconds a notification must have waited.")
+def whatsapp_apply_pending_command(older_than):
+    """Apply stored WhatsApp notifications a crash left unapplied (web processes do it every 30 s)."""
+    from datetime import timedelta
+
+    from saas.messaging import notifications
+
+    applied = notifications.apply_pending(older_than=timedelta(seconds=older_than))
+    click.echo(f"Applied {applied} stored notifications.")
+
+
 def init_app(app) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(create_admin_command)
@@ -165,3 +178,4 @@ def init_app(app) -> None:
     app.cli.add_command(jobs_cli)
     app.cli.add_command(usage_cli)
     app.cli.add_command(sends_cli)
+    app.cli.add_command(whatsapp_cli)

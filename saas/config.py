@@ -140,6 +140,12 @@ def load(instance_path: str) -> dict:
         "WHATSAPP_VERIFY_TOKEN": env_str("WHATSAPP_VERIFY_TOKEN"),
         "WHATSAPP_GRAPH_URL": env_str("WHATSAPP_GRAPH_URL", "https://graph.facebook.com"),
         "WHATSAPP_API_VERSION": env_str("WHATSAPP_API_VERSION", "v23.0"),
+        # WhatsApp's notifications: how large one may be, how many are applied per transaction,
+        # how often each process applies any a crash left unapplied, and how long applied ones are kept.
+        "WHATSAPP_WEBHOOK_MAX_BYTES": env_int("WHATSAPP_WEBHOOK_MAX_BYTES", 3 * 1024 * 1024),
+        "WHATSAPP_APPLY_BATCH": env_int("WHATSAPP_APPLY_BATCH", 10),
+        "WHATSAPP_SWEEP_SECONDS": env_float("WHATSAPP_SWEEP_SECONDS", 30.0),
+        "WHATSAPP_NOTIFICATION_RETENTION_DAYS": env_int("WHATSAPP_NOTIFICATION_RETENTION_DAYS", 7),
         "TOKEN_ENCRYPTION_KEY": token_key,
         "PAST_DUE_GRACE_DAYS": env_int("PAST_DUE_GRACE_DAYS", 7),
         "LOG_LEVEL": env_str("LOG_LEVEL", "INFO"),
