@@ -96,10 +96,10 @@ def register_services(app: Flask) -> None:
 
 
 def register_whatsapp_housekeeping(app: Flask, background) -> None:
-    """WhatsApp notifications a crash left unapplied, and old ones pruned."""
+    """WhatsApp notifications a crash left unapplied, old ones pruned, and deliveries to tenants' webhooks."""
     from datetime import timedelta
 
-    from saas.messaging import notifications
+    from saas.messaging import delivery, notifications
 
     keep = timedelta(days=app.config["WHATSAPP_NOTIFICATION_RETENTION_DAYS"])
 
@@ -108,6 +108,7 @@ def register_whatsapp_housekeeping(app: Flask, background) -> None:
         notifications.prune(keep=keep)
 
     background.every("unapplied WhatsApp notifications", app.config["WHATSAPP_SWEEP_SECONDS"], sweep)
+    background.every("webhook deliveries", app.config["WEBHOOK_DELIVERY_SECONDS"], delivery.deliver_due)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -116,6 +117,7 @@ def register_blueprints(app: Flask) -> None:
     from saas.api.routes import bp as api_bp
     from saas.extensions import csrf
     from saas.portal.routes import bp as portal_bp
+    from saas.portal.webhooks import bp as portal_webhooks_bp
     from saas.webhooks.whatsapp import bp as whatsapp_webhooks_bp
 
     # API clients authenticate with a bearer key, not a session cookie: no CSRF.
@@ -128,6 +130,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_bp)
     app.register_blueprint(cloud_bp)
     app.register_blueprint(whatsapp_webhooks_bp)
+    app.register_blueprint(portal_webhooks_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -1,4 +1,4 @@
-"""flask commands: seed, create-admin, tenants create|set-plan, keys create, jobs worker, whatsapp."""
+"""flask commands: seed, create-admin, tenants create|set-plan, keys create, jobs worker, whatsapp, webhooks."""
 from __future__ import annotations
 
 import click
@@ -17,6 +17,7 @@ jobs_cli = AppGroup("jobs", help="Background jobs.")
 usage_cli = AppGroup("usage", help="Usage counters and the ledger behind them.")
 sends_cli = AppGroup("sends", help="The send path's upkeep.")
 whatsapp_cli = AppGroup("whatsapp", help="WhatsApp's webhook notifications.")
+webhooks_cli = AppGroup("webhooks", help="Forwarding to tenants' own webhooks.")
 
 
 @click.command("seed")
@@ -170,6 +171,15 @@ def whatsapp_apply_pending_command(older_than):
     click.echo(f"Applied {applied} stored notifications.")
 
 
+@webhooks_cli.command("deliver")
+def webhooks_deliver_command():
+    """Send the deliveries to tenants' webhooks that are due now, and wait for their answers."""
+    from saas.messaging import delivery
+
+    sent = delivery.deliver_due(wait_for_answers=True, limit=500)
+    click.echo(f"Tried {sent} deliveries.")
+
+
 def init_app(app) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(create_admin_command)
@@ -179,3 +189,4 @@ def init_app(app) -> None:
     app.cli.add_command(usage_cli)
     app.cli.add_command(sends_cli)
     app.cli.add_command(whatsapp_cli)
+    app.cli.add_command(webhooks_cli)

@@ -22,3 +22,7 @@ class ApiKeyForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """A button that posts: only the CSRF token."""
+
+
+class WebhookForm(FlaskForm):
+    url = StringField("Webhook URL", validators=[DataRequired(), Length(max=2048)])
