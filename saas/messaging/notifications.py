@@ -18,6 +18,7 @@ import hmac
 import json
 import logging
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -343,7 +344,7 @@ def _apply(ids: list[int], now: datetime) -> int:
         if batch.statuses:
             apply_statuses(conn, batch.statuses)
         if batch.messages:
-            conn.execute(_insert_inbound(conn), batch.messages)
+            conn.execute(_insert_inbound(conn), sorted(batch.messages, key=lambda row: row["wa_message_id"]))
         if batch.windows:
             refresh_service_windows(conn, batch.windows)
         if batch.events:
@@ -367,6 +368,9 @@ def apply_many(batch: list[tuple]) -> None:
     ids = sorted({int(args[0]) for args in batch})
     size = max(1, current_app.config.get("WHATSAPP_APPLY_BATCH", 10))
     for start in range(0, len(ids), size):
+        # Let requests waiting on this process run between transactions (under gevent this
+        # thread is a greenlet, and applying is mostly CPU-bound work between queries).
+        time.sleep(0)
         chunk = ids[start:start + size]
         try:
             _apply(chunk, utcnow())

@@ -100,6 +100,9 @@ def apply_statuses(conn, updates: list[StatusUpdate]) -> int:
                            has_conversation=u.has_conversation)
                 rows.append(row)
         if rows:
+            # Rows in one order in every transaction: two batches touching the same messages
+            # take their row locks in the same order instead of deadlocking.
+            rows.sort(key=lambda row: (row["tenant"], row["wamid"]))
             # With many rows, rowcount is the sum over them on both drivers used here.
             changed += conn.execute(_STATEMENTS[status], rows).rowcount
     return changed

@@ -143,6 +143,21 @@ def test_without_an_app_secret_nothing_is_accepted_unverified(app, client, acme)
     assert stored(app) == []
 
 
+def test_a_notification_larger_than_an_api_body_is_taken_up_to_its_own_limit(whatsapp, client, acme):
+    big = wa.notification(acme.waba_id, ("messages", wa.messages_value(
+        acme, contacts=[wa.contact()], messages=[wa.inbound("text", {"body": "x" * 4000}) for _ in range(100)])))
+    body, headers = wa.signed(big, SECRET)
+    assert whatsapp.config["MAX_CONTENT_LENGTH"] < len(body) < whatsapp.config["WHATSAPP_WEBHOOK_MAX_BYTES"]
+    assert client.post("/webhooks/whatsapp", data=body, headers=headers).status_code == 200
+    whatsapp.config["WHATSAPP_WEBHOOK_MAX_BYTES"] = len(body) - 1
+    try:
+        assert client.post("/webhooks/whatsapp", data=body, headers=headers).status_code == 413
+    finally:
+        whatsapp.config["WHATSAPP_WEBHOOK_MAX_BYTES"] = 3 * 1024 * 1024
+    settle(whatsapp)
+    assert len(stored(whatsapp)) == 1
+
+
 # -- statuses ------------------------------------------------------------------------------
 
 def test_each_status_moves_the_message_and_keeps_what_it_is_charged(whatsapp, client, acme):
