@@ -11,7 +11,7 @@ it is learnt, whichever status brought it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Boolean, and_, bindparam, case, func, or_, update
@@ -82,7 +82,11 @@ def _build(status: str):
 
 # Built once per status: building an UPDATE costs more than running it.
 _STATEMENTS = {status: _build(status) for status in TIMESTAMP_FIELD}
-_PASSED = [f.name for f in fields(StatusUpdate) if f.name not in ("tenant_id", "wa_message_id", "status")]
+# What each statement is given, and nothing more: a parameter named like a column that the
+# statement does not set would be added to its SET clause (an error code wiped by a late "sent").
+_PASSED = {status: ["at", *CHARGE_FIELDS, *(("error_code", "error_title", "error_details")
+                                            if status == "failed" else ())]
+           for status in TIMESTAMP_FIELD}
 
 
 def apply_statuses(conn, updates: list[StatusUpdate]) -> int:
@@ -95,7 +99,7 @@ def apply_statuses(conn, updates: list[StatusUpdate]) -> int:
         rows = []
         for u in updates:
             if u.status == status:
-                row = {name: getattr(u, name) for name in _PASSED}
+                row = {name: getattr(u, name) for name in _PASSED[status]}
                 row.update(tenant=u.tenant_id, wamid=u.wa_message_id, has_pricing=u.has_pricing,
                            has_conversation=u.has_conversation)
                 rows.append(row)

@@ -214,6 +214,19 @@ def test_a_failed_status_keeps_its_code_title_and_details(whatsapp, client, acme
         "Meta chose not to deliver.")
 
 
+def test_a_late_status_after_a_failure_keeps_the_failure_and_its_error(whatsapp, client, acme):
+    with whatsapp.app_context():
+        wamid = wa.add_sent_message(acme)
+        db.session.remove()
+    deliver(whatsapp, client, wa.notification(acme.waba_id, ("messages", wa.messages_value(
+        acme, statuses=[wa.failed(wamid, code=131026)]))))
+    deliver(whatsapp, client, wa.notification(acme.waba_id, ("messages", wa.messages_value(
+        acme, statuses=[wa.status(wamid, "sent", charged=False)]))))
+    row = message(whatsapp, wamid)
+    assert (row.status, row.error_code, row.error_title) == ("failed", 131026, "Message undeliverable")
+    assert row.sent_at is not None  # the late news is kept where it says something new
+
+
 def test_many_statuses_of_many_messages_apply_in_one_notification(whatsapp, client, acme):
     with whatsapp.app_context():
         wamids = [wa.add_sent_message(acme) for _ in range(34)]
@@ -434,6 +447,7 @@ def test_a_repeated_notification_changes_nothing_more(whatsapp, client, acme):
             Message.wa_message_id == item["id"])) == 1
         assert db.session.scalar(select(func.count()).select_from(ServiceWindow)) == 1
         db.session.remove()
+    assert all(row.processed_at is not None and row.error is None for row in stored(whatsapp))
     again = message(whatsapp, wamid)
     assert (again.status, again.delivered_at, again.updated_at) == (first.status, first.delivered_at,
                                                                     first.updated_at)
