@@ -62,7 +62,7 @@ def public_address(address: str) -> bool:
     except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+        ip = ip.ipv4_mapped  # judged as the IPv4 address it is (Pythons before 3.11.4 did not)
     return ip.is_global and not ip.is_multicast
 
 

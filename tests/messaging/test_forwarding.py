@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from saas.billing.services import assign_plan
 from saas.extensions import db
 from saas.messaging import delivery, endpoints
-from saas.messaging.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from saas.messaging.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WhatsAppNotification
 from saas.tenants.models import Tenant
 from saas.timeutil import utcnow
 from tests import whatsapp_payloads as wa
@@ -163,6 +163,10 @@ def test_a_repeated_notification_is_forwarded_once(forwarding, client, receiver)
     run_deliveries(forwarding)
     assert len(deliveries(forwarding)) == 1
     assert len(receiver.received) == 1
+    with forwarding.app_context():
+        notes = db.session.execute(select(WhatsAppNotification.processed_at, WhatsAppNotification.error)).all()
+        db.session.remove()
+    assert len(notes) == 2 and all(processed and error is None for processed, error in notes)
 
 
 def test_the_sandbox_status_walk_is_forwarded_in_the_same_shape(forwarding, client, receiver):
@@ -376,6 +380,7 @@ def test_a_host_name_that_resolves_to_loopback_is_refused_when_delivering(forwar
 
 def test_public_addresses_are_the_ones_allowed():
     assert endpoints.public_address("93.184.216.34") and endpoints.public_address("2606:2800:220:1::248")
+    assert endpoints.public_address("::ffff:93.184.216.34")  # an IPv4 address written as IPv6 is judged as IPv4
     for address in ("127.0.0.1", "10.0.0.1", "169.254.1.1", "::1", "fe80::1%eth0", "224.0.0.1", "::ffff:10.0.0.1",
                     "not an address"):
         assert not endpoints.public_address(address), address
@@ -490,7 +495,8 @@ def test_a_tenant_never_sees_or_replays_another_tenants_deliveries(forwarding, c
     token = csrf_token(client, "/webhooks")
     assert client.post(f"/webhook-deliveries/{theirs.id}/replay", data={"csrf_token": token}).status_code == 404
     assert client.get("/webhook-deliveries/99999999999999999999999").status_code == 404
-    assert "private" not in client.get("/webhooks").get_data(as_text=True)
+    page = client.get("/webhooks").get_data(as_text=True)
+    assert theirs.wa_message_id not in page and 'id="no-deliveries"' in page
     assert len(deliveries(forwarding)) == 1
 
 
