@@ -56,6 +56,7 @@ class Event:
     item: dict                # the status or message object
     contact: dict | None = None
     waba_id: str | None = None
+    metadata: dict | None = None  # WhatsApp's own, passed on as it came
 
     @property
     def tenant_id(self) -> int:
@@ -74,7 +75,7 @@ class Event:
 
     def payload(self) -> dict:
         """Meta's notification shape, holding this one event."""
-        value = {"messaging_product": "whatsapp", "metadata": self.number.metadata}
+        value = {"messaging_product": "whatsapp", "metadata": self.metadata or self.number.metadata}
         if self.kind == "status":
             value["statuses"] = [self.item]
         else:

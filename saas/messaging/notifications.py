@@ -170,7 +170,8 @@ class Batch:
 
 def apply_messages(batch: Batch, note: Note, waba_id: str, field_name: str, value: dict) -> None:
     """Statuses and inbound messages of one of our numbers (``messages`` field)."""
-    phone_number_id = ident(obj(value.get("metadata")).get("phone_number_id"), 64)
+    metadata = obj(value.get("metadata"))
+    phone_number_id = ident(metadata.get("phone_number_id"), 64)
     number = batch.numbers.get(phone_number_id)
     if number is None:
         note.unknown_numbers.add(phone_number_id or "(none)")
@@ -180,7 +181,7 @@ def apply_messages(batch: Batch, note: Note, waba_id: str, field_name: str, valu
         if wamid is None:
             note.counts["skipped"] += 1
             continue
-        batch.events.append(Event(number, "status", wamid, status, waba_id=waba_id))
+        batch.events.append(Event(number, "status", wamid, status, waba_id=waba_id, metadata=metadata))
         if name not in TIMESTAMP_FIELD:
             note.counts["statuses not applied"] += 1
             continue
@@ -206,7 +207,8 @@ def apply_messages(batch: Batch, note: Note, waba_id: str, field_name: str, valu
             "opened_conversation": False, "created_at": batch.now, "updated_at": batch.now})
         if message.get("type") != "system":  # a number change is not the user writing
             batch.windows.extend((number.tenant_id, number.id, key, sent_at) for key in keys)
-        batch.events.append(Event(number, "message", wamid, message, contact=contact or None, waba_id=waba_id))
+        batch.events.append(Event(number, "message", wamid, message, contact=contact or None, waba_id=waba_id,
+                                  metadata=metadata))
         note.counts["messages"] += 1
     if items(value.get("errors")):
         note.counts["errors"] += len(items(value.get("errors")))
