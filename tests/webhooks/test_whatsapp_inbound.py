@@ -514,3 +514,39 @@ def test_over_long_and_odd_values_are_bounded_not_refused(whatsapp, client, acme
     failed = message(whatsapp, wamid)
     assert failed.status == "failed" and failed.error_code is None
     assert len(failed.error_title) == 300 and len(failed.error_details) == 500
+
+
+# -- with Redis: applied by the RQ worker ----------------------------------------------------
+
+REDIS_URL = "redis://127.0.0.1:6379/5"  # a database of its own: db 0 is shared
+
+
+def test_with_redis_the_worker_applies_what_the_web_process_stored(whatsapp, acme):
+    redis = pytest.importorskip("redis")
+    from rq import SimpleWorker
+
+    from tests.processes import build_app
+
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    web = build_app(whatsapp.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=REDIS_URL, WHATSAPP_APP_SECRET=SECRET)
+    queue = web.extensions["rq_queue"]
+    queue.empty()
+    try:
+        item = wa.inbound("text", {"body": "through Redis"})
+        response = post(web.test_client(), wa.notification(acme.waba_id, ("messages", wa.messages_value(
+            acme, contacts=[wa.contact()], messages=[item]))))
+        assert response.status_code == 200
+        assert web.extensions["background"].join()
+        assert queue.count == 1 and message(whatsapp, item["id"]) is None  # queued, not applied by the web process
+        with web.app_context():
+            SimpleWorker([queue], connection=queue.connection).work(burst=True)
+        assert message(whatsapp, item["id"]).body_summary == "through Redis"
+        (row,) = stored(whatsapp)
+        assert row.processed_at is not None and row.error is None
+    finally:
+        queue.empty()
+        with web.app_context():
+            db.engine.dispose()
