@@ -523,3 +523,13 @@ def test_a_plan_without_webhooks_shows_why_and_forwards_nothing(forwarding, clie
     run_deliveries(forwarding)
     assert deliveries(forwarding) == [] and receiver.received == []
     assert client.get(f"/webhook-deliveries/1").status_code == 403
+
+
+def test_flask_webhooks_deliver_sends_what_is_due_and_waits_for_the_answers(forwarding, client, runner, receiver):
+    acme = tenant_with_endpoint(forwarding, receiver)
+    deliver(forwarding, client, wa.notification(acme.number.waba_id, ("messages", wa.messages_value(
+        acme.number, contacts=[wa.contact()], messages=[wa.inbound("text", {"body": "by hand"})]))))
+    result = runner.invoke(args=["webhooks", "deliver"])
+    assert result.exit_code == 0, result.output
+    assert "Tried 1 deliveries." in result.output
+    assert deliveries(forwarding)[0].state == "delivered" and len(receiver.received) == 1

@@ -550,3 +550,16 @@ def test_with_redis_the_worker_applies_what_the_web_process_stored(whatsapp, acm
         queue.empty()
         with web.app_context():
             db.engine.dispose()
+
+
+def test_flask_whatsapp_apply_pending_applies_what_is_left(whatsapp, runner, acme):
+    item = wa.inbound("text", {"body": "left behind"})
+    with whatsapp.app_context():
+        db.session.add(WhatsAppNotification(body=wa.body_of(wa.notification(acme.waba_id, ("messages", wa.messages_value(
+            acme, contacts=[wa.contact()], messages=[item])))).decode(), received_at=utcnow() - timedelta(minutes=5)))
+        db.session.commit()
+        db.session.remove()
+    result = runner.invoke(args=["whatsapp", "apply-pending"])
+    assert result.exit_code == 0, result.output
+    assert "Applied 1 stored notifications." in result.output
+    assert message(whatsapp, item["id"]).body_summary == "left behind"
