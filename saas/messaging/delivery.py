@@ -189,15 +189,18 @@ def post(delivery: Claimed) -> Outcome:
     """POST the delivery's payload, signed with the endpoint's secret; what came of it."""
     config = current_app.config
     body = body_of(delivery.payload)
-    secret = endpoints.signing_secret(delivery.secret_encrypted)
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-               "X-Hub-Signature-256": endpoints.signature(secret, body),
-               "X-Relay-Delivery": str(delivery.id), "X-Relay-Attempt": str(delivery.attempt)}
     started = time.monotonic()
 
     def took() -> int:
         return int((time.monotonic() - started) * 1000)
 
+    try:
+        secret = endpoints.signing_secret(delivery.secret_encrypted)
+    except RuntimeError as exc:  # TOKEN_ENCRYPTION_KEY changed: a failed try, like any other
+        return Outcome(None, f"cannot sign: {exc}"[:ERROR_LENGTH], took())
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+               "X-Hub-Signature-256": endpoints.signature(secret, body),
+               "X-Relay-Delivery": str(delivery.id), "X-Relay-Attempt": str(delivery.attempt)}
     try:
         host, port, address = endpoints.resolve(
             delivery.url, allow_private_targets=bool(config.get("WEBHOOK_ALLOW_PRIVATE_TARGETS")))

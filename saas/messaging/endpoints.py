@@ -82,6 +82,9 @@ def check_url(url: str) -> str:
         raise EndpointError(f"The URL may be at most {MAX_URL} characters.")
     if any(ord(ch) < 33 or ord(ch) == 127 for ch in url):
         raise EndpointError("The URL may not contain spaces or control characters.")
+    if not url.isascii():
+        raise EndpointError("Write the URL in ASCII: punycode for an international host name, "
+                            "percent-encoding in the path.")
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http"):
         raise EndpointError("The URL must start with https://.")

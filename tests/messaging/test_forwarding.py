@@ -310,6 +310,21 @@ def test_a_delivery_is_dead_after_the_last_try_and_the_messages_next_event_then_
     assert receiver.events() == [("status", "sent")] * 3 + [("status", "read")]
 
 
+def test_a_secret_that_cannot_be_decrypted_is_a_failed_try(forwarding, client, receiver):
+    acme = tenant_with_endpoint(forwarding, receiver)
+    deliver(forwarding, client, wa.notification(acme.number.waba_id, ("messages", wa.messages_value(
+        acme.number, contacts=[wa.contact()], messages=[wa.inbound("text", {"body": "unsigned"})]))))
+    saved = forwarding.config["TOKEN_ENCRYPTION_KEY"]
+    forwarding.config["TOKEN_ENCRYPTION_KEY"] = "x9Gj0eKqk0p2M1o5Y2m2f8qVZ0jv3QXb6Zy9yQ1K8fU="  # another key
+    try:
+        run_deliveries(forwarding)
+    finally:
+        forwarding.config["TOKEN_ENCRYPTION_KEY"] = saved
+    (d,) = deliveries(forwarding)
+    assert (d.state, d.attempts) == ("pending", 1) and d.last_error.startswith("cannot sign")
+    assert receiver.received == []  # nothing unsigned goes out
+
+
 def test_a_redirect_is_not_followed(forwarding, client, receiver):
     elsewhere = Receiver().start()
     try:
@@ -351,7 +366,7 @@ def test_private_loopback_and_link_local_urls_are_refused_unless_allowed(app, ur
 @pytest.mark.parametrize("url, why", [
     ("ftp://example.com/hook", "must start with https://"), ("https://user:pw@example.com/hook", "user name"),
     ("https:///hook", "no host"), ("https://example.com:99999/hook", "port"), ("https://exa mple.com/", "spaces"),
-    ("https://example.com/" + "a" * 2048, "2048"),
+    ("https://example.com/" + "a" * 2048, "2048"), ("https://bücher.example/hook", "punycode"),
 ])
 def test_malformed_urls_are_refused(app, url, why):
     with app.app_context():
