@@ -16,18 +16,24 @@ and loads each with wrk (bench/new.lua: a new recipient every send;
 bench/chat.lua: 200 recipients round robin) at 1, 16 and 64 connections.
 Further app workloads: ten tenants at once, a slow (200 ms) sandbox at 256
 connections, and one tenant's sends while 200 slow clients dribble request
-bodies (bench/slowloris.py). Then the app's `usage check` command, a table
+bodies (bench/slowloris.py). ``ingest`` posts WhatsApp's webhook: 200
+notifications of 100 statuses each for messages that exist, signed here
+beforehand and cycled by bench/ingest.lua; it reports statuses/s (requests/s
+x 100) and p99, then waits until every stored notification is applied and
+checks that every status was. Then the app's `usage check` command, a table
 with PASS/FAIL against the targets, and the same as Markdown in
 bench/RESULTS.md. Exits 0 whatever the verdicts; non-zero only if the run
 itself broke.
 
 Workload names for --only: new chat forwarder forwarder-insert ten-tenants
-slow-sandbox slow-clients.
+slow-sandbox slow-clients ingest.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -49,10 +55,17 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/relay_bench"
 FERNET_KEY = "x9Gj0eKqk0p2M1o5Y2m2f8qVZ0jv3QXb6Zy9yQ1K8fU="
 CONNECTIONS = (1, 16, 64)
-WORKLOADS = ("new", "chat", "forwarder", "forwarder-insert", "ten-tenants", "slow-sandbox", "slow-clients")
+WORKLOADS = ("new", "chat", "forwarder", "forwarder-insert", "ten-tenants", "slow-sandbox", "slow-clients", "ingest")
 APP_WORKLOADS = {"new", "chat", "ten-tenants", "slow-sandbox", "slow-clients"}
 WRK_TIMEOUT_S = 10
 SLOW_CLIENTS = 200
+APP_SECRET = "bench-app-secret"
+INGEST_BODIES = 200
+STATUSES_PER_BODY = 100
+# (label, connections, pause between a connection's requests in ms): as fast as answered at 1 and 16
+# connections, and paced at about 40 notifications (4,000 statuses) a second, where applying must keep up.
+INGEST_POINTS = (("ingest", 1, 0), ("ingest", 16, 0), ("ingest paced ~40/s", 4, 100))
+INGEST_DRAIN_LIMIT_S = 900
 
 
 def ms(value: float | None) -> str:
@@ -144,7 +157,7 @@ class Bench:
                         SECRET_KEY="bench", TOKEN_ENCRYPTION_KEY=FERNET_KEY, LOG_LEVEL="WARNING",
                         # The send path is measured, not WhatsApp's pacing of one contact (chat.lua
                         # writes to 200 recipients hundreds of times a second).
-                        WHATSAPP_PAIR_RATE_BURST="0")
+                        WHATSAPP_PAIR_RATE_BURST="0", WHATSAPP_APP_SECRET=APP_SECRET)
         procfile = (self.app_dir / "Procfile").read_text()
         web = [line.split(":", 1)[1].strip() for line in procfile.splitlines() if line.startswith("web:")]
         if not web or "wsgi:app" not in web[0]:
@@ -315,6 +328,99 @@ class Bench:
             finally:
                 self.procs.stop(proc)
 
+    # -- WhatsApp's webhook ---------------------------------------------------------------------
+    def ingest_bodies(self) -> Path:
+        """Messages for the statuses to move, and the signed notifications about them, one a line."""
+        _, number = self.main
+        messages = INGEST_BODIES * STATUSES_PER_BODY // 2  # each message gets delivered, then read
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            number_pk, tenant_id = conn.execute("SELECT id, tenant_id FROM phone_numbers WHERE phone_number_id = %s",
+                                                (number,)).fetchone()
+            conn.execute(
+                "INSERT INTO messages (tenant_id, phone_number_id, direction, wa_id, type, body_summary, "
+                "wa_message_id, status, opened_conversation, created_at, updated_at) "
+                "SELECT %s, %s, 'out', '4470000' || lpad(n::text, 5, '0'), 'text', 'bench', "
+                "'wamid.bench' || lpad(n::text, 8, '0'), 'accepted', false, now(), now() "
+                "FROM generate_series(0, %s - 1) AS n", (tenant_id, number_pk, messages))
+        stamp = int(time.time())
+        path = self.logs / "ingest-bodies.tsv"
+        with open(path, "w") as out:
+            for b in range(INGEST_BODIES):
+                statuses = []
+                for j in range(STATUSES_PER_BODY // 2):
+                    m = b * (STATUSES_PER_BODY // 2) + j
+                    for offset, name in enumerate(("delivered", "read")):
+                        statuses.append({
+                            "id": f"wamid.bench{m:08d}", "status": name, "timestamp": str(stamp + offset),
+                            "recipient_id": f"4470000{m:05d}",
+                            "conversation": {"id": f"bench-conversation-{m}", "origin": {"type": "utility"}},
+                            "pricing": {"billable": True, "pricing_model": "PMP", "category": "utility",
+                                        "type": "regular"}})
+                body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
+                                   "changes": [{"field": "messages", "value": {
+                                       "messaging_product": "whatsapp",
+                                       "metadata": {"display_phone_number": "15550100000", "phone_number_id": number},
+                                       "statuses": statuses}}]}]}, separators=(",", ":"))
+                digest = hmac.new(APP_SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
+                out.write(f"sha256={digest}\t{body}\n")
+        self.notes["ingest_messages"] = str(messages)
+        return path
+
+    def run_ingest(self) -> None:
+        bodies = self.ingest_bodies()
+        print(f"ingest: {self.web_command}", flush=True)
+        proc, port = self.serve("app-ingest", self.web_command, self.app_dir, {})
+        try:
+            self.env["BENCH_BODIES"] = str(bodies)
+            self.wrk(port, "ingest", 2, [("unused", "0")], seconds=2)  # warm up
+            self.drain()
+            for label, connections, pause_ms in INGEST_POINTS:
+                self.env["BENCH_DELAY_MS"] = str(pause_ms)
+                load = os.getloadavg()[0]
+                result = self.measure(label, port, "ingest", connections, [("unused", "0")])
+                result["load"] = (load, os.getloadavg()[0])
+                drained = self.drain()
+                result["statuses_per_s"] = result["rps"] * STATUSES_PER_BODY
+                result["drain_s"] = drained
+                posted = result["requests"] * STATUSES_PER_BODY
+                applied_in = self.args.seconds + (drained or 0)
+                print(f"    {result['statuses_per_s']:.0f} statuses/s taken in; every stored notification applied "
+                      f"{'after %.1f s more' % drained if drained is not None else 'NOT within the limit'} "
+                      f"(~{posted / applied_in:.0f} statuses/s applied)", flush=True)
+            self.check_applied()
+        finally:
+            self.procs.stop(proc)
+            self.env.pop("BENCH_BODIES", None)
+            self.env.pop("BENCH_DELAY_MS", None)
+
+    def drain(self) -> float | None:
+        """Seconds until no stored notification is left unapplied (None: not within the limit)."""
+        started = time.monotonic()
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while time.monotonic() - started < INGEST_DRAIN_LIMIT_S:
+                left = conn.execute("SELECT count(*) FROM whatsapp_notifications WHERE processed_at IS NULL"
+                                    ).fetchone()[0]
+                if left == 0:
+                    return time.monotonic() - started
+                time.sleep(0.5)
+        return None
+
+    def check_applied(self) -> None:
+        """Every bench message delivered and read, with its charge; no notification with an error."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            total, applied = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE status = 'read' AND delivered_at IS NOT NULL "
+                "AND read_at IS NOT NULL AND pricing_category = 'utility' AND wa_conversation_id IS NOT NULL) "
+                "FROM messages WHERE wa_message_id LIKE 'wamid.bench%'").fetchone()
+            stored, unapplied, failed = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE processed_at IS NULL), count(*) FILTER (WHERE error IS "
+                "NOT NULL) FROM whatsapp_notifications").fetchone()
+        ok = total > 0 and applied == total and unapplied == 0 and failed == 0
+        self.notes["ingest_verdict"] = (
+            f"{'PASS' if ok else 'FAIL'}: {applied} of {total} messages delivered and read with their pricing; "
+            f"{stored} notifications stored, {unapplied} unapplied, {failed} with an error")
+        print(f"ingest check: {self.notes['ingest_verdict']}", flush=True)
+
     def slow_clients(self, port: int) -> None:
         seconds = self.args.seconds
         self.measure("victim new, unloaded", port, "new", 16, [self.victim])
@@ -383,7 +489,8 @@ class Bench:
             bad = str(r["non2xx"])
             if r["socket_errors"]:
                 bad += f" (+{r['socket_errors']} socket errors, {r['timeouts']} timeouts)"
-            ratio = self.ratio(r, self.get("forwarder chat" if "chat" in label else "forwarder new", connections))
+            ratio = None if label.startswith("ingest") else self.ratio(
+                r, self.get("forwarder chat" if "chat" in label else "forwarder new", connections))
             lines.append(f"| {label} | {connections} | {r['rps']:.1f} | {ms(r['p50'])} | {ms(r['p99'])} | {bad} | "
                          f"{fmt(ratio)} |")
         lines.append("")
@@ -412,6 +519,17 @@ class Bench:
         if ten:
             lines.append(f"- Ten tenants at once vs one tenant, new at 64: {ten['rps']:.1f} / "
                          f"{ms(one and one['rps'])} req/s = {fmt(self.ratio(ten, one))}")
+        for label, c, _ in INGEST_POINTS:
+            r = self.get(label, c)
+            if r:
+                drained = r.get("drain_s")
+                lines.append(f"- {label[0].upper() + label[1:]} at {c}: {r['statuses_per_s']:.0f} statuses/s "
+                             f"({r['rps']:.1f} notifications/s x {STATUSES_PER_BODY}), p99 {ms(r['p99'])} ms; "
+                             "stored notifications were all applied "
+                             + (f"{drained:.1f} s after the run" if drained is not None else "NOT within the limit")
+                             + " (machine load average {:.1f} before, {:.1f} after)".format(*r["load"]))
+        if "ingest_verdict" in self.notes:
+            lines.append(f"- Ingest check: {self.notes['ingest_verdict']}")
         if "usage_verdict" in self.notes:
             lines.append(f"- Usage check: {self.notes['usage_verdict']}")
             if self.notes["usage_output"]:
@@ -440,6 +558,18 @@ class Bench:
             out.append(check(self.ratio(self.get(f"app {mix}", 1), self.get(f"forwarder-insert {mix}", 1), "p50"),
                              lambda r: r <= 2.0, f"app p50 at 1 connection <= 2x insert-forwarder p50, {mix}",
                              lambda r: f"{r:.2f}x"))
+        for label, c in (("ingest", 16), ("ingest paced ~40/s", 4)):
+            r = self.get(label, c)
+            out.append(check(r and r["statuses_per_s"], lambda v: v >= 2000,
+                             f"{label} >= 2,000 statuses/s at {c} connections", lambda v: f"{v:.0f}/s"))
+            out.append(check(r and (float("inf") if r["p99"] is None else r["p99"]), lambda p: p < 250,
+                             f"{label} p99 < 250 ms at {c} connections", lambda p: f"{p:.1f} ms"))
+        paced = self.get("ingest paced ~40/s", 4)
+        out.append(check(paced and paced.get("drain_s"), lambda s: s is not None and s < 5,
+                         "paced ingest: applying keeps up (backlog applied within 5 s of the run's end)",
+                         lambda s: f"{s:.1f} s"))
+        if "ingest_verdict" in self.notes:
+            out.append((self.notes["ingest_verdict"][:4], "every ingested status applied"))
         slow, fast = self.get("app chat, sandbox 200 ms", 256), self.get("app chat, sandbox 0 ms", 256)
         r = self.ratio(slow, fast)
         out.append(check(None if r is None else (r, slow["5xx"]), lambda v: v[0] >= 0.8 and v[1] == 0,
@@ -481,6 +611,8 @@ def main(argv=None) -> int:
             bench.run_forwarder("forwarder-insert", insert=True)
         if only & APP_WORKLOADS:
             bench.run_app(only)
+        if "ingest" in only:
+            bench.run_ingest()
     except KeyboardInterrupt:
         print("interrupted; stopping servers", file=sys.stderr)
         return 130

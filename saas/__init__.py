@@ -125,8 +125,25 @@ def register_services(app: Flask) -> None:
             # Overage to Stripe's meter. Bounded per run: this thread also rolls usage up and recovers sends.
             background.every("usage report", app.config["USAGE_REPORT_SECONDS"],
                              lambda: UsageReporter.from_config(app.config, app.extensions["stripe"]).report(budget=10))
+        register_whatsapp_housekeeping(app, background)
         # Started with the first request, so a forked worker starts its own.
         app.before_request(background.start)
+
+
+def register_whatsapp_housekeeping(app: Flask, background) -> None:
+    """WhatsApp notifications a crash left unapplied, old ones pruned, and deliveries to tenants' webhooks."""
+    from datetime import timedelta
+
+    from saas.messaging import delivery, notifications
+
+    keep = timedelta(days=app.config["WHATSAPP_NOTIFICATION_RETENTION_DAYS"])
+
+    def sweep():
+        notifications.apply_pending()
+        notifications.prune(keep=keep)
+
+    background.every("unapplied WhatsApp notifications", app.config["WHATSAPP_SWEEP_SECONDS"], sweep)
+    background.every("webhook deliveries", app.config["WEBHOOK_DELIVERY_SECONDS"], delivery.deliver_due)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -144,12 +161,16 @@ def register_blueprints(app: Flask) -> None:
     from saas.portal import email_links as _email_views  # noqa: F401  (verification and password reset pages)
     from saas.portal import team as _team_views  # noqa: F401  (adds the team pages to portal_bp)
     from saas.webhooks.routes import bp as webhooks_bp
+    from saas.portal.webhooks import bp as portal_webhooks_bp
+    from saas.webhooks.whatsapp import bp as whatsapp_webhooks_bp
 
     # API clients authenticate with a bearer key, not a session cookie: no CSRF.
     csrf.exempt(api_bp)
     csrf.exempt(cloud_bp)
     # Stripe signs its webhooks; there is no session to forge.
     csrf.exempt(webhooks_bp)
+    # WhatsApp signs its webhooks (X-Hub-Signature-256); there is no session to forge.
+    csrf.exempt(whatsapp_webhooks_bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(templates_bp)
     app.register_blueprint(admin_bp)
@@ -158,6 +179,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(cloud_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(openapi_bp)
+    app.register_blueprint(whatsapp_webhooks_bp)
+    app.register_blueprint(portal_webhooks_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

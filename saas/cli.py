@@ -1,4 +1,4 @@
-"""flask commands: seed, create-admin, tenants, keys, jobs, usage, sends, plans sync, billing resync, tokens rotate, templates sync."""
+"""flask commands: seed, create-admin, tenants, keys, jobs, usage, sends, plans sync, billing resync, tokens rotate, templates sync, whatsapp, webhooks."""
 from __future__ import annotations
 
 import sys
@@ -24,6 +24,8 @@ plans_cli = AppGroup("plans", help="The plan catalogue.")
 billing_cli = AppGroup("billing", help="Stripe billing upkeep.")
 tokens_cli = AppGroup("tokens", help="Live numbers' stored WhatsApp access tokens.")
 templates_cli = AppGroup("templates", help="WhatsApp message templates.")
+whatsapp_cli = AppGroup("whatsapp", help="WhatsApp's webhook notifications.")
+webhooks_cli = AppGroup("webhooks", help="Forwarding to tenants' own webhooks.")
 
 
 @click.command("seed")
@@ -298,6 +300,27 @@ def templates_sync_command(tenant):
         click.echo(f"{slug}: {result}.")
 
 
+@whatsapp_cli.command("apply-pending")
+@click.option("--older-than", default=10, show_default=True, help="Seconds a notification must have waited.")
+def whatsapp_apply_pending_command(older_than):
+    """Apply stored WhatsApp notifications a crash left unapplied (web processes do it every 30 s)."""
+    from datetime import timedelta
+
+    from saas.messaging import notifications
+
+    applied = notifications.apply_pending(older_than=timedelta(seconds=older_than))
+    click.echo(f"Applied {applied} stored notifications.")
+
+
+@webhooks_cli.command("deliver")
+def webhooks_deliver_command():
+    """Send the deliveries to tenants' webhooks that are due now, and wait for their answers."""
+    from saas.messaging import delivery
+
+    sent = delivery.deliver_due(wait_for_answers=True, limit=500)
+    click.echo(f"Tried {sent} deliveries.")
+
+
 def init_app(app) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(create_admin_command)
@@ -310,3 +333,5 @@ def init_app(app) -> None:
     app.cli.add_command(billing_cli)
     app.cli.add_command(tokens_cli)
     app.cli.add_command(templates_cli)
+    app.cli.add_command(whatsapp_cli)
+    app.cli.add_command(webhooks_cli)

@@ -64,6 +64,18 @@ def env_bool(name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def env_seconds_list(name: str, default: str) -> tuple[int, ...]:
+    """A comma-separated list of whole seconds, each at least 1 (e.g. "60,300,900")."""
+    raw = env_str(name, default)
+    try:
+        values = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be whole seconds separated by commas, got {raw!r}") from None
+    if not values or any(value < 1 for value in values):
+        raise ConfigError(f"{name} must list at least one wait of 1 second or more, got {raw!r}")
+    return values
+
+
 def database_url(raw: str | None, instance_path: str) -> str:
     """Normalise a database URL: Heroku's ``postgres://`` becomes psycopg 3's dialect."""
     if raw is None:
@@ -238,6 +250,22 @@ def load(instance_path: str) -> dict:
         # contact at once, then one per SECONDS (a moving window of BURST per BURST*SECONDS). 0 turns it off.
         "WHATSAPP_PAIR_RATE_BURST": env_int("WHATSAPP_PAIR_RATE_BURST", 5),
         "WHATSAPP_PAIR_RATE_SECONDS": env_float("WHATSAPP_PAIR_RATE_SECONDS", 6.0),
+        # WhatsApp's notifications: how large one may be, how many are applied per transaction,
+        # how often each process applies any a crash left unapplied, and how long applied ones are kept.
+        "WHATSAPP_WEBHOOK_MAX_BYTES": env_int("WHATSAPP_WEBHOOK_MAX_BYTES", 3 * 1024 * 1024),
+        "WHATSAPP_APPLY_BATCH": env_int("WHATSAPP_APPLY_BATCH", 10),
+        "WHATSAPP_SWEEP_SECONDS": env_float("WHATSAPP_SWEEP_SECONDS", 30.0),
+        "WHATSAPP_NOTIFICATION_RETENTION_DAYS": env_int("WHATSAPP_NOTIFICATION_RETENTION_DAYS", 7),
+        # Forwarding to tenants' webhooks: waits between tries (8 tries over about a day by
+        # default, then dead), timeouts, posts at once per process, how often due ones are sent.
+        "WEBHOOK_RETRY_SCHEDULE": env_seconds_list("WEBHOOK_RETRY_SCHEDULE", "60,300,900,3600,7200,21600,50400"),
+        "WEBHOOK_CONNECT_TIMEOUT": env_float("WEBHOOK_CONNECT_TIMEOUT", 3.0),
+        "WEBHOOK_READ_TIMEOUT": env_float("WEBHOOK_READ_TIMEOUT", 10.0),
+        "WEBHOOK_CONCURRENCY": env_int("WEBHOOK_CONCURRENCY", 8),
+        "WEBHOOK_DELIVERY_SECONDS": env_float("WEBHOOK_DELIVERY_SECONDS", 1.0),
+        # Lets tenants' webhooks point at loopback and private addresses (and use http in
+        # production): for tests and local work only.
+        "WEBHOOK_ALLOW_PRIVATE_TARGETS": env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False),
         "TOKEN_ENCRYPTION_KEY": token_key,
         "PAST_DUE_GRACE_DAYS": env_int("PAST_DUE_GRACE_DAYS", 7),
         "LOG_LEVEL": env_str("LOG_LEVEL", "INFO"),

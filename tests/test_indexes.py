@@ -18,6 +18,17 @@ HOT_QUERIES = {
                         "AND period_start = '2026-11-01' AND metric = 'messages'"),
     "subscription of tenant": "SELECT * FROM subscriptions WHERE tenant_id = 1",
     "unreported usage": "SELECT * FROM usage_records WHERE reported_at IS NULL AND voided_at IS NULL LIMIT 100",
+    "customer-service window": ("SELECT expires_at FROM service_windows WHERE tenant_id = 1 AND phone_number_id = 1 "
+                                "AND contact = '16505551234'"),
+    "unapplied notifications": ("SELECT id FROM whatsapp_notifications WHERE processed_at IS NULL "
+                                "AND received_at <= now() ORDER BY received_at LIMIT 500"),
+    "applied notifications to prune": "SELECT id FROM whatsapp_notifications WHERE processed_at < now() LIMIT 5000",
+    "due deliveries": ("SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= now() "
+                       "ORDER BY next_attempt_at LIMIT 16"),
+    "earlier event of a message pending": (
+        "SELECT 1 FROM webhook_deliveries WHERE tenant_id = 1 AND endpoint_id = 1 AND sequence_key = 'message:x' "
+        "AND state = 'pending' AND id < 100"),
+    "deliveries page": "SELECT * FROM webhook_deliveries WHERE tenant_id = 1 AND id < 100 ORDER BY id DESC LIMIT 51",
 }
 
 

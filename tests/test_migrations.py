@@ -21,12 +21,14 @@ def test_every_table_is_built(app):
         tables = set(inspect(db.engine).get_table_names())
     assert {"tenants", "users", "api_keys", "plans", "subscriptions", "stripe_events", "phone_numbers",
             "messages", "conversations", "webhook_endpoints", "webhook_deliveries", "usage_counters",
-            "usage_records", "alembic_version"} <= tables
+            "usage_records", "alembic_version", "whatsapp_notifications", "service_windows",
+            "webhook_attempts"} <= tables
 
 
 def test_every_tenant_owned_table_carries_tenant_id(app):
     owned = ["users", "api_keys", "subscriptions", "phone_numbers", "messages", "conversations",
-             "webhook_endpoints", "webhook_deliveries", "usage_counters", "usage_records"]
+             "webhook_endpoints", "webhook_deliveries", "usage_counters", "usage_records", "service_windows",
+             "webhook_attempts"]
     with app.app_context():
         inspector = inspect(db.engine)
         for table in owned:

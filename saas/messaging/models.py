@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from saas.extensions import db
@@ -31,7 +31,8 @@ class PhoneNumber(db.Model):
     access_token_encrypted: Mapped[str | None] = mapped_column(Text)
     # The token's last characters: all the portal ever shows of it.
     token_last4: Mapped[str | None] = mapped_column(String(4))
-    # What the Graph API said of a live number at its last check.
+    # What the Graph API said of a live number at its last check, or WhatsApp's
+    # phone_number_quality_update webhooks since: GREEN, YELLOW, RED or UNKNOWN; TIER_1K ...
     quality_rating: Mapped[str | None] = mapped_column(String(20))
     messaging_limit_tier: Mapped[str | None] = mapped_column(String(30))
     last_checked_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -96,6 +97,7 @@ class Message(db.Model):
     status: Mapped[str] = mapped_column(String(20))
     error_code: Mapped[int | None] = mapped_column(Integer)
     error_title: Mapped[str | None] = mapped_column(String(300))
+    error_details: Mapped[str | None] = mapped_column(String(500))
     conversation_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("conversations.id", ondelete="SET NULL"), index=True)
     opened_conversation: Mapped[bool] = mapped_column(default=False)
@@ -115,6 +117,17 @@ class Message(db.Model):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
     read_at: Mapped[datetime | None] = mapped_column(DateTime)
     failed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # What WhatsApp's status webhooks say it charges for the message (the ground truth
+    # that metering is reconciled against): its conversation and pricing objects.
+    wa_conversation_id: Mapped[str | None] = mapped_column(String(128))
+    wa_conversation_origin: Mapped[str | None] = mapped_column(String(40))
+    wa_conversation_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    pricing_billable: Mapped[bool | None] = mapped_column(Boolean)
+    pricing_model: Mapped[str | None] = mapped_column(String(20))
+    pricing_category: Mapped[str | None] = mapped_column(String(40))
+    pricing_type: Mapped[str | None] = mapped_column(String(40))
+    # An inbound message exactly as WhatsApp's webhook carried it.
+    raw_message: Mapped[dict | None] = mapped_column(JSON)
 
     phone_number = relationship("PhoneNumber", lazy="selectin")
     conversation = relationship("Conversation")
@@ -151,29 +164,122 @@ class Template(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
+class ServiceWindow(db.Model):
+    """The customer-service window between one of a tenant's numbers and a contact.
+
+    Every message the contact sends opens or refreshes it for 24 hours; while
+    it is open the business may send free-form messages to the contact. Kept
+    apart from Conversation, the billable unit: an inbound message bills nothing.
+    ``contact`` is the contact's wa_id, or Meta's user_id (BSUID) for a user
+    seen without a phone number; a contact seen with both has a row for each.
+    """
+
+    __tablename__ = "service_windows"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    phone_number_id: Mapped[int] = mapped_column(ForeignKey("phone_numbers.id", ondelete="CASCADE"),
+                                                 primary_key=True)
+    contact: Mapped[str] = mapped_column(String(64), primary_key=True)
+    opened_at: Mapped[datetime] = mapped_column(DateTime)
+    last_inbound_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class WhatsAppNotification(db.Model):
+    """One POST of WhatsApp's webhook, stored before it is answered, applied after.
+
+    ``body`` is the request body exactly as signed. ``processed_at`` is set
+    once it has been applied; until then the sweep applies it again.
+    """
+
+    __tablename__ = "whatsapp_notifications"
+    __table_args__ = (
+        Index("ix_whatsapp_notifications_unprocessed", "received_at",
+              postgresql_where=text("processed_at IS NULL"), sqlite_where=text("processed_at IS NULL")),
+        Index("ix_whatsapp_notifications_processed", "processed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What applying it did, in a line: counts, unknown numbers, fields stored without a handler.
+    outcome: Mapped[str | None] = mapped_column(String(500))
+    error: Mapped[str | None] = mapped_column(String(1000))
+
+
 class WebhookEndpoint(db.Model):
+    """A tenant's own URL, to which every status and inbound message of its numbers is forwarded."""
+
     __tablename__ = "webhook_endpoints"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True, unique=True)
     url: Mapped[str] = mapped_column(String(2048))
-    signing_secret: Mapped[str] = mapped_column(String(128))
+    # Fernet ciphertext (TOKEN_ENCRYPTION_KEY) of the signing secret, shown to the tenant once.
+    signing_secret_encrypted: Mapped[str] = mapped_column(Text)
+    # The secret's last characters, so the tenant can tell which one is in force.
+    secret_hint: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+DELIVERY_PENDING = "pending"
+DELIVERY_DELIVERED = "delivered"
+DELIVERY_DEAD = "dead"
 
 
 class WebhookDelivery(db.Model):
+    """One event (a status or an inbound message) forwarded to a tenant's endpoint.
+
+    Deliveries with the same ``sequence_key`` (one message's events) go out in
+    the order they were made: a later one waits while an earlier one is pending.
+    ``event_key`` makes an event forwarded once however often WhatsApp repeats it.
+    """
+
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_deliveries_due", "delivered_at", "next_attempt_at"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "endpoint_id", "event_key"),
+        Index("ix_webhook_deliveries_due", "next_attempt_at",
+              postgresql_where=text("state = 'pending'"), sqlite_where=text("state = 'pending'")),
+        Index("ix_webhook_deliveries_sequence", "tenant_id", "endpoint_id", "sequence_key", "id",
+              postgresql_where=text("state = 'pending'"), sqlite_where=text("state = 'pending'")),
+        Index("ix_webhook_deliveries_tenant_created", "tenant_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
     event_type: Mapped[str] = mapped_column(String(50))
+    event_key: Mapped[str] = mapped_column(String(200))
+    sequence_key: Mapped[str] = mapped_column(String(160))
+    wa_message_id: Mapped[str | None] = mapped_column(String(128))
     payload: Mapped[dict] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(10), default=DELIVERY_PENDING, server_default=DELIVERY_PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    dead_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_status: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
+    replay_of: Mapped[int | None] = mapped_column(BigId, ForeignKey("webhook_deliveries.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class WebhookAttempt(db.Model):
+    """One try of a delivery: when, what the endpoint answered, or why it could not be reached."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index("ix_webhook_attempts_delivery", "tenant_id", "delivery_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    delivery_id: Mapped[int] = mapped_column(BigId, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    attempted_at: Mapped[datetime] = mapped_column(DateTime)
+    status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    duration_ms: Mapped[int] = mapped_column(Integer)

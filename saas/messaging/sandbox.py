@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from saas.messaging.statuses import StatusUpdate, apply_status_batch
+from saas.extensions import db
+from saas.messaging import forwarding
+from saas.messaging.statuses import StatusUpdate, apply_statuses
 from saas.timeutil import utcnow
 
 WALK = ("sent", "delivered", "read")
@@ -15,12 +17,27 @@ def walk_statuses(tenant_id: int, wa_message_id: str) -> None:
 
 
 def walk_many(messages: list[tuple[int, str]]) -> None:
-    """The walk for many messages in one transaction."""
+    """The walk for many messages in one transaction. Commits.
+
+    Tenants that forward to their own webhook get each status in WhatsApp's
+    shape, recorded in the same transaction.
+    """
     now = utcnow()
-    apply_status_batch([
-        StatusUpdate(tenant_id, wamid, status, now + timedelta(milliseconds=offset))
-        for tenant_id, wamid in messages
-        for offset, status in enumerate(WALK)])
+    updates = [StatusUpdate(tenant_id, wamid, status, now + timedelta(milliseconds=offset))
+               for tenant_id, wamid in messages
+               for offset, status in enumerate(WALK)]
+    session = db.session
+    try:
+        conn = session.connection()
+        apply_statuses(conn, updates)
+        events = forwarding.sandbox_status_events(
+            conn, [(u.tenant_id, u.wa_message_id, u.status, u.at) for u in updates])
+        if events:
+            forwarding.record_events(conn, events, now)
+    except BaseException:
+        session.rollback()
+        raise
+    session.commit()
 
 
 walk_statuses.batch = walk_many

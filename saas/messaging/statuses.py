@@ -4,18 +4,26 @@ A status never moves a message backwards, a timestamp is set once, and a
 ``failed`` that arrives after ``delivered`` or ``read`` is stale news. Each
 rule is part of the UPDATE itself, so statuses apply in batches, in any
 order, any number of times, with the same result.
+
+A status may also carry what WhatsApp charges for the message (its
+``conversation`` and ``pricing`` objects): kept on the message the first time
+it is learnt, whichever status brought it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, case, func, or_, update
+from sqlalchemy import Boolean, and_, bindparam, case, func, or_, update
 
 from saas.extensions import db
 from saas.messaging.models import STATUS_RANK, Message
 
 TIMESTAMP_FIELD = {"sent": "sent_at", "delivered": "delivered_at", "read": "read_at", "failed": "failed_at"}
+
+# What a status may tell about the message's price, as it is stored.
+CHARGE_FIELDS = ("wa_conversation_id", "wa_conversation_origin", "wa_conversation_expires_at", "pricing_billable",
+                 "pricing_model", "pricing_category", "pricing_type")
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,22 @@ class StatusUpdate:
     at: datetime
     error_code: int | None = None
     error_title: str | None = None
+    error_details: str | None = None
+    wa_conversation_id: str | None = None
+    wa_conversation_origin: str | None = None
+    wa_conversation_expires_at: datetime | None = None
+    pricing_billable: bool | None = None
+    pricing_model: str | None = None
+    pricing_category: str | None = None
+    pricing_type: str | None = None
+
+    @property
+    def has_pricing(self) -> bool:
+        return self.pricing_model is not None or self.pricing_category is not None
+
+    @property
+    def has_conversation(self) -> bool:
+        return self.wa_conversation_id is not None
 
 
 def _rank():
@@ -37,10 +61,18 @@ def _build(status: str):
     advances = _rank() < STATUS_RANK[status]
     values = {TIMESTAMP_FIELD[status]: func.coalesce(field, bindparam("at")),
               "status": case((advances, status), else_=Message.status)}
-    changes = or_(field.is_(None), advances)
+    # What the message is charged is learnt once: the first status that tells it sets it.
+    learns = or_(and_(bindparam("has_pricing", type_=Boolean), Message.pricing_model.is_(None),
+                      Message.pricing_category.is_(None)),
+                 and_(bindparam("has_conversation", type_=Boolean), Message.wa_conversation_id.is_(None)))
+    for name in CHARGE_FIELDS:
+        column = getattr(Message, name)
+        values[name] = func.coalesce(column, bindparam(name, type_=column.type))
+    changes = or_(field.is_(None), advances, learns)
     if status == "failed":
-        values["error_code"] = case((advances, bindparam("error_code")), else_=Message.error_code)
-        values["error_title"] = case((advances, bindparam("error_title")), else_=Message.error_title)
+        for name in ("error_code", "error_title", "error_details"):
+            column = getattr(Message, name)
+            values[name] = case((advances, bindparam(name, type_=column.type)), else_=column)
         changes = and_(changes, Message.status.not_in(("delivered", "read")))
     return (update(Message)
             .where(Message.tenant_id == bindparam("tenant"), Message.wa_message_id == bindparam("wamid"), changes)
@@ -50,6 +82,34 @@ def _build(status: str):
 
 # Built once per status: building an UPDATE costs more than running it.
 _STATEMENTS = {status: _build(status) for status in TIMESTAMP_FIELD}
+# What each statement is given, and nothing more: a parameter named like a column that the
+# statement does not set would be added to its SET clause (an error code wiped by a late "sent").
+_PASSED = {status: ["at", *CHARGE_FIELDS, *(("error_code", "error_title", "error_details")
+                                            if status == "failed" else ())]
+           for status in TIMESTAMP_FIELD}
+
+
+def apply_statuses(conn, updates: list[StatusUpdate]) -> int:
+    """Apply many statuses on ``conn`` in the caller's transaction (no commit).
+
+    Returns how many (message, status) pairs changed something.
+    """
+    changed = 0
+    for status in TIMESTAMP_FIELD:  # the order statuses happen in
+        rows = []
+        for u in updates:
+            if u.status == status:
+                row = {name: getattr(u, name) for name in _PASSED[status]}
+                row.update(tenant=u.tenant_id, wamid=u.wa_message_id, has_pricing=u.has_pricing,
+                           has_conversation=u.has_conversation)
+                rows.append(row)
+        if rows:
+            # Rows in one order in every transaction: two batches touching the same messages
+            # take their row locks in the same order instead of deadlocking.
+            rows.sort(key=lambda row: (row["tenant"], row["wamid"]))
+            # With many rows, rowcount is the sum over them on both drivers used here.
+            changed += conn.execute(_STATEMENTS[status], rows).rowcount
+    return changed
 
 
 def apply_status_batch(updates: list[StatusUpdate]) -> int:
@@ -59,17 +119,8 @@ def apply_status_batch(updates: list[StatusUpdate]) -> int:
     changed something; statuses for unknown messages, or another tenant's,
     change nothing.
     """
-    changed = 0
-    conn = db.session.connection()
     try:
-        for status in TIMESTAMP_FIELD:  # the order statuses happen in
-            rows = [{"tenant": u.tenant_id, "wamid": u.wa_message_id, "at": u.at,
-                     "error_code": u.error_code, "error_title": u.error_title}
-                    for u in updates if u.status == status]
-            if not rows:
-                continue
-            # With many rows, rowcount is the sum over them on both drivers used here.
-            changed += conn.execute(_STATEMENTS[status], rows).rowcount
+        changed = apply_statuses(db.session.connection(), updates)
     except BaseException:
         db.session.rollback()
         raise

@@ -416,22 +416,29 @@ def apply_template_webhook(waba_id, field: str, value) -> str:
     (else by name and language) in every tenant with that WABA. Safe to
     repeat. A template we do not know yet is left for the next sync.
     """
+    try:
+        outcome = apply_template_change(waba_id, field, value)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return outcome
+
+
+def apply_template_change(waba_id, field: str, value) -> str:
+    """apply_template_webhook inside the caller's transaction (the webhook's batch): flushes, never commits."""
     if field not in TEMPLATE_FIELDS or not isinstance(value, dict) or not isinstance(waba_id, str):
         return "ignored"
     rows = _webhook_rows(waba_id, value)
     if not rows:
         return "unknown template"
-    try:
-        if field == "message_template_status_update":
-            outcome = _apply_status(rows, value)
-        elif field == "message_template_quality_update":
-            outcome = _apply_quality(rows, value)
-        else:
-            outcome = _apply_category(rows, value)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
+    if field == "message_template_status_update":
+        outcome = _apply_status(rows, value)
+    elif field == "message_template_quality_update":
+        outcome = _apply_quality(rows, value)
+    else:
+        outcome = _apply_category(rows, value)
+    db.session.flush()
     return outcome
 
 

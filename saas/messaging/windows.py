@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, and_, bindparam, func, insert, select
+from sqlalchemy import Integer, and_, bindparam, case, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from saas.messaging.models import Conversation, Message
+from saas.messaging.models import Conversation, Message, ServiceWindow
 
 WINDOW = timedelta(hours=24)
 CUSTOMER_SERVICE_WINDOW = timedelta(hours=24)
@@ -101,12 +101,15 @@ def customer_service_window_open(conn_or_session, tenant_id: int, phone_number_p
                                  now: datetime) -> bool:
     """Whether ``contact`` wrote to the number (our PhoneNumber id) in the 24 hours before ``now``.
 
-    Reads the latest inbound message (direction "in") from the contact to the
-    number; read-only, in the caller's transaction.
+    ``contact`` is the recipient as the send names it: a wa_id (phone number
+    digits) or Meta's user_id. The window is the one inbound webhooks keep
+    (``service_windows``: refreshed by each message the contact sends, from
+    the message's own timestamp, latest first whatever the arrival order).
+    Read-only, one primary-key lookup, in the caller's transaction.
     """
-    latest = _connection(conn_or_session).execute(_LAST_INBOUND, {
-        "tenant_id": tenant_id, "number_id": phone_number_pk, "contact": contact}).scalar()
-    return latest is not None and latest > now - CUSTOMER_SERVICE_WINDOW
+    expires_at = _connection(conn_or_session).execute(OPEN_SERVICE_WINDOW, {
+        "tenant_id": tenant_id, "phone_number_id": phone_number_pk, "contact": contact}).scalar()
+    return expires_at is not None and expires_at > now
 
 
 def sandbox_window_open(conn_or_session, tenant_id: int, phone_number_pk: int, contact: str, now: datetime,
@@ -160,3 +163,56 @@ WITH latest AS (
            'conversation:' || conversation_id AS subject
     FROM message
 )"""
+
+
+# -- the customer-service window ---------------------------------------------------------------
+# Opened (or refreshed) for 24 hours by every message a contact sends to one of the
+# tenant's numbers. An inbound message bills nothing: the window is not a Conversation.
+SERVICE_WINDOW = timedelta(hours=24)
+_REFRESH_WINDOW: dict[str, object] = {}
+
+
+def _refresh_statement(conn):
+    dialect = conn.dialect.name
+    stmt = _REFRESH_WINDOW.get(dialect)
+    if stmt is None:
+        table = ServiceWindow.__table__
+        insert_ = insert_for(conn, ServiceWindow)
+        new = insert_.excluded
+        later = new.last_inbound_at > table.c.last_inbound_at
+        stmt = _REFRESH_WINDOW[dialect] = insert_.on_conflict_do_update(
+            index_elements=["tenant_id", "phone_number_id", "contact"],
+            set_={
+                # A window that had closed opens anew; an open one keeps the moment it opened.
+                "opened_at": case((table.c.expires_at <= new.last_inbound_at, new.opened_at),
+                                  else_=table.c.opened_at),
+                # Messages may be applied out of order: the latest one decides.
+                "last_inbound_at": case((later, new.last_inbound_at), else_=table.c.last_inbound_at),
+                "expires_at": case((later, new.expires_at), else_=table.c.expires_at),
+            })
+    return stmt
+
+
+def refresh_service_windows(conn, inbound: list[tuple[int, int, str, datetime]]) -> None:
+    """Open or refresh the customer-service window for each (tenant id, number pk, contact, sent at).
+
+    In the caller's transaction. Idempotent and order-proof: the window runs
+    24 hours from the latest message, whatever order messages are applied in.
+    """
+    latest: dict[tuple[int, int, str], datetime] = {}
+    for tenant_id, number_pk, contact, at in inbound:
+        key = (tenant_id, number_pk, contact)
+        if key not in latest or at > latest[key]:
+            latest[key] = at
+    # One statement per window, in key order: concurrent refreshes lock rows in the same order.
+    stmt = _refresh_statement(conn)
+    for (tenant_id, number_pk, contact), at in sorted(latest.items()):
+        conn.execute(stmt, {"tenant_id": tenant_id, "phone_number_id": number_pk, "contact": contact,
+                            "opened_at": at, "last_inbound_at": at, "expires_at": at + SERVICE_WINDOW})
+
+
+OPEN_SERVICE_WINDOW = (
+    select(ServiceWindow.expires_at)
+    .where(ServiceWindow.tenant_id == bindparam("tenant_id"),
+           ServiceWindow.phone_number_id == bindparam("phone_number_id"),
+           ServiceWindow.contact == bindparam("contact")))

@@ -102,3 +102,7 @@ class TemplateForm(FlaskForm):
     components = TextAreaField(
         "Components (JSON)", validators=[DataRequired(), Length(max=32 * 1024), CleanText(allow="\r\n\t")],
         default='[{"type": "BODY", "text": "Hello {{1}}, your order {{2}} has shipped."}]')
+
+
+class WebhookForm(FlaskForm):
+    url = StringField("Webhook URL", validators=[DataRequired(), Length(max=2048)])

@@ -49,9 +49,20 @@ def add_template(app, tenant_id: int, waba_id: str, name: str, *, language="en_U
 
 
 def inbound(app, tenant_id: int, number_pk: int, contact: str, at: datetime | None = None) -> None:
-    """A message from ``contact`` to the number, received at ``at`` (now by default)."""
+    """A message from ``contact`` to the number, received at ``at`` (now by default), with the
+    customer-service window it opens, as the inbound webhook writes them."""
+    from datetime import timedelta
+
+    from saas.messaging.models import ServiceWindow
+
     at = at or utcnow()
     with app.app_context():
+        window = db.session.get(ServiceWindow, (tenant_id, number_pk, contact))
+        if window is None:
+            db.session.add(ServiceWindow(tenant_id=tenant_id, phone_number_id=number_pk, contact=contact,
+                                         opened_at=at, last_inbound_at=at, expires_at=at + timedelta(hours=24)))
+        elif at > window.last_inbound_at:
+            window.last_inbound_at, window.expires_at = at, at + timedelta(hours=24)
         db.session.add(Message(tenant_id=tenant_id, phone_number_id=number_pk, direction="in", wa_id=contact,
                                type="text", body_summary="hi", status="received",
                                wa_message_id="wamid.in" + secrets.token_hex(12), created_at=at, updated_at=at))

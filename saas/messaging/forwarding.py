@@ -1,0 +1,218 @@
+"""Forwarding to the tenant's own webhook: what is forwarded, in which shape, and the ledger of deliveries.
+
+Every status and inbound message of a tenant's numbers (live ones from
+WhatsApp's webhooks, sandbox ones from the sandbox's status walk) becomes one
+WebhookDelivery in Meta's own payload shape, written in the same transaction
+that applies it, for tenants whose plan has ``webhooks`` and that registered
+an active endpoint. An event is recorded once per endpoint however often
+WhatsApp repeats it. saas.messaging.delivery sends them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from saas.billing import entitlements
+from saas.errors import NotFound
+from saas.extensions import db
+from saas.messaging.models import (
+    DELIVERY_PENDING, Conversation, Message, PhoneNumber, WebhookAttempt, WebhookDelivery, WebhookEndpoint,
+)
+from saas.messaging.windows import insert_for
+from saas.tenants.scoping import get_owned, owned_query
+from saas.tenants.services import tenant_snapshot
+from saas.timeutil import utcnow
+
+FEATURE = "webhooks"
+# Sandbox numbers belong to no WhatsApp Business account; their payloads name this one.
+SANDBOX_WABA_ID = "0"
+
+
+@dataclass(frozen=True)
+class NumberRef:
+    """A tenant's number as an event names it."""
+
+    id: int
+    tenant_id: int
+    phone_number_id: str
+    display_number: str
+    waba_id: str | None
+
+    @property
+    def metadata(self) -> dict:
+        return {"display_phone_number": "".join(ch for ch in self.display_number if ch.isdigit()),
+                "phone_number_id": self.phone_number_id}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One status or one inbound message of a tenant's number, as WhatsApp described it."""
+
+    number: NumberRef
+    kind: str                 # "status" or "message"
+    wa_message_id: str
+    item: dict                # the status or message object
+    contact: dict | None = None
+    waba_id: str | None = None
+    metadata: dict | None = None  # WhatsApp's own, passed on as it came
+
+    @property
+    def tenant_id(self) -> int:
+        return self.number.tenant_id
+
+    @property
+    def event_type(self) -> str:
+        detail = self.item.get("status") if self.kind == "status" else self.item.get("type")
+        return f"{self.kind}.{detail}"[:50] if isinstance(detail, str) else self.kind
+
+    @property
+    def event_key(self) -> str:
+        if self.kind == "status":
+            return f"status:{self.wa_message_id}:{str(self.item.get('status'))[:40]}"
+        return f"message:{self.wa_message_id}"
+
+    def payload(self) -> dict:
+        """Meta's notification shape, holding this one event."""
+        value = {"messaging_product": "whatsapp", "metadata": self.metadata or self.number.metadata}
+        if self.kind == "status":
+            value["statuses"] = [self.item]
+        else:
+            if self.contact:
+                value["contacts"] = [self.contact]
+            value["messages"] = [self.item]
+        waba = self.waba_id or self.number.waba_id or SANDBOX_WABA_ID
+        return {"object": "whatsapp_business_account",
+                "entry": [{"id": waba, "changes": [{"value": value, "field": "messages"}]}]}
+
+
+def _may_forward(tenant_id: int) -> bool:
+    tenant = tenant_snapshot(tenant_id)
+    return tenant is not None and entitlements.for_tenant(tenant).may(FEATURE)
+
+
+def endpoints_for(conn, tenant_ids) -> dict[int, int]:
+    """{tenant id: endpoint id} of the given tenants that forward now (active endpoint, plan with webhooks)."""
+    if not tenant_ids:
+        return {}
+    rows = conn.execute(select(WebhookEndpoint.tenant_id, WebhookEndpoint.id).where(
+        WebhookEndpoint.tenant_id.in_(sorted(tenant_ids)), WebhookEndpoint.active.is_(True))).all()
+    return {tenant_id: endpoint_id for tenant_id, endpoint_id in rows if _may_forward(tenant_id)}
+
+
+_RECORD: dict[str, object] = {}
+
+
+def _record_statement(conn):
+    stmt = _RECORD.get(conn.dialect.name)
+    if stmt is None:
+        stmt = _RECORD[conn.dialect.name] = insert_for(conn, WebhookDelivery).on_conflict_do_nothing(
+            index_elements=["tenant_id", "endpoint_id", "event_key"])
+    return stmt
+
+
+def record_events(conn, events: list[Event], now: datetime) -> int:
+    """Write a pending delivery for each event whose tenant forwards; in the caller's transaction.
+
+    Idempotent: an event already recorded for the endpoint is skipped.
+    Returns how many events were considered for forwarding.
+    """
+    endpoints = endpoints_for(conn, {event.tenant_id for event in events})
+    rows = [{"tenant_id": e.tenant_id, "endpoint_id": endpoints[e.tenant_id], "event_type": e.event_type,
+             "event_key": e.event_key, "sequence_key": f"message:{e.wa_message_id}",
+             "wa_message_id": e.wa_message_id, "payload": e.payload(), "state": DELIVERY_PENDING, "attempts": 0,
+             "next_attempt_at": now, "created_at": now}
+            for e in events if e.tenant_id in endpoints]
+    if rows:
+        conn.execute(_record_statement(conn), rows)
+    return len(rows)
+
+
+# -- the sandbox's statuses, as WhatsApp would describe them ------------------------------------
+
+EPOCH = datetime(1970, 1, 1)
+
+
+def _seconds(at: datetime) -> str:
+    """A naive-UTC moment as WhatsApp writes timestamps: whole seconds since the epoch, as a string."""
+    return str(int((at - EPOCH).total_seconds()))
+
+
+def sandbox_status_events(conn, walked: list[tuple[int, str, str, datetime]]) -> list[Event]:
+    """Status events for sandbox messages that moved: (tenant id, wamid, status, at) each.
+
+    Only for tenants that forward (one query finds them); a sandbox message
+    is billed by us, never by Meta: its pricing says ``billable: false``.
+    """
+    endpoints = endpoints_for(conn, {tenant_id for tenant_id, _, _, _ in walked})
+    wanted = [(t, w, s, at) for t, w, s, at in walked if t in endpoints]
+    if not wanted:
+        return []
+    rows = conn.execute(
+        select(Message.tenant_id, Message.wa_message_id, Message.wa_id, Message.conversation_id,
+               Conversation.category, Conversation.expires_at, PhoneNumber.id, PhoneNumber.phone_number_id,
+               PhoneNumber.display_number, PhoneNumber.waba_id)
+        .join(PhoneNumber, PhoneNumber.id == Message.phone_number_id)
+        .outerjoin(Conversation, (Conversation.id == Message.conversation_id)
+                   & (Conversation.tenant_id == Message.tenant_id))
+        .where(Message.wa_message_id.in_(sorted({w for _, w, _, _ in wanted})))).all()
+    found = {(row.tenant_id, row.wa_message_id): row for row in rows}
+    events = []
+    for tenant_id, wamid, status, at in wanted:
+        row = found.get((tenant_id, wamid))
+        if row is None:
+            continue
+        item = {"id": wamid, "status": status, "timestamp": _seconds(at), "recipient_id": row.wa_id}
+        if status in ("sent", "delivered") and row.category:
+            conversation = {"id": f"sandbox-{row.conversation_id}", "origin": {"type": row.category}}
+            if status == "sent" and row.expires_at is not None:
+                conversation["expiration_timestamp"] = _seconds(row.expires_at)
+            item["conversation"] = conversation
+            item["pricing"] = {"billable": False, "pricing_model": "PMP", "category": row.category,
+                               "type": "free_customer_service" if row.category == "service" else "regular"}
+        number = NumberRef(row.id, tenant_id, row.phone_number_id, row.display_number, row.waba_id)
+        events.append(Event(number, "status", wamid, item))
+    return events
+
+
+# -- what the portal shows and does ---------------------------------------------------------
+
+def list_deliveries(tenant, *, limit: int = 50, before_id: int | None = None) -> list[WebhookDelivery]:
+    """The tenant's deliveries, newest first; ``before_id`` continues from the last page's final id."""
+    query = owned_query(WebhookDelivery, tenant)
+    if before_id is not None:
+        query = query.where(WebhookDelivery.id < before_id)
+    return list(db.session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit)))
+
+
+def get_delivery(tenant, delivery_id) -> WebhookDelivery:
+    """One of the tenant's deliveries; NotFound for another tenant's, exactly as for none."""
+    return get_owned(WebhookDelivery, delivery_id, tenant, what="delivery")
+
+
+def attempts_of(tenant, delivery: WebhookDelivery) -> list[WebhookAttempt]:
+    return list(db.session.scalars(
+        owned_query(WebhookAttempt, tenant).where(WebhookAttempt.delivery_id == delivery.id)
+        .order_by(WebhookAttempt.id)))
+
+
+def replay(tenant, delivery_id, *, now: datetime | None = None) -> WebhookDelivery:
+    """Send one of the tenant's deliveries again, as a new delivery of the same payload. Commits.
+
+    The copy goes to the tenant's endpoint as it is now, after any of the
+    message's events still pending. NotFound for another tenant's delivery.
+    """
+    original = get_delivery(tenant, delivery_id)
+    now = now or utcnow()
+    endpoint = db.session.scalar(owned_query(WebhookEndpoint, tenant))
+    if endpoint is None:
+        raise NotFound("There is no webhook endpoint to send it to.")
+    copy = WebhookDelivery(
+        tenant_id=tenant.id, endpoint_id=endpoint.id, event_type=original.event_type,
+        event_key=f"replay:{original.id}:{now.isoformat()}"[:200], sequence_key=original.sequence_key,
+        wa_message_id=original.wa_message_id, payload=original.payload, state=DELIVERY_PENDING, attempts=0,
+        next_attempt_at=now, created_at=now, replay_of=original.id)
+    db.session.add(copy)
+    db.session.commit()
+    return copy
