@@ -7,59 +7,17 @@ new plan, and the browser follows the success URL back as Stripe would send it.
 """
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import threading
 
 import pytest
 import requests
 
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
-from werkzeug.serving import make_server  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
 
 from tests.billing.test_checkout import sync  # noqa: E402
 from tests.conftest import verification_link  # noqa: E402
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-CSP_WATCH = """
-window.__cspViolations = [];
-document.addEventListener('securitypolicyviolation', function (e) {
-  window.__cspViolations.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline'));
-});
-"""
-
-
-def chromium_path() -> str | None:
-    return os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = chromium_path()
-    if not executable or not os.path.exists(executable):
-        pytest.skip(f"no Chromium found (CHROMIUM_PATH={os.environ.get('CHROMIUM_PATH')!r}, no chromium on PATH): "
-                    "install Debian's chromium package or set CHROMIUM_PATH; these tests never download a browser")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def live_server(app):
-    """The app on http://127.0.0.1:<free port>; yields the base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+from tests.portal.test_browser import CSP_WATCH, PHONE, browser, live_server  # noqa: E402,F401  (fixtures)
 
 
 @pytest.fixture
@@ -130,7 +88,6 @@ def test_free_tenant_upgrades_to_pro_through_checkout(app, stripe, page, live_se
     assert page.errors == []
 
 
-PHONE = {"width": 375, "height": 812}
 
 
 def test_subscriber_switches_plan_after_the_preview_on_a_phone(app, stripe, browser, live_server, mailbox):
