@@ -108,6 +108,9 @@ class Message(db.Model):
     period_start: Mapped[datetime | None] = mapped_column(DateTime)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # The Cloud API's messages[0].message_status for a template send (accepted,
+    # held_for_quality_assessment, paused): kept as WhatsApp answered it.
+    message_status: Mapped[str | None] = mapped_column(String(40))
     # What the send answered, replayed for a repeated Idempotency-Key.
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[dict | None] = mapped_column(JSON)
@@ -283,3 +286,18 @@ class WebhookAttempt(db.Model):
     status: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(500))
     duration_ms: Mapped[int] = mapped_column(Integer)
+
+
+class Media(db.Model):
+    """A WhatsApp media id a tenant may read or delete through us: one it uploaded, or one an
+    inbound message carried. Media ids are Meta's; this row is what scopes one to a tenant."""
+
+    __tablename__ = "media"
+
+    media_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    phone_number_id: Mapped[int] = mapped_column(ForeignKey("phone_numbers.id", ondelete="CASCADE"))
+    origin: Mapped[str] = mapped_column(String(10))  # "upload" or "inbound"
+    mime_type: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
