@@ -121,12 +121,66 @@ class RateLimited(ApiError):
 
 
 class UpstreamError(ApiError):
-    """WhatsApp refused or failed; ``graph_code`` carries WhatsApp's own code."""
+    """WhatsApp refused or failed; ``graph_code`` carries WhatsApp's own code.
+
+    Built from Graph's own error answer (``from_graph``) it keeps what Meta
+    said: the code, ``error_subcode``, ``error_data.details``, the type and
+    ``fbtrace_id``, and Meta's HTTP status where it is the client's to act on
+    (4xx); a failure of Meta's own (5xx, no answer) is a 502, a timeout a 504.
+    """
 
     status = 502
     code = "upstream_error"
     graph_code = 131000
     message = "WhatsApp could not process the message."
+    fbtrace_id: str | None = None
+
+    @classmethod
+    def from_graph(cls, http_status: int | None, error: dict | None, *, retry_after: str | None = None,
+                   details: dict | None = None) -> "UpstreamError":
+        """The tenant's view of Graph's ``{"error": {...}}`` answer (``error`` is the inner object)."""
+        error = error if isinstance(error, dict) else {}
+        code = error.get("code") if isinstance(error.get("code"), int) else None
+        data = error.get("error_data") if isinstance(error.get("error_data"), dict) else {}
+        title = _graph_text(error.get("error_user_title") or error.get("message"), 300) or cls.message
+        exc = cls(title, details={"whatsapp_code": code, **(details or {})},
+                  headers={"Retry-After": retry_after} if retry_after and http_status == 429 else None,
+                  graph_code=code if code is not None else 131000)
+        exc.graph_title = _strip_code_prefix(title)
+        exc.graph_details = _graph_text(data.get("details"), 500)
+        subcode = error.get("error_subcode")
+        exc.graph_subcode = subcode if isinstance(subcode, int) else None
+        exc.graph_type = _graph_text(error.get("type"), 60) or cls.graph_type
+        exc.fbtrace_id = _graph_text(error.get("fbtrace_id"), 64)
+        if exc.graph_subcode is not None:
+            exc.details["error_subcode"] = exc.graph_subcode
+        if exc.graph_details:
+            exc.details["error_details"] = exc.graph_details
+        if exc.fbtrace_id:
+            exc.details["fbtrace_id"] = exc.fbtrace_id
+        if http_status is not None and 400 <= http_status < 500:
+            exc.status = http_status
+        return exc
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+    message = "WhatsApp did not answer in time."
+
+
+def _graph_text(value, limit: int) -> str | None:
+    """Text from an upstream answer made safe to show and store: a string, no NUL, bounded."""
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = str(value).replace("\x00", "").strip()
+    return text[:limit] or None
+
+
+def _strip_code_prefix(title: str) -> str:
+    # Meta's messages often start "(#131026) ..."; the envelope adds the code itself.
+    match = re.match(r"^\(#\d+\)\s*", title)
+    return title[match.end():] if match else title
 
 
 class WhatsAppRule(ApiError):
@@ -253,7 +307,7 @@ def graph_envelope(error: ApiError):
         "type": error.graph_type,
         "code": error.graph_code,
         "error_data": {"messaging_product": "whatsapp", "details": error.graph_details or error.message},
-        "fbtrace_id": g.get("request_id", ""),
+        "fbtrace_id": getattr(error, "fbtrace_id", None) or g.get("request_id", ""),
         "reason": error.code,
     }
     if error.graph_subcode is not None:
