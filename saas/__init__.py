@@ -100,7 +100,10 @@ def register_services(app: Flask) -> None:
 
     app.extensions["stripe"] = stripe_client.build(app.config)
     metering = Metering()
-    transports = Transports(sandbox=SandboxTransport(latency=app.config["SANDBOX_LATENCY_MS"] / 1000))
+    from saas.messaging.cloud_api import CloudApiTransport
+
+    transports = Transports(sandbox=SandboxTransport(latency=app.config["SANDBOX_LATENCY_MS"] / 1000),
+                            live=CloudApiTransport(app.config))
     # The pair rate lives where the plan rate limits do: Redis with REDIS_URL, else this process's memory.
     rules = WhatsAppRules(PairRate(limiter.storage, burst=app.config["WHATSAPP_PAIR_RATE_BURST"],
                                    seconds=app.config["WHATSAPP_PAIR_RATE_SECONDS"]))

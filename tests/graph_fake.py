@@ -139,6 +139,7 @@ class FakeGraph:
         self.injected: list[Injected] = []
         # Where template listings' paging.next points (None: this fake), to see a client never follows it elsewhere.
         self.paging_base: str | None = None
+        self._reset_answers()
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -168,6 +169,16 @@ class FakeGraph:
             self.injected.clear()
             self.latency = 0.0
             self.paging_base = None
+            self._reset_answers()
+
+    def _reset_answers(self) -> None:
+        # The JSON of every answer given, in order; what a send's message_status is (None: Meta's
+        # "accepted" for templates only); the wa_id Meta gives a recipient when it differs from the
+        # digits sent; ``garbage`` answers every call with a 200 that is not JSON.
+        self.answers: list = []
+        self.message_status: str | None = None
+        self.wa_ids: dict[str, str] = {}
+        self.garbage = False
 
     # -- setup and controls --------------------------------------------------------------------
     def add_number(self, phone_number_id: str | None = None, *, waba_id: str | None = None,
@@ -233,6 +244,12 @@ class FakeGraph:
     def handle(self, method: str, path: str, query: dict, body, headers) -> tuple[int, dict, dict] | None:
         """(status, JSON, extra headers); None means: close the connection without answering."""
         self.calls.append(Call(method, path, query, body, dict(headers)))
+        answer = self._answer(method, path, query, body, headers)
+        if answer is not None:
+            self.answers.append(answer[1])
+        return answer
+
+    def _answer(self, method: str, path: str, query: dict, body, headers) -> tuple[int, dict, dict] | None:
         injected = self._injected_for(method, path)
         if self.latency:
             time.sleep(self.latency)
@@ -318,9 +335,12 @@ class FakeGraph:
         digits = "".join(ch for ch in str(body["to"]) if ch.isdigit())
         wamid = "wamid." + base64.b64encode(b"HBgL" + secrets.token_bytes(24)).decode().rstrip("=")
         message = {"id": wamid}
-        if kind == "template":
+        if self.message_status is not None:
+            message["message_status"] = self.message_status
+        elif kind == "template":
             message["message_status"] = "accepted"
-        return 200, {"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": digits}],
+        return 200, {"messaging_product": "whatsapp",
+                     "contacts": [{"input": body["to"], "wa_id": self.wa_ids.get(digits, digits)}],
                      "messages": [message]}
 
     def _upload(self, phone_number_id, body, headers):
@@ -412,6 +432,8 @@ def _handler(fake: FakeGraph):
                 self.connection.close()
                 return
             status, payload, extra = answer
+            if fake.garbage:
+                payload, extra = {"data": b"<html>Bad gateway</html>", "mime_type": "text/html"}, {}
             if isinstance(payload, dict) and "data" in payload and isinstance(payload.get("data"), bytes):
                 data, kind = payload["data"], payload["mime_type"]
             else:

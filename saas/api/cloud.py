@@ -46,5 +46,6 @@ def send(version, phone_number_id):
     data = load(message_body, body)
     to_input = data.pop("to_input")
     outcome = current_app.extensions["send_service"].send(
-        tenant, current_rights(), phone_number_id, data, idempotency_key=idempotency_key(), to_input=to_input)
+        tenant, current_rights(), phone_number_id, data, idempotency_key=idempotency_key(), to_input=to_input,
+        upstream=body)
     return jsonify(outcome.response_body)

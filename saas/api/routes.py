@@ -24,7 +24,8 @@ pagination = schemas.Pagination()
 @per_tenant
 def send_message():
     tenant = current_tenant()
-    data = load(send_body, json_object())
+    body = json_object()
+    data = load(send_body, body)
     data.pop("to_input")
     phone_number_id = data.pop("phone_number_id", None)
     if phone_number_id is None:
@@ -34,7 +35,7 @@ def send_message():
                                  details={"phone_number_id": ["Missing data for required field."]})
         phone_number_id = numbers[0].phone_number_id
     outcome = current_app.extensions["send_service"].send(
-        tenant, current_rights(), phone_number_id, data, idempotency_key=idempotency_key())
+        tenant, current_rights(), phone_number_id, data, idempotency_key=idempotency_key(), upstream=body)
     response = jsonify(message_json(messaging.get_message(tenant, outcome.message_id)))
     response.status_code = 200 if outcome.replayed else 201
     response.headers["Location"] = url_for("api.get_message", message_id=outcome.message_id)

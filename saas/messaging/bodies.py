@@ -47,10 +47,13 @@ def request_hash(phone_number_id: str, payload: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def graph_response(wa_message_id: str, wa_id: str, to_input: str, message_type: str) -> dict:
-    """The Cloud API's success body for a send."""
+def graph_response(wa_message_id: str, wa_id: str, to_input: str, message_type: str,
+                   message_status: str | None = None) -> dict:
+    """The Cloud API's success body for a send (a template's ``message_status`` as WhatsApp gave it)."""
     entry = {"id": wa_message_id}
-    if message_type == "template":
+    if message_status is not None:
+        entry["message_status"] = message_status
+    elif message_type == "template":
         entry["message_status"] = "accepted"
     return {
         "messaging_product": "whatsapp",

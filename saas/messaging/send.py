@@ -29,7 +29,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from saas.errors import (
     EmailNotVerified, FeatureNotInPlan, IdempotencyConflict, PaymentRequired, QuotaExceeded, TenantSuspended, UpstreamError,
+    UpstreamTimeout,
 )
+from saas import cache
 from saas.extensions import db
 from saas.messaging.bodies import graph_response, request_hash, summarise
 from saas.messaging.models import MODE_LIVE, Conversation, Message
@@ -61,6 +63,7 @@ class SendOutcome:
 ACCEPT = (
     update(Message).where(Message.id == bindparam("message_id"), Message.status == "pending")
     .values(status="accepted", wa_message_id=bindparam("wamid"), response_status=200,
+            message_status=bindparam("message_status"),
             response_body=bindparam("body", type_=Message.response_body.type), updated_at=bindparam("now")))
 
 
@@ -93,6 +96,12 @@ def payment_required(rights, what: str, **details) -> PaymentRequired:
 
 
 def _refusal(result: SendResult, message_id: int) -> UpstreamError:
+    if result.timed_out:
+        return UpstreamTimeout(result.error_title, details={"whatsapp_code": result.error_code,
+                                                            "message_id": message_id})
+    if result.graph_error is not None:
+        return UpstreamError.from_graph(result.http_status, result.graph_error, retry_after=result.retry_after,
+                                        details={"message_id": message_id})
     return UpstreamError(result.error_title or UpstreamError.message,
                          details={"whatsapp_code": result.error_code, "message_id": message_id},
                          graph_code=result.error_code)
@@ -116,8 +125,13 @@ class SendService:
         self.session = session or db.session
 
     def send(self, tenant, rights, phone_number_id: str, payload: dict, *, idempotency_key: str | None = None,
-             to_input: str | None = None) -> SendOutcome:
+             to_input: str | None = None, upstream: dict | None = None) -> SendOutcome:
         """Send one validated Cloud API message body from the tenant's number ``phone_number_id``.
+
+        ``payload`` is the body as validated (the recipient normalised, only
+        the type's own object); ``upstream`` the tenant's body as it came, which
+        a live number forwards to WhatsApp (so fields we do not read travel
+        unchanged), with the normalised recipient.
 
         Metered exactly once, before the transport is called; a send the
         transport refuses (or that raises) is un-billed. With an
@@ -132,7 +146,7 @@ class SendService:
         if rights.suspended:
             raise TenantSuspended()
         number = sending_number(tenant, phone_number_id)
-        if number.mode == MODE_LIVE and not tenant_verified(tenant.id):
+        if number.mode == MODE_LIVE and not _verified(tenant.id):
             raise EmailNotVerified()
         kind = payload["type"]
         feature = TYPES[kind].feature
@@ -160,12 +174,15 @@ class SendService:
             lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest, admission))
         if isinstance(message_id, SendOutcome):
             return message_id
-        result = self._call(transport, number, payload)
+        result = self._call(transport, number, _upstream_body(payload, upstream))
         if not result.ok:
-            self.settle_failed(tenant.id, message_id, result.error_code, result.error_title)
+            self.settle_failed(tenant.id, message_id, result.error_code, result.error_title,
+                               error_details=result.error_details)
             raise _refusal(result, message_id)
-        body = graph_response(result.wa_message_id, payload["to"], to_input or payload["to"], kind)
-        self._reconnecting(lambda: self._accept(message_id, result.wa_message_id, body if idempotency_key else None))
+        body = graph_response(result.wa_message_id, result.wa_id or payload["to"], to_input or payload["to"], kind,
+                              message_status=result.message_status)
+        self._reconnecting(lambda: self._accept(message_id, result.wa_message_id, body if idempotency_key else None,
+                                                result.message_status))
         return self._accepted(transport, tenant.id, message_id, result.wa_message_id, body)
 
     def _admit(self, tenant_id: int, number, payload: dict) -> Admission:
@@ -334,11 +351,13 @@ class SendService:
                 return message_id
         raise RuntimeError("could not open or join a conversation window")
 
-    def _accept(self, message_id: int, wa_message_id: str, body: dict | None) -> None:
+    def _accept(self, message_id: int, wa_message_id: str, body: dict | None, message_status: str | None = None,
+                ) -> None:
         session = self.session
         try:
             accepted = session.connection(execution_options=_single_statement(session)).execute(ACCEPT, {
-                "message_id": message_id, "wamid": wa_message_id, "body": body, "now": self.clock()}).rowcount
+                "message_id": message_id, "wamid": wa_message_id, "body": body, "message_status": message_status,
+                "now": self.clock()}).rowcount
             session.commit()
         except BaseException:
             session.rollback()
@@ -348,7 +367,7 @@ class SendService:
             log.error("accepted send %s was already settled as interrupted", message_id)
 
     def settle_failed(self, tenant_id: int, message_id: int, error_code: int | None, error_title: str | None,
-                      ) -> bool:
+                      *, error_details: str | None = None) -> bool:
         """Mark a pending send failed and take its usage back, once. Commits.
 
         The window's conversation is un-billed (and the window closed) when
@@ -372,7 +391,7 @@ class SendService:
             settled = conn.execute(
                 update(Message).where(Message.id == message_id, Message.status == "pending")
                 .values(status="failed", failed_at=now, error_code=error_code, error_title=error_title,
-                        response_status=502, updated_at=now)).rowcount
+                        error_details=error_details, response_status=502, updated_at=now)).rowcount
             if not settled:
                 session.rollback()
                 return False
@@ -434,3 +453,19 @@ class SendService:
                                 details={"whatsapp_code": earlier.error_code, "message_id": earlier.id},
                                 graph_code=earlier.error_code)
         return SendOutcome(earlier.id, earlier.wa_message_id, earlier.response_body, replayed=True)
+
+
+def _upstream_body(payload: dict, upstream: dict | None) -> dict:
+    """What a live number sends to WhatsApp: the tenant's own body, our fields taken out, the
+    recipient and type as validated (the contact metered is the contact sent to)."""
+    if upstream is None:
+        return payload
+    body = {k: v for k, v in upstream.items() if k != "phone_number_id"}
+    body["to"] = payload["to"]
+    body["type"] = payload["type"]
+    return body
+
+
+def _verified(tenant_id: int) -> bool:
+    """tenant_verified, remembered once true (an address, once verified, stays verified)."""
+    return bool(cache.cache_for("verified_tenants").get(tenant_id, lambda: tenant_verified(tenant_id) or None))

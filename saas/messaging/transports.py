@@ -1,4 +1,4 @@
-"""How a message leaves: the sandbox (no network) or WhatsApp's Cloud API."""
+"""How a message leaves: the sandbox (no network) or WhatsApp's Cloud API (saas.messaging.cloud_api)."""
 from __future__ import annotations
 
 import base64
@@ -14,6 +14,16 @@ class SendResult:
     error_code: int | None = None
     error_title: str | None = None
     error_details: str | None = None
+    # What the Cloud API answered, where it answered: the recipient's WhatsApp id and a
+    # template's message_status on success; on a refusal, Graph's own error object
+    # (code, error_subcode, error_data, fbtrace_id ...), its HTTP status and Retry-After.
+    wa_id: str | None = None
+    message_status: str | None = None
+    graph_error: dict | None = None
+    http_status: int | None = None
+    retry_after: str | None = None
+    # No answer in time: the message may or may not have gone out.
+    timed_out: bool = False
 
 
 def new_wamid() -> str:

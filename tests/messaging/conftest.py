@@ -1,4 +1,4 @@
-"""Fixtures for WhatsApp's rules: a live transport against the loopback Graph, and the pair rate switched on."""
+"""Fixtures for WhatsApp's rules: live sends against the loopback Graph, and the pair rate switched on."""
 from __future__ import annotations
 
 import pytest
@@ -6,14 +6,8 @@ import pytest
 
 @pytest.fixture
 def live(app, graph):
-    """Live numbers send through the loopback Graph API (as the Cloud API transport does); yields the fake."""
-    from tests.messaging.live import GraphTransport
-
-    transports = app.extensions["send_service"].transports
-    saved = transports.live
-    transports.live = GraphTransport(app.config)
+    """Live numbers send through the app's own Cloud API transport to the loopback Graph API; yields the fake."""
     yield graph
-    transports.live = saved
 
 
 @pytest.fixture

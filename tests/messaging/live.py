@@ -1,16 +1,13 @@
 """Live numbers for tests: a PhoneNumber row and the same number in the loopback Graph API,
-a transport that really sends to that Graph, and the rows WhatsApp's rules read."""
+and the rows WhatsApp's rules read."""
 from __future__ import annotations
 
 import secrets
 from datetime import datetime
 
-import requests
-
 from saas.extensions import db
 from saas.messaging.models import Message, PhoneNumber, Template
-from saas.messaging.numbers import decrypt_token, encrypt_token
-from saas.messaging.transports import SendResult
+from saas.messaging.numbers import encrypt_token
 from saas.timeutil import utcnow
 
 
@@ -78,24 +75,3 @@ def template_payload(to: str, name: str, language: str = "en_US") -> dict:
 def text_payload(to: str, body: str = "hello") -> dict:
     return {"messaging_product": "whatsapp", "to": to, "type": "text", "text": {"body": body}}
 
-
-class GraphTransport:
-    """Sends to the Graph API at WHATSAPP_GRAPH_URL with the number's token, as a live transport does."""
-
-    mode = "live"
-
-    def __init__(self, config):
-        self.config = config
-        self.session = requests.Session()
-
-    def send(self, number, payload: dict) -> SendResult:
-        url = "/".join([self.config["WHATSAPP_GRAPH_URL"], self.config["WHATSAPP_API_VERSION"],
-                        number.phone_number_id, "messages"])
-        response = self.session.post(url, json=payload, timeout=(2, 5), headers={
-            "Authorization": f"Bearer {decrypt_token(number.access_token_encrypted)}"})
-        body = response.json()
-        if response.status_code == 200:
-            return SendResult(ok=True, wa_message_id=body["messages"][0]["id"])
-        error = body["error"]
-        return SendResult(ok=False, error_code=error["code"], error_title=error["message"],
-                          error_details=error.get("error_data", {}).get("details"))
