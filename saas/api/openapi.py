@@ -24,6 +24,7 @@ bp = Blueprint("openapi", __name__)
 class MessageError(Schema):
     code = fields.Integer(required=True)
     title = fields.String(required=True, allow_none=True)
+    details = fields.String(required=True, allow_none=True)
 
 
 class Message(Schema):
@@ -36,6 +37,9 @@ class Message(Schema):
     summary = fields.String(required=True)
     wa_message_id = fields.String(required=True, allow_none=True)
     status = fields.String(required=True)
+    message_status = fields.String(required=True, allow_none=True, metadata={
+        "description": "A template send's status as WhatsApp answered it (accepted, held_for_quality_assessment, "
+                       "paused)."})
     error = fields.Nested(MessageError, required=True, allow_none=True)
     conversation_id = fields.Integer(required=True, allow_none=True)
     created_at = fields.String(required=True, metadata={"format": "date-time"})

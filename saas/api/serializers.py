@@ -15,7 +15,9 @@ def message_json(message) -> dict:
         "summary": message.body_summary,
         "wa_message_id": message.wa_message_id,
         "status": message.status,
-        "error": ({"code": message.error_code, "title": message.error_title}
+        # A template send's status as WhatsApp gave it: accepted, held_for_quality_assessment, paused.
+        "message_status": message.message_status,
+        "error": ({"code": message.error_code, "title": message.error_title, "details": message.error_details}
                   if message.error_code is not None else None),
         "conversation_id": message.conversation_id,
         "created_at": iso(message.created_at),
