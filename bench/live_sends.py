@@ -160,6 +160,41 @@ class ActivitySampler:
                 f"{self.every * 1000:.0f} ms)")
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) of the live processes in process group ``pgid``: a server's master and workers."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wait_walked(url: str, limit: float = 60.0) -> float | None:
+    """Seconds until no sandbox message is left to walk (its follow-ups done); None: not within ``limit``."""
+    started = time.monotonic()
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() - started < limit:
+            left = conn.execute("SELECT count(*) FROM messages m JOIN phone_numbers p ON p.id = m.phone_number_id "
+                                "WHERE p.mode = 'sandbox' AND m.status IN ('pending', 'accepted')").fetchone()[0]
+            if left == 0:
+                return time.monotonic() - started
+            time.sleep(0.2)
+    return None
+
+
+def wait_settled(url: str, phone_number_id: str, limit: float = 60.0) -> None:
+    """Until no send of the live number is pending (answered by the Graph fake but not yet written back)."""
+    deadline = time.monotonic() + limit
+    while recorded(url, phone_number_id).get("pending") and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def recorded(url: str, phone_number_id: str) -> dict:
     """The live number's outbound messages by status."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -208,12 +243,22 @@ class LivePhase:
     def work(self, port: int) -> None:
         bench, fake, senders = self.bench, self.fake, self.senders
         self.live_wrk(4, lambda: bench.wrk(port, "live", 4, senders, seconds=2))  # warm up
-        bench.measure(SANDBOX_LABEL, port, "new", CONNECTIONS, [bench.main])
+        pgid = bench.serving.pid
+        cpu = group_cpu_seconds(pgid)
+        sandbox = bench.measure(SANDBOX_LABEL, port, "new", CONNECTIONS, [bench.main])
+        # The sandbox's delivery receipts run after its responses: finished before the live run, and counted
+        # in the sandbox's CPU per send.
+        walked = wait_walked(bench.url)
+        sandbox["server_cpu_ms"] = 1000 * (group_cpu_seconds(pgid) - cpu) / max(sandbox["requests"], 1)
+        sandbox["walked_s"] = walked
+        cpu = group_cpu_seconds(pgid)
         before_stats, before_cpu, load = fake.stats(), fake.cpu_seconds(), os.getloadavg()[0]
         before_rows = recorded(bench.url, self.phone_number_id)
         with ActivitySampler(bench.url, conninfo_to_dict(bench.url)["dbname"]) as sampler:
             result = self.live_wrk(CONNECTIONS,
                                    lambda: bench.measure(LIVE_LABEL, port, "live", CONNECTIONS, senders))
+        result["server_cpu_ms"] = 1000 * (group_cpu_seconds(pgid) - cpu) / max(result["requests"], 1)
+        wait_settled(bench.url, self.phone_number_id)
         after_stats, after_cpu = fake.stats(), fake.cpu_seconds()
         after_rows = recorded(bench.url, self.phone_number_id)
         delta = {k: after_stats[k] - before_stats[k] for k in ("received", "answered", "refused")}
@@ -235,6 +280,8 @@ class LivePhase:
         log_text = (bench.logs / f"{self.name}.log").read_text(errors="replace")
         pool_errors = [line for line in log_text.splitlines() if POOL_ERRORS.search(line)]
         result["pool_errors"] = len(pool_errors)
+        # urllib3 pools this many connections per host; a send past them opens (and closes) its own.
+        discarded = log_text.count("Connection pool is full, discarding connection")
         # Every send the fake answered is an accepted message; none left pending or failed; wrk saw every 200
         # but those in flight when it stopped (at most one per connection).
         result["exact"] = exact = (
@@ -248,8 +295,9 @@ class LivePhase:
             f"200s (the rest in flight when it stopped). The fake used {delta['cpu_s']:.1f} CPU s "
             f"({1000 * delta['cpu_s'] / max(delta['received'], 1):.2f} ms a send), "
             f"{delta['max_open']} connections at most")
-        bench.notes["live_pool"] = (f"{result['pool']}; server log: {len(pool_errors)} pool exhaustion lines"
-                                    + (f" (first: {pool_errors[0][:200]})" if pool_errors else ""))
+        bench.notes["live_pool"] = (f"{result['pool']}; server log: {len(pool_errors)} database pool exhaustion "
+                                    "lines" + (f" (first: {pool_errors[0][:200]})" if pool_errors else "")
+                                    + f", {discarded} Graph connections discarded by a full urllib3 pool")
         print(f"live check: {bench.notes['live_check']}\nlive pool: {bench.notes['live_pool']}", flush=True)
 
 
@@ -264,6 +312,10 @@ def report_lines(bench) -> list[str]:
         f"{sandbox['5xx']}; p50/p99 live {live['p50'] or 0:.0f}/{live['p99'] or 0:.0f} ms, sandbox "
         f"{sandbox['p50'] or 0:.0f}/{sandbox['p99'] or 0:.0f} ms (machine load average {live['load'][0]:.1f} "
         f"before the live run, {live['load'][1]:.1f} after)",
+        f"- Server CPU per answered send (gunicorn master and workers; PostgreSQL not counted): live "
+        f"{live.get('server_cpu_ms', 0):.1f} ms, sandbox {sandbox.get('server_cpu_ms', 0):.1f} ms (with its delivery "
+        "receipts, " + (f"done {sandbox['walked_s']:.1f} s after its run" if sandbox.get("walked_s") is not None
+                         else "NOT done within 60 s of its run") + ")",
         f"- Live check: {bench.notes.get('live_check', 'n/a')}",
         f"- Live pool: {bench.notes.get('live_pool', 'n/a')}",
     ]

@@ -158,6 +158,7 @@ class Bench:
         self.results: dict[tuple[str, int], dict] = {}
         self.notes: dict[str, str] = {}
         self.run_counter = 0
+        self.serving: subprocess.Popen | None = None  # the app server the current phase measures
         self.env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
         self.env.update(PATH=f"{self.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}", DATABASE_URL=self.url,
                         SECRET_KEY="bench", TOKEN_ENCRYPTION_KEY=FERNET_KEY, LOG_LEVEL="WARNING",
@@ -337,6 +338,7 @@ class Bench:
         try:
             for i, (name, env, work) in enumerate(phases):
                 proc, port = self.serve(name, self.web_command, self.app_dir, env())
+                self.serving = proc
                 try:
                     self.warm_up(port, [self.main])
                     work(port)
