@@ -175,13 +175,20 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def wait_walked(url: str, limit: float = 60.0) -> float | None:
-    """Seconds until no sandbox message is left to walk (its follow-ups done); None: not within ``limit``."""
+def last_message_id(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
+
+
+def wait_walked(url: str, after_id: int, limit: float = 60.0) -> float | None:
+    """Seconds until no sandbox message written after ``after_id`` is left to walk (its follow-ups done);
+    None: not within ``limit``. (Those of an earlier phase's server may have died with it.)"""
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
         while time.monotonic() - started < limit:
             left = conn.execute("SELECT count(*) FROM messages m JOIN phone_numbers p ON p.id = m.phone_number_id "
-                                "WHERE p.mode = 'sandbox' AND m.status IN ('pending', 'accepted')").fetchone()[0]
+                                "WHERE p.mode = 'sandbox' AND m.id > %s AND m.status IN ('pending', 'accepted')",
+                                (after_id,)).fetchone()[0]
             if left == 0:
                 return time.monotonic() - started
             time.sleep(0.2)
@@ -246,10 +253,11 @@ class LivePhase:
         # CPU per send is per send the server completed (a message row), answered in time for wrk or not.
         pgid, seconds = bench.serving.pid, bench.args.seconds
         cpu, sent = group_cpu_seconds(pgid), sum(recorded(bench.url, bench.main[1]).values())
+        after_id = last_message_id(bench.url)
         sandbox = bench.measure(SANDBOX_LABEL, port, "new", CONNECTIONS, [bench.main])
         # The sandbox's delivery receipts run after its responses: finished before the live run, and counted
         # in the sandbox's CPU per send.
-        walked = wait_walked(bench.url)
+        walked = wait_walked(bench.url, after_id)
         sent = sum(recorded(bench.url, bench.main[1]).values()) - sent
         sandbox.update(server_cpu_ms=1000 * (group_cpu_seconds(pgid) - cpu) / max(sent, 1), walked_s=walked,
                        completed_per_s=sent / seconds)
