@@ -20,13 +20,17 @@ bodies (bench/slowloris.py). ``ingest`` posts WhatsApp's webhook: 200
 notifications of 100 statuses each for messages that exist, signed here
 beforehand and cycled by bench/ingest.lua; it reports statuses/s (requests/s
 x 100) and p99, then waits until every stored notification is applied and
-checks that every status was. Then the app's `usage check` command, a table
+checks that every status was. ``live`` serves the app with WHATSAPP_GRAPH_URL
+pointing at bench/graph_server.py (WhatsApp's Graph API answering every send
+after 200 ms) and sends, at 256 connections on that one server, first from
+the sandbox number (new.lua), then from a live number to contacts whose
+windows are open (live.lua); see bench/live_sends.py. Then the app's `usage check` command, a table
 with PASS/FAIL against the targets, and the same as Markdown in
 bench/RESULTS.md. Exits 0 whatever the verdicts; non-zero only if the run
 itself broke.
 
 Workload names for --only: new chat forwarder forwarder-insert ten-tenants
-slow-sandbox slow-clients ingest.
+slow-sandbox slow-clients ingest live.
 """
 from __future__ import annotations
 
@@ -48,6 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
+import live_sends
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -55,8 +60,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/relay_bench"
 FERNET_KEY = "x9Gj0eKqk0p2M1o5Y2m2f8qVZ0jv3QXb6Zy9yQ1K8fU="
 CONNECTIONS = (1, 16, 64)
-WORKLOADS = ("new", "chat", "forwarder", "forwarder-insert", "ten-tenants", "slow-sandbox", "slow-clients", "ingest")
-APP_WORKLOADS = {"new", "chat", "ten-tenants", "slow-sandbox", "slow-clients"}
+WORKLOADS = ("new", "chat", "forwarder", "forwarder-insert", "ten-tenants", "slow-sandbox", "slow-clients", "ingest",
+             "live")
+APP_WORKLOADS = {"new", "chat", "ten-tenants", "slow-sandbox", "slow-clients", "live"}
 WRK_TIMEOUT_S = 10
 SLOW_CLIENTS = 200
 APP_SECRET = "bench-app-secret"
@@ -152,6 +158,7 @@ class Bench:
         self.results: dict[tuple[str, int], dict] = {}
         self.notes: dict[str, str] = {}
         self.run_counter = 0
+        self.serving: subprocess.Popen | None = None  # the app server the current phase measures
         self.env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
         self.env.update(PATH=f"{self.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}", DATABASE_URL=self.url,
                         SECRET_KEY="bench", TOKEN_ENCRYPTION_KEY=FERNET_KEY, LOG_LEVEL="WARNING",
@@ -195,10 +202,13 @@ class Bench:
             key = self.flask_ok("keys", "create", email).strip().splitlines()[-1].strip()
             return key, number
 
-        names = ["main"] + [f"tenant{i:02d}" for i in range(1, 11)] + ["victim"]
+        names = ["main"] + [f"tenant{i:02d}" for i in range(1, 11)] + ["victim", "live"]
         with ThreadPoolExecutor(4) as pool:
             made = list(pool.map(tenant, names))
         self.main, self.ten, self.victim = made[0], made[1:11], made[11]
+        # The live tenant sends from a live number (its sandbox one is not used).
+        number, self.live_token = live_sends.create_live_number(self, "live@bench.example.com")
+        self.live = (made[12][0], number)
         self.keys = [key for key, _ in made]
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute("UPDATE plans SET rate_limit_per_minute = 10000000 WHERE code = 'enterprise'")
@@ -312,21 +322,33 @@ class Bench:
         def sandbox(latency_ms):
             return lambda port: self.measure(f"app chat, sandbox {latency_ms} ms", port, "chat", 256, [self.main])
 
+        def latency(ms):
+            return lambda: {"SANDBOX_LATENCY_MS": ms}
+
         phases = []
         if only & {"new", "chat", "ten-tenants", "slow-clients"}:
-            phases.append(("app", "0", main_workloads))
+            phases.append(("app", latency("0"), main_workloads))
         if "slow-sandbox" in only:
-            phases += [("app-sandbox-0ms", "0", sandbox(0)), ("app-sandbox-200ms", "200", sandbox(200))]
+            phases += [("app-sandbox-0ms", latency("0"), sandbox(0)),
+                       ("app-sandbox-200ms", latency("200"), sandbox(200))]
+        live = live_sends.LivePhase(self) if "live" in only else None
+        if live is not None:
+            phases.append((live.name, live.env, live.work))
         print(f"app: {self.web_command}", flush=True)
-        for i, (name, latency_ms, work) in enumerate(phases):
-            proc, port = self.serve(name, self.web_command, self.app_dir, {"SANDBOX_LATENCY_MS": latency_ms})
-            try:
-                self.warm_up(port, [self.main])
-                work(port)
-                if i == len(phases) - 1:
-                    self.usage_check()
-            finally:
-                self.procs.stop(proc)
+        try:
+            for i, (name, env, work) in enumerate(phases):
+                proc, port = self.serve(name, self.web_command, self.app_dir, env())
+                self.serving = proc
+                try:
+                    self.warm_up(port, [self.main])
+                    work(port)
+                    if i == len(phases) - 1:
+                        self.usage_check()
+                finally:
+                    self.procs.stop(proc)
+        finally:
+            if live is not None:
+                live.finish()
 
     # -- WhatsApp's webhook ---------------------------------------------------------------------
     def ingest_bodies(self) -> Path:
@@ -528,6 +550,7 @@ class Bench:
                              "stored notifications were all applied "
                              + (f"{drained:.1f} s after the run" if drained is not None else "NOT within the limit")
                              + " (machine load average {:.1f} before, {:.1f} after)".format(*r["load"]))
+        lines += live_sends.report_lines(self)
         if "ingest_verdict" in self.notes:
             lines.append(f"- Ingest check: {self.notes['ingest_verdict']}")
         if "usage_verdict" in self.notes:
@@ -575,7 +598,7 @@ class Bench:
         out.append(check(None if r is None else (r, slow["5xx"]), lambda v: v[0] >= 0.8 and v[1] == 0,
                          "slow sandbox at 256 >= 0.8x instant sandbox, no 5xx",
                          lambda v: f"{v[0]:.2f}x, {v[1]} 5xx"))
-        return out
+        return out + live_sends.targets(self)
 
 
 def main(argv=None) -> int:

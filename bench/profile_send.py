@@ -1,0 +1,190 @@
+"""Where one send's time goes: sends one after another in this process, under cProfile, and splits their CPU.
+
+    .venv/bin/python bench/profile_send.py --mode live --sends 500
+    .venv/bin/python bench/profile_send.py --mode sandbox --sends 500 --top 30
+
+No server and no concurrency: the app is built here (HOUSEKEEPING off, so no
+background thread), a tenant with a live number and open customer-service
+windows is created in BENCH_DATABASE_URL (default
+postgresql://postgres@127.0.0.1:5432/relay_bench_profile, created when
+missing; run after migrations: `flask db upgrade && flask seed` there, or after
+`make bench`, whose database it may share), and every send goes through
+Flask's test client to bench/graph_server.py (answering at once unless
+--graph-delay-ms). Prints, per send: wall and CPU ms, SQL statements and the
+wall time spent in them, and the CPU split by library (tottime summed by
+where the function lives), then the functions with the most own CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import re
+import secrets
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+FERNET_KEY = "x9Gj0eKqk0p2M1o5Y2m2f8qVZ0jv3QXb6Zy9yQ1K8fU="
+DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/relay_bench_profile"
+# Where a function's own CPU is counted: the first pattern its file matches.
+LIBRARIES = (
+    ("requests", r"/requests/"), ("urllib3", r"/urllib3/"), ("http.client/socket/ssl", r"/(http/client|socket|ssl)\.py"),
+    ("psycopg", r"/psycopg/|psycopg_c|psycopg_binary"), ("sqlalchemy", r"/sqlalchemy/"),
+    ("cryptography (Fernet)", r"/cryptography/|fernet"), ("json", r"/json/|_json"),
+    ("flask/werkzeug", r"/(flask|werkzeug)/"), ("marshmallow", r"/marshmallow/"), ("the app (saas/)", r"/saas/"),
+    ("logging", r"/logging/"), ("email/parsing", r"/email/"),
+)
+
+
+def library(filename: str) -> str:
+    for name, pattern in LIBRARIES:
+        if re.search(pattern, filename):
+            return name
+    return "other (stdlib, builtins)" if filename.startswith(("~", "<")) or "/lib/python3" in filename else "other"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("live", "sandbox"), default="live")
+    parser.add_argument("--sends", type=int, default=500)
+    parser.add_argument("--graph-delay-ms", type=float, default=0.0)
+    parser.add_argument("--top", type=int, default=25, help="functions with the most own CPU to list")
+    parser.add_argument("--callees", help="also list by cumulative CPU the functions matching this regex")
+    parser.add_argument("--app-dir", default=str(BENCH_DIR.parent))
+    args = parser.parse_args(argv)
+
+    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
+    token = "EAAGprofile" + secrets.token_urlsafe(16)
+    graph_log = open(os.devnull, "w")
+    graph = subprocess.Popen([sys.executable, "-u", str(BENCH_DIR / "graph_server.py"), "--port", "0",
+                              "--delay-ms", str(args.graph_delay_ms), "--token", token],
+                             stdout=subprocess.PIPE, stderr=graph_log, text=True)
+    try:
+        port = int(graph.stdout.readline().split()[1])
+        os.environ.update(DATABASE_URL=url, SECRET_KEY="bench", TOKEN_ENCRYPTION_KEY=FERNET_KEY, LOG_LEVEL="WARNING",
+                          WHATSAPP_PAIR_RATE_BURST="0", HOUSEKEEPING="0",
+                          WHATSAPP_GRAPH_URL=f"http://127.0.0.1:{port}")
+        os.environ.pop("REDIS_URL", None)
+        sys.path.insert(0, args.app_dir)
+        return profile(args, token)
+    finally:
+        graph.terminate()
+        graph.wait(5)
+
+
+def profile(args, token: str) -> int:
+    from sqlalchemy import event, text
+
+    from saas import create_app
+    from saas.extensions import db
+    from saas.messaging.models import PhoneNumber
+    from saas.messaging.numbers import encrypt_token, numbers_for
+    from saas.onboarding.services import sign_up
+    from saas.tenants import services as accounts
+
+    app = create_app()
+    stamp = secrets.token_hex(4)
+    with app.app_context():
+        db.session.execute(text("UPDATE plans SET rate_limit_per_minute = 10000000 WHERE code = 'enterprise'"))
+        user = sign_up(f"Profile {stamp}", f"profile-{stamp}@bench.example.com", "bench password",
+                       plan_code="enterprise", verified=True)
+        tenant = user.tenant
+        key = accounts.create_api_key(tenant, "profile").secret
+        if args.mode == "live":
+            number = PhoneNumber(tenant_id=tenant.id, phone_number_id="1" + str(secrets.randbelow(10**14)).zfill(14),
+                                 waba_id="2" + str(secrets.randbelow(10**14)).zfill(14),
+                                 display_number="+1 555-020-0002", verified_name="Profile", mode="live",
+                                 access_token_encrypted=encrypt_token(token), messaging_limit_tier="TIER_UNLIMITED")
+            db.session.add(number)
+            db.session.flush()
+        else:
+            number = numbers_for(tenant)[0]
+        number_pk, phone_number_id, tenant_id = number.id, number.phone_number_id, tenant.id
+        contacts = [f"47{stamp_digits(stamp)}{n:06d}" for n in range(args.sends + 50)]
+        db.session.execute(text(
+            "INSERT INTO service_windows (tenant_id, phone_number_id, contact, opened_at, last_inbound_at, expires_at) "
+            "SELECT :tenant, :number, c, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', "
+            "(now() AT TIME ZONE 'utc') + interval '24 hours' FROM unnest(CAST(:contacts AS text[])) AS c"),
+            {"tenant": tenant_id, "number": number_pk, "contacts": contacts})
+        db.session.commit()
+        engine = db.engine
+
+    statements, in_db, held = [0], [0.0], []
+
+    @event.listens_for(engine, "checkout")
+    def checkout(dbapi_connection, record, proxy):
+        record.info["bench_checked_out"] = time.perf_counter()
+
+    @event.listens_for(engine, "checkin")
+    def checkin(dbapi_connection, record):
+        started = record.info.pop("bench_checked_out", None)
+        if started is not None:
+            held.append(time.perf_counter() - started)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def before(conn, cursor, statement, parameters, context, executemany):
+        conn.info["bench_started"] = time.perf_counter()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def after(conn, cursor, statement, parameters, context, executemany):
+        statements[0] += 1
+        in_db[0] += time.perf_counter() - conn.info.pop("bench_started", time.perf_counter())
+
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {key}"}
+    path = f"/v23.0/{phone_number_id}/messages"
+
+    def send(to):
+        response = client.post(path, headers=headers, json={"messaging_product": "whatsapp", "to": to,
+                                                            "type": "text", "text": {"body": "bench"}})
+        if response.status_code != 200:
+            raise SystemExit(f"send answered {response.status_code}: {response.get_data(as_text=True)}")
+
+    for to in contacts[args.sends:]:  # warm up: caches, pools, first connections
+        send(to)
+    statements[0], in_db[0] = 0, 0.0
+    held.clear()
+    profiler = cProfile.Profile(time.process_time)
+    wall, cpu = time.perf_counter(), time.process_time()
+    profiler.enable()
+    for to in contacts[:args.sends]:
+        send(to)
+    profiler.disable()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    n = args.sends
+    print(f"{args.mode}: {n} sends one after another, Graph answering after {args.graph_delay_ms:g} ms")
+    print(f"  per send: wall {1000 * wall / n:.2f} ms, CPU {1000 * cpu / n:.2f} ms (under cProfile), "
+          f"{statements[0] / n:.1f} SQL statements taking {1000 * in_db[0] / n:.2f} ms wall")
+    if held:
+        held.sort()
+        long = sum(h * 1000 >= args.graph_delay_ms for h in held) if args.graph_delay_ms else "n/a"
+        print(f"  a pooled connection was checked out {len(held) / n:.1f} times a send, held {1000 * sum(held) / n:.2f} ms "
+              f"a send in all; one checkout held p50 {1000 * held[len(held) // 2]:.1f} ms, p99 "
+              f"{1000 * held[int(len(held) * 0.99)]:.1f} ms, max {1000 * held[-1]:.1f} ms; {long} of {len(held)} as "
+              f"long as the Graph call ({args.graph_delay_ms:g} ms), as every send's would be if held across it")
+    stats = pstats.Stats(profiler)
+    by_library = defaultdict(float)
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():
+        by_library[library(filename)] += tottime
+    total = sum(by_library.values()) or 1
+    print("  own CPU per send by library:")
+    for name, seconds in sorted(by_library.items(), key=lambda item: -item[1]):
+        print(f"    {name:28s} {1000 * seconds / n:6.3f} ms  {100 * seconds / total:5.1f}%")
+    print()
+    stats.sort_stats("tottime").print_stats(args.top)
+    if args.callees:
+        stats.sort_stats("cumulative").print_stats(args.callees)
+    return 0
+
+
+def stamp_digits(stamp: str) -> str:
+    return str(int(stamp, 16) % 10**5).zfill(5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
