@@ -33,6 +33,7 @@ from saas.errors import (
 )
 from saas import cache
 from saas.extensions import db
+from saas.messaging.accepts import Accept, GroupAccepts
 from saas.messaging.bodies import graph_response, request_hash, summarise
 from saas.messaging.models import MODE_LIVE, Conversation, Message
 from saas.messaging.numbers import sending_number
@@ -123,6 +124,8 @@ class SendService:
         self.rules = rules if rules is not None else WhatsAppRules()
         self.clock = clock
         self.session = session or db.session
+        # Live sends' accepts, written in groups on PostgreSQL (saas.messaging.accepts).
+        self.group_accepts = GroupAccepts()
 
     def send(self, tenant, rights, phone_number_id: str, payload: dict, *, idempotency_key: str | None = None,
              to_input: str | None = None, upstream: dict | None = None) -> SendOutcome:
@@ -354,6 +357,20 @@ class SendService:
     def _accept(self, message_id: int, wa_message_id: str, body: dict | None, message_status: str | None = None,
                 ) -> None:
         session = self.session
+        if session.get_bind().dialect.name == "postgresql":
+            item = Accept(message_id, wa_message_id, message_status, body)
+            try:
+                accepted = self.group_accepts.accept(
+                    lambda: session.connection(execution_options=_single_statement(session)), item, self.clock())
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            if accepted is not None:
+                if not accepted:
+                    log.error("accepted send %s was already settled as interrupted", message_id)
+                return
+            # Its group's statement failed: accept it alone.
         try:
             accepted = session.connection(execution_options=_single_statement(session)).execute(ACCEPT, {
                 "message_id": message_id, "wamid": wa_message_id, "body": body, "message_status": message_status,
