@@ -22,7 +22,9 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text, update
+
+from saas.messaging.models import Message
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,13 @@ UPDATE messages AS m
  WHERE m.id = v.id AND m.status = 'pending'
 RETURNING m.id
 """)
+
+# One send's accept: conditional on the message still pending (recovery may have settled it).
+ACCEPT = (
+    update(Message).where(Message.id == bindparam("message_id"), Message.status == "pending")
+    .values(status="accepted", wa_message_id=bindparam("wamid"), response_status=200,
+            message_status=bindparam("message_status"),
+            response_body=bindparam("body", type_=Message.response_body.type), updated_at=bindparam("now")))
 
 # A writer waits this long at most for another's statement before writing its accept itself.
 WAIT_SECONDS = 10.0
@@ -109,3 +118,49 @@ class GroupAccepts:
                     self._writing = False
             for item in group:
                 item.done.set()
+
+
+def accept_send(session, groups: GroupAccepts, message_id: int, wa_message_id: str, body: dict | None,
+                message_status: str | None, now: datetime) -> None:
+    """Write a live send accepted with WhatsApp's id (and its answer, kept for an Idempotency-Key). Commits.
+
+    On PostgreSQL in a group with the process's other accepts of the moment;
+    alone elsewhere, or when its group's statement failed.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        try:
+            accepted = groups.accept(lambda: session.connection(execution_options=single_statement(session)),
+                                     Accept(message_id, wa_message_id, message_status, body), now)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        if accepted is not None:
+            if not accepted:
+                log.error("accepted send %s was already settled as interrupted", message_id)
+            return
+    try:
+        accepted = session.connection(execution_options=single_statement(session)).execute(ACCEPT, {
+            "message_id": message_id, "wamid": wa_message_id, "body": body, "message_status": message_status,
+            "now": now}).rowcount
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    if not accepted:
+        # Only when the request outlived INTERRUPTED_AFTER and recovery settled it first.
+        log.error("accepted send %s was already settled as interrupted", message_id)
+
+
+def single_statement(session) -> dict:
+    """Execution options for a transaction of one statement: on PostgreSQL no BEGIN and COMMIT
+    round trips (the statement commits by itself); SQLite keeps its write lock taken at BEGIN."""
+    if session.get_bind().dialect.name == "postgresql" and not _in_transaction(session):
+        return {"isolation_level": "AUTOCOMMIT"}
+    return {}
+
+
+def _in_transaction(session) -> bool:
+    # A scoped session proxies the session of this context; in_transaction is not proxied.
+    inner = session.registry() if hasattr(session, "registry") else session
+    return inner.in_transaction()

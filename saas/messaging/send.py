@@ -24,16 +24,16 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from saas import cache
 from saas.errors import (
     EmailNotVerified, FeatureNotInPlan, IdempotencyConflict, PaymentRequired, QuotaExceeded, TenantSuspended, UpstreamError,
     UpstreamTimeout,
 )
-from saas import cache
 from saas.extensions import db
-from saas.messaging.accepts import Accept, GroupAccepts
+from saas.messaging.accepts import GroupAccepts, accept_send, single_statement as _single_statement
 from saas.messaging.bodies import graph_response, request_hash, summarise
 from saas.messaging.models import MODE_LIVE, Conversation, Message
 from saas.messaging.numbers import sending_number
@@ -61,25 +61,6 @@ class SendOutcome:
     replayed: bool
 
 
-ACCEPT = (
-    update(Message).where(Message.id == bindparam("message_id"), Message.status == "pending")
-    .values(status="accepted", wa_message_id=bindparam("wamid"), response_status=200,
-            message_status=bindparam("message_status"),
-            response_body=bindparam("body", type_=Message.response_body.type), updated_at=bindparam("now")))
-
-
-def _single_statement(session) -> dict:
-    """Execution options for a transaction of one statement: on PostgreSQL no BEGIN and COMMIT
-    round trips (the statement commits by itself); SQLite keeps its write lock taken at BEGIN."""
-    if session.get_bind().dialect.name == "postgresql" and not _in_transaction(session):
-        return {"isolation_level": "AUTOCOMMIT"}
-    return {}
-
-
-def _in_transaction(session) -> bool:
-    # A scoped session proxies the session of this context; in_transaction is not proxied.
-    inner = session.registry() if hasattr(session, "registry") else session
-    return inner.in_transaction()
 
 
 # A message written before its transport answers.
@@ -184,8 +165,8 @@ class SendService:
             raise _refusal(result, message_id)
         body = graph_response(result.wa_message_id, result.wa_id or payload["to"], to_input or payload["to"], kind,
                               message_status=result.message_status)
-        self._reconnecting(lambda: self._accept(message_id, result.wa_message_id, body if idempotency_key else None,
-                                                result.message_status))
+        self._reconnecting(lambda: accept_send(self.session, self.group_accepts, message_id, result.wa_message_id,
+                                               body if idempotency_key else None, result.message_status, self.clock()))
         return self._accepted(transport, tenant.id, message_id, result.wa_message_id, body)
 
     def _admit(self, tenant_id: int, number, payload: dict) -> Admission:
@@ -353,35 +334,6 @@ class SendService:
             if message_id is not None:
                 return message_id
         raise RuntimeError("could not open or join a conversation window")
-
-    def _accept(self, message_id: int, wa_message_id: str, body: dict | None, message_status: str | None = None,
-                ) -> None:
-        session = self.session
-        if session.get_bind().dialect.name == "postgresql":
-            item = Accept(message_id, wa_message_id, message_status, body)
-            try:
-                accepted = self.group_accepts.accept(
-                    lambda: session.connection(execution_options=_single_statement(session)), item, self.clock())
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
-            if accepted is not None:
-                if not accepted:
-                    log.error("accepted send %s was already settled as interrupted", message_id)
-                return
-            # Its group's statement failed: accept it alone.
-        try:
-            accepted = session.connection(execution_options=_single_statement(session)).execute(ACCEPT, {
-                "message_id": message_id, "wamid": wa_message_id, "body": body, "message_status": message_status,
-                "now": self.clock()}).rowcount
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        if not accepted:
-            # Only when the request outlived INTERRUPTED_AFTER and recovery settled it first.
-            log.error("accepted send %s was already settled as interrupted", message_id)
 
     def settle_failed(self, tenant_id: int, message_id: int, error_code: int | None, error_title: str | None,
                       *, error_details: str | None = None) -> bool:
