@@ -9,8 +9,11 @@ from saas.ids import MAX_ID
 from saas.messaging import types
 
 MESSAGE_TYPES = types.NAMES
+# Every interactive type of the Cloud API's messages reference, the Calling API's buttons and media carousels
+# included (pywa, for one, sends each of them).
 INTERACTIVE_TYPES = ("button", "list", "cta_url", "product", "product_list", "flow",
-                     "location_request_message", "address_message", "catalog_message")
+                     "location_request_message", "address_message", "catalog_message", "carousel",
+                     "voice_call", "call_permission_request", "request_contact_info")
 # ASCII only: \d and str.isdigit() also take Arabic-Indic, fullwidth and other digits, which would
 # name the same contact as another string (another conversation, another window, another bill).
 PHONE_NOISE = re.compile(r"[ \t\-().]")

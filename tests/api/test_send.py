@@ -132,6 +132,7 @@ def test_paid_plan_sends_media_and_templates_in_sandbox(client, payload):
     ({"type": "image", "image": {"link": "javascript:alert(1)"}}, "image"),
     ({"type": "template", "template": {"name": "x"}}, "template"),
     ({"type": "interactive", "interactive": {"type": "button"}}, "interactive"),
+    ({"type": "interactive", "interactive": {"type": "hologram", "body": {"text": "Hi"}, "action": {}}}, "interactive"),
     ({"type": "location", "location": {"latitude": 120, "longitude": 0}}, "location"),
     ({"type": "audio", "audio": {"id": "1", "caption": "no"}}, "audio"),
 ])
