@@ -134,6 +134,8 @@ class UpstreamError(ApiError):
     graph_code = 131000
     message = "WhatsApp could not process the message."
     fbtrace_id: str | None = None
+    # Meta's own "message", shown on the Graph-shaped endpoint exactly as Meta wrote it.
+    graph_message: str | None = None
 
     @classmethod
     def from_graph(cls, http_status: int | None, error: dict | None, *, retry_after: str | None = None,
@@ -152,6 +154,7 @@ class UpstreamError(ApiError):
         exc.graph_subcode = subcode if isinstance(subcode, int) else None
         exc.graph_type = _graph_text(error.get("type"), 60) or cls.graph_type
         exc.fbtrace_id = _graph_text(error.get("fbtrace_id"), 64)
+        exc.graph_message = _graph_text(error.get("message"), 500)
         if exc.graph_subcode is not None:
             exc.details["error_subcode"] = exc.graph_subcode
         if exc.graph_details:
@@ -303,7 +306,7 @@ def api_envelope(error: ApiError):
 
 def graph_envelope(error: ApiError):
     body = {
-        "message": f"(#{error.graph_code}) {error.graph_title or error.message}",
+        "message": getattr(error, "graph_message", None) or f"(#{error.graph_code}) {error.graph_title or error.message}",
         "type": error.graph_type,
         "code": error.graph_code,
         "error_data": {"messaging_product": "whatsapp", "details": error.graph_details or error.message},
