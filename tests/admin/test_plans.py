@@ -105,7 +105,7 @@ def admin(app, client):
 def owner(app):
     """A tenant owner logged in on a client of their own."""
     auth = AuthActions(app.test_client())
-    assert auth.signup().status_code == 302
+    assert auth.signup().status_code == 303
     return auth
 
 
