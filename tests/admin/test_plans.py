@@ -43,7 +43,7 @@ def row(page: str, code: str) -> str:
 
 
 def cell(page: str, code: str, css_class: str) -> str:
-    match = re.search(rf'<td class="{css_class}">(.*?)</td>', row(page, code), re.S)
+    match = re.search(rf'<td[^>]* class="{css_class}"[^>]*>(.*?)</td>', row(page, code), re.S)
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", match.group(1))).split())
 
 
