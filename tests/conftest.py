@@ -153,9 +153,10 @@ class AuthActions:
 
     def signup(self, company="Acme Ltd", email="owner@acme.example.com", password="correct horse", *,
                verify=True):
-        """Sign up; with ``verify`` (and a successful signup) open the emailed link too, which logs in.
+        """Sign up; with ``verify`` (and a successful signup) open the emailed link and press its button too,
+        which logs this browser in.
 
-        Returns the signup's response, or with ``verify`` the verification link's (302 to the dashboard).
+        Returns the signup's response, or with ``verify`` the verification button's (303 to the dashboard).
         """
         token = csrf_token(self.client, "/signup")
         response = self.client.post("/signup", data={"csrf_token": token, "company": company, "email": email,
@@ -165,9 +166,10 @@ class AuthActions:
         return self.verify(email)
 
     def verify(self, email="owner@acme.example.com"):
-        """Open the last verification link emailed to ``email`` (read from the SMTP sink)."""
+        """Open the last verification link emailed to ``email`` (read from the SMTP sink) and press its button."""
         assert self.client.application.extensions["background"].join()
-        return self.client.get(MAILBOX.link(email.lower(), "Verify your email", "/verify-email/"))
+        link = MAILBOX.link(email.lower(), "Verify your email", "/verify-email/")
+        return self.client.post(link, data={"csrf_token": csrf_token(self.client, link)})
 
     def login(self, email="owner@acme.example.com", password="correct horse"):
         token = csrf_token(self.client, "/login")

@@ -19,6 +19,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from saas.audit import services as audit
+from saas.billing import notices
 from saas.billing.models import StripeEvent, Subscription
 from saas.billing.services import (ENDED, Applied, UnknownCustomer, apply_stripe_subscription, subscription_for,
                                    tenant_for_stripe)
@@ -183,6 +184,7 @@ def _apply(event: dict, client) -> Processed:
     row.error = None
     db.session.commit()
     log.info("stripe event %s (%s): %s", event_id, kind, handled.outcome)
+    notices.after_applied(event, handled.tenant_id)  # committed above, by this delivery only: once per event
     return Processed(event_id, kind, handled.tenant_id, handled.changed, handled.outcome)
 
 
@@ -265,7 +267,6 @@ def subscription_changed(event: dict, obj: dict, client) -> Handled:
         _pin_past_due_start(tenant_id, obj["id"], created)
     if kind == "customer.subscription.trial_will_end":
         ends = f"on {from_timestamp(obj['trial_end']):%Y-%m-%d}" if obj.get("trial_end") else "soon"
-        # The tenant's notice (an email) is to come; the console shows this entry meanwhile.
         audit.record("stripe", "subscription.trial_ending", f"Trial ends {ends}", tenant_id=tenant_id,
                      stripe_subscription=obj["id"])
         outcome = f"trial ends {ends}; {outcome}"

@@ -69,7 +69,7 @@ def send_verification(user: User) -> None:
     user.verification_sent_at = utcnow()
     db.session.commit()
     send_mail(user.email, "Verify your email address",
-              f"Welcome to Relay!\n\nOpen this link to verify {user.email} and log in:\n\n{link}\n\n"
+              f"Welcome to Relay!\n\nOpen this link and press the button to verify {user.email}:\n\n{link}\n\n"
               f"The link works for {current_app.config['EMAIL_TOKEN_MAX_AGE'] // 3600} hours. Until you verify, "
               "you can send from your sandbox number only.\n\nIf you did not sign up, ignore this email.\n")
 
@@ -104,9 +104,14 @@ def verify(user: User) -> Verified:
     first = user.email_verified_at is None
     if first:
         user.email_verified_at = utcnow()
-        user.last_login_at = user.email_verified_at
         db.session.commit()
     return Verified(user, first)
+
+
+def note_login(user: User) -> None:
+    """Record that ``user`` logged in through their verification (commits)."""
+    user.last_login_at = utcnow()
+    db.session.commit()
 
 
 # -- a signup with an address already registered --------------------------------

@@ -1,7 +1,7 @@
 """Pages reached from emails: signup's "check your email", verification, resending it, password reset."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, session, url_for
+from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
@@ -10,7 +10,7 @@ from wtforms.validators import DataRequired, Length
 from saas.onboarding import emails
 from saas.urls import public_base
 from saas.portal.forms import ConfirmForm
-from saas.portal.routes import bp, start_session
+from saas.portal.routes import SIGNUP_USER, bp, start_session
 from saas.tenants.services import MIN_PASSWORD, AccountError
 
 
@@ -36,8 +36,11 @@ def check_email():
     return render_template("portal/check_email.html", email=session.get("signup_email"))
 
 
-@bp.get("/verify-email/<token>")
+@bp.route("/verify-email/<token>", methods=["GET", "POST"])
 def verify_email(token):
+    """GET only shows a button: mail systems' link scanners open every link in an email, and opening
+    one must change nothing. The button's POST (CSRF-checked) verifies; it logs in only the browser
+    that signed up (or one already logged in as the link's owner); anyone else is sent to log in."""
     try:
         user = emails.verification_user(token)
     except emails.LinkError as exc:
@@ -45,15 +48,30 @@ def verify_email(token):
     if current_user.is_authenticated and current_user.id != user.id:
         # Nothing changes: the link's owner verifies it from their own session.
         return render_template("portal/link_problem.html", kind="verify", reason="other"), 403
+    form = ConfirmForm()
+    if request.method == "GET":
+        return render_template("portal/verify_email.html", form=form, email=user.email,
+                               verified=user.email_verified_at is not None)
+    if not form.validate_on_submit():
+        abort(400)
     verified = emails.verify(user)
-    if verified.first_time:
+    if not verified.first_time:
+        # Pressed again: the address stays verified; the link logs nobody in a second time.
+        flash("Your email address is already verified.", "info")
+        return redirect(url_for("portal.dashboard" if current_user.is_authenticated else "portal.login"), 303)
+    welcome = ("Your email address is verified. Welcome! Your sandbox number is ready: create an API key to "
+               "send your first message.")
+    if current_user.is_authenticated:
+        flash(welcome, "success")
+        return redirect(url_for("portal.dashboard"), 303)
+    if session.get(SIGNUP_USER) == user.id and user.totp_enabled_at is None:
+        # The browser that signed up, which knew the password: it continues logged in.
+        emails.note_login(user)
         start_session(user)
-        flash("Your email address is verified. Welcome! Your sandbox number is ready: create an API key to "
-              "send your first message.", "success")
-        return redirect(url_for("portal.dashboard"))
-    # Opened again: the address stays verified; the link logs nobody in a second time.
-    flash("Your email address is already verified.", "info")
-    return redirect(url_for("portal.dashboard" if current_user.is_authenticated else "portal.login"))
+        flash(welcome, "success")
+        return redirect(url_for("portal.dashboard"), 303)
+    flash("Your email address is verified. Log in to continue.", "success")
+    return redirect(url_for("portal.login"), 303)
 
 
 @bp.post("/verify-email/resend")

@@ -45,6 +45,10 @@ def load_user(user_id):
     return user
 
 
+# The session key naming the account this browser just signed up: verifying from here logs it in.
+SIGNUP_USER = "signup_user_id"
+
+
 def start_session(user) -> None:
     """Log ``user`` in on a fresh session: nothing of the session before (nor its CSRF token) survives."""
     session.clear()
@@ -180,6 +184,8 @@ def signup():
         else:
             emails.send_verification(user)
             session["signup_email"] = user.email
+            # This browser knew the password: verifying from it logs the new account in.
+            session[SIGNUP_USER] = user.id
             return redirect(url_for("portal.check_email"), 303)
     return render_template("portal/signup.html", form=form, error=error), 400 if form.errors else 200
 

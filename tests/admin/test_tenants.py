@@ -133,7 +133,7 @@ def admin(app):
 def tenant_user(app):
     """A logged-in tenant owner's client (no platform rights)."""
     client = app.test_client()
-    assert AuthActions(client).signup(company="Plain Tenant", email="plain@tenant.example.com").status_code == 302
+    assert AuthActions(client).signup(company="Plain Tenant", email="plain@tenant.example.com").status_code == 303
     return client
 
 

@@ -92,7 +92,7 @@ def session_id_of(location: str) -> str:
 
 @pytest.fixture
 def owner(app, auth):
-    assert auth.signup(email=EMAIL).status_code == 302
+    assert auth.signup(email=EMAIL).status_code == 303
     return auth.client
 
 

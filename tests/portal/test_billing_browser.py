@@ -48,6 +48,7 @@ def test_free_tenant_upgrades_to_pro_through_checkout(app, stripe, page, live_se
     page.get_by_role("button", name="Create account").click()
     expect(page).to_have_url(re.compile(r"/signup/check-email$"))
     page.goto(verification_link("upgrader@example.com"))
+    page.get_by_role("button", name="Verify my email address").click()
     expect(page).to_have_url(re.compile(r"/dashboard$"))
     expect(page.locator("#plan-name")).to_have_text("Free")
 
@@ -113,6 +114,7 @@ def test_subscriber_switches_plan_after_the_preview_on_a_phone(app, stripe, brow
         page.get_by_role("button", name="Create account").click()
         expect(page).to_have_url(re.compile(r"/signup/check-email$"))
         page.goto(verification_link("switcher@example.com"))
+        page.get_by_role("button", name="Verify my email address").click()
         expect(page).to_have_url(re.compile(r"/dashboard$"))
         page.goto("/billing")
         page.locator("#plan-pro").get_by_role("button", name="Upgrade to Pro").click()

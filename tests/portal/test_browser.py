@@ -120,7 +120,7 @@ def http(live_server):
 
 def sign_up(page, company="Newcomer Ltd", email=EMAIL, password=PASSWORD, *, verify=True):
     """From the landing page through the signup form, the way a visitor does it; with ``verify``, then
-    "check your email", and the verification link read from the SMTP sink and opened (which logs in)."""
+    "check your email", and the verification link read from the SMTP sink, opened, and its button pressed (which logs this browser in)."""
     page.goto("/")
     # Pico styles the header's link as a button (role="button").
     page.get_by_role("button", name="Sign up").click()
@@ -133,6 +133,7 @@ def sign_up(page, company="Newcomer Ltd", email=EMAIL, password=PASSWORD, *, ver
         expect(page).to_have_url(re.compile(r"/signup/check-email$"))
         expect(page.locator("#check-email")).to_contain_text(f"We sent a link to {email}")
         page.goto(verification_link(email))
+        page.get_by_role("button", name="Verify my email address").click()
 
 
 def create_key(page, name="curl") -> str:
@@ -277,6 +278,8 @@ def test_unverified_owner_sees_the_banner_and_resending_is_throttled(open_page):
     expect(page.locator(".flash.error")).to_contain_text("less than a minute ago")
 
     page.goto(verification_link(EMAIL))
+    expect(page.locator("#verify-email")).to_contain_text(EMAIL)
+    page.get_by_role("button", name="Verify my email address").click()
     expect(page).to_have_url(re.compile(r"/dashboard$"))
     expect(page.locator("#verify-email-banner")).to_have_count(0)
     watched.assert_clean()

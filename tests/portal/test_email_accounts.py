@@ -42,27 +42,84 @@ def settle(app):
 
 # -- verification -------------------------------------------------------------------------------
 
-def test_signup_emails_a_link_that_verifies_and_logs_in_once(app, auth, mailbox):
+def press_verify(client, link):
+    """The verification page's button, the way a browser presses it (CSRF token from the page)."""
+    page = client.get(link)
+    assert page.status_code == 200 and "Verify my email address" in text_of(page)
+    return client.post(link, data={"csrf_token": csrf_token(client, link)})
+
+
+def test_opening_the_link_changes_nothing_only_its_button_verifies(app, auth, mailbox):
+    # Mail systems' link scanners open every link they see, with or without the signup's cookies.
+    auth.signup(email=EMAIL, verify=False)
+    settle(app)
+    link = mailbox.link(EMAIL, "Verify your email", "/verify-email/")
+    scanner = app.test_client()
+    for client in (scanner, scanner, auth.client):
+        page = client.get(link)
+        assert page.status_code == 200
+        assert "Verify my email address" in text_of(page) and EMAIL in text_of(page)
+        assert page.headers.get("Set-Cookie", "").find("remember_token") == -1
+    assert user_row(app).email_verified_at is None
+    assert scanner.get("/dashboard").status_code == 302
+    assert auth.client.get("/dashboard").status_code == 302
+    # A POST without the page's CSRF token (a scanner replaying the form) does nothing either.
+    assert scanner.post(link).status_code == 400
+    assert auth.client.post(link).status_code == 400
+    assert user_row(app).email_verified_at is None
+
+
+def test_the_button_verifies_and_logs_in_the_browser_that_signed_up_once(app, auth, mailbox):
     response = auth.signup(email=EMAIL, verify=False)
     assert response.status_code == 303 and response.headers["Location"] == "/signup/check-email"
-    assert user_row(app).email_verified_at is None
     assert auth.client.get("/dashboard").status_code == 302  # not logged in yet
     settle(app)
     link = mailbox.link(EMAIL, "Verify your email", "/verify-email/")
 
-    first = auth.client.get(link)
-    assert first.status_code == 302 and first.headers["Location"] == "/dashboard"
+    first = press_verify(auth.client, link)
+    assert first.status_code == 303 and first.headers["Location"] == "/dashboard"
     verified_at = user_row(app).email_verified_at
-    assert verified_at is not None
+    assert verified_at is not None and user_row(app).last_login_at is not None
     dashboard = text_of(auth.client.get("/dashboard"))
     assert "verify-email-banner" not in dashboard and "Your email address is verified" in dashboard
 
     # Again, logged out: still verified (idempotent), and it logs nobody in a second time.
     logout(auth.client)
     again = auth.client.get(link)
-    assert again.status_code == 302 and again.headers["Location"] == "/login"
+    assert again.status_code == 200 and "already verified" in text_of(again)
+    assert "Verify my email address" not in text_of(again)
+    pressed = auth.client.post(link, data={"csrf_token": csrf_token(auth.client, "/login")})
+    assert pressed.status_code == 303 and pressed.headers["Location"] == "/login"
     assert auth.client.get("/dashboard").status_code == 302
     assert user_row(app).email_verified_at == verified_at
+
+
+def test_the_button_in_another_browser_verifies_and_asks_to_log_in(app, auth, mailbox):
+    auth.signup(email=EMAIL, verify=False)
+    settle(app)
+    link = mailbox.link(EMAIL, "Verify your email", "/verify-email/")
+    elsewhere = app.test_client()  # the phone's mail app, say: it never saw the password
+
+    pressed = press_verify(elsewhere, link)
+    assert pressed.status_code == 303 and pressed.headers["Location"] == "/login"
+    assert user_row(app).email_verified_at is not None
+    assert user_row(app).last_login_at is None
+    assert elsewhere.get("/dashboard").status_code == 302
+    assert "Your email address is verified. Log in to continue." in text_of(elsewhere.get("/login"))
+    # The browser that signed up is not logged in by someone else's press either.
+    assert auth.client.get("/dashboard").status_code == 302
+
+
+def test_the_owner_logged_in_before_verifying_stays_logged_in(app, auth, mailbox):
+    from tests.conftest import AuthActions
+
+    AuthActions(app.test_client()).signup(email=EMAIL, verify=False)
+    settle(app)
+    link = mailbox.link(EMAIL, "Verify your email", "/verify-email/")
+    assert auth.login().status_code == 302
+    pressed = press_verify(auth.client, link)
+    assert pressed.status_code == 303 and pressed.headers["Location"] == "/dashboard"
+    assert user_row(app).email_verified_at is not None
 
 
 def test_an_unverified_user_who_logs_in_sees_the_banner_with_resend(app, auth, mailbox):
@@ -117,11 +174,13 @@ def test_another_users_link_opened_while_logged_in_is_refused(app, client, auth,
     settle(app)
     link = mailbox.link(EMAIL, "Verify your email", "/verify-email/")
     other = AuthActions(app.test_client())
-    assert other.signup(company="Other Co", email="boss@other.example.com").status_code == 302
+    assert other.signup(company="Other Co", email="boss@other.example.com").status_code == 303
 
     response = other.client.get(link)
     assert response.status_code == 403
     assert "This link is for another account" in text_of(response)
+    pressed = other.client.post(link, data={"csrf_token": csrf_token(other.client, "/dashboard")})
+    assert pressed.status_code == 403
     assert user_row(app).email_verified_at is None
     # Still logged in as itself.
     assert other.client.get("/dashboard").status_code == 200
@@ -152,7 +211,7 @@ def test_resend_is_throttled_to_once_a_minute_per_user(app, auth, mailbox):
     assert len(mailbox.to(EMAIL, "Verify your email")) == 2
     # The first link still works: a resend does not cancel it.
     first = mailbox.to(EMAIL, "Verify your email")[0]
-    assert auth.client.get(re.search(r"http://\S+", mailbox.text(first)).group(0)).status_code == 302
+    assert press_verify(auth.client, re.search(r"http://\S+", mailbox.text(first)).group(0)).status_code == 303
     assert user_row(app).email_verified_at is not None
 
 
@@ -168,7 +227,7 @@ def test_the_cli_creates_verified_owners(app, runner):
 def test_signup_with_a_registered_email_answers_like_a_new_one_and_warns_the_owner(app, auth, mailbox):
     from tests.conftest import AuthActions
 
-    assert auth.signup(email=EMAIL).status_code == 302
+    assert auth.signup(email=EMAIL).status_code == 303
     logout(auth.client)
     settle(app)
     mailbox.reset()
@@ -255,6 +314,24 @@ def test_reset_link_sets_the_password_logs_in_and_works_once(app, auth, mailbox)
     posted = auth.client.post(link, data={"csrf_token": token, "password": "yet another password"})
     assert posted.status_code == 400 and "already used" in text_of(posted)
     assert auth.login(password="a brand new password").status_code == 302
+
+
+def test_opening_a_reset_link_changes_nothing(app, auth, mailbox):
+    # A link scanner's GETs, with and without the browser's cookies: the form, and nothing else.
+    auth.signup(email=EMAIL, verify=False)
+    forgot(auth.client, EMAIL)
+    settle(app)
+    link = mailbox.link(EMAIL, "Reset your password", "/reset-password/")
+    before = user_row(app)
+    for client in (app.test_client(), app.test_client(), auth.client):
+        page = client.get(link)
+        assert page.status_code == 200 and "Choose a new password" in text_of(page)
+        assert client.get("/dashboard").status_code == 302
+    after = user_row(app)
+    assert (after.password_hash, after.email_verified_at, after.session_version) == \
+        (before.password_hash, None, before.session_version)
+    # The link still works, once.
+    assert set_password(auth.client, link, "a brand new password").status_code == 303
 
 
 def test_reset_link_dies_when_the_password_changes_another_way(app, auth, mailbox):

@@ -15,7 +15,7 @@ from tests.factories import row_counts, sender
 def test_a_long_company_name_still_gets_its_sandbox_number(app, auth, length):
     company = "A" * (length - 1) + "Z"
     response = auth.signup(company=company)
-    assert response.status_code == 302, response.get_data(as_text=True)
+    assert response.status_code == 303, response.get_data(as_text=True)
     with app.app_context():
         tenant = db.session.scalar(select(Tenant))
         number = db.session.scalar(select(PhoneNumber))

@@ -82,7 +82,7 @@ def shown_phone_number_id(client) -> str:
 def owner(auth):
     """A signed-up tenant owner, logged in."""
     response = auth.signup()
-    assert response.status_code == 302
+    assert response.status_code == 303
     return auth
 
 
@@ -90,7 +90,7 @@ def owner(auth):
 
 def test_signup_creates_tenant_owner_free_subscription_and_sandbox_number(app, auth):
     response = auth.signup(company="Acme Ltd", email=EMAIL)
-    assert response.status_code == 302
+    assert response.status_code == 303
     assert response.headers["Location"] == "/dashboard"
 
     with app.app_context():
@@ -125,7 +125,7 @@ def test_signup_lands_on_check_your_email_and_the_emailed_link_opens_the_dashboa
     # Not logged in until the link is opened.
     assert auth.client.get("/dashboard").status_code == 302
     response = auth.verify(EMAIL)
-    assert response.status_code == 302 and response.headers["Location"] == "/dashboard"
+    assert response.status_code == 303 and response.headers["Location"] == "/dashboard"
     assert '<strong id="plan-name">Free</strong>' in text_of(auth.client.get("/dashboard"))
 
 

@@ -202,7 +202,7 @@ def test_successful_logins_do_not_count(app, client, auth, short_throttles):
 def test_signup_throttle_per_address(app, client, short_throttles):
     auth = AuthActions(client)
     for n in range(3):
-        assert auth.signup(company=f"Co {n}", email=f"o{n}@co{n}.example.com").status_code == 302
+        assert auth.signup(company=f"Co {n}", email=f"o{n}@co{n}.example.com").status_code == 303
         client.post("/logout", data={"csrf_token": csrf_token(client, "/dashboard")})
     refused = auth.signup(company="Co 9", email="o9@co9.example.com")
     assert refused.status_code == 429
@@ -211,7 +211,7 @@ def test_signup_throttle_per_address(app, client, short_throttles):
     with app.app_context():
         assert db.session.scalar(select(User).where(User.email == "o9@co9.example.com")) is None
     wait_out(refused)
-    assert auth.signup(company="Co 9", email="o9@co9.example.com").status_code == 302
+    assert auth.signup(company="Co 9", email="o9@co9.example.com").status_code == 303
 
 
 def test_default_throttles_allow_no_60_guesses(app, client, auth):

@@ -96,6 +96,24 @@ def test_a_logged_in_user_with_the_invited_email_accepts(app, team):
     assert client.get("/billing").status_code == 200
 
 
+def test_opening_an_invite_link_joins_nobody_until_its_form_is_posted(app, team):
+    # Mail systems' link scanners open links: a GET shows the form and nothing more.
+    make_tenant_detached(app, "drifter@elsewhere.example.com")
+    owner = team.client("owner")
+    new_link = invite(owner, "fresh@team.example.com")
+    known_link = invite(owner, "drifter@elsewhere.example.com", "billing")
+    drifter = login(app, "drifter@elsewhere.example.com")
+    for client, link in ((app.test_client(), new_link), (app.test_client(), known_link), (drifter, known_link)):
+        assert client.get(path_of(link)).status_code == 200
+        assert client.get(path_of(link)).status_code == 200
+    assert user_row(app, "fresh@team.example.com") is None
+    assert user_row(app, "drifter@elsewhere.example.com") == (None, "developer")
+    # Both links still work afterwards.
+    assert join(app, new_link)[1].status_code == 303
+    assert post(drifter, path_of(known_link)).status_code == 303
+    assert user_row(app, "drifter@elsewhere.example.com") == (team.id, "billing")
+
+
 def make_tenant_detached(app, email):
     """A user with a login but no team (left or removed earlier)."""
     return add_user(app, None, email, "developer")

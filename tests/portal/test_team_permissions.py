@@ -88,7 +88,7 @@ def test_every_portal_view_that_changes_something_is_in_the_matrix(app):
                    # A user's own account, whatever the role: password, sessions, two-factor, email links.
                    "portal.change_password", "portal.end_other_sessions", "portal.enable_two_factor",
                    "portal.disable_two_factor", "portal.login_code", "portal.forgot_password",
-                   "portal.reset_password", "portal.resend_verification"}
+                   "portal.reset_password", "portal.resend_verification", "portal.verify_email"}
     posts = {rule.endpoint for rule in app.url_map.iter_rules()
              if "POST" in rule.methods and rule.endpoint.split(".")[0] in ("portal", "templates")}
     covered = {"portal.keys", "portal.revoke_key", "portal.numbers", "portal.test_number",
