@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from urllib.parse import urlsplit
 
@@ -52,7 +53,7 @@ class GraphError(Exception):
 
     def as_upstream(self) -> UpstreamError:
         """The tenant's view: Meta's code, subcode, details, type, fbtrace_id and 4xx status."""
-        return UpstreamError.from_graph(self.status, self.error, retry_after=self.retry_after)
+        return UpstreamError.from_graph(self.status, self.error, retry_after=_whole_seconds(self.retry_after))
 
 
 class GraphUnavailable(GraphError):
@@ -193,6 +194,15 @@ def _retry_after(header: str | None, attempt: int) -> float | None:
     except ValueError:
         return None  # an HTTP date: far enough off not to wait for it here
     return seconds if 0 <= seconds < 3600 else None
+
+
+def _whole_seconds(header: str | None) -> str | None:
+    """Meta's Retry-After as whole seconds (rounded up), the only form we relay; None if it is not a number."""
+    try:
+        seconds = float(header)
+    except (TypeError, ValueError):
+        return None
+    return str(max(0, math.ceil(seconds))) if math.isfinite(seconds) and seconds < 86400 else None
 
 
 def _graph_error(response: requests.Response, body: dict) -> GraphError:
