@@ -1,11 +1,14 @@
 """Media on the Cloud-API-compatible paths: upload, read, download and delete, against the loopback Graph API."""
 from __future__ import annotations
 
+import http.client
 import io
 import json
+import threading
 
 import pytest
 from sqlalchemy import select
+from werkzeug.serving import make_server
 
 from saas.extensions import db
 from saas.messaging.models import Media
@@ -311,3 +314,56 @@ def test_malformed_and_over_long_ids_answer_as_unknown_objects(app, graph, acme,
         error = graph_error(response, 404, 100)
         assert error["error_subcode"] == 33
     assert graph.calls == []
+
+
+# -- chunked uploads (no Content-Length): counted against MEDIA_MAX_BYTES, not MAX_REQUEST_BYTES ---------
+
+@pytest.fixture
+def served(app):
+    """The app behind a real HTTP server on 127.0.0.1 (werkzeug's, threaded): its port."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_port
+    server.shutdown()
+    thread.join()
+
+
+def upload_chunked(port, path, data: bytes, headers: dict):
+    boundary = "b0undary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="messaging_product"\r\n\r\nwhatsapp\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\ntext/plain\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n'
+            f'Content-Type: text/plain\r\n\r\n').encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.putrequest("POST", path)
+    for name, value in {**headers, "Transfer-Encoding": "chunked",
+                        "Content-Type": f"multipart/form-data; boundary={boundary}"}.items():
+        conn.putheader(name, value)
+    conn.endheaders()
+    try:
+        for start in range(0, len(body), 8192):
+            piece = body[start:start + 8192]
+            conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+        conn.send(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server may answer and close before the whole body is sent
+    response = conn.getresponse()
+    status, answer = response.status, json.loads(response.read())
+    conn.close()
+    return status, answer
+
+
+def test_a_chunked_upload_is_held_to_media_max_bytes(app, graph, acme, served):
+    tenant, phone_number_id, _, _ = acme
+    path = f"/v23.0/{phone_number_id}/media"
+    status, answer = upload_chunked(served, path, b"x" * (app.config["MAX_CONTENT_LENGTH"] + 10_000), tenant.headers)
+    assert status == 200, answer
+    saved = app.config["MEDIA_MAX_BYTES"]
+    app.config["MEDIA_MAX_BYTES"] = 2000
+    try:
+        status, answer = upload_chunked(served, path, b"x" * 200_000, tenant.headers)
+    finally:
+        app.config["MEDIA_MAX_BYTES"] = saved
+    assert status == 413 and answer["error"]["code"] == 4130
+    assert len(graph.requests("POST", "/media")) == 1
