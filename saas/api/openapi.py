@@ -330,7 +330,7 @@ def _cloud_paths(spec) -> None:
                                "is one of the account's media ids, whose `url` is ours to GET with the API key.",
                 "parameters": [VERSION, _id("object_id"), FIELDS, on_number],
                 "responses": {"200": {"description": "The number's info or the media's.", "content": {
-                    "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/NumberInfo"},
+                    "application/json": {"schema": {"anyOf": [{"$ref": "#/components/schemas/NumberInfo"},
                                                               {"$ref": "#/components/schemas/MediaInfo"}]}}}},
                               **_errors(GRAPH_ERRORS, "GraphError")}},
         "delete": {"operationId": "cloudDeleteMedia", "summary": "Delete a media id",
