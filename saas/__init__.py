@@ -101,9 +101,12 @@ def register_services(app: Flask) -> None:
     app.extensions["stripe"] = stripe_client.build(app.config)
     metering = Metering()
     from saas.messaging.cloud_api import CloudApiTransport
+    from saas.messaging.graph import pooled_session
 
+    # One pool of kept-alive connections to Graph for every caller in the process.
+    graph_session = pooled_session(app.config["WHATSAPP_POOL_SIZE"])
     transports = Transports(sandbox=SandboxTransport(latency=app.config["SANDBOX_LATENCY_MS"] / 1000),
-                            live=CloudApiTransport(app.config))
+                            live=CloudApiTransport(app.config, graph_session))
     # The pair rate lives where the plan rate limits do: Redis with REDIS_URL, else this process's memory.
     rules = WhatsAppRules(PairRate(limiter.storage, burst=app.config["WHATSAPP_PAIR_RATE_BURST"],
                                    seconds=app.config["WHATSAPP_PAIR_RATE_SECONDS"]))
@@ -113,8 +116,8 @@ def register_services(app: Flask) -> None:
     # Reads a live number's info from the Graph API (settings read per call).
     from saas.messaging.number_info import NumberInfoClient
 
-    app.extensions["number_info"] = NumberInfoClient(app.config)
-    app.extensions["graph"] = Graph(app.config)
+    app.extensions["number_info"] = NumberInfoClient(app.config, graph_session)
+    app.extensions["graph"] = Graph(app.config, graph_session)
     background = app.extensions["background"]
     if app.config["HOUSEKEEPING"]:
         background.every("usage roll-up", 1.0, lambda: metering.roll_up_all(db.session))

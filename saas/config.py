@@ -247,11 +247,17 @@ def load(instance_path: str) -> dict:
         "WHATSAPP_CONNECT_TIMEOUT_SECONDS": env_seconds("WHATSAPP_CONNECT_TIMEOUT_SECONDS", 3.05),
         "WHATSAPP_TIMEOUT_SECONDS": env_seconds("WHATSAPP_TIMEOUT_SECONDS", 20.0),
         # Kept-alive connections to Graph per process (a gevent worker runs that many calls at once).
-        "WHATSAPP_POOL_SIZE": env_int("WHATSAPP_POOL_SIZE", 100),
+        "WHATSAPP_POOL_SIZE": env_int("WHATSAPP_POOL_SIZE", 256),
         # A live send is tried again only when nothing can have gone out: a connection never made,
         # or Meta's throughput refusal (130429) with a Retry-After of at most the second setting.
         "WHATSAPP_SEND_RETRIES": env_int("WHATSAPP_SEND_RETRIES", 2),
         "WHATSAPP_RETRY_AFTER_MAX_SECONDS": env_float("WHATSAPP_RETRY_AFTER_MAX_SECONDS", 2.0),
+        # Graph calls that are not sends: how GET and DELETE are retried on 429/5xx/a failed connection
+        # (at most RETRIES more tries, waiting at most BUDGET seconds in all; POSTs never are).
+        "WHATSAPP_RETRIES": env_int("WHATSAPP_RETRIES", 2),
+        "WHATSAPP_RETRY_BUDGET_SECONDS": env_float("WHATSAPP_RETRY_BUDGET_SECONDS", 3.0),
+        # The largest media file uploaded or downloaded through us (WhatsApp's own largest is 100 MB).
+        "MEDIA_MAX_BYTES": env_int("MEDIA_MAX_BYTES", 16 * 1024 * 1024),
         # WhatsApp's pair rate, enforced before Meta's 131056: BURST messages from a number to one
         # contact at once, then one per SECONDS (a moving window of BURST per BURST*SECONDS). 0 turns it off.
         "WHATSAPP_PAIR_RATE_BURST": env_int("WHATSAPP_PAIR_RATE_BURST", 5),

@@ -91,6 +91,15 @@ class EmailNotVerified(ApiError):
                "(open the link we emailed, or resend it from the portal). The sandbox number works meanwhile.")
 
 
+class LiveNumberRequired(ApiError):
+    """What only WhatsApp can do (media, a business profile's changes) asked of a sandbox number."""
+
+    status = 400
+    code = "live_number_required"
+    graph_code = 4001
+    message = "This needs a connected live number; sandbox numbers never reach WhatsApp."
+
+
 class NotFound(ApiError):
     status = 404
     code = "not_found"

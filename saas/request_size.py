@@ -9,7 +9,26 @@ envelope on API paths) the moment the count passes the limit.
 """
 from __future__ import annotations
 
+import re
+
 from werkzeug.exceptions import RequestEntityTooLarge
+
+# The Cloud API's media upload: its body may exceed MAX_REQUEST_BYTES, up to MEDIA_MAX_BYTES of file.
+MEDIA_UPLOAD_PATH = re.compile(r"^/v[0-9]{1,3}(?:\.[0-9]{1,3})?/[^/]+/media/?$")
+# Room for the form's other fields and its part headers around the file.
+MULTIPART_ALLOWANCE = 64 * 1024
+
+
+def media_upload_limit(config) -> int:
+    """The largest body of a media upload request: MEDIA_MAX_BYTES of file plus the form around it."""
+    return config["MEDIA_MAX_BYTES"] + MULTIPART_ALLOWANCE
+
+
+def limit_for(environ, config) -> int | None:
+    """The body limit of this request: the media upload's, or MAX_REQUEST_BYTES."""
+    if environ.get("REQUEST_METHOD") == "POST" and MEDIA_UPLOAD_PATH.match(environ.get("PATH_INFO") or ""):
+        return media_upload_limit(config)
+    return config.get("MAX_CONTENT_LENGTH")
 
 
 class CountedInput:
@@ -57,14 +76,15 @@ class CountedInput:
 
 
 class BodyLimit:
-    """WSGI middleware: bodies without a Content-Length are counted against the app's MAX_CONTENT_LENGTH."""
+    """WSGI middleware: bodies without a Content-Length are counted against the app's MAX_CONTENT_LENGTH
+    (a media upload's, against MEDIA_MAX_BYTES and its form)."""
 
     def __init__(self, wsgi_app, app):
         self.wsgi_app = wsgi_app
         self.app = app
 
     def __call__(self, environ, start_response):
-        limit = self.app.config.get("MAX_CONTENT_LENGTH")
+        limit = limit_for(environ, self.app.config)
         if limit is not None and not environ.get("CONTENT_LENGTH") and "wsgi.input" in environ:
             environ["wsgi.input"] = CountedInput(environ["wsgi.input"], limit)
         return self.wsgi_app(environ, start_response)

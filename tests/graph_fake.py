@@ -417,8 +417,9 @@ def _handler(fake: FakeGraph):
                     name = part.get_param("name", header="content-disposition")
                     data = part.get_payload(decode=True)
                     form[name] = data if name == "file" else data.decode()
-                    if name == "file" and "type" not in form:
-                        form.setdefault("_file_type", part.get_content_type())
+                    if name == "file":
+                        form["_file_type"] = part.get_content_type()
+                        form["_filename"] = part.get_filename()
                 return form
             if kind.startswith("application/x-www-form-urlencoded"):
                 return {k: v[0] for k, v in parse_qs(raw.decode()).items()}

@@ -1,6 +1,7 @@
-"""The Cloud-API-compatible endpoint: POST /v{N}/{phone_number_id}/messages.
+"""The Cloud-API-compatible endpoints: POST /v{N}/{phone_number_id}/messages, and beside it
+media, a number's info and its business profile (saas.api.cloud_media).
 
-Same body and same answers as WhatsApp's Cloud API, so a tenant points an
+Same bodies and same answers as WhatsApp's Cloud API, so a tenant points an
 existing WhatsApp client at our base URL and changes nothing else. Errors keep
 Graph's shape (see saas.errors.graph_envelope).
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 from werkzeug.routing import BaseConverter
 
-from saas.api import schemas
+from saas.api import cloud_media, schemas
 from saas.api.requests import (
     authenticate, current_rights, current_tenant, idempotency_key, json_object, load, per_tenant,
 )
@@ -41,7 +42,8 @@ def send(version, phone_number_id):
     body = json_object()
     if body.get("status") == "read" and "to" not in body:
         data = load(mark_read_body, body)
-        messaging.mark_read(tenant, phone_number_id, data["message_id"])
+        messaging.mark_read(tenant, phone_number_id, data["message_id"], graph=current_app.extensions["graph"],
+                            typing_indicator=data.get("typing_indicator"))
         return jsonify({"success": True})
     data = load(message_body, body)
     to_input = data.pop("to_input")
@@ -49,3 +51,6 @@ def send(version, phone_number_id):
         tenant, current_rights(), phone_number_id, data, idempotency_key=idempotency_key(), to_input=to_input,
         upstream=body)
     return jsonify(outcome.response_body)
+
+
+cloud_media.register(bp)

@@ -148,6 +148,50 @@ class Success(Schema):
     success = fields.Boolean(required=True)
 
 
+class MediaId(Schema):
+    id = fields.String(required=True)
+
+
+class MediaInfo(Schema):
+    messaging_product = fields.String()
+    url = fields.String(metadata={"description": "Ours: GET it with the same API key for the bytes."})
+    mime_type = fields.String()
+    sha256 = fields.String()
+    file_size = fields.Integer()
+    id = fields.String(required=True)
+
+
+class Throughput(Schema):
+    level = fields.String()
+
+
+class NumberInfo(Schema):
+    id = fields.String(required=True)
+    display_phone_number = fields.String()
+    verified_name = fields.String()
+    quality_rating = fields.String()
+    messaging_limit_tier = fields.String()
+    code_verification_status = fields.String()
+    platform_type = fields.String()
+    name_status = fields.String()
+    throughput = fields.Nested(Throughput)
+
+
+class BusinessProfile(Schema):
+    messaging_product = fields.String()
+    about = fields.String()
+    address = fields.String()
+    description = fields.String()
+    email = fields.String()
+    profile_picture_url = fields.String()
+    websites = fields.List(fields.String())
+    vertical = fields.String()
+
+
+class BusinessProfiles(Schema):
+    data = fields.List(fields.Nested(BusinessProfile), required=True)
+
+
 ERRORS = {
     400: "The request is invalid (body, query, header or a WhatsApp rule); `details` says which field.",
     401: "Missing, malformed, unknown or revoked API key.",
@@ -159,9 +203,12 @@ ERRORS = {
     413: "The body is larger than MAX_REQUEST_BYTES.",
     429: "Too many requests (the plan's rate, or WhatsApp's pair rate or messaging limit); see Retry-After.",
     502: "WhatsApp failed or refused the message.",
+    504: "WhatsApp did not answer in time.",
 }
 READ_ERRORS = (400, 401, 403, 404, 405, 413, 429)
-SEND_ERRORS = tuple(ERRORS)
+SEND_ERRORS = tuple(code for code in ERRORS if code != 504)
+GRAPH_ERRORS = (400, 401, 403, 404, 405, 413, 429, 502, 504)
+UPLOAD_ERRORS = (400, 401, 402, 403, 404, 405, 413, 429, 502, 504)
 
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": False,
@@ -193,7 +240,9 @@ def build_spec(version: str = "1.0.0") -> dict:
     for name, schema in [("SendMessage", schemas.V1Send), ("CloudMessage", schemas.MessageBody),
                          ("MarkRead", schemas.MarkRead), ("Message", Message), ("MessageList", MessageList),
                          ("Number", Number), ("NumberList", NumberList), ("Usage", Usage), ("Error", Error),
-                         ("GraphError", GraphError), ("CloudSent", CloudSent), ("Success", Success)]:
+                         ("GraphError", GraphError), ("CloudSent", CloudSent), ("Success", Success),
+                         ("MediaId", MediaId), ("MediaInfo", MediaInfo), ("NumberInfo", NumberInfo),
+                         ("BusinessProfiles", BusinessProfiles), ("BusinessProfileUpdate", schemas.BusinessProfileUpdate)]:
         spec.components.schema(name, schema=schema)
 
     spec.path("/api/v1/messages", operations={
@@ -248,9 +297,67 @@ def build_spec(version: str = "1.0.0") -> dict:
             "oneOf": [{"$ref": "#/components/schemas/CloudSent"}, {"$ref": "#/components/schemas/Success"}]}}}},
             **_errors(SEND_ERRORS, "GraphError")},
     }})
+    _cloud_paths(spec)
     document = spec.to_dict()
     document["security"] = [{"bearer": []}]
     return document
+
+
+VERSION = {"name": "version", "in": "path", "required": True,
+           "schema": {"type": "string", "pattern": r"^v[0-9]{1,3}(\.[0-9]{1,3})?$", "example": "v23.0"}}
+FIELDS = {"name": "fields", "in": "query", "required": False, "description": "Comma-separated field names.",
+          "schema": {"type": "string", "maxLength": 500}}
+
+
+def _id(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}
+
+
+def _cloud_paths(spec) -> None:
+    """The Cloud API's calls beside sends (saas.api.cloud_media)."""
+    number_id, on_number = _id("phone_number_id"), {"name": "phone_number_id", "in": "query", "required": False,
+                                                    "schema": {"type": "string", "maxLength": 64}}
+    spec.path("/{version}/{phone_number_id}/media", operations={"post": {
+        "operationId": "cloudUploadMedia", "summary": "Upload media from a live number (plan feature media)",
+        "description": "Forwarded to WhatsApp with the number's token (never retried). At most MEDIA_MAX_BYTES.",
+        "parameters": [VERSION, number_id],
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file", "type", "messaging_product"],
+            "properties": {"file": {"type": "string", "format": "binary"},
+                           "type": {"type": "string", "maxLength": 191, "example": "image/jpeg"},
+                           "messaging_product": {"type": "string", "enum": ["whatsapp"]}}}}}},
+        "responses": {"200": _ok("MediaId", "Uploaded; the media id."), **_errors(UPLOAD_ERRORS, "GraphError")},
+    }})
+    spec.path("/{version}/{object_id}", operations={
+        "get": {"operationId": "cloudGetObject", "summary": "A number's info, or a media's URL and metadata",
+                "description": "One of the account's numbers answers its info (`fields` picks them); any other id "
+                               "is one of the account's media ids, whose `url` is ours to GET with the API key.",
+                "parameters": [VERSION, _id("object_id"), FIELDS, on_number],
+                "responses": {"200": {"description": "The number's info or the media's.", "content": {
+                    "application/json": {"schema": {"anyOf": [{"$ref": "#/components/schemas/NumberInfo"},
+                                                              {"$ref": "#/components/schemas/MediaInfo"}]}}}},
+                              **_errors(GRAPH_ERRORS, "GraphError")}},
+        "delete": {"operationId": "cloudDeleteMedia", "summary": "Delete a media id",
+                   "parameters": [VERSION, _id("object_id"), on_number],
+                   "responses": {"200": _ok("Success"), **_errors(GRAPH_ERRORS, "GraphError")}},
+    })
+    spec.path("/{version}/media/{media_id}/content", operations={"get": {
+        "operationId": "cloudMediaContent", "summary": "A media's bytes, streamed from WhatsApp",
+        "parameters": [VERSION, _id("media_id")],
+        "responses": {"200": {"description": "The bytes, with WhatsApp's Content-Type.",
+                              "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+                      **_errors(GRAPH_ERRORS, "GraphError")},
+    }})
+    spec.path("/{version}/{phone_number_id}/whatsapp_business_profile", operations={
+        "get": {"operationId": "cloudGetBusinessProfile", "summary": "The number's WhatsApp Business profile",
+                "parameters": [VERSION, number_id, FIELDS],
+                "responses": {"200": _ok("BusinessProfiles"), **_errors(GRAPH_ERRORS, "GraphError")}},
+        "post": {"operationId": "cloudUpdateBusinessProfile", "summary": "Change a live number's profile",
+                 "parameters": [VERSION, number_id],
+                 "requestBody": {"required": True, "content": {"application/json": {
+                     "schema": "BusinessProfileUpdate"}}},
+                 "responses": {"200": _ok("Success"), **_errors(GRAPH_ERRORS, "GraphError")}},
+    })
 
 
 _document: dict | None = None

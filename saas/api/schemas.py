@@ -151,11 +151,17 @@ MessageBody = type("MessageBody", (_MessageEnvelope,), {
     **{name: make() for name, make in TYPE_BODIES.items()}})
 
 
+class TypingIndicator(Lenient):
+    """Shown to the contact until the reply is sent (or 25 seconds pass); WhatsApp's only kind is text."""
+
+    type = fields.String(required=True, validate=validate.Equal("text"))
+
+
 class MarkRead(Lenient):
     messaging_product = fields.String(required=True, validate=validate.Equal("whatsapp"))
     status = fields.String(required=True, validate=validate.Equal("read"))
     message_id = fields.String(required=True, validate=validate.Length(min=1, max=256))
-    typing_indicator = fields.Dict()
+    typing_indicator = fields.Nested(TypingIndicator)
 
 
 class V1Send(MessageBody):
@@ -171,3 +177,22 @@ class Pagination(Lenient):
     @pre_load
     def drop_empty(self, data, **kwargs):
         return {k: v for k, v in data.items() if v != ""}
+
+
+VERTICALS = ("UNDEFINED", "OTHER", "ALCOHOL", "APPAREL", "AUTO", "BEAUTY", "EDU", "ENTERTAIN", "EVENT_PLAN",
+             "FINANCE", "GOVT", "GROCERY", "HEALTH", "HOTEL", "NONPROFIT", "NOT_A_BIZ", "ONLINE_GAMBLING",
+             "OTC_DRUGS", "PHYSICAL_GAMBLING", "PROF_SERVICES", "RESTAURANT", "RETAIL", "TRAVEL")
+
+
+class BusinessProfileUpdate(Lenient):
+    """POST /{phone_number_id}/whatsapp_business_profile: the fields WhatsApp lets a business set."""
+
+    messaging_product = fields.String(required=True, validate=validate.Equal("whatsapp"))
+    about = fields.String(validate=validate.Length(min=1, max=139))
+    address = fields.String(validate=validate.Length(max=256))
+    description = fields.String(validate=validate.Length(max=512))
+    email = fields.String(validate=[validate.Length(max=128), validate.Email()])
+    profile_picture_handle = fields.String(validate=validate.Length(min=1, max=1024))
+    vertical = fields.String(validate=validate.OneOf(VERTICALS))
+    websites = fields.List(fields.String(validate=[validate.Length(max=256), http_url]),
+                           validate=validate.Length(max=2))

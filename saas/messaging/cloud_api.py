@@ -22,10 +22,10 @@ import threading
 import time
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
 
+from saas.messaging.graph import pooled_session
 from saas.messaging.numbers import decrypt_token
 from saas.messaging.transports import SendResult
 
@@ -33,17 +33,6 @@ log = logging.getLogger(__name__)
 
 # Meta's throughput refusal: nothing was sent, and Meta says when to come back.
 RETRYABLE_CODES = {130429}
-
-
-def pooled_session(pool_size: int) -> requests.Session:
-    """A ``requests`` session for Graph: kept-alive connections, no retries of its own, no
-    proxy or netrc lookups from the environment on every call."""
-    session = requests.Session()
-    session.trust_env = False
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
 
 
 class TokenCache:
@@ -78,7 +67,7 @@ class CloudApiTransport:
 
     def __init__(self, config, session: requests.Session | None = None, *, sleep=time.sleep):
         self.config = config
-        self.session = session or pooled_session(config.get("WHATSAPP_POOL_SIZE", 100))
+        self.session = session or pooled_session(config.get("WHATSAPP_POOL_SIZE", 256))
         self.tokens = TokenCache()
         self.sleep = sleep
 

@@ -30,7 +30,7 @@ from saas import jobs
 from saas.audit import services as audit
 from saas.errors import ApiError
 from saas.extensions import db
-from saas.messaging import forwarding, inbound
+from saas.messaging import forwarding, inbound, media
 from saas.messaging.forwarding import Event, NumberRef
 from saas.messaging.inbound import ident, items, obj, text
 from saas.messaging.models import Message, PhoneNumber, WhatsAppNotification
@@ -162,6 +162,7 @@ class Batch:
     messages: list[dict] = field(default_factory=list)
     windows: list[tuple] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    media: list[dict] = field(default_factory=list)
 
     def numbers_of_account(self, waba_id: str) -> list[PhoneNumber]:
         return list(db.session.scalars(select(PhoneNumber).where(PhoneNumber.waba_id == waba_id)
@@ -205,6 +206,7 @@ def apply_messages(batch: Batch, note: Note, waba_id: str, field_name: str, valu
             "type": text(message.get("type"), 30) or "unknown", "body_summary": inbound.summarise(message),
             "wa_message_id": wamid, "status": "received", "raw_message": message, "conversation_id": None,
             "opened_conversation": False, "created_at": batch.now, "updated_at": batch.now})
+        batch.media.extend(media.inbound_rows(number.tenant_id, number.id, message, batch.now))
         if message.get("type") != "system":  # a number change is not the user writing
             batch.windows.extend((number.tenant_id, number.id, key, sent_at) for key in keys)
         batch.events.append(Event(number, "message", wamid, message, contact=contact or None, waba_id=waba_id,
@@ -357,6 +359,7 @@ def _apply(ids: list[int], now: datetime) -> int:
             conn.execute(_insert_inbound(conn), sorted(batch.messages, key=lambda row: row["wa_message_id"]))
         if batch.windows:
             refresh_service_windows(conn, batch.windows)
+        media.record(conn, batch.media)
         if batch.events:
             forwarding.record_events(conn, batch.events, now)
         conn.execute(_MARK_APPLIED, [{"nid": nid, "now": now, "the_outcome": note.outcome(), "the_error": note.error}

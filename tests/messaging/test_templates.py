@@ -89,7 +89,8 @@ def test_a_graph_failure_mid_sync_changes_nothing(app, graph, acme):
     for n in range(150):
         graph.add_template(waba_id, f"more_{n}")
     graph.templates[waba_id] = graph.templates[waba_id][1:]
-    graph.fail("GET", "/message_templates", code=131000, after=1)
+    # Every try fails (a GET is retried twice on a 5xx).
+    graph.fail("GET", "/message_templates", code=131000, after=1, times=3)
     with pytest.raises(GraphError):
         sync(app, tenant_id)
     assert list(rows(app, tenant_id)) == [("first", "en_US")]
@@ -105,7 +106,7 @@ def test_sync_reports_graph_refusals_and_outages(app, graph, acme, break_it):
             sync(app, tenant_id)
         assert raised.value.code == 190 and not isinstance(raised.value, GraphUnavailable)
     else:
-        graph.drop("GET", "/message_templates")
+        graph.drop("GET", "/message_templates", times=3)
         with pytest.raises(GraphUnavailable):
             sync(app, tenant_id)
     assert rows(app, tenant_id) == {}
@@ -173,7 +174,7 @@ def test_the_cli_says_what_went_wrong(app, graph, runner, acme):
         db.session.remove()
     result = runner.invoke(args=["templates", "sync", sandbox_only])
     assert result.exit_code != 0 and "no live number" in result.output
-    graph.fail("GET", "/message_templates", status=503)
+    graph.fail("GET", "/message_templates", status=503, times=3)
     result = runner.invoke(args=["templates", "sync", slug])
     assert result.exit_code != 0 and "nothing was changed" in result.output
 
