@@ -22,9 +22,8 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from saas import cache
@@ -35,23 +34,18 @@ from saas.errors import (
 from saas.extensions import db
 from saas.messaging.accepts import GroupAccepts, accept_send, single_statement as _single_statement
 from saas.messaging.bodies import graph_response, request_hash, summarise
-from saas.messaging.models import MODE_LIVE, Conversation, Message
+from saas.messaging.models import MODE_LIVE, Message
 from saas.messaging.numbers import sending_number
 from saas.messaging.rules import Admission, WhatsAppRules, enforce_messaging_limit
+from saas.messaging.settle import Settling
 from saas.messaging.transports import SendResult
 from saas.messaging.types import TYPES
 from saas.tenants.services import tenant_verified
 from saas.messaging.windows import INSERT_MESSAGE, ONE_STATEMENT_SEND, WINDOW, open_window
-from saas.metering.services import Receipt, Usage, current_period
+from saas.metering.services import Usage, current_period
 from saas.timeutil import utcnow
 
 log = logging.getLogger(__name__)
-
-# A send still pending this long was interrupted: no request runs this long
-# (the transport's own timeouts end it well before).
-INTERRUPTED_AFTER = timedelta(seconds=30)
-INTERRUPTED_TITLE = "The send was interrupted before WhatsApp answered; it was not billed."
-
 
 @dataclass(frozen=True)
 class SendOutcome:
@@ -89,7 +83,7 @@ def _refusal(result: SendResult, message_id: int) -> UpstreamError:
                          graph_code=result.error_code)
 
 
-class SendService:
+class SendService(Settling):
     """Sends messages; built once per app by the factory with its collaborators.
 
     ``transports`` chooses a transport per number, ``metering`` is the
@@ -334,74 +328,6 @@ class SendService:
             if message_id is not None:
                 return message_id
         raise RuntimeError("could not open or join a conversation window")
-
-    def settle_failed(self, tenant_id: int, message_id: int, error_code: int | None, error_title: str | None,
-                      *, error_details: str | None = None) -> bool:
-        """Mark a pending send failed and take its usage back, once. Commits.
-
-        The window's conversation is un-billed (and the window closed) when
-        no other send that may still go out stands in it, whichever send
-        opened it. Returns False when the message was no longer pending.
-        """
-        session = self.session
-        try:
-            conn = session.connection()
-            row = conn.execute(select(Message.conversation_id, Message.period_start, Message.status).where(
-                Message.id == message_id, Message.tenant_id == tenant_id)).first()
-            if row is None or row.status != "pending":
-                session.rollback()
-                return False
-            window = None
-            if row.conversation_id is not None:
-                window = conn.execute(
-                    select(Conversation.id, Conversation.category, Conversation.period_start)
-                    .where(Conversation.id == row.conversation_id).with_for_update()).first()
-            now = self.clock()
-            settled = conn.execute(
-                update(Message).where(Message.id == message_id, Message.status == "pending")
-                .values(status="failed", failed_at=now, error_code=error_code, error_title=error_title,
-                        error_details=error_details, response_status=502, updated_at=now)).rowcount
-            if not settled:
-                session.rollback()
-                return False
-            if window is not None:
-                unbill = not conn.execute(select(exists().where(
-                    Message.tenant_id == tenant_id, Message.conversation_id == window.id,
-                    Message.status != "failed"))).scalar()
-                usage = Usage(tenant_id, row.period_start or window.period_start, window.category, messages=1)
-                self.metering.reverse(conn, Receipt(usage))
-                if unbill:
-                    self.metering.reverse(conn, Receipt(
-                        Usage(tenant_id, window.period_start, window.category, messages=0, conversations=1),
-                        subject=f"conversation:{window.id}"))
-                    conn.execute(update(Message).where(Message.conversation_id == window.id)
-                                 .values(conversation_id=None, opened_conversation=False))
-                    conn.execute(Conversation.__table__.delete().where(Conversation.id == window.id))
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        log.warning("send failed upstream", extra={"status": error_code})
-        return True
-
-    def recover_interrupted(self, *, older_than: timedelta = INTERRUPTED_AFTER, limit: int = 500) -> int:
-        """Settle sends left ``pending`` by a crash or a dropped connection; returns how many.
-
-        Run by every process's housekeeping; safe to run anywhere at once,
-        since settling is conditional on the message still being pending.
-        """
-        cutoff = self.clock() - older_than
-        stuck = self.session.execute(
-            select(Message.tenant_id, Message.id)
-            .where(Message.status == "pending", Message.created_at < cutoff)
-            .order_by(Message.created_at).limit(limit)).all()
-        self.session.rollback()
-        settled = 0
-        for tenant_id, message_id in stuck:
-            settled += self.settle_failed(tenant_id, message_id, 131000, INTERRUPTED_TITLE)
-        if settled:
-            log.warning("settled %d interrupted sends", settled)
-        return settled
 
     def _find_by_key(self, tenant_id: int, key: str):
         row = self.session.connection().execute(
