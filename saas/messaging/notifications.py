@@ -262,7 +262,7 @@ def record_account_event(batch: Batch, note: Note, waba_id: str, field_name: str
 
 def apply_template_update(batch, note, waba_id, field_name, value) -> None:
     """A template's status, quality or category changed at Meta: every tenant's copy of it follows."""
-    from saas.messaging.templates import apply_template_change
+    from saas.messaging.template_updates import apply_template_change
 
     apply_template_change(waba_id, field_name, value)
     note.counts[field_name] += 1

@@ -1,5 +1,6 @@
 """Message templates: synced from each WhatsApp Business Account, created and deleted through Graph,
-kept current by Meta's webhooks, and checked by the send path before a template leaves.
+and checked by the send path before a template leaves (Meta's webhooks keep them current
+between syncs: saas.messaging.template_updates).
 
 Templates belong to a WABA; a tenant reaches its WABAs through its live numbers
 (their ``waba_id`` and access token). Sandbox numbers have no WABA: they offer
@@ -230,11 +231,12 @@ def _listed_fields(item: dict) -> dict | None:
         "category": (_clean(item.get("category"), 30) or "MARKETING").upper(),
         "components": components,
         "quality_score": quality if quality in QUALITY_SCORES else None,
-        "reason": _reason(item.get("rejected_reason")),
+        "reason": reason_text(item.get("rejected_reason")),
     }
 
 
-def _reason(value) -> str | None:
+def reason_text(value) -> str | None:
+    """Meta's rejection or pause reason, bounded; None for none ("NONE")."""
     text = _clean(value, 300)
     return None if text in (None, "", "NONE") else text
 
@@ -398,100 +400,3 @@ def delete_template(graph, tenant, template_id, *, actor) -> list[str]:
         db.session.rollback()
         raise
     return [r.language for r in rows]
-
-
-# -- Meta's webhooks -------------------------------------------------------------------------------
-
-TEMPLATE_FIELDS = ("message_template_status_update", "message_template_quality_update", "template_category_update")
-# Events that put a template back in service.
-REINSTATING = ("REINSTATED", "UNPAUSED")
-
-
-def apply_template_webhook(waba_id, field: str, value) -> str:
-    """Apply one ``changes[]`` entry of a WABA webhook about templates; returns what it did. Commits.
-
-    ``field`` is the change's field (message_template_status_update,
-    message_template_quality_update or template_category_update) and
-    ``value`` its value as Meta sent it. Finds the template by Meta's id
-    (else by name and language) in every tenant with that WABA. Safe to
-    repeat. A template we do not know yet is left for the next sync.
-    """
-    try:
-        outcome = apply_template_change(waba_id, field, value)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-    return outcome
-
-
-def apply_template_change(waba_id, field: str, value) -> str:
-    """apply_template_webhook inside the caller's transaction (the webhook's batch): flushes, never commits."""
-    if field not in TEMPLATE_FIELDS or not isinstance(value, dict) or not isinstance(waba_id, str):
-        return "ignored"
-    rows = _webhook_rows(waba_id, value)
-    if not rows:
-        return "unknown template"
-    if field == "message_template_status_update":
-        outcome = _apply_status(rows, value)
-    elif field == "message_template_quality_update":
-        outcome = _apply_quality(rows, value)
-    else:
-        outcome = _apply_category(rows, value)
-    db.session.flush()
-    return outcome
-
-
-def _webhook_rows(waba_id: str, value: dict) -> list[Template]:
-    meta_id = value.get("message_template_id")
-    rows: list[Template] = []
-    if isinstance(meta_id, (int, str)) and not isinstance(meta_id, bool) and str(meta_id):
-        rows = list(db.session.scalars(select(Template).where(
-            Template.waba_id == waba_id, Template.meta_id == str(meta_id)[:64])))
-    name, language = value.get("message_template_name"), value.get("message_template_language")
-    if not rows and isinstance(name, str) and isinstance(language, str):
-        rows = list(db.session.scalars(select(Template).where(
-            Template.waba_id == waba_id, Template.name == name[:512], Template.language == language[:15])))
-    return rows
-
-
-def _apply_status(rows: list[Template], value: dict) -> str:
-    event = value.get("event")
-    if not isinstance(event, str):
-        return "ignored"
-    status = "APPROVED" if event in REINSTATING else event
-    if status not in STATUSES:
-        # FLAGGED, LOCKED, UNLOCKED ...: the template keeps its status (a sync tells the rest).
-        return f"event {event[:30]} ignored"
-    if status == "DELETED":
-        for row in rows:
-            db.session.delete(row)
-        return "deleted"
-    category = value.get("message_template_category")
-    for row in rows:
-        row.status = status
-        row.reason = None if status == SENDABLE else _reason(value.get("reason"))
-        if category in CATEGORIES:
-            row.category = category
-    return f"status {status}"
-
-
-def _apply_quality(rows: list[Template], value: dict) -> str:
-    score = value.get("new_quality_score")
-    if score not in QUALITY_SCORES:
-        return "ignored"
-    for row in rows:
-        row.quality_score = score
-    return f"quality {score}"
-
-
-def _apply_category(rows: list[Template], value: dict) -> str:
-    new = value.get("new_category")
-    if "previous_category" not in value:
-        # An impending change (correct_category, category_update_timestamp): nothing changed yet.
-        return "impending category change"
-    if new not in CATEGORIES:
-        return "ignored"
-    for row in rows:
-        row.category = new
-    return f"category {new}"

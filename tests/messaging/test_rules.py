@@ -574,7 +574,7 @@ def test_another_tenants_template_is_unknown(app, live, client, acme, acme_live)
 
 
 def test_a_status_webhook_is_honoured_by_the_next_send(app, live, acme, acme_live):
-    from saas.messaging.templates import apply_template_webhook
+    from saas.messaging.template_updates import apply_template_webhook
 
     live.add_template(acme_live[2], "order_shipped")
     add_template(app, acme.tenant_id, acme_live[2], "order_shipped", meta_id="777000111")

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from saas.extensions import db
-from saas.messaging import templates
+from saas.messaging import template_updates, templates
 from saas.messaging.graph import GraphError, GraphUnavailable
 from saas.messaging.models import Template
 from saas.tenants.services import tenant_snapshot
@@ -242,7 +242,7 @@ def status_update(event, *, meta_id=900000000000001, name="order_shipped", langu
 
 def apply(app, waba_id, field, value):
     with app.app_context():
-        outcome = templates.apply_template_webhook(waba_id, field, value)
+        outcome = template_updates.apply_template_webhook(waba_id, field, value)
         db.session.remove()
     return outcome
 
