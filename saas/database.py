@@ -29,3 +29,17 @@ def _sqlite_transactions(engine) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(connection):
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def single_statement(session) -> dict:
+    """Execution options for a transaction of one statement: on PostgreSQL no BEGIN and COMMIT
+    round trips (the statement commits by itself); SQLite keeps its write lock taken at BEGIN."""
+    if session.get_bind().dialect.name == "postgresql" and not _in_transaction(session):
+        return {"isolation_level": "AUTOCOMMIT"}
+    return {}
+
+
+def _in_transaction(session) -> bool:
+    # A scoped session proxies the session of this context; in_transaction is not proxied.
+    inner = session.registry() if hasattr(session, "registry") else session
+    return inner.in_transaction()

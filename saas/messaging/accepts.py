@@ -24,6 +24,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, text, update
 
+from saas.database import single_statement
 from saas.messaging.models import Message
 
 log = logging.getLogger(__name__)
@@ -150,17 +151,3 @@ def accept_send(session, groups: GroupAccepts, message_id: int, wa_message_id: s
     if not accepted:
         # Only when the request outlived INTERRUPTED_AFTER and recovery settled it first.
         log.error("accepted send %s was already settled as interrupted", message_id)
-
-
-def single_statement(session) -> dict:
-    """Execution options for a transaction of one statement: on PostgreSQL no BEGIN and COMMIT
-    round trips (the statement commits by itself); SQLite keeps its write lock taken at BEGIN."""
-    if session.get_bind().dialect.name == "postgresql" and not _in_transaction(session):
-        return {"isolation_level": "AUTOCOMMIT"}
-    return {}
-
-
-def _in_transaction(session) -> bool:
-    # A scoped session proxies the session of this context; in_transaction is not proxied.
-    inner = session.registry() if hasattr(session, "registry") else session
-    return inner.in_transaction()

@@ -1,7 +1,7 @@
-"""WhatsApp's webhook notifications: verified and stored in the request, applied after it.
+"""WhatsApp's webhook notifications, applied after the request that stored them.
 
-``receive`` checks ``X-Hub-Signature-256`` over the raw body with the app
-secret and stores the body; the request is answered at once. A background job
+``saas.messaging.intake.receive`` checks ``X-Hub-Signature-256`` over the raw
+body with the app secret and stores the body; the request is answered at once. A background job
 (``apply_notification``, batched) applies what was stored; the sweep
 (``apply_pending``) applies whatever a crash left unapplied. Applying is
 idempotent, so a notification WhatsApp repeats, or one applied twice by a job
@@ -13,22 +13,17 @@ stored) and named in the notification's outcome.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, select, update
 
-from saas import jobs
 from saas.audit import services as audit
-from saas.errors import ApiError
 from saas.extensions import db
 from saas.messaging import forwarding, inbound, media
 from saas.messaging.forwarding import Event, NumberRef
@@ -40,91 +35,10 @@ from saas.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-SIGNATURE = re.compile(r"^sha256=([0-9a-fA-F]{64})$")
 APPLY_JOB = "saas.messaging.notifications.apply_notification"
 # A notification that failed this often (not for its content: a database error, say) is left alone.
 MAX_ATTEMPTS = 10
 OUTCOME_LENGTH = 500
-
-
-class WebhookNotConfigured(ApiError):
-    status = 503
-    code = "webhook_not_configured"
-    message = "WhatsApp webhooks are not configured on this server."
-
-
-class SignatureMismatch(ApiError):
-    status = 403
-    code = "invalid_signature"
-    message = "The X-Hub-Signature-256 header is missing or does not match the body."
-
-
-class VerificationRefused(ApiError):
-    status = 403
-    code = "verification_refused"
-    message = "The verify token does not match."
-
-
-# -- the request: verify and store ---------------------------------------------------------
-
-def verify_subscription(mode: str | None, token: str | None, challenge: str | None, expected: str | None) -> str:
-    """The challenge to echo for WhatsApp's subscription handshake.
-
-    Raises WebhookNotConfigured without WHATSAPP_VERIFY_TOKEN, VerificationRefused
-    for another mode or token.
-    """
-    if not expected:
-        raise WebhookNotConfigured("WHATSAPP_VERIFY_TOKEN is not set on this server.")
-    if mode != "subscribe" or token is None or not hmac.compare_digest(token.encode(), expected.encode()):
-        raise VerificationRefused()
-    if not challenge or len(challenge) > 200:
-        raise VerificationRefused("The challenge is missing or too long.")
-    return challenge
-
-
-def signature_matches(body: bytes, header: str | None, secret: str) -> bool:
-    found = SIGNATURE.match(header or "")
-    if found is None:
-        return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, found.group(1).lower())
-
-
-_STORE = insert(WhatsAppNotification).returning(WhatsAppNotification.id)
-
-
-def receive(body: bytes, signature: str | None, *, secret: str | None, now: datetime | None = None) -> int:
-    """Verify a POSTed notification and store it; returns its id. Commits; the caller answers 200.
-
-    Raises WebhookNotConfigured without an app secret (verification is never
-    skipped) and SignatureMismatch for a missing or wrong signature: nothing
-    is written then. Applying is queued for after the response.
-    """
-    if not secret:
-        raise WebhookNotConfigured("WHATSAPP_APP_SECRET is not set on this server.")
-    if not signature_matches(body, signature, secret):
-        raise SignatureMismatch()
-    # Signed by WhatsApp, so kept whatever it holds; PostgreSQL takes no NUL in text.
-    stored = body.decode("utf-8", "replace").replace("\x00", "\ufffd")
-    session = db.session
-    try:
-        conn = session.connection(execution_options=_one_statement(session))
-        notification_id = conn.execute(_STORE, {"body": stored, "received_at": now or utcnow(),
-                                                "attempts": 0}).scalar()
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    jobs.enqueue(APPLY_JOB, notification_id)
-    return notification_id
-
-
-def _one_statement(session) -> dict:
-    """No BEGIN/COMMIT round trips on PostgreSQL for a one-statement transaction."""
-    inner = session.registry() if hasattr(session, "registry") else session
-    if session.get_bind().dialect.name == "postgresql" and not inner.in_transaction():
-        return {"isolation_level": "AUTOCOMMIT"}
-    return {}
 
 
 # -- applying --------------------------------------------------------------------------------

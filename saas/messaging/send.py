@@ -27,12 +27,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from saas import cache
+from saas.database import single_statement as _single_statement
 from saas.errors import (
     EmailNotVerified, FeatureNotInPlan, IdempotencyConflict, PaymentRequired, QuotaExceeded, TenantSuspended, UpstreamError,
     UpstreamTimeout,
 )
 from saas.extensions import db
-from saas.messaging.accepts import GroupAccepts, accept_send, single_statement as _single_statement
+from saas.messaging.accepts import GroupAccepts, accept_send
 from saas.messaging.bodies import graph_response, request_hash, summarise
 from saas.messaging.models import MODE_LIVE, Message
 from saas.messaging.numbers import sending_number

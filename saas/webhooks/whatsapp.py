@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from saas.messaging import notifications
+from saas.messaging import intake
 
 bp = Blueprint("whatsapp_webhooks", __name__, url_prefix="/webhooks")
 
 
 @bp.get("/whatsapp")
 def verify():
-    challenge = notifications.verify_subscription(
+    challenge = intake.verify_subscription(
         request.args.get("hub.mode"), request.args.get("hub.verify_token"), request.args.get("hub.challenge"),
         current_app.config.get("WHATSAPP_VERIFY_TOKEN"))
     return Response(challenge, status=200, mimetype="text/plain")
@@ -25,6 +25,6 @@ def verify():
 def notification():
     # WhatsApp's notifications can be larger than the API's bodies.
     request.max_content_length = current_app.config["WHATSAPP_WEBHOOK_MAX_BYTES"]
-    notifications.receive(request.get_data(cache=False), request.headers.get("X-Hub-Signature-256"),
+    intake.receive(request.get_data(cache=False), request.headers.get("X-Hub-Signature-256"),
                           secret=current_app.config.get("WHATSAPP_APP_SECRET"))
     return jsonify(received=True)
