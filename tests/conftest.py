@@ -246,3 +246,21 @@ def graph(app, graph_server):
     app.config["WHATSAPP_GRAPH_URL"] = graph_server.url
     yield graph_server
     app.config["WHATSAPP_GRAPH_URL"] = saved
+
+
+@pytest.fixture
+def live_server(app):
+    """The app behind a real HTTP server on 127.0.0.1 (werkzeug's, threaded); yields its base URL."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

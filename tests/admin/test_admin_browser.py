@@ -10,7 +10,7 @@ from saas.extensions import db
 from saas.tenants import services as accounts
 from tests.admin.test_tenants import quick_tenants
 from tests.factories import make_tenant
-from tests.portal.test_browser import browser, live_server, open_page  # noqa: F401  (fixtures)
+from tests.portal.test_browser import browser, open_page  # noqa: F401  (fixtures)
 from tests.portal.test_polish_browser import SIZES, fits
 from playwright.sync_api import expect  # noqa: E402
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import threading
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from saas.extensions import db
 from saas.messaging.models import Media
@@ -321,14 +319,9 @@ def test_malformed_and_over_long_ids_answer_as_unknown_objects(app, graph, acme,
 # -- chunked uploads (no Content-Length): counted against MEDIA_MAX_BYTES, not MAX_REQUEST_BYTES ---------
 
 @pytest.fixture
-def served(app):
-    """The app behind a real HTTP server on 127.0.0.1 (werkzeug's, threaded): its port."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_port
-    server.shutdown()
-    thread.join()
+def served(live_server) -> int:
+    """The port of the app behind a real HTTP server on 127.0.0.1."""
+    return int(live_server.rsplit(":", 1)[1])
 
 
 def upload_chunked(port, path, data: bytes, headers: dict):

@@ -9,7 +9,6 @@ room for them all) and the plan rate limiter off.
 from __future__ import annotations
 
 import re
-import threading
 
 import pytest
 import schemathesis
@@ -19,7 +18,6 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance, response_schema_conformance, status_code_conformance,
 )
 
-from werkzeug.serving import make_server
 
 from saas.api.openapi import build_spec
 from saas.extensions import limiter
@@ -31,16 +29,11 @@ GRAPH_VERSION = re.compile(r"^v[0-9]{1,3}(\.[0-9]{1,3})?$")
 
 
 @pytest.fixture
-def live(app, backend):
-    """The app behind a real HTTP server on 127.0.0.1 (werkzeug's, threaded)."""
+def live(backend, request):
+    """The app behind a real HTTP server on 127.0.0.1, on SQLite only."""
     if backend != "sqlite":
         pytest.skip("the generated requests test input handling; run once, on SQLite")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
+    return request.getfixturevalue("live_server")
 
 
 @pytest.fixture

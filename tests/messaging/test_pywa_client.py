@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 
 import httpx
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 pywa = pytest.importorskip("pywa", reason="pywa is not installed (requirements-dev.txt)")
 from pywa import WhatsApp, errors, types  # noqa: E402
@@ -33,17 +31,9 @@ IMAGE_URL = "https://cdn.example.com/receipt.jpg"
 
 
 @pytest.fixture
-def served(app, graph):
+def served(live_server, graph):
     """The app on http://127.0.0.1:<free port>, forwarding live sends to the loopback Graph API."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="pywa-live-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    return live_server
 
 
 @pytest.fixture

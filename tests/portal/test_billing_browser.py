@@ -17,7 +17,7 @@ from playwright.sync_api import expect  # noqa: E402
 
 from tests.billing.test_checkout import sync  # noqa: E402
 from tests.conftest import verification_link  # noqa: E402
-from tests.portal.test_browser import CSP_WATCH, PHONE, browser, live_server  # noqa: E402,F401  (fixtures)
+from tests.portal.test_browser import CSP_WATCH, PHONE, browser  # noqa: E402,F401  (fixtures)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.portal.test_browser import browser, http, live_server, open_page  # noqa: F401  (fixtures)
+from tests.portal.test_browser import browser, http, open_page  # noqa: F401  (fixtures)
 from tests.portal.test_polish_browser import SIZES, fits
 from playwright.sync_api import expect  # noqa: E402
 

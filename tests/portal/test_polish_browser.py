@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tests.portal.test_browser import (  # noqa: F401  (fixtures)
-    BODY, PHONE, browser, create_key, http, live_server, open_page, send, sign_up,
+    BODY, PHONE, browser, create_key, http, open_page, send, sign_up,
 )
 from playwright.sync_api import expect  # noqa: E402
 

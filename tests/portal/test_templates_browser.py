@@ -11,7 +11,7 @@ from playwright.sync_api import expect  # noqa: E402
 from saas.extensions import db  # noqa: E402
 from tests.factories import make_tenant  # noqa: E402
 from tests.messaging.live import live_number  # noqa: E402
-from tests.portal.test_browser import PHONE, browser, live_server, open_page  # noqa: E402,F401
+from tests.portal.test_browser import PHONE, browser, open_page  # noqa: E402,F401
 
 PASSWORD = "correct horse battery"
 

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 from playwright.sync_api import expect  # noqa: E402
 
-from tests.portal.test_browser import browser, live_server, open_page, sign_up  # noqa: E402,F401
+from tests.portal.test_browser import browser, open_page, sign_up  # noqa: E402,F401
 
 EMAIL = "twofactor@example.com"
 PASSWORD = "correct horse battery"

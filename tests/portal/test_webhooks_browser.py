@@ -9,7 +9,7 @@ from saas.extensions import db
 from saas.messaging import delivery
 from tests import whatsapp_payloads as wa
 from tests.factories import make_tenant
-from tests.portal.test_browser import PHONE, browser, http, live_server, open_page  # noqa: F401 (fixtures)
+from tests.portal.test_browser import PHONE, browser, http, open_page  # noqa: F401 (fixtures)
 from tests.webhook_receiver import Receiver
 from tests.webhooks.test_whatsapp_inbound import SECRET
 
