@@ -20,8 +20,11 @@ run: install
 	$(BIN)/flask seed
 	$(BIN)/flask run --host 127.0.0.1 --port 5000
 
+# Test files run side by side, one process per core (each with its own databases); TEST_WORKERS=0 runs them in one.
+TEST_WORKERS ?= auto
+
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 worker: install
 	$(BIN)/flask jobs worker

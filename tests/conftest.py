@@ -56,12 +56,31 @@ def mailbox(app, mail_server):
     yield mail_server
 
 
+def worker_database(url: str) -> str:
+    """Under pytest-xdist each worker gets a PostgreSQL database of its own (``<name>_gw0``...), created on
+    first use beside the one TEST_DATABASE_URL names; without xdist the URL is used as it is."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    name = f"{target.database}_{worker}"
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return target.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def base_app(backend, tmp_path_factory, mail_server):
     if backend == "sqlite":
         url = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
     else:
-        url = database_url(os.environ["TEST_DATABASE_URL"], "")
+        url = worker_database(database_url(os.environ["TEST_DATABASE_URL"], ""))
     # Housekeeping (roll-up, recovery) runs when a test calls it, never behind its back.
     # WhatsApp's pair rate is off: many tests send bursts to one contact; tests/messaging/test_rules.py
     # turns it on (fixture pair_rate) to prove it.
