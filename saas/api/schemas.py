@@ -165,7 +165,8 @@ class _MessageEnvelope(Lenient):
     biz_opaque_callback_data = fields.String(validate=validate.Length(max=512))
 
     @pre_load
-    def as_graph_reads_it(self, data, **kwargs):
+    def null_is_absent(self, data, **kwargs):
+        # Lenient's hook, overridden: the whole body as Graph reads it (nulls dropped at any depth too).
         return graph_form(data) if isinstance(data, dict) else data
 
     @validates_schema
