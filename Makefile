@@ -7,13 +7,20 @@ export FLASK_APP := wsgi
 
 .PHONY: install run test vendor worker bench clean
 
-install: $(VENV)/.installed
+NODE_CLIENTS := tests/clients/node
+
+install: $(VENV)/.installed $(NODE_CLIENTS)/node_modules/.package-lock.json
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
+
+# The npm WhatsApp client the client tests drive, at the version package-lock.json pins (none without node).
+$(NODE_CLIENTS)/node_modules/.package-lock.json: $(NODE_CLIENTS)/package.json $(NODE_CLIENTS)/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix $(NODE_CLIENTS) --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the node client tests will be skipped"; fi
 
 run: install
 	$(BIN)/flask db upgrade

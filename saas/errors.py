@@ -17,7 +17,8 @@ from werkzeug.wrappers import Response
 
 log = logging.getLogger(__name__)
 
-GRAPH_PATH = re.compile(r"^/v\d+(\.\d+)?/")
+# Graph's paths: versioned (/v23.0/...) or not (/{object id}/..., as whatsapp-api-js calls /{phone id}/calls).
+GRAPH_PATH = re.compile(r"^/(?:v\d+(?:\.\d+)?/|[0-9]+(?:/|$))")
 
 
 class ApiError(Exception):
@@ -369,6 +370,10 @@ def handle_http_exception(exc: HTTPException):
             error = ApiError(exc.description)
             error.status = exc.code or 500
             error.code = (exc.name or "error").lower().replace(" ", "_")
+        elif exc.code in (404, 405) and GRAPH_PATH.match(request.path):
+            # A Graph call this server does not serve, in Graph's words for one, so a client's error says which.
+            error = cls(f"Unsupported {request.method.lower()} request: {request.method} "
+                        f"{request.path[:120]} is not a call this server serves.")
         else:
             error = cls(None if cls is not InvalidRequest else "The request is invalid.")
         return render_api_error(error)

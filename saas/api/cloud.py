@@ -47,9 +47,10 @@ def send(version, phone_number_id):
         return jsonify({"success": True})
     data = load(message_body, body)
     to_input = data.pop("to_input")
+    # A live number forwards the body as validated: nulls dropped, a JSON-encoded object decoded.
     outcome = current_app.extensions["send_service"].send(
         tenant, current_rights(), phone_number_id, data, idempotency_key=idempotency_key(), to_input=to_input,
-        upstream=body)
+        upstream=schemas.graph_form(body))
     return jsonify(outcome.response_body)
 
 

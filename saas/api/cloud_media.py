@@ -59,16 +59,18 @@ def upload_form() -> media.Upload:
                              "messaging_product.", details={"file": ["The parameter file is required."]})
     form, files = request.form, request.files
     problems = {}
-    if form.get("messaging_product") != "whatsapp":
+    uploaded = files.getlist("file")
+    if len(uploaded) != 1:
+        problems["file"] = ["The parameter file is required, once." if uploaded else "The parameter file is required."]
+    # Graph reads its parameters from the query string too (whatsapp-api-js sends messaging_product
+    # there), and without ``type`` the file part's own Content-Type (whatsapp-api-js sends no ``type``).
+    if (form.get("messaging_product") or request.args.get("messaging_product")) != "whatsapp":
         problems["messaging_product"] = ["The parameter messaging_product is required and must be 'whatsapp'."]
-    mime_type = form.get("type")
+    mime_type = form.get("type") or request.args.get("type") or (uploaded[0].mimetype if len(uploaded) == 1 else "")
     if not mime_type:
         problems["type"] = ["The parameter type is required: the file's MIME type, e.g. image/jpeg."]
     elif not MIME_TYPE.match(mime_type):
         problems["type"] = ["Must be a MIME type such as image/jpeg or application/pdf."]
-    uploaded = files.getlist("file")
-    if len(uploaded) != 1:
-        problems["file"] = ["The parameter file is required, once." if uploaded else "The parameter file is required."]
     if problems:
         raise InvalidRequest("Some fields are missing or invalid.", details=problems)
     file = uploaded[0]

@@ -35,7 +35,8 @@ def send_message():
                                  details={"phone_number_id": ["Missing data for required field."]})
         phone_number_id = numbers[0].phone_number_id
     outcome = current_app.extensions["send_service"].send(
-        tenant, current_rights(), phone_number_id, data, idempotency_key=idempotency_key(), upstream=body)
+        tenant, current_rights(), phone_number_id, data, idempotency_key=idempotency_key(),
+        upstream=schemas.graph_form(body))
     response = jsonify(message_json(messaging.get_message(tenant, outcome.message_id)))
     response.status_code = 200 if outcome.replayed else 201
     response.headers["Location"] = url_for("api.get_message", message_id=outcome.message_id)

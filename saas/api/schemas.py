@@ -1,10 +1,12 @@
 """Marshmallow schemas for the Cloud API message body and the v1 query strings."""
 from __future__ import annotations
 
+import json
 import re
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
+from saas.api.requests import json_problem
 from saas.ids import MAX_ID
 from saas.messaging import types
 
@@ -20,9 +22,51 @@ PHONE_NOISE = re.compile(r"[ \t\-().]")
 WA_ID = re.compile(r"^[0-9]{7,15}$")
 
 
+def without_nulls(value):
+    """``value`` with every null member of every object dropped, at any depth (list items stay).
+
+    Clients write an optional field they have no value for as null (heyoo sends
+    ``"caption": null``, ``"filename": null``, ``"components": null``); Graph
+    reads that as the field left out, and so do we.
+    """
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [without_nulls(item) for item in value]
+    return value
+
+
+def graph_form(body: dict) -> dict:
+    """A message body as Graph reads it, which is what is validated, metered and forwarded.
+
+    Null members are absent, and the message's own object may come JSON-encoded
+    in a string (whatsapp-api-js sends ``"contacts": "[{...}]"``), as Graph
+    accepts for any object or array parameter. Raises ValidationError when the
+    decoded object holds what no body may (see saas.api.requests.json_problem).
+    """
+    body = without_nulls(body)
+    kind = body.get("type", "text")
+    encoded = body.get(kind) if isinstance(kind, str) and kind in MESSAGE_TYPES else None
+    if isinstance(encoded, str):
+        try:
+            decoded = json.loads(encoded)
+        except (ValueError, RecursionError):
+            return body  # not JSON: the field's own validation says what is wrong
+        if isinstance(decoded, (dict, list)):
+            problem = json_problem(decoded)
+            if problem:
+                raise ValidationError(problem, kind)
+            body = {**body, kind: without_nulls(decoded)}
+    return body
+
+
 class Lenient(Schema):
     class Meta:
         unknown = EXCLUDE
+
+    @pre_load
+    def null_is_absent(self, data, **kwargs):
+        return without_nulls(data) if isinstance(data, dict) else data
 
 
 def http_url(value: str) -> None:
@@ -119,6 +163,11 @@ class _MessageEnvelope(Lenient):
     type = fields.String(load_default="text", validate=validate.OneOf(MESSAGE_TYPES))
     context = fields.Nested(Context)
     biz_opaque_callback_data = fields.String(validate=validate.Length(max=512))
+
+    @pre_load
+    def null_is_absent(self, data, **kwargs):
+        # Lenient's hook, overridden: the whole body as Graph reads it (nulls dropped at any depth too).
+        return graph_form(data) if isinstance(data, dict) else data
 
     @validates_schema
     def type_object_present(self, data, **kwargs):

@@ -19,7 +19,6 @@ are not followed (a 3xx is a failed try).
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import os
 import socket
@@ -37,6 +36,7 @@ from sqlalchemy.orm import aliased
 
 from saas.extensions import db
 from saas.messaging import endpoints
+from saas.messaging.forwarding import body_of
 from saas.messaging.models import (
     DELIVERY_DEAD, DELIVERY_DELIVERED, DELIVERY_PENDING, WebhookAttempt, WebhookDelivery, WebhookEndpoint,
 )
@@ -179,10 +179,6 @@ def _post_and_record(app, delivery: Claimed, now: datetime) -> None:
             db.session.rollback()
         finally:
             db.session.remove()
-
-
-def body_of(payload: dict) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def post(delivery: Claimed) -> Outcome:

@@ -9,6 +9,7 @@ WhatsApp repeats it. saas.messaging.delivery sends them.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -85,6 +86,18 @@ class Event:
         waba = self.waba_id or self.number.waba_id or SANDBOX_WABA_ID
         return {"object": "whatsapp_business_account",
                 "entry": [{"id": waba, "changes": [{"value": value, "field": "messages"}]}]}
+
+
+def body_of(payload: dict) -> bytes:
+    """A payload serialised as Meta serialises its webhooks; the bytes that are signed and sent.
+
+    Compact separators, every character outside printable ASCII as a lowercase
+    ``\\uXXXX`` escape (an emoji as its surrogate pair) and ``/`` as ``\\/``. Handlers
+    written for Meta verify the signature over these bytes however they do it:
+    over the raw body (pywa, Meta's samples), or over the body with non-ASCII
+    escaped the way Meta documents it (whatsapp-api-js), which leaves these unchanged.
+    """
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True).replace("/", "\\/").encode("ascii")
 
 
 def _may_forward(tenant_id: int) -> bool:

@@ -100,7 +100,6 @@ def test_a_file_past_media_max_bytes_is_413_and_nothing_goes_upstream(app, graph
 
 @pytest.mark.parametrize("fields, field", [
     ({"file": None}, "file"),
-    ({"type": None}, "type"),
     ({"type": "png"}, "type"),
     ({"type": "image/png\x00"}, "type"),
     ({"type": "image/" + "p" * 300}, "type"),
@@ -112,6 +111,31 @@ def test_a_bad_upload_form_is_a_graph_shaped_400_and_nothing_goes_upstream(app, 
     error = graph_error(upload(tenant, phone_number_id, fields=fields), 400, 100)
     assert error["code"] == 100 and error["reason"] == "invalid_request"
     assert field in error["details"]
+    assert graph.requests("POST", "/media") == [] and media_rows(app) == []
+
+
+def test_without_type_the_file_parts_content_type_is_the_type_and_messaging_product_may_be_in_the_query(
+        app, graph, acme):
+    """As whatsapp-api-js uploads: ?messaging_product=whatsapp, and a form holding only the file."""
+    tenant, phone_number_id, _, _ = acme
+    response = tenant.client.post(f"/v23.0/{phone_number_id}/media?messaging_product=whatsapp",
+                                  data={"file": (io.BytesIO(PNG), "blob", "image/png")}, headers=tenant.headers,
+                                  content_type="multipart/form-data")
+    assert response.status_code == 200, response.get_json()
+    [call] = graph.requests("POST", "/media")
+    assert (call.body["type"], call.body["messaging_product"], call.body["file"]) == ("image/png", "whatsapp", PNG)
+    assert [row.mime_type for row in media_rows(app)] == ["image/png"]
+
+
+def test_an_upload_with_no_type_anywhere_is_refused(app, graph, acme):
+    tenant, phone_number_id, _, _ = acme
+    boundary = "relay-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"messaging_product\"\r\n\r\nwhatsapp\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo\"\r\n\r\n").encode()
+    body += PNG + f"\r\n--{boundary}--\r\n".encode()
+    response = tenant.client.post(f"/v23.0/{phone_number_id}/media", data=body, headers=tenant.headers,
+                                  content_type=f"multipart/form-data; boundary={boundary}")
+    assert "type" in graph_error(response, 400, 100)["details"]
     assert graph.requests("POST", "/media") == [] and media_rows(app) == []
 
 

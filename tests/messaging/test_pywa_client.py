@@ -1,5 +1,6 @@
 """An existing Cloud API client, unchanged, pointed at our base URL: pywa (PyPI) sends every message type
-it supports through a live number, and each body reaches WhatsApp exactly as pywa wrote it.
+it supports through a live number, and each body reaches WhatsApp as pywa wrote it (less its nulls, which
+Graph reads as absent).
 
 The app is served over real HTTP on 127.0.0.1; pywa's own httpx client talks to it with the tenant's API
 key as its token, and the app forwards to the loopback Graph API (tests/graph_fake.py). A request hook on
@@ -81,8 +82,19 @@ def sent_by_pywa(wa, number) -> dict:
     return body
 
 
+def nulls_dropped(value):
+    """JSON with its null object members left out, as Graph reads them (pywa writes a contact's unset fields
+    as null)."""
+    if isinstance(value, dict):
+        return {k: nulls_dropped(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [nulls_dropped(v) for v in value]
+    return value
+
+
 def as_whatsapp_gets_it(body: dict) -> dict:
-    """pywa's body with the recipient normalised to its digits: the one change we make."""
+    """pywa's body with the recipient normalised to its digits and its nulls left out: the changes we make."""
+    body = nulls_dropped(body)
     return {**body, "to": "".join(ch for ch in body["to"] if ch.isdigit())} if "to" in body else body
 
 
