@@ -241,6 +241,23 @@ def test_many_statuses_of_many_messages_apply_in_one_notification(whatsapp, clie
     assert [states[w] for w in wamids] == ["read"] * 33 + ["sent"]
 
 
+def test_several_failed_statuses_apply_with_the_rest_of_their_notification(whatsapp, client, acme):
+    with whatsapp.app_context():
+        first, second, third, delivered = (wa.add_sent_message(acme) for _ in range(4))
+        db.session.remove()
+    item = wa.inbound("text", {"body": "beside three failures"})
+    deliver(whatsapp, client, wa.notification(acme.waba_id, ("messages", wa.messages_value(
+        acme, contacts=[wa.contact()], messages=[item],
+        statuses=[wa.failed(first, code=131026), wa.status(delivered, "delivered"), wa.failed(second, code=131049),
+                  wa.failed(third, code=131050)]))))
+    (row,) = stored(whatsapp)
+    assert row.processed_at is not None and row.error is None, row.error
+    assert [(message(whatsapp, w).status, message(whatsapp, w).error_code) for w in (first, second, third)] == [
+        ("failed", 131026), ("failed", 131049), ("failed", 131050)]
+    assert message(whatsapp, delivered).status == "delivered"
+    assert message(whatsapp, item["id"]).body_summary == "beside three failures"
+
+
 def test_a_status_for_another_tenants_message_changes_nothing(whatsapp, client, acme):
     with whatsapp.app_context():
         other = wa.add_live_number(make_tenant("starter").id, waba_id="555000111")
