@@ -21,7 +21,9 @@ def text(value, limit: int) -> str | None:
     and halves of surrogate pairs, which no database stores, replaced by U+FFFD."""
     if value is None or isinstance(value, (dict, list)):
         return None
-    value = LONE_SURROGATE.sub("\ufffd", str(value).replace("\x00", ""))
+    value = str(value).replace("\x00", "")
+    if not value.isascii():  # the common case skips the search
+        value = LONE_SURROGATE.sub("\ufffd", value)
     if not value:
         return None
     return value if len(value) <= limit else value[: limit - 1] + "…"
@@ -39,7 +41,7 @@ def ident(value, limit: int) -> str | None:
 
 def storable(value: str) -> bool:
     """Whether every database takes ``value`` as it is: no NUL, no half of a surrogate pair."""
-    return "\x00" not in value and LONE_SURROGATE.search(value) is None
+    return "\x00" not in value and (value.isascii() or LONE_SURROGATE.search(value) is None)
 
 
 def obj(value) -> dict:

@@ -43,6 +43,26 @@ def status_update(number, wamid: str, name: str, status: dict, now) -> StatusUpd
         **inbound.charge(status))
 
 
+def _status_refused(wamid: str | None, name) -> str | None:
+    """Why a status object names no status of a message we could look up, or None."""
+    if wamid is None:
+        return "no usable id (a string of at most 128 characters)"
+    if not isinstance(name, str) or ident(name, STATUS_NAME_LENGTH) is None:
+        return "no usable status name"
+    return None
+
+
+def _message_refused(wamid: str | None, kind, keys: list[str]) -> str | None:
+    """Why an inbound message cannot be stored, or None."""
+    if wamid is None:
+        return "no usable id (a string of at most 128 characters)"
+    if not keys:
+        return "no usable sender (from, from_user_id or the contact's wa_id: at most 64 characters)"
+    if isinstance(kind, str) and not storable(kind):
+        return "its type holds characters no database stores"
+    return None
+
+
 def apply_messages(batch, note, waba_id: str, field_name: str, value: dict) -> None:
     """Statuses and inbound messages of one of our numbers (``messages`` field)."""
     metadata = obj(value.get("metadata"))
@@ -52,39 +72,27 @@ def apply_messages(batch, note, waba_id: str, field_name: str, value: dict) -> N
         note.unknown_numbers.add(phone_number_id or "(none)")
         return
     for index, status in _listed(note, waba_id, field_name, value, "statuses"):
-        def refuse(why, index=index, status=status):
-            note.refuse(waba_id, field_name, value, "statuses", index, status, why)
-
         wamid, name = ident(status.get("id"), 128), status.get("status")
-        if wamid is None:
-            refuse("no usable id (a string of at most 128 characters)")
-            continue
-        if not isinstance(name, str) or ident(name, STATUS_NAME_LENGTH) is None:
-            refuse("no usable status name")
+        why = _status_refused(wamid, name)
+        if why is not None:
+            note.refuse(waba_id, field_name, value, "statuses", index, status, why)
             continue
         # Forwarded whatever the status: the tenant may know what we do not.
         batch.events.append(Event(number, "status", wamid, status, waba_id=waba_id, metadata=metadata))
         if name not in TIMESTAMP_FIELD:
-            refuse(f"status {name!r} is not one a message takes (forwarded, not applied)")
+            note.refuse(waba_id, field_name, value, "statuses", index, status,
+                        f"status {name!r} is not one a message takes (forwarded, not applied)")
             continue
         batch.statuses.append(status_update(number, wamid, name, status, batch.now))
         note.counts["statuses"] += 1
     contacts = items(value.get("contacts"))
     for index, message in _listed(note, waba_id, field_name, value, "messages"):
-        def refuse(why, index=index, message=message):
-            note.refuse(waba_id, field_name, value, "messages", index, message, why)
-
         wamid, kind = ident(message.get("id"), 128), message.get("type")
         contact = inbound.contact_for(message, contacts)
         keys = inbound.contact_keys(message, contact)
-        if wamid is None:
-            refuse("no usable id (a string of at most 128 characters)")
-            continue
-        if not keys:
-            refuse("no usable sender (from, from_user_id or the contact's wa_id: at most 64 characters)")
-            continue
-        if isinstance(kind, str) and not storable(kind):
-            refuse("its type holds characters no database stores")
+        why = _message_refused(wamid, kind, keys)
+        if why is not None:
+            note.refuse(waba_id, field_name, value, "messages", index, message, why)
             continue
         sent_at = inbound.moment(message.get("timestamp"), batch.now)
         batch.messages.append({
