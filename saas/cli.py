@@ -316,8 +316,11 @@ def whatsapp_apply_pending_command(older_than):
 @click.option("--limit", default=50, show_default=True, help="How many to list.")
 def whatsapp_unapplied_command(limit):
     """List the items of WhatsApp's notifications kept unapplied, the latest first, with why."""
-    from saas.messaging import unapplied
+    from saas.messaging import notifications, unapplied
 
+    for note in notifications.given_up(limit=limit):
+        click.echo(f"notification {note.id} (received {note.received_at:%Y-%m-%d %H:%M:%S}) not applied after "
+                   f"{note.attempts} tries: {note.error}")
     items = unapplied.open_items(limit=limit)
     if not items:
         click.echo("No items are kept unapplied.")
@@ -332,11 +335,14 @@ def whatsapp_unapplied_command(limit):
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--all", "every", is_flag=True, help="Every item not applied yet.")
 def whatsapp_retry_unapplied_command(ids, every):
-    """Apply kept items again now (after a fix): the ids given, or every one with --all."""
-    from saas.messaging import unapplied
+    """Apply kept items again now (after a fix): the ids given, or with --all every one, and every
+    notification given up after its last try."""
+    from saas.messaging import notifications, unapplied
 
     if not ids and not every:
         raise click.UsageError("Name the items to apply again, or pass --all.")
+    if every:
+        notifications.apply_many([(note.id,) for note in notifications.given_up(limit=10_000)])
     result = unapplied.retry(unapplied.open_ids() if every else ids)
     click.echo(f"Applied {result.applied}; still kept {result.kept}.")
 

@@ -158,12 +158,16 @@ def parse(body: str, note: Note) -> list[Change]:
         raise ValueError("not a JSON object")
     changes = []
     entries = document.get("entry")
+    if entries is not None and not isinstance(entries, list):
+        note.refuse_raw("entry", document, "entry is not a list")
     for e, entry in enumerate(entries if isinstance(entries, list) else []):
         if not isinstance(entry, dict):
             note.refuse_raw(f"entry {e}", dict(document, entry=[entry]), "not a JSON object")
             continue
         waba_id = ident(entry.get("id"), 64) or ""
         listed = entry.get("changes")
+        if listed is not None and not isinstance(listed, list):
+            note.refuse_raw(f"entry {e}, changes", dict(document, entry=[entry]), "changes is not a list")
         for c, change in enumerate(listed if isinstance(listed, list) else []):
             if not isinstance(change, dict):
                 note.refuse_raw(f"entry {e}, change {c}", dict(document, entry=[dict(entry, changes=[change])]),

@@ -57,8 +57,8 @@ def _claim(conn, ids: list[int]):
 def _parsed(row, note: Note):
     try:
         return parse(row.body, note)
-    except ValueError as exc:
-        note.error = f"not a notification: {exc}"[:1000]
+    except (ValueError, RecursionError) as exc:  # not JSON, or nested deeper than a parser goes
+        note.error = f"not a notification: {type(exc).__name__}: {exc}"[:1000]
         return []
 
 
@@ -132,7 +132,9 @@ def apply_many(batch: list[tuple]) -> None:
         chunk = ids[start:start + size]
         try:
             _apply(chunk, utcnow())
-        except Exception:
+        except Exception as exc:
+            log.warning("WhatsApp notifications %s did not apply together (%s); applying each alone", chunk,
+                        error_text(exc))
             for one in chunk:
                 _apply_alone(one, whole_first=len(chunk) > 1)
 
@@ -195,6 +197,14 @@ def apply_pending(*, older_than: timedelta = timedelta(seconds=10), limit: int =
     if retried.applied or retried.kept:
         log.warning("tried %d kept WhatsApp items again: %d applied", retried.applied + retried.kept, retried.applied)
     return len(ids)
+
+
+def given_up(*, limit: int = 100) -> list[WhatsAppNotification]:
+    """Notifications left unapplied after MAX_ATTEMPTS failures (never for their content), for operators."""
+    return list(db.session.scalars(
+        select(WhatsAppNotification)
+        .where(WhatsAppNotification.processed_at.is_(None), WhatsAppNotification.attempts >= MAX_ATTEMPTS)
+        .order_by(WhatsAppNotification.id).limit(limit)))
 
 
 def prune(*, keep: timedelta, now: datetime | None = None, limit: int = 5000) -> int:

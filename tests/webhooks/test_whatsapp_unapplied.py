@@ -21,6 +21,7 @@ from saas.messaging.inbound import storable
 from saas.messaging.models import Message, UnappliedItem
 from saas.timeutil import utcnow
 from tests import whatsapp_payloads as wa
+from tests.factories import settle
 from tests.webhooks.test_whatsapp_inbound import acme, deliver, kept_items, message, stored, whatsapp  # noqa: F401
 
 REFUSED = "refused-by-the-database"
@@ -298,7 +299,8 @@ def test_fuzzed_notifications_apply_every_good_item_and_keep_every_bad_one(whats
 
 
 @pytest.mark.parametrize("body", [
-    {"object": "whatsapp_business_account", "entry": ["not an entry", {"id": "1", "changes": [7, None]}]},
+    {"object": "whatsapp_business_account", "entry": ["not an entry", {"id": "1", "changes": [7, None]},
+                                                      {"id": "2", "changes": {"field": "messages"}}]},
     {"object": "whatsapp_business_account", "entry": [{"id": "\ud800", "changes": [
         {"field": "messages\x00", "value": {}}, {"field": "account_update", "value": {"event": "\ud800\x00"}}]}]},
 ])
@@ -310,6 +312,37 @@ def test_parts_that_are_not_changes_are_kept_and_odd_fields_named(whatsapp, clie
     if isinstance(body["entry"][0], str):
         assert [(k.location, k.error) for k in kept_items(whatsapp)] == [
             ("entry 0", "not a JSON object"), ("entry 1, change 0", "not a JSON object"),
-            ("entry 1, change 1", "not a JSON object")]
+            ("entry 1, change 1", "not a JSON object"), ("entry 2, changes", "changes is not a list")]
     else:
         assert "unknown field" in row.outcome and "unknown accounts: (none)" in row.outcome
+
+
+def test_a_notification_given_up_after_its_last_try_is_listed_and_applied_by_hand(whatsapp, acme, runner):
+    from saas.messaging.models import WhatsAppNotification
+
+    item = wa.inbound("text", {"body": "after the outage"})
+    with whatsapp.app_context():
+        db.session.add(WhatsAppNotification(
+            body=wa.body_of(wa.notification(acme.waba_id, ("messages", wa.messages_value(
+                acme, contacts=[wa.contact()], messages=[item])))).decode(),
+            received_at=utcnow() - timedelta(hours=3), attempts=notifications.MAX_ATTEMPTS,
+            error="OperationalError: the database was down"))
+        db.session.commit()
+        assert notifications.apply_pending(older_than=timedelta(0)) == 0  # the sweep has given up on it
+        db.session.remove()
+    listed = runner.invoke(args=["whatsapp", "unapplied"])
+    assert "not applied after 10 tries: OperationalError: the database was down" in listed.output
+    assert runner.invoke(args=["whatsapp", "retry-unapplied", "--all"]).exit_code == 0
+    assert message(whatsapp, item["id"]).body_summary == "after the outage"
+    (row,) = stored(whatsapp)
+    assert row.processed_at is not None and row.error is None
+
+
+def test_a_body_nested_deeper_than_a_parser_goes_is_kept_with_its_error_and_not_retried(whatsapp, client):
+    from tests.webhooks.test_whatsapp_inbound import SECRET
+
+    body, headers = wa.signed(b'{"entry":' + b"[" * 100_000 + b"]" * 100_000 + b"}", SECRET)
+    assert client.post("/webhooks/whatsapp", data=body, headers=headers).status_code == 200
+    settle(whatsapp)
+    (row,) = stored(whatsapp)
+    assert row.processed_at is not None and row.error.startswith("not a notification: RecursionError")
