@@ -312,6 +312,41 @@ def whatsapp_apply_pending_command(older_than):
     click.echo(f"Applied {applied} stored notifications.")
 
 
+@whatsapp_cli.command("unapplied")
+@click.option("--limit", default=50, show_default=True, help="How many to list.")
+def whatsapp_unapplied_command(limit):
+    """List the items of WhatsApp's notifications kept unapplied, the latest first, with why."""
+    from saas.messaging import notifications, unapplied
+
+    for note in notifications.given_up(limit=limit):
+        click.echo(f"notification {note.id} (received {note.received_at:%Y-%m-%d %H:%M:%S}) not applied after "
+                   f"{note.attempts} tries: {note.error}")
+    items = unapplied.open_items(limit=limit)
+    if not items:
+        click.echo("No items are kept unapplied.")
+    for item in items:
+        again = (f"next try {item.next_try_at:%Y-%m-%d %H:%M} UTC" if item.next_try_at
+                 else "tried again only by hand")
+        click.echo(f"{item.id} {item.failed_at:%Y-%m-%d %H:%M:%S} notification {item.notification_id or '(pruned)'}, "
+                   f"{item.location} ({item.field or 'no field'}), {item.attempts} tries, {again}: {item.error}")
+
+
+@whatsapp_cli.command("retry-unapplied")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "every", is_flag=True, help="Every item not applied yet.")
+def whatsapp_retry_unapplied_command(ids, every):
+    """Apply kept items again now (after a fix): the ids given, or with --all every one, and every
+    notification given up after its last try."""
+    from saas.messaging import notifications, unapplied
+
+    if not ids and not every:
+        raise click.UsageError("Name the items to apply again, or pass --all.")
+    if every:
+        notifications.apply_many([(note.id,) for note in notifications.given_up(limit=10_000)])
+    result = unapplied.retry(unapplied.open_ids() if every else ids)
+    click.echo(f"Applied {result.applied}; still kept {result.kept}.")
+
+
 @webhooks_cli.command("deliver")
 def webhooks_deliver_command():
     """Send the deliveries to tenants' webhooks that are due now, and wait for their answers."""

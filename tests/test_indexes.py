@@ -23,6 +23,11 @@ HOT_QUERIES = {
     "unapplied notifications": ("SELECT id FROM whatsapp_notifications WHERE processed_at IS NULL "
                                 "AND received_at <= now() ORDER BY received_at LIMIT 500"),
     "applied notifications to prune": "SELECT id FROM whatsapp_notifications WHERE processed_at < now() LIMIT 5000",
+    "kept items due again": ("SELECT id FROM whatsapp_unapplied_items WHERE applied_at IS NULL "
+                             "AND next_try_at <= now() ORDER BY next_try_at LIMIT 100"),
+    "kept items listed": ("SELECT * FROM whatsapp_unapplied_items WHERE applied_at IS NULL "
+                          "ORDER BY failed_at DESC, id DESC LIMIT 50"),
+    "applied kept items to prune": "SELECT id FROM whatsapp_unapplied_items WHERE applied_at < now() LIMIT 5000",
     "due deliveries": ("SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= now() "
                        "ORDER BY next_attempt_at LIMIT 16"),
     "earlier event of a message pending": (

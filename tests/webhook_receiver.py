@@ -1,8 +1,9 @@
 """A tenant's webhook endpoint for tests: a real HTTP server on loopback that records what it gets.
 
 ``answers`` is a list of what to do with the next requests, one item each:
-an HTTP status, ``("slow", seconds, status)`` to answer late, or
-``("redirect", url)``; once it is used up every request gets ``default``.
+an HTTP status, ``("slow", seconds, status)`` to answer late, ``("hold",
+threading.Event, status)`` to answer once the test sets the event (at most
+30 s), or ``("redirect", url)``; once it is used up every request gets ``default``.
 """
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ class Receiver:
                     answer = receiver.answers.pop(0) if receiver.answers else receiver.default
                 if isinstance(answer, tuple) and answer[0] == "slow":
                     time.sleep(answer[1])
+                    answer = answer[2]
+                if isinstance(answer, tuple) and answer[0] == "hold":
+                    answer[1].wait(30)
                     answer = answer[2]
                 if isinstance(answer, tuple) and answer[0] == "redirect":
                     self.send_response(302)

@@ -1,7 +1,8 @@
 """A tenant's webhook endpoint: its URL, its signing secret, and where it may point.
 
 The URL may not reach loopback, private, link-local or otherwise non-public
-addresses: checked for literal addresses when it is saved, and at every
+addresses, nor IPv6 addresses that carry one (NAT64, 6to4, Teredo, IPv4-mapped
+or -compatible): checked for literal addresses when it is saved, and at every
 delivery after DNS resolution, on the very address connected to (see
 saas.messaging.delivery). ``WEBHOOK_ALLOW_PRIVATE_TARGETS`` lifts the rule
 for tests and local work. https is required in production unless that
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 import socket
 from dataclasses import dataclass
@@ -55,22 +57,64 @@ def https_required() -> bool:
     return current_app.config.get("APP_ENV") == "production" and not allow_private()
 
 
+# IPv6 ranges that carry an IPv4 address in their last 32 bits: NAT64's well-known prefix (a NAT64
+# gateway connects to that IPv4 address) and the deprecated IPv4-compatible addresses.
+CARRY_IPV4_LAST = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
+# NAT64 for local use (RFC 8215): the IPv4 address may sit anywhere, and the range is never global.
+LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+# What inet_aton, and so the resolver, reads as an IPv4 address: 127.1, 2130706433, 0x7f.0.0.1...
+LEGACY_IPV4 = re.compile(r"[0-9a-fA-FxX.]+")
+
+
+def carried_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: mapped, IPv4-compatible, NAT64, 6to4, and Teredo's
+    server and (unobfuscated) client."""
+    carried = [ip.ipv4_mapped] if ip.ipv4_mapped is not None else []
+    if any(ip in network for network in CARRY_IPV4_LAST):
+        carried.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.sixtofour is not None:
+        carried.append(ip.sixtofour)
+    if ip.teredo is not None:
+        carried.extend(ip.teredo)
+    return carried
+
+
+def _routed(ip) -> bool:
+    return ip.is_global and not ip.is_multicast
+
+
 def public_address(address: str) -> bool:
-    """Whether an IP address is one the internet routes to (not loopback, private, link-local, reserved...)."""
+    """Whether an IP address is one the internet routes to (not loopback, private, link-local, reserved...).
+
+    An IPv6 address that carries an IPv4 address reaches that address (through a NAT64 gateway, a 6to4
+    or Teredo relay, or the host's own IPv4 stack): it is public only if that IPv4 address is.
+    """
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # judged as the IPv4 address it is (Pythons before 3.11.4 did not)
-    return ip.is_global and not ip.is_multicast
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in LOCAL_NAT64:
+            return False
+        if ip.ipv4_mapped is not None:
+            return _routed(ip.ipv4_mapped)  # an IPv4 address written as IPv6: judged as that address alone
+        if not all(_routed(carried) for carried in carried_ipv4(ip)):
+            return False
+    return _routed(ip)
 
 
 def _literal_ip(host: str):
+    host = host.strip("[]").split("%", 1)[0]
     try:
-        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+        return ipaddress.ip_address(host)
     except ValueError:
-        return None
+        pass
+    if LEGACY_IPV4.fullmatch(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
 
 
 def check_url(url: str) -> str:

@@ -19,7 +19,8 @@ from saas.billing import entitlements
 from saas.errors import NotFound
 from saas.extensions import db
 from saas.messaging.models import (
-    DELIVERY_PENDING, Conversation, Message, PhoneNumber, WebhookAttempt, WebhookDelivery, WebhookEndpoint,
+    DELIVERY_DELIVERED, DELIVERY_PENDING, Conversation, Message, PhoneNumber, WebhookAttempt, WebhookDelivery,
+    WebhookEndpoint,
 )
 from saas.messaging.windows import insert_for
 from saas.tenants.scoping import get_owned, owned_query
@@ -210,22 +211,70 @@ def attempts_of(tenant, delivery: WebhookDelivery) -> list[WebhookAttempt]:
         .order_by(WebhookAttempt.id)))
 
 
-def replay(tenant, delivery_id, *, now: datetime | None = None) -> WebhookDelivery:
-    """Send one of the tenant's deliveries again, as a new delivery of the same payload. Commits.
+@dataclass(frozen=True)
+class Replayed:
+    """What a replay did: ``outcome`` is "due now" (the delivery's own pending retry goes at once),
+    "copied" (a new delivery goes), "delivered meanwhile" or "in flight" (nothing more is sent)."""
 
-    The copy goes to the tenant's endpoint as it is now, after any of the
-    message's events still pending. NotFound for another tenant's delivery.
+    delivery: WebhookDelivery
+    outcome: str
+
+
+def _in_flight(delivery: WebhookDelivery, now: datetime) -> bool:
+    """Whether a worker is posting it now: a try claimed, its lease still running, its outcome not written."""
+    if delivery.attempts == 0 or delivery.next_attempt_at is None or delivery.next_attempt_at <= now:
+        return False
+    return db.session.scalar(select(WebhookAttempt.id).where(
+        WebhookAttempt.tenant_id == delivery.tenant_id, WebhookAttempt.delivery_id == delivery.id,
+        WebhookAttempt.number == delivery.attempts).limit(1)) is None
+
+
+def replay(tenant, delivery_id, *, seen_state: str | None = None, now: datetime | None = None) -> Replayed:
+    """Send one of the tenant's deliveries again now, to the endpoint's URL as it is now. Commits.
+
+    Exactly one copy goes, however this races the delivery workers. A delivery
+    still pending (or a pending copy of it from an earlier replay) is not copied:
+    its retry is made due now and keeps its place among its message's events.
+    One delivered or dead is copied as a new delivery, due now, that goes after
+    any of the message's events still pending; but one the tenant saw pending
+    (``seen_state``) and that was delivered meanwhile is not sent twice. One a
+    worker is posting at this moment is left to that try.
+    NotFound for another tenant's delivery, or when there is no endpoint.
     """
-    original = get_delivery(tenant, delivery_id)
     now = now or utcnow()
-    endpoint = db.session.scalar(owned_query(WebhookEndpoint, tenant))
-    if endpoint is None:
-        raise NotFound("There is no webhook endpoint to send it to.")
-    copy = WebhookDelivery(
-        tenant_id=tenant.id, endpoint_id=endpoint.id, event_type=original.event_type,
-        event_key=f"replay:{original.id}:{now.isoformat()}"[:200], sequence_key=original.sequence_key,
-        wa_message_id=original.wa_message_id, payload=original.payload, state=DELIVERY_PENDING, attempts=0,
-        next_attempt_at=now, created_at=now, replay_of=original.id)
-    db.session.add(copy)
-    db.session.commit()
-    return copy
+    session = db.session
+    try:
+        original = get_delivery(tenant, delivery_id)
+        endpoint = session.scalar(owned_query(WebhookEndpoint, tenant))
+        if endpoint is None:
+            raise NotFound("There is no webhook endpoint to send it to.")
+        # Locked, and read again as it is once locked: replays of it wait for each other, a worker's
+        # claim skips it meanwhile, and a claim made just before is seen.
+        session.refresh(original, with_for_update=True)
+        pending = session.scalar(
+            owned_query(WebhookDelivery, tenant)
+            .where(WebhookDelivery.state == DELIVERY_PENDING,
+                   (WebhookDelivery.id == original.id) | (WebhookDelivery.replay_of == original.id))
+            .order_by(WebhookDelivery.id).limit(1).with_for_update()
+            .execution_options(populate_existing=True))
+        if pending is not None:
+            if _in_flight(pending, now):
+                session.rollback()
+                return Replayed(pending, "in flight")
+            pending.next_attempt_at = now
+            session.commit()
+            return Replayed(pending, "due now")
+        if seen_state == DELIVERY_PENDING and original.state == DELIVERY_DELIVERED:
+            session.rollback()
+            return Replayed(original, "delivered meanwhile")
+        copy = WebhookDelivery(
+            tenant_id=tenant.id, endpoint_id=endpoint.id, event_type=original.event_type,
+            event_key=f"replay:{original.id}:{now.isoformat()}"[:200], sequence_key=original.sequence_key,
+            wa_message_id=original.wa_message_id, payload=original.payload, state=DELIVERY_PENDING, attempts=0,
+            next_attempt_at=now, created_at=now, replay_of=original.id)
+        session.add(copy)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return Replayed(copy, "copied")

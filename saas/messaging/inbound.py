@@ -6,30 +6,42 @@ and every value is cut to the column it goes in.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from saas.timeutil import from_timestamp
 
 SUMMARY_LENGTH = 300
+# A JSON string may hold half of a surrogate pair ("\ud800"): no database stores one, and no encoder writes it.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def text(value, limit: int) -> str | None:
-    """``value`` as a string no longer than ``limit`` (None for nothing); NULs, which PostgreSQL refuses, dropped."""
+    """``value`` as a string no longer than ``limit`` (None for nothing); NULs, which PostgreSQL refuses, dropped,
+    and halves of surrogate pairs, which no database stores, replaced by U+FFFD."""
     if value is None or isinstance(value, (dict, list)):
         return None
     value = str(value).replace("\x00", "")
+    if not value.isascii():  # the common case skips the search
+        value = LONE_SURROGATE.sub("\ufffd", value)
     if not value:
         return None
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 def ident(value, limit: int) -> str | None:
-    """An identifier (a wamid, a phone number id) as given, or None: one cut short would name something else."""
+    """An identifier (a wamid, a phone number id) as given, or None: one cut short, or with a character
+    replaced, would name something else."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not value or len(value) > limit or "\x00" in value:
+    if not isinstance(value, str) or not value or len(value) > limit:
         return None
-    return value
+    return value if storable(value) else None
+
+
+def storable(value: str) -> bool:
+    """Whether every database takes ``value`` as it is: no NUL, no half of a surrogate pair."""
+    return "\x00" not in value and (value.isascii() or LONE_SURROGATE.search(value) is None)
 
 
 def obj(value) -> dict:
@@ -67,8 +79,9 @@ def contact_keys(message: dict, contact: dict) -> list[str]:
     is one, else Meta's user_id (a user with a username may share no phone number)."""
     keys = []
     for raw in (message.get("from"), contact.get("wa_id"), message.get("from_user_id"), contact.get("user_id")):
-        if isinstance(raw, str) and raw and len(raw) <= 64 and "\x00" not in raw and raw not in keys:
-            keys.append(raw)
+        key = ident(raw, 64) if isinstance(raw, str) else None
+        if key is not None and key not in keys:
+            keys.append(key)
     return keys
 
 
@@ -105,7 +118,7 @@ def summarise(message: dict) -> str:
         line = f"reaction {emoji}" if emoji else "reaction removed"
     elif kind == "order":
         products = items(body.get("product_items"))
-        count = sum(int(p.get("quantity") or 0) for p in products if str(p.get("quantity") or "0").isdigit())
+        count = sum(_quantity(p.get("quantity")) for p in products)
         line = f"order of {count} item{'s' if count != 1 else ''}" + (f": {body['text']}" if body.get("text") else "")
     elif kind == "system":
         line = body.get("body") or body.get("type") or "system message"
@@ -115,6 +128,17 @@ def summarise(message: dict) -> str:
     if line is None or line == "":
         line = kind if isinstance(kind, str) else "message"
     return text(line, SUMMARY_LENGTH) or "message"
+
+
+def _quantity(value) -> int:
+    """An order line's quantity, or 0: Meta sends a small whole number; anything else counts for nothing."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value if 0 <= value < 10**6 else 0
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 6:
+        return int(value)
+    return 0
 
 
 def first_error(status: dict) -> dict:

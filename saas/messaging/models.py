@@ -212,6 +212,43 @@ class WhatsAppNotification(db.Model):
     error: Mapped[str | None] = mapped_column(String(1000))
 
 
+class UnappliedItem(db.Model):
+    """One item of a WhatsApp notification that could not be applied, kept with why.
+
+    An item is a status, an inbound message, or a change of another field.
+    ``body`` is a notification holding that item alone, in Meta's shape, so it
+    applies again by itself. ``next_try_at`` is when the sweep tries it again:
+    set after an error, None for an item refused for what it holds (or past
+    its last try), which only an operator sends again. ``applied_at`` is set
+    once a later try applies it.
+    """
+
+    __tablename__ = "whatsapp_unapplied_items"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "location"),
+        Index("ix_whatsapp_unapplied_items_due", "next_try_at",
+              postgresql_where=text("applied_at IS NULL"), sqlite_where=text("applied_at IS NULL")),
+        Index("ix_whatsapp_unapplied_items_open", "failed_at",
+              postgresql_where=text("applied_at IS NULL"), sqlite_where=text("applied_at IS NULL")),
+        Index("ix_whatsapp_unapplied_items_applied", "applied_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # Kept after the notification itself is pruned: the body holds all that is needed.
+    notification_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("whatsapp_notifications.id", ondelete="SET NULL"))
+    location: Mapped[str] = mapped_column(String(120))  # e.g. "entry 0, change 1, statuses[3]"
+    field: Mapped[str] = mapped_column(String(80))
+    wa_message_id: Mapped[str | None] = mapped_column(String(128))
+    body: Mapped[str] = mapped_column(Text)
+    error: Mapped[str] = mapped_column(String(1000))
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+    failed_at: Mapped[datetime] = mapped_column(DateTime)
+    next_try_at: Mapped[datetime | None] = mapped_column(DateTime)
+    applied_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 class WebhookEndpoint(db.Model):
     """A tenant's own URL, to which every status and inbound message of its numbers is forwarded."""
 

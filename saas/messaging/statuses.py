@@ -73,7 +73,8 @@ def _build(status: str):
         for name in ("error_code", "error_title", "error_details"):
             column = getattr(Message, name)
             values[name] = case((advances, bindparam(name, type_=column.type)), else_=column)
-        changes = and_(changes, Message.status.not_in(("delivered", "read")))
+        # Two comparisons, not NOT IN: an expanding IN cannot run as one statement over many rows.
+        changes = and_(changes, Message.status != "delivered", Message.status != "read")
     return (update(Message)
             .where(Message.tenant_id == bindparam("tenant"), Message.wa_message_id == bindparam("wamid"), changes)
             .values(**values)

@@ -104,6 +104,15 @@ def delivery(tenant, delivery_id):
                            attempts=forwarding.attempts_of(tenant, found), confirm=ConfirmForm())
 
 
+# What the tenant is told a replay did (saas.messaging.forwarding.Replayed).
+REPLAYED = {
+    "copied": "Delivery {id} is sent again as delivery {copy}.",
+    "due now": "Delivery {copy} is sent now, to your current URL; its waiting retry is not sent again.",
+    "delivered meanwhile": "Delivery {id} was delivered meanwhile; it is not sent twice.",
+    "in flight": "Delivery {copy} is being sent right now; replay it again if this try fails.",
+}
+
+
 @bp.post("/webhook-deliveries/<delivery_id>/replay")
 @tenant_required
 def replay(tenant, delivery_id):
@@ -112,8 +121,11 @@ def replay(tenant, delivery_id):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        copy = forwarding.replay(tenant, delivery_id)
+        # The state the page showed: a delivery seen pending and delivered meanwhile is not sent twice.
+        replayed = forwarding.replay(tenant, delivery_id, seen_state=request.form.get("seen_state"))
     except NotFound:
         abort(404)
-    flash(f"Delivery {delivery_id} is sent again as delivery {copy.id}.", "success")
+    flash(REPLAYED[replayed.outcome].format(id=delivery_id, copy=replayed.delivery.id),
+          "success" if replayed.outcome in ("copied", "due now") else "info")
     return redirect(url_for("portal_webhooks.webhooks"))
+

@@ -37,3 +37,26 @@ def test_status_for_another_tenants_message_is_ignored(app, client):
         message = db.session.scalar(select(Message))
         assert apply_status(other.tenant_id, message.wa_message_id, "failed", utcnow()) is False
         db.session.remove()
+
+
+def test_many_failed_statuses_apply_in_one_batch(app, client):
+    from saas.messaging.statuses import StatusUpdate, apply_status_batch
+
+    acme = sender(client)
+    for n in range(3):
+        acme.send(to=f"1555123400{n}")
+    settle(app)  # the sandbox's own status walk is over
+    with app.app_context():
+        messages = list(db.session.scalars(select(Message).order_by(Message.id)))
+        # Walked back to "sent" so a failure may still apply (the sandbox has them read).
+        for message in messages:
+            message.status, message.delivered_at, message.read_at = "sent", None, None
+        db.session.commit()
+        at = utcnow()
+        changed = apply_status_batch([StatusUpdate(m.tenant_id, m.wa_message_id, "failed", at, error_code=131000 + i)
+                                      for i, m in enumerate(messages)])
+        assert changed == 3
+        db.session.expire_all()
+        assert [(m.status, m.error_code) for m in db.session.scalars(select(Message).order_by(Message.id))] == [
+            ("failed", 131000), ("failed", 131001), ("failed", 131002)]
+        db.session.remove()

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from saas.audit.models import AuditEvent
 from saas.extensions import db
 from saas.messaging import notifications
-from saas.messaging.models import Message, PhoneNumber, ServiceWindow, WhatsAppNotification
+from saas.messaging.models import Message, PhoneNumber, ServiceWindow, UnappliedItem, WhatsAppNotification
 from saas.messaging.windows import customer_service_window_open
 from saas.timeutil import from_timestamp, utcnow
 from tests import whatsapp_payloads as wa
@@ -57,6 +57,15 @@ def deliver(app, client, payload):
 def stored(app) -> list[WhatsAppNotification]:
     with app.app_context():
         rows = list(db.session.scalars(select(WhatsAppNotification).order_by(WhatsAppNotification.id)))
+        db.session.expunge_all()
+        db.session.remove()
+    return rows
+
+
+def kept_items(app) -> list[UnappliedItem]:
+    """The items kept unapplied, in the order they were kept."""
+    with app.app_context():
+        rows = list(db.session.scalars(select(UnappliedItem).order_by(UnappliedItem.id)))
         db.session.expunge_all()
         db.session.remove()
     return rows
@@ -239,6 +248,24 @@ def test_many_statuses_of_many_messages_apply_in_one_notification(whatsapp, clie
         assert note.outcome == "statuses 100"
         db.session.remove()
     assert [states[w] for w in wamids] == ["read"] * 33 + ["sent"]
+
+
+def test_several_failed_statuses_apply_with_the_rest_of_their_notification(whatsapp, client, acme, caplog):
+    with whatsapp.app_context():
+        first, second, third, delivered = (wa.add_sent_message(acme) for _ in range(4))
+        db.session.remove()
+    item = wa.inbound("text", {"body": "beside three failures"})
+    deliver(whatsapp, client, wa.notification(acme.waba_id, ("messages", wa.messages_value(
+        acme, contacts=[wa.contact()], messages=[item],
+        statuses=[wa.failed(first, code=131026), wa.status(delivered, "delivered"), wa.failed(second, code=131049),
+                  wa.failed(third, code=131050)]))))
+    (row,) = stored(whatsapp)
+    assert row.processed_at is not None and row.error is None, row.error
+    assert [(message(whatsapp, w).status, message(whatsapp, w).error_code) for w in (first, second, third)] == [
+        ("failed", 131026), ("failed", 131049), ("failed", 131050)]
+    assert message(whatsapp, delivered).status == "delivered"
+    assert message(whatsapp, item["id"]).body_summary == "beside three failures"
+    assert "item by item" not in caplog.text  # applied in one piece, not saved by the fallback
 
 
 def test_a_status_for_another_tenants_message_changes_nothing(whatsapp, client, acme):
@@ -517,7 +544,10 @@ def test_over_long_and_odd_values_are_bounded_not_refused(whatsapp, client, acme
         acme, contacts=[wa.contact()], messages=[item, ok, dict(ok, id=long_id)], statuses=[weird_status]))))
     (row,) = stored(whatsapp)
     assert row.error is None, row.error
-    assert row.outcome == "messages 1; skipped 2; statuses 1"  # no usable sender; an id too long to be one
+    assert row.outcome == "messages 1; statuses 1; kept unapplied 2"
+    assert [(k.location, k.error.split(" (")[0], k.next_try_at) for k in kept_items(whatsapp)] == [
+        ("entry 0, change 0, messages[0]", "no usable sender", None),
+        ("entry 0, change 0, messages[2]", "no usable id", None)]
     kept = message(whatsapp, ok["id"])
     assert len(kept.body_summary) == 300 and "\x00" not in kept.body_summary
     failed = message(whatsapp, wamid)
