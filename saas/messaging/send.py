@@ -135,7 +135,9 @@ class SendService(Settling):
             raise FeatureNotInPlan(
                 f"Your {rights.effective.name} plan does not include '{kind}' messages.",
                 details={"feature": feature, "type": kind, "plan": rights.effective.code}, upgrade=True)
-        digest = request_hash(number.phone_number_id, payload) if idempotency_key else None
+        forwarded = _upstream_body(payload, upstream)
+        # What is forwarded decides whether a retry is the same request, fields we do not read included.
+        digest = request_hash(number.phone_number_id, forwarded) if idempotency_key else None
         if idempotency_key:
             earlier = self._find_by_key(tenant.id, idempotency_key)
             if earlier is not None:

@@ -225,6 +225,35 @@ def test_an_accepted_send_is_replayed_without_a_second_upstream_call(app, graph,
     assert billed(app, acme.tenant_id) == {"messages": 1, "conversations": 1, "conversations.service": 1}
 
 
+def test_the_same_key_with_a_body_that_forwards_differently_is_a_conflict_and_sends_nothing(
+        app, graph, acme, number):
+    card = EVERY_TYPE["contacts"]
+    first = acme.send(number=number[0], payload=copy.deepcopy(card), idempotency_key="card-1")
+    assert first.status_code == 200
+    # Fields the schema does not read still reach WhatsApp: another phone on the card is another request.
+    other = copy.deepcopy(card)
+    other["contacts"][0]["phones"][0]["phone"] = "+1 (555) 010-0199"
+    conflict = acme.send(number=number[0], payload=other, idempotency_key="card-1")
+    assert conflict.status_code == 409
+    assert conflict.get_json()["error"]["reason"] == "idempotency_conflict"
+    assert len(graph.sends()) == 1
+    # The same body forwarded the same way (the recipient written otherwise) is the same request: replayed.
+    same = acme.send(number=number[0], payload={**copy.deepcopy(card), "to": "+1 (555) 123-4567"},
+                     idempotency_key="card-1")
+    assert (same.status_code, same.get_json()) == (200, first.get_json())
+    assert len(graph.sends()) == 1
+    assert billed(app, acme.tenant_id) == {"messages": 1, "conversations": 1, "conversations.service": 1}
+
+
+def test_a_sandbox_send_with_the_same_key_and_other_unread_fields_is_a_conflict(app, acme):
+    card = {**EVERY_TYPE["contacts"], "to": "15551230001"}
+    assert acme.send(payload=copy.deepcopy(card), idempotency_key="card-2").status_code == 200
+    other = copy.deepcopy(card)
+    other["contacts"][0]["emails"][0]["email"] = "countess@example.com"
+    assert acme.send(payload=other, idempotency_key="card-2").status_code == 409
+    assert acme.send(payload=copy.deepcopy(card), idempotency_key="card-2").status_code == 200
+
+
 # -- retries: only where nothing can have gone out -------------------------------------------------
 
 def test_metas_throughput_refusal_is_retried_after_retry_after(app, graph, acme, number):
