@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, delete, select, update
 
 from saas.audit import services as audit
 from saas.extensions import db
-from saas.messaging import forwarding, inbound, media
+from saas.messaging import callback_data, forwarding, inbound, media
 from saas.messaging.forwarding import Event, NumberRef
 from saas.messaging.inbound import ident, items, obj, text
 from saas.messaging.models import Message, PhoneNumber, WhatsAppNotification
@@ -104,7 +104,7 @@ def apply_messages(batch: Batch, note: Note, waba_id: str, field_name: str, valu
         batch.statuses.append(StatusUpdate(
             number.tenant_id, wamid, name, inbound.moment(status.get("timestamp"), batch.now),
             error_code=error.get("code"), error_title=error.get("title"), error_details=error.get("details"),
-            **inbound.charge(status)))
+            sent_as=callback_data.message_id(status.get(callback_data.FIELD)), **inbound.charge(status)))
         note.counts["statuses"] += 1
     contacts = items(value.get("contacts"))
     for message in items(value.get("messages")):
