@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select, tuple_, update
+from sqlalchemy import exists, or_, select, tuple_, update
 
 from saas.config import ConfigError
 from saas.errors import DatabaseUnavailable
@@ -205,11 +205,12 @@ def take_back(conn, metering, tenant_id: int, message, window) -> None:
 
 
 def release_if_unused(conn, metering, tenant_id: int, window) -> bool:
-    """Un-bill and close ``window`` when no message in it went out (or may still). Whether it was released."""
+    """Un-bill and close ``window`` when no message in it went out (or may still), unless its
+    conversation was already decided for Stripe (then it stays billed). Whether it was released."""
     still_used = conn.execute(select(exists().where(
         Message.tenant_id == tenant_id, Message.conversation_id == window.id, Message.status != "failed"))).scalar()
     subject = f"conversation:{window.id}"
-    if still_used:
+    if still_used or metering.decided(conn, tenant_id, subject):
         return False
     metering.reverse(conn, Receipt(Usage(tenant_id, window.period_start, window.category, messages=0,
                                          conversations=1), subject=subject))
@@ -274,6 +275,64 @@ def _window_at_send(conn, tenant_id: int, row) -> tuple[Window, str]:
     category = row.category or "service"
     return open_window(conn, tenant_id, row.wa_id, category, row.created_at,
                        row.period_start or row.created_at), category
+
+
+# -- what WhatsApp's failed statuses take back ---------------------------------------------------
+# A message WhatsApp accepted and then reports failed is not billed: its message leaves the usage
+# once, and its conversation too unless another message that went out stands in its window (or
+# the conversation was already decided for Stripe). Applied in the status batch's transaction.
+
+_GOING = ("pending", "accepted", "sent")  # what a failed status still moves (never delivered or read)
+
+
+def _named(failing) -> tuple[list, list]:
+    by_wamid = sorted({(u.tenant_id, u.wa_message_id) for u in failing})
+    by_id = sorted({(u.tenant_id, u.sent_as) for u in failing if getattr(u, "sent_as", None) is not None})
+    return by_wamid, by_id
+
+
+def _of(by_wamid, by_id):
+    named = tuple_(Message.tenant_id, Message.wa_message_id).in_(by_wamid)
+    return or_(named, tuple_(Message.tenant_id, Message.id).in_(by_id)) if by_id else named
+
+
+def lock_windows_of(conn, failing) -> None:
+    """Lock the windows of the messages ``failing`` statuses name, in id order, before the batch
+    locks any message (the lock order: window, then message)."""
+    if not failing:
+        return
+    ids = select(Message.conversation_id).where(_of(*_named(failing)), Message.conversation_id.is_not(None))
+    conn.execute(select(Conversation.id).where(Conversation.id.in_(ids))
+                 .order_by(Conversation.id).with_for_update()).all()
+
+
+def billed_and_failing(conn, failing) -> list:
+    """The metered messages that ``failing`` statuses are about to move to failed, locked. Call it
+    just before the failed statuses' UPDATE, in the same transaction."""
+    if not failing:
+        return []
+    by_wamid, _ = _named(failing)
+    return conn.execute(
+        select(Message.id, Message.tenant_id, Message.conversation_id, Message.period_start, Message.category)
+        .where(tuple_(Message.tenant_id, Message.wa_message_id).in_(by_wamid), Message.direction == "out",
+               Message.period_start.is_not(None), Message.status.in_(_GOING))
+        .order_by(Message.id).with_for_update()).all()
+
+
+def unbill_failed(conn, metering, messages: list) -> None:
+    """Take back the usage of ``messages`` (from ``billed_and_failing``, now failed), and each
+    window's conversation when nothing in it went out."""
+    windows = {}
+    for message in messages:
+        if message.conversation_id is not None and message.conversation_id not in windows:
+            windows[message.conversation_id] = lock_window(conn, message.conversation_id)
+        take_back(conn, metering, message.tenant_id, message, windows.get(message.conversation_id))
+    tenants = {message.conversation_id: message.tenant_id for message in messages}
+    for conversation_id, window in sorted(windows.items()):
+        if window is not None:
+            release_if_unused(conn, metering, tenants[conversation_id], window)
+    if messages:
+        log.info("un-billed %d messages WhatsApp reports failed", len(messages))
 
 
 def take_up_named(conn, metering, updates) -> int:

@@ -9,9 +9,11 @@ A status may also carry what WhatsApp charges for the message (its
 ``conversation`` and ``pricing`` objects): kept on the message the first time
 it is learnt, whichever status brought it.
 
-A status naming our message id (``sent_as``, from its biz_opaque_callback_data)
-gives a send whose answer we never saw its WhatsApp id first, in the same
-transaction (saas.messaging.settle).
+What statuses change in billing lives in saas.messaging.settle and is applied
+in the same transaction: a ``failed`` status un-bills the message it moves to
+failed (once: only a status that moves it does), and a status naming our
+message id (``sent_as``, from its biz_opaque_callback_data) gives a send whose
+answer we never saw its WhatsApp id first.
 """
 from __future__ import annotations
 
@@ -102,10 +104,14 @@ def apply_statuses(conn, updates: list[StatusUpdate], *, metering: Metering | No
     """Apply many statuses on ``conn`` in the caller's transaction (no commit).
 
     A status naming a send whose answer we never saw gives it its WhatsApp
-    id first (billed again if recovery had settled it; saas.messaging.settle).
-    Returns how many (message, status) pairs changed something.
+    id first (billed again if recovery had settled it); a ``failed`` status
+    un-bills the message it moves, once (saas.messaging.settle). Returns how
+    many (message, status) pairs changed something.
     """
-    settle.take_up_named(conn, metering or Metering(), updates)
+    metering = metering or Metering()
+    failing = [u for u in updates if u.status == "failed"]
+    settle.lock_windows_of(conn, failing)
+    settle.take_up_named(conn, metering, updates)
     changed = 0
     for status in TIMESTAMP_FIELD:  # the order statuses happen in
         rows = []
@@ -119,8 +125,10 @@ def apply_statuses(conn, updates: list[StatusUpdate], *, metering: Metering | No
             # Rows in one order in every transaction: two batches touching the same messages
             # take their row locks in the same order instead of deadlocking.
             rows.sort(key=lambda row: (row["tenant"], row["wamid"]))
+            failed_now = settle.billed_and_failing(conn, failing) if status == "failed" else []
             # With many rows, rowcount is the sum over them on both drivers used here.
             changed += conn.execute(_STATEMENTS[status], rows).rowcount
+            settle.unbill_failed(conn, metering, failed_now)
     return changed
 
 

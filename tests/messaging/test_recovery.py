@@ -245,6 +245,20 @@ def test_a_status_finds_a_send_still_pending_and_the_tenant_sees_its_own_callbac
         assert forwarded["biz_opaque_callback_data"] == tenant_value
 
 
+def test_a_failed_status_naming_a_send_still_pending_settles_it_unbilled_with_whatsapps_error(
+        forwarding, client, graph, acme, number):
+    send_and_die(forwarding, acme, number, text_payload(CONTACT))
+    callback_data = graph.sends()[0]["biz_opaque_callback_data"]
+    failed = wa.failed(wa.wamid(), code=131026, recipient=CONTACT)
+    failed["biz_opaque_callback_data"] = callback_data
+    deliver(forwarding, client, wa.notification(number[2], ("messages", wa.messages_value(
+        _Named(number), statuses=[failed]))))
+    message = out_message(forwarding, acme.tenant_id)
+    assert (message.status, message.error_code) == ("failed", 131026)
+    assert usage_values(forwarding, acme.tenant_id) == NOTHING
+    assert_usage_equals_rows(forwarding, some_usage=False)
+
+
 def test_a_status_naming_another_tenants_message_takes_nothing(forwarding, client, graph, acme, number):
     other = sender(client, "pro")
     theirs = live_number(forwarding, graph, other.tenant_id)
