@@ -9,9 +9,22 @@ from dataclasses import dataclass, field
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, PendingRollbackError
 
-from saas.errors import DatabaseUnavailable
+from saas.errors import ApiError
 
 log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(ApiError):
+    """The database could not be reached for longer than a request waits; nothing half-done was kept."""
+
+    status = 503
+    code = "service_unavailable"
+    graph_code = 5031
+    message = "The service is briefly unavailable; try again in a few seconds."
+
+    def __init__(self, message: str | None = None, **kwargs):
+        kwargs.setdefault("headers", {"Retry-After": "5"})
+        super().__init__(message, **kwargs)
 
 
 def init_app(app) -> None:
@@ -116,3 +129,19 @@ def _forget(session) -> None:
     except Exception:
         # Rolling back over a dead connection can fail too; the session is reset either way.
         log.debug("rollback after a lost connection failed", exc_info=True)
+
+
+def unreachable_answer(exc: BaseException):
+    """The answer to a request the database failed under (saas.errors' last handler): 503, never 500."""
+    from flask import Response, g
+
+    from saas.errors import render_api_error, wants_json
+    from saas.extensions import db
+
+    log.warning("database unreachable", extra={"error": type(exc).__name__})
+    _forget(db.session)
+    if wants_json():
+        return render_api_error(DatabaseUnavailable())
+    # Plain text: the page layout itself reads the database.
+    g.retry_after = "5"
+    return Response("503 Service Unavailable: try again in a few seconds.\n", 503, mimetype="text/plain")

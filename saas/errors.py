@@ -291,19 +291,6 @@ class BillingUnavailable(ApiError):
     message = "The payment provider could not be reached. Nothing was changed; try again in a minute."
 
 
-class DatabaseUnavailable(ApiError):
-    """The database could not be reached for longer than a request waits; nothing half-done was kept."""
-
-    status = 503
-    code = "service_unavailable"
-    graph_code = 5031
-    message = "The service is briefly unavailable; try again in a few seconds."
-
-    def __init__(self, message: str | None = None, **kwargs):
-        kwargs.setdefault("headers", {"Retry-After": "5"})
-        super().__init__(message, **kwargs)
-
-
 class MethodNotAllowed(ApiError):
     status = 405
     code = "method_not_allowed"
@@ -395,23 +382,10 @@ def handle_http_exception(exc: HTTPException):
 def handle_unexpected(exc: Exception):
     if isinstance(exc, HTTPException):
         return handle_http_exception(exc)
-    from saas.database import dropped
+    from saas.database import dropped, unreachable_answer
 
-    if dropped(exc):
-        # The database went away under a step nobody retries (a page, a read): say so, not 500.
-        log.warning("database unreachable", extra={"error": type(exc).__name__})
-        from saas.extensions import db
-
-        try:
-            db.session.rollback()
-        except Exception:
-            log.debug("rollback after a lost connection failed", exc_info=True)
-        if wants_json():
-            return render_api_error(DatabaseUnavailable())
-        # Plain text: the page layout itself reads the database.
-        g.retry_after = "5"
-        return Response("503 Service Unavailable: try again in a few seconds.\n", 503, mimetype="text/plain",
-                        headers={"Retry-After": "5"})
+    if dropped(exc):  # the database went away under a step nobody retries: 503, not 500
+        return unreachable_answer(exc)
     log.exception("unhandled error")
     from saas.extensions import db
 

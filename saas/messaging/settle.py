@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, or_, select, tuple_, update
 
 from saas.config import ConfigError
-from saas.errors import DatabaseUnavailable
+from saas.database import DatabaseUnavailable
 from saas.messaging.accept_journal import JournalUnavailable, KeptAccept
 from saas.messaging.accepts import WAIT_SECONDS, accept_send
 from saas.messaging.bodies import graph_response

@@ -123,7 +123,7 @@ def test_an_accept_written_twice_bills_once(app, client, tmp_path):
 
 
 def test_a_journal_that_cannot_keep_the_accept_answers_503_and_leaves_the_send_pending(app, client, tmp_path):
-    from saas.errors import DatabaseUnavailable
+    from saas.database import DatabaseUnavailable
 
     acme = sender(client, "starter")
     blocked = tmp_path / "not-a-directory"

@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from saas.billing.catalog import plan_by_code
-from saas.errors import DatabaseUnavailable, UpstreamError
+from saas.database import DatabaseUnavailable
+from saas.errors import UpstreamError
 from saas.extensions import db
 from saas.messaging.audit import audit_usage
 from saas.messaging.models import Conversation, Message
