@@ -62,12 +62,12 @@ def register_extensions(app: Flask) -> None:
     def retry_after_only_on_429(response):
         from flask import g
 
-        if response.status_code != 429:
-            response.headers.pop("Retry-After", None)
-        elif g.get("retry_after") is not None:
-            # A refusal that knows its own wait (WhatsApp's pair rate, messaging limit) keeps it,
-            # rather than the later of it and the plan limit's window reset the limiter writes.
+        if response.status_code in (429, 503) and g.get("retry_after") is not None:
+            # A refusal that knows its own wait (WhatsApp's pair rate, messaging limit, the database
+            # coming back) keeps it, rather than the plan limit's window reset the limiter writes.
             response.headers["Retry-After"] = g.retry_after
+        elif response.status_code != 429:
+            response.headers.pop("Retry-After", None)
         return response
 
     limiter.init_app(app)
@@ -85,7 +85,6 @@ def register_extensions(app: Flask) -> None:
 
 def register_services(app: Flask) -> None:
     """The send service and its collaborators, and the housekeeping every process runs."""
-    from datetime import timedelta
 
     from saas import jobs
     from saas.extensions import db
@@ -110,7 +109,18 @@ def register_services(app: Flask) -> None:
     # The pair rate lives where the plan rate limits do: Redis with REDIS_URL, else this process's memory.
     rules = WhatsAppRules(PairRate(limiter.storage, burst=app.config["WHATSAPP_PAIR_RATE_BURST"],
                                    seconds=app.config["WHATSAPP_PAIR_RATE_SECONDS"]))
-    service = SendService(transports=transports, metering=metering, enqueue=jobs.enqueue, rules=rules)
+    from saas.database import Reconnecting
+    from saas.messaging import accept_journal
+    from saas.messaging.settle import recovery_age
+
+    # Derived from the send's longest duration when unset; refused (ConfigError) when set shorter.
+    after = recovery_age(app.config)
+    app.config["RECOVER_SENDS_AFTER_SECONDS"] = after.total_seconds()
+    reconnecting = Reconnecting.from_config(app.config)
+    app.extensions["reconnecting"] = reconnecting
+    service = SendService(transports=transports, metering=metering, enqueue=jobs.enqueue, rules=rules,
+                          reconnecting=reconnecting, journal=accept_journal.build(app.config),
+                          interrupted_after=after)
     app.extensions["metering"] = metering
     app.extensions["send_service"] = service
     # Reads a live number's info from the Graph API (settings read per call).
@@ -121,7 +131,8 @@ def register_services(app: Flask) -> None:
     background = app.extensions["background"]
     if app.config["HOUSEKEEPING"]:
         background.every("usage roll-up", 1.0, lambda: metering.roll_up_all(db.session))
-        after = timedelta(seconds=app.config["RECOVER_SENDS_AFTER_SECONDS"])
+        # Accepts kept while the database was away are written as soon as it is back.
+        background.every("kept accepts", 1.0, service.write_kept_accepts)
         # Checked twice per threshold: a stuck send is settled within 1.5x the threshold.
         background.every("interrupted sends", after.total_seconds() / 2,
                          lambda: service.recover_interrupted(older_than=after))

@@ -188,12 +188,16 @@ def usage_report_command():
 
 
 @sends_cli.command("recover")
-@click.option("--older-than", default=30, show_default=True, help="Seconds a send must have been pending.")
+@click.option("--older-than", type=float, default=None,
+              help="Seconds a send must have been pending (default RECOVER_SENDS_AFTER_SECONDS, the longest a "
+                   "live send can take). Shorter only once no process can still be sending.")
 def sends_recover_command(older_than):
-    """Settle sends left pending by a crash: failed and not billed (web processes do it every 15 s)."""
+    """Write accepts kept while the database was away, then settle sends left pending by a crash: failed and
+    not billed (web processes do both on their own)."""
     from datetime import timedelta
 
-    settled = current_app.extensions["send_service"].recover_interrupted(older_than=timedelta(seconds=older_than))
+    service = current_app.extensions["send_service"]
+    settled = service.recover_interrupted(older_than=timedelta(seconds=older_than) if older_than is not None else None)
     click.echo(f"Settled {settled} interrupted sends.")
 
 

@@ -150,6 +150,14 @@ def redis_options(url: str | None, verify: bool) -> dict:
 
 
 
+def database_connect_args(raw: str | None) -> dict:
+    """PostgreSQL gives up connecting after 5 s (a host that vanished would otherwise hold a request
+    for the kernel's two minutes), so the send path's retries stay within their time."""
+    if raw and raw.startswith(("postgres://", "postgresql")):
+        return {"connect_args": {"connect_timeout": 5}}
+    return {}
+
+
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "TOKEN_ENCRYPTION_KEY", "PUBLIC_BASE_URL")
 
 
@@ -210,8 +218,18 @@ def load(instance_path: str) -> dict:
         "SANDBOX_LATENCY_MS": env_int("SANDBOX_LATENCY_MS", 0),
         # The usage roll-up and the recovery of interrupted sends, in every process.
         "HOUSEKEEPING": env_bool("HOUSEKEEPING", True),
-        # A send still pending this long was interrupted (no request lives this long) and is settled.
-        "RECOVER_SENDS_AFTER_SECONDS": env_float("RECOVER_SENDS_AFTER_SECONDS", 30.0),
+        # A send still pending this long was interrupted and is settled. Unset: derived from the longest a
+        # live send can take (the WhatsApp timeouts, tries and waits below, and the database's retries);
+        # set shorter than that, the app refuses to start (saas.messaging.settle.recovery_age).
+        "RECOVER_SENDS_AFTER_SECONDS": env_float("RECOVER_SENDS_AFTER_SECONDS", 0.0) or None,
+        # A step of the send path (the accept after WhatsApp answered, the Idempotency-Key lookup, the
+        # API key's load) meeting a dropped or unreachable database is tried again on a new connection,
+        # at most RETRIES more times within SECONDS; then the request answers 503 (an accept is kept
+        # in the accept journal and written when the database is back).
+        "DATABASE_RETRIES": env_int("DATABASE_RETRIES", 5),
+        "DATABASE_RETRY_SECONDS": env_seconds("DATABASE_RETRY_SECONDS", 5.0),
+        # Where accepts the database could not take are kept when there is no Redis (or it fails too).
+        "ACCEPT_JOURNAL_DIR": env_str("ACCEPT_JOURNAL_DIR", str(Path(instance_path) / "accept-journal")),
         # Where users reach this app: the only base for absolute links (upgrade_url, examples, Stripe's
         # return URLs) in production. Without it (development), the request's host is used only when trusted.
         "PUBLIC_BASE_URL": public_base_url(env_str("PUBLIC_BASE_URL")),
@@ -297,6 +315,7 @@ def load(instance_path: str) -> dict:
             # connections; requests wait briefly for a pooled connection instead.
             "pool_size": env_int("DATABASE_POOL_SIZE", 20),
             "max_overflow": env_int("DATABASE_POOL_OVERFLOW", 0),
+            **database_connect_args(env_str("DATABASE_URL")),
         },
         "WTF_CSRF_TIME_LIMIT": None,
         # How many proxies in front of the app set X-Forwarded-For/-Proto (Heroku's router: 1). The

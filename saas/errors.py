@@ -387,6 +387,10 @@ def handle_http_exception(exc: HTTPException):
 def handle_unexpected(exc: Exception):
     if isinstance(exc, HTTPException):
         return handle_http_exception(exc)
+    from saas.database import dropped, unreachable_answer
+
+    if dropped(exc):  # the database went away under a step nobody retries: 503, not 500
+        return unreachable_answer(exc)
     log.exception("unhandled error")
     from saas.extensions import db
 

@@ -89,7 +89,8 @@ def base_app(backend, tmp_path_factory, mail_server):
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "SERVER_NAME": None,
                       "HOUSEKEEPING": False, "WHATSAPP_PAIR_RATE_BURST": 0, "ADMIN_REQUIRES_TWO_FACTOR": False,
                       "MAIL_URL": mail_server.url, "MAIL_FROM": "Relay <no-reply@relay.example.com>",
-                      "MAIL_RETRY_SECONDS": 0.01, "MAIL_TIMEOUT_SECONDS": 5.0})
+                      "MAIL_RETRY_SECONDS": 0.01, "MAIL_TIMEOUT_SECONDS": 5.0,
+                      "ACCEPT_JOURNAL_DIR": str(tmp_path_factory.mktemp("accept-journal"))})
     with app.app_context():
         if backend == "postgresql":
             with db.engine.begin() as conn:

@@ -112,8 +112,10 @@ def send_service(transport, **collaborators):
 
     from flask import current_app
 
+    app_service = current_app.extensions["send_service"]
     parts = {"transports": Transports(sandbox=transport), "metering": Metering(), "enqueue": lambda *a: None,
-             "rules": current_app.extensions["send_service"].rules}
+             "rules": app_service.rules, "reconnecting": app_service.reconnecting, "journal": app_service.journal,
+             "interrupted_after": app_service.interrupted_after}
     parts.update(collaborators)
     return SendService(**parts)
 

@@ -20,7 +20,8 @@ Failures are injected per call: ``fail("POST", "/messages", code=131026)`` answe
 Graph's error envelope for that code with its documented HTTP status;
 ``fail(..., status=503)``; ``throttle(..., retry_after=2)`` answers 429 with
 Retry-After; ``delay(..., seconds=3)``; ``drop(...)`` closes the connection
-without an answer. ``latency`` delays every answer (a slow upstream). ``after=n`` lets n
+without an answer. ``while_sending(action)`` runs ``action(body)`` when a send arrives, before it is
+answered: what happens elsewhere while WhatsApp holds the call (the database going away, recovery). ``latency`` delays every answer (a slow upstream). ``after=n`` lets n
 matching calls through first (fail the second page of a listing). ``paging_base`` makes
 template listings' ``paging.next`` point at another host.
 """
@@ -179,6 +180,7 @@ class FakeGraph:
         self.message_status: str | None = None
         self.wa_ids: dict[str, str] = {}
         self.garbage = False
+        self.on_send = None
 
     # -- setup and controls --------------------------------------------------------------------
     def add_number(self, phone_number_id: str | None = None, *, waba_id: str | None = None,
@@ -211,6 +213,10 @@ class FakeGraph:
 
     def drop(self, method: str, path: str, *, times: int = 1, after: int = 0) -> None:
         self.injected.append(Injected(method, path, times, drop=True, after=after))
+
+    def while_sending(self, action) -> None:
+        """Run ``action(body)`` in the server's thread when a send (POST .../messages) arrives, before it is answered."""
+        self.on_send = action
 
     def requests(self, method: str | None = None, suffix: str | None = None) -> list[Call]:
         return [c for c in self.calls if (method is None or c.method == method)
@@ -315,6 +321,8 @@ class FakeGraph:
         number = self._number_for(phone_number_id, headers)
         if isinstance(number, tuple):
             return number
+        if self.on_send is not None and isinstance(body, dict) and body.get("status") != "read":
+            self.on_send(body)
         if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
             return graph_error(100, "The parameter messaging_product is required.")
         if body.get("status") == "read":

@@ -60,3 +60,10 @@ def send_and_hang(url: str, tenant_id: int, number: str):
         tenant = tenant_snapshot(tenant_id)
         service.send(tenant, entitlements.for_tenant(tenant), number, {
             "messaging_product": "whatsapp", "to": "15551230077", "type": "text", "text": {"body": "lost"}})
+
+
+def send_live(url: str, graph_url: str, number: str, key: str, body: dict):
+    """POST one send to a live number, as a web process does; the parent kills this process while
+    WhatsApp (the loopback Graph API) holds the call."""
+    app = build_app(url, WHATSAPP_GRAPH_URL=graph_url, WHATSAPP_PAIR_RATE_BURST=0)
+    app.test_client().post(f"/v23.0/{number}/messages", headers={"Authorization": f"Bearer {key}"}, json=body)

@@ -5,7 +5,7 @@ import json
 import math
 import re
 
-from flask import g, request
+from flask import current_app, g, request
 from marshmallow import ValidationError
 
 from saas.billing import entitlements
@@ -18,11 +18,13 @@ IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 def authenticate() -> None:
     """Every API request's first step (a blueprint before_request): the key, its tenant, their rights."""
-    tenant, key = authenticate_api_key(request.headers.get("Authorization"))
+    # Loaded again on a new connection if the database dropped the pooled one (503 if it stays away).
+    reconnecting = current_app.extensions["reconnecting"].run
+    tenant, key = reconnecting(db.session, lambda: authenticate_api_key(request.headers.get("Authorization")))
     g.tenant = tenant
     g.tenant_id = tenant.id
     g.api_key_id = key.id
-    g.rights = entitlements.for_tenant(tenant)
+    g.rights = reconnecting(db.session, lambda: entitlements.for_tenant(tenant))
     # A cache miss read from the database: give the connection back before the body is
     # read, so a client that sends its body slowly holds no connection while it does.
     if db.session.registry.has() and db.session().in_transaction():

@@ -122,11 +122,14 @@ class GroupAccepts:
 
 
 def accept_send(session, groups: GroupAccepts, message_id: int, wa_message_id: str, body: dict | None,
-                message_status: str | None, now: datetime) -> None:
+                message_status: str | None, now: datetime) -> bool:
     """Write a live send accepted with WhatsApp's id (and its answer, kept for an Idempotency-Key). Commits.
 
     On PostgreSQL in a group with the process's other accepts of the moment;
-    alone elsewhere, or when its group's statement failed.
+    alone elsewhere, or when its group's statement failed. Returns False when
+    the message was no longer pending (recovery settled it, or one of its
+    statuses named it first: see saas.messaging.settle). Raises what the
+    database raised; the caller tries again on a new connection.
     """
     if session.get_bind().dialect.name == "postgresql":
         try:
@@ -137,9 +140,7 @@ def accept_send(session, groups: GroupAccepts, message_id: int, wa_message_id: s
             session.rollback()
             raise
         if accepted is not None:
-            if not accepted:
-                log.error("accepted send %s was already settled as interrupted", message_id)
-            return
+            return accepted
     try:
         accepted = session.connection(execution_options=single_statement(session)).execute(ACCEPT, {
             "message_id": message_id, "wamid": wa_message_id, "body": body, "message_status": message_status,
@@ -148,6 +149,4 @@ def accept_send(session, groups: GroupAccepts, message_id: int, wa_message_id: s
     except BaseException:
         session.rollback()
         raise
-    if not accepted:
-        # Only when the request outlived INTERRUPTED_AFTER and recovery settled it first.
-        log.error("accepted send %s was already settled as interrupted", message_id)
+    return bool(accepted)

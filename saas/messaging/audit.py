@@ -13,9 +13,14 @@ from saas.metering.services import Metering
 def audit_usage(session) -> tuple[list[str], int]:
     """Compare every tenant's usage, period by period, with its messages and windows.
 
-    Messages that went out (not failed) must equal the ``messages`` metric;
-    windows must equal ``conversations`` and each category's metric. Returns
-    (the differences found, how many figures were checked). Read-only.
+    What is billed: every metered message not failed, whether the send path
+    failed it (WhatsApp refused, recovery settled it) or WhatsApp reported it
+    failed afterwards (a ``failed`` status un-bills it, once); and every
+    window standing, which a message that went out (or was already decided
+    for Stripe) keeps open. So messages not failed must equal the
+    ``messages`` metric; windows must equal ``conversations`` and each
+    category's metric. Returns (the differences found, how many figures were
+    checked). Read-only.
     """
     expected: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     sent = session.execute(

@@ -42,6 +42,9 @@ def summarise(payload: dict) -> str:
 
 
 def request_hash(phone_number_id: str, payload: dict) -> str:
+    """The Idempotency-Key's fingerprint of a send: the number and the body as it is forwarded to
+    WhatsApp (fields we do not read included), so a retry that would send anything else is another
+    request (409), and one that would send the same is the same (replayed)."""
     canonical = json.dumps({"number": phone_number_id, "payload": payload}, sort_keys=True,
                            separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()

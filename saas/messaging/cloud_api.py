@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Meta's throughput refusal: nothing was sent, and Meta says when to come back.
 RETRYABLE_CODES = {130429}
+# The longest wait between tries that Meta did not time (a connection never made).
+LONGEST_BACKOFF = 1.0
 
 
 class TokenCache:
@@ -118,7 +120,7 @@ class CloudApiTransport:
 
     @staticmethod
     def _backoff(attempt: int) -> float:
-        return min(0.1 * (2 ** attempt), 1.0)
+        return min(0.1 * (2 ** attempt), LONGEST_BACKOFF)
 
 
 def _prepared(url: str, headers: dict, data: bytes) -> PreparedRequest:

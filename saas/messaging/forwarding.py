@@ -13,11 +13,12 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 
 from saas.billing import entitlements
 from saas.errors import NotFound
 from saas.extensions import db
+from saas.messaging import callback_data
 from saas.messaging.models import (
     DELIVERY_DELIVERED, DELIVERY_PENDING, Conversation, Message, PhoneNumber, WebhookAttempt, WebhookDelivery,
     WebhookEndpoint,
@@ -75,11 +76,12 @@ class Event:
             return f"status:{self.wa_message_id}:{str(self.item.get('status'))[:40]}"
         return f"message:{self.wa_message_id}"
 
-    def payload(self) -> dict:
-        """Meta's notification shape, holding this one event."""
+    def payload(self, kept: dict[int, str] | None = None) -> dict:
+        """Meta's notification shape, holding this one event (a status with the tenant's own
+        biz_opaque_callback_data, ``kept`` holding those kept on message rows)."""
         value = {"messaging_product": "whatsapp", "metadata": self.metadata or self.number.metadata}
         if self.kind == "status":
-            value["statuses"] = [self.item]
+            value["statuses"] = [callback_data.as_the_tenant_sent_it(self.item, kept or {})]
         else:
             if self.contact:
                 value["contacts"] = [self.contact]
@@ -133,14 +135,34 @@ def record_events(conn, events: list[Event], now: datetime) -> int:
     Returns how many events were considered for forwarding.
     """
     endpoints = endpoints_for(conn, {event.tenant_id for event in events})
+    forwarded = [e for e in events if e.tenant_id in endpoints]
+    kept = _kept_callback_data(conn, forwarded)
     rows = [{"tenant_id": e.tenant_id, "endpoint_id": endpoints[e.tenant_id], "event_type": e.event_type,
              "event_key": e.event_key, "sequence_key": f"message:{e.wa_message_id}",
-             "wa_message_id": e.wa_message_id, "payload": e.payload(), "state": DELIVERY_PENDING, "attempts": 0,
-             "next_attempt_at": now, "created_at": now}
-            for e in events if e.tenant_id in endpoints]
+             "wa_message_id": e.wa_message_id, "payload": e.payload(kept.get(e.tenant_id)),
+             "state": DELIVERY_PENDING, "attempts": 0, "next_attempt_at": now, "created_at": now}
+            for e in forwarded]
     if rows:
         conn.execute(_record_statement(conn), rows)
     return len(rows)
+
+
+def _kept_callback_data(conn, events: list[Event]) -> dict[int, dict[int, str]]:
+    """{tenant id: {message id: value}}: tenants' biz_opaque_callback_data too long to have travelled
+    to WhatsApp beside our message id, for the statuses that name one (rare: one query when any)."""
+    wanted = set()
+    for event in events:
+        mark = callback_data.read(event.item.get(callback_data.FIELD)) if event.kind == "status" else None
+        if mark is not None and mark.kept:
+            wanted.add((event.tenant_id, mark.message_id))
+    kept: dict[int, dict[int, str]] = {}
+    if wanted:
+        rows = conn.execute(select(Message.tenant_id, Message.id, Message.callback_data).where(
+            tuple_(Message.tenant_id, Message.id).in_(sorted(wanted))))
+        for tenant_id, message_id, value in rows:
+            if value is not None:
+                kept.setdefault(tenant_id, {})[message_id] = value
+    return kept
 
 
 # -- the sandbox's statuses, as WhatsApp would describe them ------------------------------------

@@ -108,6 +108,12 @@ class Message(db.Model):
     period_start: Mapped[datetime | None] = mapped_column(DateTime)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # The conversation category the send was metered in: a send settled as interrupted whose
+    # answer arrives late is billed again in the same one, exactly once.
+    category: Mapped[str | None] = mapped_column(String(20))
+    # The tenant's own biz_opaque_callback_data, kept here only when it is too long to travel to
+    # WhatsApp beside our message id (saas.messaging.callback_data).
+    callback_data: Mapped[str | None] = mapped_column(String(512))
     # The Cloud API's messages[0].message_status for a template send (accepted,
     # held_for_quality_assessment, paused): kept as WhatsApp answered it.
     message_status: Mapped[str | None] = mapped_column(String(40))

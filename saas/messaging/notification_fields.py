@@ -10,7 +10,7 @@ saas.messaging.notification_items.
 from __future__ import annotations
 
 from saas.audit import services as audit
-from saas.messaging import inbound, media
+from saas.messaging import callback_data, inbound, media
 from saas.messaging.forwarding import Event
 from saas.messaging.inbound import ident, items, obj, storable, text
 from saas.messaging.statuses import TIMESTAMP_FIELD, StatusUpdate
@@ -40,7 +40,7 @@ def status_update(number, wamid: str, name: str, status: dict, now) -> StatusUpd
     return StatusUpdate(
         number.tenant_id, wamid, name, inbound.moment(status.get("timestamp"), now),
         error_code=error.get("code"), error_title=error.get("title"), error_details=error.get("details"),
-        **inbound.charge(status))
+        sent_as=callback_data.message_id(status.get(callback_data.FIELD)), **inbound.charge(status))
 
 
 def _status_refused(wamid: str | None, name) -> str | None:

@@ -8,9 +8,13 @@ nothing, is asked first and its answer written in that one transaction. No conne
 Before any of it, WhatsApp's own rules are checked (saas.messaging.rules):
 a send Meta would refuse is refused here, with Meta's code, for every
 transport, and nothing is sent, written or billed. A send that is
-interrupted between the two (a worker killed, a connection dropped) stays
-``pending`` until ``recover_interrupted`` settles it: failed and un-billed,
-since the client never got an answer.
+interrupted between the two (a worker killed) stays ``pending`` until
+``recover_interrupted`` settles it: failed and un-billed, since the client
+never got an answer, unless its answer turns up later (see
+saas.messaging.settle). Each database step meeting a dropped connection is
+tried again on a new one (saas.database.Reconnecting); once WhatsApp has
+taken a message, an accept the database cannot take is kept in the accept
+journal (saas.messaging.accept_journal) and the tenant still gets the answer.
 
 Lock order, for every path that writes these rows (see saas.metering too):
 the number's messaging-limit lock (business-initiated sends only), the
@@ -22,23 +26,27 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from saas import cache
+from saas.database import Reconnecting
 from saas.database import single_statement as _single_statement
 from saas.errors import (
-    EmailNotVerified, FeatureNotInPlan, IdempotencyConflict, PaymentRequired, QuotaExceeded, TenantSuspended, UpstreamError,
-    UpstreamTimeout,
+    EmailNotVerified, FeatureNotInPlan, IdempotencyConflict, PaymentRequired, QuotaExceeded, TenantSuspended,
+    UpstreamError, UpstreamTimeout,
 )
 from saas.extensions import db
-from saas.messaging.accepts import GroupAccepts, accept_send
+from saas.messaging import callback_data
+from saas.messaging.accept_journal import KeptAccept
+from saas.messaging.accepts import GroupAccepts
 from saas.messaging.bodies import graph_response, request_hash, summarise
 from saas.messaging.models import MODE_LIVE, Message
 from saas.messaging.numbers import sending_number
 from saas.messaging.rules import Admission, WhatsAppRules, enforce_messaging_limit
-from saas.messaging.settle import Settling
+from saas.messaging.settle import DEFAULT_RECOVERY, Settling
 from saas.messaging.transports import SendResult
 from saas.messaging.types import TYPES
 from saas.tenants.services import tenant_verified
@@ -90,16 +98,24 @@ class SendService(Settling):
     ``transports`` chooses a transport per number, ``metering`` is the
     metering port, ``enqueue(path, *args)`` runs follow-ups after the
     response, ``rules`` are WhatsApp's (saas.messaging.rules; its pair-rate
-    store shared by every process), ``clock`` says what time it is.
+    store shared by every process), ``clock`` says what time it is,
+    ``reconnecting`` how database steps are retried on a new connection,
+    ``journal`` where accepts wait while the database is away (None: nowhere,
+    the send answers 503), ``interrupted_after`` how old a pending send is
+    before recovery settles it (saas.messaging.settle.recovery_age).
     """
 
-    def __init__(self, *, transports, metering, enqueue, rules=None, clock=utcnow, session=None):
+    def __init__(self, *, transports, metering, enqueue, rules=None, clock=utcnow, session=None,
+                 reconnecting: Reconnecting | None = None, journal=None, interrupted_after: timedelta | None = None):
         self.transports = transports
         self.metering = metering
         self.enqueue = enqueue
         self.rules = rules if rules is not None else WhatsAppRules()
         self.clock = clock
         self.session = session or db.session
+        self.reconnecting = reconnecting or Reconnecting()
+        self.journal = journal
+        self.interrupted_after = interrupted_after or DEFAULT_RECOVERY
         # Live sends' accepts, written in groups on PostgreSQL (saas.messaging.accepts).
         self.group_accepts = GroupAccepts()
 
@@ -135,9 +151,11 @@ class SendService(Settling):
             raise FeatureNotInPlan(
                 f"Your {rights.effective.name} plan does not include '{kind}' messages.",
                 details={"feature": feature, "type": kind, "plan": rights.effective.code}, upgrade=True)
-        digest = request_hash(number.phone_number_id, payload) if idempotency_key else None
+        forwarded = _upstream_body(payload, upstream)
+        # What is forwarded decides whether a retry is the same request, fields we do not read included.
+        digest = request_hash(number.phone_number_id, forwarded) if idempotency_key else None
         if idempotency_key:
-            earlier = self._find_by_key(tenant.id, idempotency_key)
+            earlier = self._reconnecting(lambda: self._find_by_key(tenant.id, idempotency_key))
             if earlier is not None:
                 return self._replay(earlier, digest)
         admission = self._reconnecting(lambda: self._admit(tenant.id, number, payload))
@@ -149,19 +167,23 @@ class SendService(Settling):
             return self._send_answer_first(tenant, rights, number, payload, transport, idempotency_key, digest,
                                            to_input, admission)
 
+        tenant_value = forwarded.get(callback_data.FIELD)
         message_id = self._reconnecting(
-            lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest, admission))
+            lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest, admission,
+                                kept_callback_data=callback_data.kept_with_us(tenant_value)))
         if isinstance(message_id, SendOutcome):
             return message_id
-        result = self._call(transport, number, _upstream_body(payload, upstream))
+        # Our message id travels with the send and comes back in its statuses: a send whose answer
+        # we never see (the process died while WhatsApp took it) is still found and billed.
+        result = self._call(transport, number,
+                            {**forwarded, callback_data.FIELD: callback_data.for_whatsapp(message_id, tenant_value)})
         if not result.ok:
-            self.settle_failed(tenant.id, message_id, result.error_code, result.error_title,
-                               error_details=result.error_details)
+            self.settle_refused(tenant.id, message_id, result.error_code, result.error_title, result.error_details)
             raise _refusal(result, message_id)
         body = graph_response(result.wa_message_id, result.wa_id or payload["to"], to_input or payload["to"], kind,
                               message_status=result.message_status)
-        self._reconnecting(lambda: accept_send(self.session, self.group_accepts, message_id, result.wa_message_id,
-                                               body if idempotency_key else None, result.message_status, self.clock()))
+        self.record_accept(KeptAccept(tenant.id, message_id, result.wa_message_id, result.message_status,
+                                      body if idempotency_key else None, self.clock()))
         return self._accepted(transport, tenant.id, message_id, result.wa_message_id, body)
 
     def _admit(self, tenant_id: int, number, payload: dict) -> Admission:
@@ -236,13 +258,14 @@ class SendService(Settling):
         log.warning("send failed upstream", extra={"status": result.error_code})
         return message_id
 
-    def _meter(self, tenant, rights, number, payload, idempotency_key, digest, admission, answer=None):
+    def _meter(self, tenant, rights, number, payload, idempotency_key, digest, admission, answer=None,
+               kept_callback_data=None):
         """The send's one transaction: messaging limit, window, message row, usage. Returns the message id.
 
         ``answer`` is the transport's, when it was asked first: the message is
         written accepted; otherwise pending, to be accepted or settled.
         """
-        answer = answer or PENDING
+        answer = {**(answer or PENDING), "category": admission.category, "callback_data": kept_callback_data}
         now = self.clock()
         period = current_period(rights.subscription, now)
         category = admission.category
@@ -297,22 +320,16 @@ class SendService(Settling):
         return self._replay(earlier, digest)
 
     def _reconnecting(self, work):
-        """Run ``work`` again, once, when the database had dropped its connection.
+        """Run ``work`` again on a new connection while the database drops or refuses connections.
 
         Pooled connections are not pinged before use (a round trip per
         checkout): a connection the server closed is found by using it, the
-        pool is refreshed, and the step is run on a new one. Both steps are
-        safe to repeat: the accept is conditional on the message being pending,
-        and a metered send whose answer was lost stays pending and is settled,
-        un-billed, by recovery.
+        pool is refreshed, and the step is run on a new one, within
+        DATABASE_RETRIES and DATABASE_RETRY_SECONDS (then DatabaseUnavailable,
+        a 503). Every step so run is safe to repeat: reads, a transaction
+        that did not commit, and accepts, conditional on the send's state.
         """
-        try:
-            return work()
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-            log.warning("database connection was dropped; retrying on a new one")
-            return work()
+        return self.reconnecting.run(self.session, work)
 
     def _meter_in_one_statement(self, session, tenant_id, number_id, payload, category, now, period_start,
                                 idempotency_key, digest, answer, business_initiated) -> int:

@@ -8,6 +8,12 @@ order, any number of times, with the same result.
 A status may also carry what WhatsApp charges for the message (its
 ``conversation`` and ``pricing`` objects): kept on the message the first time
 it is learnt, whichever status brought it.
+
+What statuses change in billing lives in saas.messaging.settle and is applied
+in the same transaction: a ``failed`` status un-bills the message it moves to
+failed (once: only a status that moves it does), and a status naming our
+message id (``sent_as``, from its biz_opaque_callback_data) gives a send whose
+answer we never saw its WhatsApp id first.
 """
 from __future__ import annotations
 
@@ -17,7 +23,9 @@ from datetime import datetime
 from sqlalchemy import Boolean, and_, bindparam, case, func, or_, update
 
 from saas.extensions import db
+from saas.messaging import settle
 from saas.messaging.models import STATUS_RANK, Message
+from saas.metering.services import Metering
 
 TIMESTAMP_FIELD = {"sent": "sent_at", "delivered": "delivered_at", "read": "read_at", "failed": "failed_at"}
 
@@ -42,6 +50,9 @@ class StatusUpdate:
     pricing_model: str | None = None
     pricing_category: str | None = None
     pricing_type: str | None = None
+    # Our message id, read from the status's biz_opaque_callback_data (saas.messaging.callback_data):
+    # how a send whose answer we never saw is found.
+    sent_as: int | None = None
 
     @property
     def has_pricing(self) -> bool:
@@ -90,11 +101,18 @@ _PASSED = {status: ["at", *CHARGE_FIELDS, *(("error_code", "error_title", "error
            for status in TIMESTAMP_FIELD}
 
 
-def apply_statuses(conn, updates: list[StatusUpdate]) -> int:
+def apply_statuses(conn, updates: list[StatusUpdate], *, metering: Metering | None = None) -> int:
     """Apply many statuses on ``conn`` in the caller's transaction (no commit).
 
-    Returns how many (message, status) pairs changed something.
+    A status naming a send whose answer we never saw gives it its WhatsApp
+    id first (billed again if recovery had settled it); a ``failed`` status
+    un-bills the message it moves, once (saas.messaging.settle). Returns how
+    many (message, status) pairs changed something.
     """
+    metering = metering or Metering()
+    failing = [u for u in updates if u.status == "failed"]
+    settle.lock_windows_of(conn, failing)
+    settle.take_up_named(conn, metering, updates)
     changed = 0
     for status in TIMESTAMP_FIELD:  # the order statuses happen in
         rows = []
@@ -108,8 +126,10 @@ def apply_statuses(conn, updates: list[StatusUpdate]) -> int:
             # Rows in one order in every transaction: two batches touching the same messages
             # take their row locks in the same order instead of deadlocking.
             rows.sort(key=lambda row: (row["tenant"], row["wamid"]))
+            failed_now = settle.billed_and_failing(conn, failing) if status == "failed" else []
             # With many rows, rowcount is the sum over them on both drivers used here.
             changed += conn.execute(_STATEMENTS[status], rows).rowcount
+            settle.unbill_failed(conn, metering, failed_now)
     return changed
 
 

@@ -151,10 +151,11 @@ WITH latest AS (
 ), message AS (
     INSERT INTO messages (tenant_id, phone_number_id, direction, wa_id, type, body_summary, status,
                           wa_message_id, response_status, response_body, conversation_id, opened_conversation,
-                          period_start, idempotency_key, request_hash, business_initiated, created_at, updated_at)
+                          period_start, idempotency_key, request_hash, business_initiated, category,
+                          callback_data, created_at, updated_at)
     SELECT :tenant_id, :phone_number_id, 'out', :contact, :type, :body_summary, :status, :wa_message_id,
            :response_status, CAST(:response_body AS json), win.id, win.opened, :period_start, :idempotency_key,
-           :request_hash, :business_initiated, :now, :now
+           :request_hash, :business_initiated, :category, :callback_data, :now, :now
     FROM win
     RETURNING id, conversation_id, opened_conversation
 ), metered AS (

@@ -21,7 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from saas.errors import QuotaExceeded
@@ -135,6 +135,13 @@ class Metering:
                 .where(UsageRecord.tenant_id == usage.tenant_id, UsageRecord.subject == receipt.subject,
                        UsageRecord.voided_at.is_(None), UsageRecord.reported_at.is_(None))
                 .values(voided_at=self.clock()))
+
+    def decided(self, conn, tenant_id: int, subject: str) -> bool:
+        """Whether the billable unit ``subject`` was already decided for Stripe (reported as overage, or
+        counted within the plan's included amount): its usage can no longer be taken back."""
+        return bool(conn.execute(select(exists().where(
+            UsageRecord.tenant_id == tenant_id, UsageRecord.subject == subject, UsageRecord.voided_at.is_(None),
+            UsageRecord.reported_at.is_not(None)))).scalar())
 
     def meter_within(self, conn, with_list: str, source: str, final_select: str, params: dict):
         """The port's one-statement form (PostgreSQL, no cap): meter inside the caller's statement.

@@ -2,6 +2,7 @@
 and the rows WhatsApp's rules read."""
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import datetime
 
@@ -75,3 +76,23 @@ def template_payload(to: str, name: str, language: str = "en_US") -> dict:
 def text_payload(to: str, body: str = "hello") -> dict:
     return {"messaging_product": "whatsapp", "to": to, "type": "text", "text": {"body": body}}
 
+
+
+# What we add to every live send: our message id, before the tenant's own value (if any).
+OUR_MARK = re.compile(r"relay:([0-9]+)(?::(.*))?\Z", re.DOTALL)
+
+
+def without_our_mark(body: dict) -> dict:
+    """A body WhatsApp received, as the tenant wrote it: our message id taken out of
+    biz_opaque_callback_data (every live send carries it) and the tenant's own value put back."""
+    body = dict(body)
+    match = OUR_MARK.match(body.pop("biz_opaque_callback_data", ""))
+    assert match, "a live send carries our message id in biz_opaque_callback_data"
+    if match.group(2) is not None:
+        body["biz_opaque_callback_data"] = match.group(2)
+    return body
+
+
+def tenant_sends(graph) -> list[dict]:
+    """Every send WhatsApp received, as the tenant wrote it (see without_our_mark)."""
+    return [without_our_mark(body) for body in graph.sends()]
