@@ -9,6 +9,7 @@ from sqlalchemy import select
 from saas.audit import services as audit
 from saas.billing.catalog import plan_by_code, plan_for_price
 from saas.billing.models import SUBSCRIPTION_STATUSES, Plan, Subscription
+from saas.billing.stripe_fields import check_subscription
 from saas.extensions import db
 from saas.tenants.models import Tenant
 from saas.timeutil import from_timestamp
@@ -182,8 +183,10 @@ def apply_stripe_subscription(obj, *, as_of: datetime, actor: str = "stripe") ->
     Idempotent, and safe in any order: state older than what was last
     applied changes nothing, and news of an ended subscription does not touch
     the newer one that replaced it. Raises UnknownCustomer when no tenant
-    matches (metadata ``tenant_id``, customer, or subscription id).
+    matches (metadata ``tenant_id``, customer, or subscription id), and
+    UnstorableStripeObject (changing nothing) when a value would not fit its column.
     """
+    check_subscription(obj)
     sub_id, customer = obj["id"], obj.get("customer")
     if not isinstance(customer, str):
         customer = (customer or {}).get("id")
