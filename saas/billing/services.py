@@ -105,6 +105,9 @@ def assign_plan(tenant: Tenant, plan_code: str, *, actor="system", force: bool =
             subscription.stripe_subscription_id = None
             subscription.stripe_price_id = None
             subscription.stripe_metered_item_id = None
+            # Its usage period is the calendar month again (metering.current_period), not a stale Stripe one.
+            subscription.current_period_start = None
+            subscription.current_period_end = None
         if before_plan is not None and (before_plan.id, before_status) == (plan.id, subscription.status):
             db.session.rollback()
             return subscription_for(tenant)
