@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from flask import current_app
 from sqlalchemy import select
@@ -34,7 +35,7 @@ class PlanTerms(PlanRules):
     currency: str
     interval: str
     included_conversations: int
-    overage_cents: int | None
+    overage_cents: Decimal | None  # cents, fractions allowed; None: a hard cap
     rate_limit_per_minute: int
     phone_numbers_allowed: int
     features: frozenset

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from saas.audit import services as audit
 from saas.billing.catalog import APP, overage_lookup_key
 from saas.billing.models import Plan
+from saas.billing.money import plain_decimal
 from saas.errors import BillingUnavailable
 from saas.extensions import db
 from saas.timeutil import utcnow
@@ -269,10 +270,11 @@ class CatalogSync:
             recurring["usage_type"] = "licensed"
             amount = plan.price_cents
         else:
-            params["unit_amount_decimal"] = str(plan.overage_cents)
+            # Fractions of a cent allowed: Stripe takes up to 12 decimal places here.
+            params["unit_amount_decimal"] = plain_decimal(plan.overage_cents)
             params["billing_scheme"] = "per_unit"
             recurring.update(usage_type="metered", meter=meter_id)
-            amount = f"{plan.overage_cents}-{meter_id}"
+            amount = f"{plain_decimal(plan.overage_cents)}-{meter_id}"
         # The key names what is created and the price it replaces: going back to an
         # earlier amount within Stripe's 24 hours makes a new price, not a replay of the old.
         idempotency_key = (f"plan-{plan.code}-{kind}-price-{amount}-{plan.currency}-{plan.interval}"

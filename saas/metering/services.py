@@ -20,11 +20,13 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import bindparam, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from saas.billing.entitlements import subscribed_rights_apply
+from saas.billing.money import json_number, plain_decimal, unit_amount
 from saas.errors import QuotaExceeded
 from saas.metering.models import (
     CATEGORIES, METRIC_CONVERSATIONS, METRIC_MESSAGES, UsageCounter, UsageEntry, UsageRecord, category_metric,
@@ -302,9 +304,14 @@ class UsageSummary:
     quota: int
     used: int
     hard_cap: bool
-    overage_cents: int | None
+    overage_cents: Decimal | None
     by_category: dict
     messages: int
+
+    @property
+    def overage_amount(self) -> str | None:
+        """The overage price in the currency's units, exactly ("0.005"); None: a hard cap."""
+        return None if self.overage_cents is None else unit_amount(self.overage_cents)
 
     @property
     def remaining(self) -> int:
@@ -332,7 +339,9 @@ class UsageSummary:
             "remaining": self.remaining,
             "overage": self.overage,
             "hard_cap": self.hard_cap,
-            "overage_price_cents": self.overage_cents,
+            # A number (whole cents stay integers), and exactly, as Stripe's unit_amount_decimal is.
+            "overage_price_cents": json_number(self.overage_cents),
+            "overage_price_cents_decimal": None if self.overage_cents is None else plain_decimal(self.overage_cents),
             "by_category": self.by_category,
             "messages": self.messages,
         }
