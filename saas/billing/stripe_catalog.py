@@ -9,6 +9,7 @@ of making it twice. Ids are stored (and committed) the moment an object is creat
 """
 from __future__ import annotations
 
+import logging
 from decimal import Decimal, InvalidOperation
 
 import stripe
@@ -22,6 +23,8 @@ from saas.billing.money import plain_decimal
 from saas.errors import BillingUnavailable
 from saas.extensions import db
 from saas.timeutil import utcnow
+
+log = logging.getLogger(__name__)
 
 METER_DISPLAY_NAME = "WhatsApp conversations"
 # The keys of a meter event's payload (the overage reporter sends the same).
@@ -138,6 +141,7 @@ class CatalogSync:
         except stripe.StripeError as exc:
             db.session.rollback()
             reason = _reason(exc)
+            log.warning("plan %s: the sync to Stripe failed: %s", code, reason)
             plan.stripe_synced_at = None
             plan.stripe_sync_error = f"Stripe failed: {reason}"[:ERROR_LENGTH]
             db.session.commit()
