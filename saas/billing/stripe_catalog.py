@@ -20,6 +20,7 @@ from saas.audit import services as audit
 from saas.billing.catalog import APP, overage_lookup_key
 from saas.billing.models import Plan
 from saas.billing.money import plain_decimal
+from saas.billing.stripe_fields import UnstorableStripeObject, is_stripe_id, storable_text
 from saas.errors import BillingUnavailable
 from saas.extensions import db
 from saas.timeutil import utcnow
@@ -112,7 +113,16 @@ def _decimal(value) -> Decimal | None:
         return None
 
 
-def _reason(exc: stripe.StripeError) -> str:
+def _stored_id(obj: dict) -> str:
+    """The id of a Stripe object we keep on the plan; UnstorableStripeObject if it would not fit its column."""
+    if not is_stripe_id(obj.get("id")):
+        raise UnstorableStripeObject(f"a {obj.get('object') or 'Stripe object'} id that is not a Stripe id")
+    return obj["id"]
+
+
+def _reason(exc: stripe.StripeError | UnstorableStripeObject) -> str:
+    if isinstance(exc, UnstorableStripeObject):
+        return f"it answered {exc}"
     if isinstance(exc, stripe.APIConnectionError):
         return "could not reach Stripe"
     status = f"HTTP {exc.http_status}: " if exc.http_status else ""
@@ -138,12 +148,12 @@ class CatalogSync:
                 self._sync_active(plan, changes)
             else:
                 self._sync_archived(plan, changes)
-        except stripe.StripeError as exc:
+        except (stripe.StripeError, UnstorableStripeObject) as exc:
             db.session.rollback()
             reason = _reason(exc)
             log.warning("plan %s: the sync to Stripe failed: %s", code, reason)
             plan.stripe_synced_at = None
-            plan.stripe_sync_error = f"Stripe failed: {reason}"[:ERROR_LENGTH]
+            plan.stripe_sync_error = storable_text(f"Stripe failed: {reason}", ERROR_LENGTH)
             db.session.commit()
             done = [f"{code}: {changes} (then Stripe failed)"] if changes else []
             raise CatalogSyncFailed(code, reason, done) from exc
@@ -194,7 +204,7 @@ class CatalogSync:
             product = self._create(self.client.v1.products, params, f"plan-{plan.code}-product")
             changes.add("created", f"product {product['id']}")
         if plan.stripe_product_id != product["id"]:
-            plan.stripe_product_id = product["id"]
+            plan.stripe_product_id = _stored_id(product)
             db.session.commit()
         return self._update_product(plan, product, changes, reactivate=True)
 
@@ -257,7 +267,7 @@ class CatalogSync:
             changes.add("created", what)
         holders[key] = price
         if stored_id != price["id"]:
-            setattr(plan, column, price["id"])
+            setattr(plan, column, _stored_id(price))
             db.session.commit()
         for previous in old.values():
             if previous["id"] != price["id"] and previous.get("active"):
@@ -352,7 +362,7 @@ class CatalogSync:
                 changes.add("reactivated", f"meter {meter['id']}")
             self._meter = meter
         if plan.stripe_meter_id != self._meter["id"]:
-            plan.stripe_meter_id = self._meter["id"]
+            plan.stripe_meter_id = _stored_id(self._meter)
             db.session.commit()
         return self._meter
 
