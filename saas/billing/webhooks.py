@@ -76,16 +76,16 @@ def receive(body: bytes, signature: str | None, *, secret: str | None, client) -
     """Verify a webhook delivery and process its event once (see ``process_event``).
 
     Raises BillingNotConfigured without a webhook secret (verification is
-    never skipped), InvalidSignature for a bad, missing or stale signature,
-    InvalidRequest for a body that is not an event; none of these writes
-    anything.
+    never skipped), InvalidSignature for a bad, missing, stale or future
+    signature, InvalidRequest for a body that is not an event or holds what our
+    columns cannot; none of these writes anything.
     """
     if not secret:
         raise BillingNotConfigured("Stripe webhooks are not configured on this server (no STRIPE_WEBHOOK_SECRET).")
     return process_event(verified_event(body, signature, secret), client)
 
 
-def verified_event(body: bytes, signature: str | None, secret: str, *, now: float | None = None) -> dict:
+def verified_event(body: bytes, signature: str | None, secret: str) -> dict:
     """The event in ``body`` as a dict, once its signature is Stripe's and made within SIGNATURE_TOLERANCE.
 
     Raises InvalidSignature (no, a wrong, a stale or a future signature) or
@@ -99,7 +99,7 @@ def verified_event(body: bytes, signature: str | None, secret: str, *, now: floa
     except (ValueError, AttributeError, TypeError, RecursionError):
         # Not UTF-8, not JSON, JSON that is not an object, or nested past what the parser takes.
         raise InvalidRequest("The body is not a Stripe event.") from None
-    if _signed_at(signature) > (time.time() if now is None else now) + SIGNATURE_TOLERANCE:
+    if _signed_at(signature) > time.time() + SIGNATURE_TOLERANCE:
         # Signed "in the future": replayable for as long as it is ahead of our clock.
         raise InvalidSignature("Invalid Stripe-Signature: its timestamp is ahead of this server's clock.")
     return _event_of(json.loads(body))  # the event exactly as delivered, for the ledger
