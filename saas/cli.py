@@ -1,12 +1,15 @@
 """flask commands: seed, create-admin, tenants, keys, jobs, usage, sends, plans sync, billing resync, tokens rotate, templates sync, whatsapp, webhooks."""
 from __future__ import annotations
 
+import logging
 import sys
+from contextlib import contextmanager
 
 import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
+from saas import logs
 from saas.billing import stripe_client
 from saas.billing.catalog import seed_plans
 from saas.billing.services import UnknownPlan
@@ -201,10 +204,43 @@ def sends_recover_command(older_than):
     click.echo(f"Settled {settled} interrupted sends.")
 
 
+@contextmanager
+def _stripe_calls_logged(verbose: bool):
+    """Stripe's SDK logs each call at INFO, two lines a call, which buried a command's own summary on stdout.
+
+    For the command's run: without ``verbose`` those lines are dropped (the SDK's
+    warnings and errors, and every other logger, still pass as configured); with it,
+    they go to stderr, so stdout keeps only the summary.
+    """
+    logger = logging.getLogger("stripe")
+    saved = logger.level, logger.propagate
+    handler = None
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logs.JsonFormatter())
+        handler.addFilter(logs.ContextFilter())
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    else:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        if handler is not None:
+            logger.removeHandler(handler)
+
+
 @plans_cli.command("sync")
 @click.option("--plan", "codes", multiple=True, metavar="CODE", help="Only this plan (may be repeated).")
-def plans_sync_command(codes):
-    """Create or update the plans' Products, Prices and Meter on Stripe (safe to run again)."""
+@click.option("--verbose", "-v", is_flag=True, help="Log every call to Stripe, on stderr.")
+def plans_sync_command(codes, verbose):
+    """Create or update the plans' Products, Prices and Meter on Stripe (safe to run again).
+
+    Prints one line per plan saying what changed; warnings and errors are logged as usual.
+    """
     from saas.billing import stripe_client
     from saas.billing.catalog import plan_by_code
     from saas.billing.stripe_catalog import CatalogSyncFailed, sync_plans
@@ -221,7 +257,8 @@ def plans_sync_command(codes):
         if missing:
             raise click.ClickException(f"No plan with code {', '.join(missing)}.")
     try:
-        lines = sync_plans(client, plans, actor="cli")
+        with _stripe_calls_logged(verbose):
+            lines = sync_plans(client, plans, actor="cli")
     except CatalogSyncFailed as exc:
         for line in exc.lines:
             click.echo(line)

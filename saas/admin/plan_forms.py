@@ -1,7 +1,9 @@
 """The admin's plan forms: every input bounded to the column it fills."""
 from __future__ import annotations
 
+import re
 import unicodedata
+from decimal import Decimal
 
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField, SelectMultipleField, StringField, TextAreaField
@@ -11,10 +13,11 @@ from wtforms.validators import (DataRequired, InputRequired, Length, NumberRange
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from saas.billing.models import FEATURE_NAMES
+from saas.billing.money import CENTS_MAX, CENTS_PLACES, decimal_places, plain_decimal
 
 INT32_MAX = 2**31 - 1
 # Stripe refuses unit amounts past eight digits (999,999.99 in a two-decimal currency).
-STRIPE_AMOUNT_MAX = 99_999_999
+STRIPE_AMOUNT_MAX = int(CENTS_MAX)
 # Stripe's longest trial.
 TRIAL_DAYS_MAX = 730
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
@@ -49,6 +52,36 @@ def _lower(value):
     return value.lower() if isinstance(value, str) else value
 
 
+class CentsField(StringField):
+    """An amount of cents that may hold a fraction of a cent (as Stripe's unit_amount_decimal): a Decimal,
+    or None when left empty. Plain digits with an optional point only: no sign, exponent, NaN or infinity."""
+
+    PATTERN = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?")  # ASCII digits: \d would take "１" too
+
+    def process_formdata(self, valuelist):
+        self.data = None
+        text = (valuelist[0] if valuelist else "").strip()
+        if not text:
+            return
+        if not self.PATTERN.fullmatch(text):
+            raise ValueError("A number of cents, such as 3, 0.5 or 1.25.")
+        self.data = Decimal(text)
+
+    def _value(self):
+        if self.raw_data:
+            return self.raw_data[0]
+        return plain_decimal(self.data) if self.data is not None else ""
+
+
+def _positive_cents(form, field):
+    if field.data is None:
+        return
+    if decimal_places(field.data) > CENTS_PLACES:
+        raise StopValidation(f"At most {CENTS_PLACES} decimal places.")
+    if not 0 < field.data <= CENTS_MAX:
+        raise StopValidation(f"Must be more than 0 and at most {CENTS_MAX}.")
+
+
 def _count(label: str, minimum: int = 0, maximum: int = INT32_MAX, description: str = "", default=None):
     return IntegerField(label, validators=[InputRequired(), Between(min=minimum, max=maximum)],
                         description=description, default=default)
@@ -71,9 +104,10 @@ class PlanForm(FlaskForm):
                                        Regexp(r"^[a-z]{3}$", message="A three-letter ISO code, such as usd.")])
     interval = SelectField("Billing interval", choices=INTERVALS, default="month")
     included_conversations = _count("Conversations included per period", default=0)
-    overage_cents = IntegerField("Price per extra conversation, in cents",
-                                 validators=[Optional(), Between(min=0, max=STRIPE_AMOUNT_MAX)],
-                                 description="Leave empty for a hard cap: no conversations past the included ones.")
+    overage_cents = CentsField("Price per extra conversation, in cents",
+                               validators=[Optional(), _positive_cents],
+                               description="Fractions of a cent are allowed, such as 0.5 or 1.25 (at most 12 decimal "
+                                           "places). Leave empty for a hard cap: no conversations past the included ones.")
     rate_limit_per_minute = _count("API requests per minute", minimum=1, default=60)
     phone_numbers_allowed = _count("Phone numbers allowed", minimum=1, default=1)
     features = SelectMultipleField("Features", choices=[SelectChoice(code, label) for code, label in FEATURE_NAMES.items()],

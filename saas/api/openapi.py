@@ -91,7 +91,10 @@ class Usage(Schema):
     remaining = fields.Integer(required=True)
     overage = fields.Integer(required=True)
     hard_cap = fields.Boolean(required=True)
-    overage_price_cents = fields.Integer(required=True, allow_none=True)
+    overage_price_cents = fields.Float(required=True, allow_none=True, metadata={
+        "description": "Price of each conversation past the quota, in cents (fractions allowed); null: hard cap."})
+    overage_price_cents_decimal = fields.String(required=True, allow_none=True, metadata={
+        "description": "The same price exactly, as a decimal string (Stripe's unit_amount_decimal)."})
     by_category = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     messages = fields.Integer(required=True)
 

@@ -2,11 +2,14 @@
 admin's changes to them (create, edit, archive). Syncing them to Stripe is in stripe_catalog."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from saas.audit import services as audit
 from saas.billing.models import Plan, Subscription
+from saas.billing.money import plain_decimal
 from saas.extensions import db
 
 FREE_CODE = "free"
@@ -41,7 +44,7 @@ DEFAULT_PLANS = (
         "description": "One live number, templates and media, webhooks.",
         "price_cents": 2900,
         "included_conversations": 1000,
-        "overage_cents": 5,
+        "overage_cents": Decimal("5"),
         "rate_limit_per_minute": 300,
         "phone_numbers_allowed": 1,
         "features": ["text", "template", "media", "webhooks"],
@@ -53,7 +56,7 @@ DEFAULT_PLANS = (
         "description": "Interactive messages, broadcasts, several numbers, analytics export.",
         "price_cents": 9900,
         "included_conversations": 5000,
-        "overage_cents": 4,
+        "overage_cents": Decimal("4"),
         "rate_limit_per_minute": 1000,
         "phone_numbers_allowed": 5,
         "features": ["text", "template", "media", "interactive", "broadcast", "webhooks",
@@ -66,7 +69,7 @@ DEFAULT_PLANS = (
         "description": "High volume with the lowest overage price.",
         "price_cents": 49900,
         "included_conversations": 50000,
-        "overage_cents": 3,
+        "overage_cents": Decimal("3"),
         "rate_limit_per_minute": 6000,
         "phone_numbers_allowed": 25,
         "features": ["text", "template", "media", "interactive", "broadcast", "webhooks",
@@ -134,6 +137,11 @@ def _money(cents: int | None, currency: str) -> str:
     return "hard cap" if cents is None else f"{cents / 100:.2f} {currency.upper()}"
 
 
+def _recorded(value):
+    """A term as the audit log's JSON holds it: an exact decimal as its plain string ("0.5")."""
+    return plain_decimal(value) if isinstance(value, Decimal) else value
+
+
 def create_plan(code: str, terms: dict, *, actor) -> Plan:
     """Add a plan (active, not yet on Stripe) and its audit entry. Commits.
 
@@ -150,7 +158,7 @@ def create_plan(code: str, terms: dict, *, actor) -> Plan:
         raise PlanError("code", "A plan with this code exists already.") from None
     audit.record(actor, "plan.created", f"Created plan {code} ({plan.name}, "
                  f"{_money(plan.price_cents, plan.currency)} per {plan.interval})", plan_code=code,
-                 terms={k: terms[k] for k in EDITABLE_TERMS})
+                 terms={k: _recorded(terms[k]) for k in EDITABLE_TERMS})
     db.session.commit()
     return plan
 
@@ -172,9 +180,9 @@ def update_plan(plan: Plan, terms: dict, *, actor) -> list[str]:
         setattr(plan, name, new)
     if any(name in STRIPE_TERMS for name in changed):
         plan.stripe_synced_at = None
-    summary = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
+    summary = ", ".join(f"{name} {_recorded(old)!r} -> {_recorded(new)!r}" for name, (old, new) in changed.items())
     audit.record(actor, "plan.updated", f"Updated plan {plan.code}: {summary}", plan_code=plan.code,
-                 changes={name: [old, new] for name, (old, new) in changed.items()})
+                 changes={name: [_recorded(old), _recorded(new)] for name, (old, new) in changed.items()})
     db.session.commit()
     return list(changed)
 

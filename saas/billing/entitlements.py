@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from flask import current_app
 from sqlalchemy import select
@@ -34,7 +35,7 @@ class PlanTerms(PlanRules):
     currency: str
     interval: str
     included_conversations: int
-    overage_cents: int | None
+    overage_cents: Decimal | None  # cents, fractions allowed; None: a hard cap
     rate_limit_per_minute: int
     phone_numbers_allowed: int
     features: frozenset
@@ -142,6 +143,22 @@ def _grace_ends(state: SubscriptionState) -> datetime | None:
     return state.past_due_since + timedelta(days=current_app.config["PAST_DUE_GRACE_DAYS"])
 
 
+def subscribed_rights_apply(state, now: datetime) -> bool:
+    """Whether the subscribed plan's own rights apply at ``now``, not the free plan's in their place.
+
+    False for unpaid, canceled, incomplete, incomplete_expired and paused, and
+    for past_due once the grace period is over. ``state`` is a Subscription,
+    a SubscriptionState, or None (no subscription: nothing subscribed applies).
+    """
+    status = getattr(state, "status", None)
+    if status is None or status in FREE_RIGHTS:
+        return False
+    if status == "past_due":
+        ends = _grace_ends(state)
+        return ends is None or now <= ends
+    return True
+
+
 def for_tenant(tenant, subscription: Subscription | SubscriptionState | None = None,
                *, now: datetime | None = None) -> Entitlements:
     """What ``tenant`` may do now, from its subscription's plan and status.
@@ -164,8 +181,7 @@ def for_tenant(tenant, subscription: Subscription | SubscriptionState | None = N
     status = state.status
     effective, notice = plan, None
     if status == "past_due":
-        ends = _grace_ends(state)
-        if ends is not None and now > ends:
+        if not subscribed_rights_apply(state, now):
             effective = plan_terms_by_code("free")
             notice = "Your payment is overdue and the grace period has ended: free plan limits apply."
         else:

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from saas.billing.money import ExactDecimal, unit_amount
 from saas.extensions import db
 from saas.timeutil import utcnow
 
@@ -46,6 +48,11 @@ class PlanRules:
     def is_free(self) -> bool:
         return self.price_cents == 0
 
+    @property
+    def overage_amount(self) -> str | None:
+        """The overage price in the currency's units, exactly, for pages: "0.05", "0.005"; None: a hard cap."""
+        return None if self.overage_cents is None else unit_amount(self.overage_cents)
+
     def has(self, feature: str) -> bool:
         return feature in (self.features or ())
 
@@ -61,8 +68,9 @@ class Plan(PlanRules, db.Model):
     currency: Mapped[str] = mapped_column(String(3), default="usd")
     interval: Mapped[str] = mapped_column(String(10), default="month")
     included_conversations: Mapped[int] = mapped_column(Integer, default=0)
-    # Price of each conversation past the included ones; None means a hard cap.
-    overage_cents: Mapped[int | None] = mapped_column(Integer)
+    # Price of each conversation past the included ones, in cents, fractions allowed (Stripe's
+    # unit_amount_decimal: up to 12 decimal places); None means a hard cap.
+    overage_cents: Mapped[Decimal | None] = mapped_column(ExactDecimal(20, 12))
     rate_limit_per_minute: Mapped[int] = mapped_column(Integer, default=60)
     phone_numbers_allowed: Mapped[int] = mapped_column(Integer, default=1)
     features: Mapped[list] = mapped_column(JSON, default=list)
@@ -81,7 +89,6 @@ class Plan(PlanRules, db.Model):
     sort_order: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
-
 
 
 class Subscription(db.Model):

@@ -9,8 +9,9 @@ from sqlalchemy import or_, select
 
 from saas.billing.models import Plan, Subscription
 from saas.billing.services import ENDED, UnknownCustomer, apply_stripe_subscription
+from saas.billing.stripe_fields import UnstorableStripeObject
 from saas.billing.webhooks import EventFailed, EventInProgress, process_event
-from saas.errors import BillingUnavailable
+from saas.errors import BillingUnavailable, InvalidRequest
 from saas.extensions import db
 from saas.tenants.models import Tenant
 from saas.timeutil import utcnow
@@ -51,7 +52,7 @@ def run(client, *, progress=_no_progress) -> Report:
     for event in progress(events, "Undelivered events"):
         try:
             processed = process_event(event, client)
-        except (EventFailed, EventInProgress) as exc:
+        except (EventFailed, EventInProgress, InvalidRequest) as exc:
             report.failures.append(f"event {event['id']} ({event['type']}): {exc.message}")
             continue
         if processed.duplicate:
@@ -66,7 +67,7 @@ def run(client, *, progress=_no_progress) -> Report:
         except stripe.StripeError as exc:
             db.session.rollback()
             report.failures.append(f"tenant {slug}: Stripe failed: {exc.user_message or exc}")
-        except UnknownCustomer as exc:
+        except (UnknownCustomer, UnstorableStripeObject) as exc:
             report.failures.append(f"tenant {slug}: {exc}")
     after = standing()
     for tenant_id, (slug, now) in after.items():

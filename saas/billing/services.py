@@ -9,6 +9,7 @@ from sqlalchemy import select
 from saas.audit import services as audit
 from saas.billing.catalog import plan_by_code, plan_for_price
 from saas.billing.models import SUBSCRIPTION_STATUSES, Plan, Subscription
+from saas.billing.stripe_fields import check_subscription
 from saas.extensions import db
 from saas.tenants.models import Tenant
 from saas.timeutil import from_timestamp
@@ -104,6 +105,9 @@ def assign_plan(tenant: Tenant, plan_code: str, *, actor="system", force: bool =
             subscription.stripe_subscription_id = None
             subscription.stripe_price_id = None
             subscription.stripe_metered_item_id = None
+            # Its usage period is the calendar month again (metering.current_period), not a stale Stripe one.
+            subscription.current_period_start = None
+            subscription.current_period_end = None
         if before_plan is not None and (before_plan.id, before_status) == (plan.id, subscription.status):
             db.session.rollback()
             return subscription_for(tenant)
@@ -182,8 +186,10 @@ def apply_stripe_subscription(obj, *, as_of: datetime, actor: str = "stripe") ->
     Idempotent, and safe in any order: state older than what was last
     applied changes nothing, and news of an ended subscription does not touch
     the newer one that replaced it. Raises UnknownCustomer when no tenant
-    matches (metadata ``tenant_id``, customer, or subscription id).
+    matches (metadata ``tenant_id``, customer, or subscription id), and
+    UnstorableStripeObject (changing nothing) when a value would not fit its column.
     """
+    check_subscription(obj)
     sub_id, customer = obj["id"], obj.get("customer")
     if not isinstance(customer, str):
         customer = (customer or {}).get("id")

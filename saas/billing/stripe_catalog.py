@@ -9,6 +9,7 @@ of making it twice. Ids are stored (and committed) the moment an object is creat
 """
 from __future__ import annotations
 
+import logging
 from decimal import Decimal, InvalidOperation
 
 import stripe
@@ -18,9 +19,13 @@ from sqlalchemy import select
 from saas.audit import services as audit
 from saas.billing.catalog import APP, overage_lookup_key
 from saas.billing.models import Plan
+from saas.billing.money import plain_decimal
+from saas.billing.stripe_fields import UnstorableStripeObject, is_stripe_id, storable_text
 from saas.errors import BillingUnavailable
 from saas.extensions import db
 from saas.timeutil import utcnow
+
+log = logging.getLogger(__name__)
 
 METER_DISPLAY_NAME = "WhatsApp conversations"
 # The keys of a meter event's payload (the overage reporter sends the same).
@@ -108,7 +113,16 @@ def _decimal(value) -> Decimal | None:
         return None
 
 
-def _reason(exc: stripe.StripeError) -> str:
+def _stored_id(obj: dict) -> str:
+    """The id of a Stripe object we keep on the plan; UnstorableStripeObject if it would not fit its column."""
+    if not is_stripe_id(obj.get("id")):
+        raise UnstorableStripeObject(f"a {obj.get('object') or 'Stripe object'} id that is not a Stripe id")
+    return obj["id"]
+
+
+def _reason(exc: stripe.StripeError | UnstorableStripeObject) -> str:
+    if isinstance(exc, UnstorableStripeObject):
+        return f"it answered {exc}"
     if isinstance(exc, stripe.APIConnectionError):
         return "could not reach Stripe"
     status = f"HTTP {exc.http_status}: " if exc.http_status else ""
@@ -134,11 +148,12 @@ class CatalogSync:
                 self._sync_active(plan, changes)
             else:
                 self._sync_archived(plan, changes)
-        except stripe.StripeError as exc:
+        except (stripe.StripeError, UnstorableStripeObject) as exc:
             db.session.rollback()
             reason = _reason(exc)
+            log.warning("plan %s: the sync to Stripe failed: %s", code, reason)
             plan.stripe_synced_at = None
-            plan.stripe_sync_error = f"Stripe failed: {reason}"[:ERROR_LENGTH]
+            plan.stripe_sync_error = storable_text(f"Stripe failed: {reason}", ERROR_LENGTH)
             db.session.commit()
             done = [f"{code}: {changes} (then Stripe failed)"] if changes else []
             raise CatalogSyncFailed(code, reason, done) from exc
@@ -189,7 +204,7 @@ class CatalogSync:
             product = self._create(self.client.v1.products, params, f"plan-{plan.code}-product")
             changes.add("created", f"product {product['id']}")
         if plan.stripe_product_id != product["id"]:
-            plan.stripe_product_id = product["id"]
+            plan.stripe_product_id = _stored_id(product)
             db.session.commit()
         return self._update_product(plan, product, changes, reactivate=True)
 
@@ -252,7 +267,7 @@ class CatalogSync:
             changes.add("created", what)
         holders[key] = price
         if stored_id != price["id"]:
-            setattr(plan, column, price["id"])
+            setattr(plan, column, _stored_id(price))
             db.session.commit()
         for previous in old.values():
             if previous["id"] != price["id"] and previous.get("active"):
@@ -269,10 +284,11 @@ class CatalogSync:
             recurring["usage_type"] = "licensed"
             amount = plan.price_cents
         else:
-            params["unit_amount_decimal"] = str(plan.overage_cents)
+            # Fractions of a cent allowed: Stripe takes up to 12 decimal places here.
+            params["unit_amount_decimal"] = plain_decimal(plan.overage_cents)
             params["billing_scheme"] = "per_unit"
             recurring.update(usage_type="metered", meter=meter_id)
-            amount = f"{plan.overage_cents}-{meter_id}"
+            amount = f"{plain_decimal(plan.overage_cents)}-{meter_id}"
         # The key names what is created and the price it replaces: going back to an
         # earlier amount within Stripe's 24 hours makes a new price, not a replay of the old.
         idempotency_key = (f"plan-{plan.code}-{kind}-price-{amount}-{plan.currency}-{plan.interval}"
@@ -346,7 +362,7 @@ class CatalogSync:
                 changes.add("reactivated", f"meter {meter['id']}")
             self._meter = meter
         if plan.stripe_meter_id != self._meter["id"]:
-            plan.stripe_meter_id = self._meter["id"]
+            plan.stripe_meter_id = _stored_id(self._meter)
             db.session.commit()
         return self._meter
 

@@ -20,10 +20,13 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import bindparam, delete, exists, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from saas.billing.entitlements import subscribed_rights_apply
+from saas.billing.money import json_number, plain_decimal, unit_amount
 from saas.errors import QuotaExceeded
 from saas.metering.models import (
     CATEGORIES, METRIC_CONVERSATIONS, METRIC_MESSAGES, UsageCounter, UsageEntry, UsageRecord, category_metric,
@@ -45,16 +48,20 @@ class Period:
 
 
 def current_period(subscription, now: datetime | None = None) -> Period:
-    """The billing period ``now`` falls in.
+    """The billing period ``now`` falls in, for the rights in force at ``now``.
 
-    A paid subscription's period comes from Stripe; otherwise (free plan, or a
-    period Stripe has not renewed yet) it is the calendar month in UTC.
-    ``subscription`` is anything with current_period_start/end, or None.
+    While the subscribed plan's own rights apply, its period is Stripe's.
+    Whenever only the free plan's rights apply (incomplete, incomplete_expired,
+    unpaid, canceled, paused, past_due past its grace; or no Stripe period, or
+    one Stripe has not renewed yet) it is the calendar month in UTC, so what
+    was used this month under the free plan keeps counting against its cap
+    whatever period a new Stripe subscription starts. ``subscription`` is a
+    Subscription, a SubscriptionState, or None.
     """
     now = now or utcnow()
     start = getattr(subscription, "current_period_start", None)
     end = getattr(subscription, "current_period_end", None)
-    if start is not None and end is not None and start <= now < end:
+    if start is not None and end is not None and start <= now < end and subscribed_rights_apply(subscription, now):
         return Period(start, end)
     return Period(month_start(now), next_month_start(now))
 
@@ -304,9 +311,14 @@ class UsageSummary:
     quota: int
     used: int
     hard_cap: bool
-    overage_cents: int | None
+    overage_cents: Decimal | None
     by_category: dict
     messages: int
+
+    @property
+    def overage_amount(self) -> str | None:
+        """The overage price in the currency's units, exactly ("0.005"); None: a hard cap."""
+        return None if self.overage_cents is None else unit_amount(self.overage_cents)
 
     @property
     def remaining(self) -> int:
@@ -334,7 +346,9 @@ class UsageSummary:
             "remaining": self.remaining,
             "overage": self.overage,
             "hard_cap": self.hard_cap,
-            "overage_price_cents": self.overage_cents,
+            # A number (whole cents stay integers), and exactly, as Stripe's unit_amount_decimal is.
+            "overage_price_cents": json_number(self.overage_cents),
+            "overage_price_cents_decimal": None if self.overage_cents is None else plain_decimal(self.overage_cents),
             "by_category": self.by_category,
             "messages": self.messages,
         }

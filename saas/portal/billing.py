@@ -14,7 +14,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user
 
 from saas import CONTENT_SECURITY_POLICY
-from saas.billing import checkout, entitlements, stripe_client
+from saas.billing import checkout, entitlements, plan_changes, stripe_client
 from saas.billing.services import subscription_for
 from saas.errors import BillingNotConfigured, BillingUnavailable, NotFound
 from saas.portal.access import allowed
@@ -156,7 +156,7 @@ def billing_portal(tenant):
 @allowed("billing")
 def billing_change(tenant, code):
     try:
-        preview = checkout.preview_change(stripe_client.client(), tenant, entitlements.for_tenant(tenant), code)
+        preview = plan_changes.preview_change(stripe_client.client(), tenant, entitlements.for_tenant(tenant), code)
     except checkout.PlanNotOffered as exc:
         return back_to_billing(str(exc))
     except (BillingUnavailable, BillingNotConfigured) as exc:
@@ -174,10 +174,10 @@ def billing_change_confirm(tenant, code):
     if not form.validate_on_submit() or form.plan.data != code:
         abort(400)
     try:
-        subscription = checkout.change_plan(
+        subscription = plan_changes.change_plan(
             stripe_client.client(), tenant, entitlements.for_tenant(tenant), code,
             proration_date=form.proration_date.data, attempt=form.attempt.data, actor=acting_user())
-    except checkout.PreviewExpired as exc:
+    except plan_changes.PreviewExpired as exc:
         flash(str(exc), "error")
         return redirect(url_for("portal.billing_change", code=code), 303)
     except checkout.PlanNotOffered as exc:

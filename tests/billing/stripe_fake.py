@@ -26,8 +26,10 @@ import hmac
 import itertools
 import json
 import threading
+import re
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,6 +38,7 @@ from urllib.parse import parse_qsl, urlsplit
 OBJECTS = json.loads((Path(__file__).with_name("stripe_objects.json")).read_text())
 API_VERSION = "2026-10-28.endive"
 WEBHOOK_SECRET = "whsec_test_secret"
+DECIMAL_AMOUNT = re.compile(r"\d{1,20}(\.\d{1,12})?")
 
 
 def decode_form(pairs: list[tuple[str, str]]) -> dict:
@@ -201,8 +204,12 @@ class FakeStripe:
                    tax_behavior=params.get("tax_behavior", "unspecified"),
                    type="recurring" if recurring else "one_time")
         amount = params.get("unit_amount_decimal") or params.get("unit_amount")
+        if params.get("unit_amount_decimal") is not None and not DECIMAL_AMOUNT.fullmatch(params["unit_amount_decimal"]):
+            # Stripe takes a decimal string in cents with at most 12 decimal places.
+            raise StripeError(400, f"Invalid decimal: {params['unit_amount_decimal']}", param="unit_amount_decimal")
         obj["unit_amount_decimal"] = str(amount) if amount is not None else None
-        obj["unit_amount"] = int(float(amount)) if amount is not None and float(amount).is_integer() else None
+        whole = amount is not None and Decimal(str(amount)) == Decimal(str(amount)).to_integral_value()
+        obj["unit_amount"] = int(Decimal(str(amount))) if whole else None
         if recurring:
             obj["recurring"] = {"interval": recurring.get("interval", "month"),
                                 "interval_count": int(recurring.get("interval_count", 1)),

@@ -307,6 +307,23 @@ def test_stripe_failing_mid_sync_keeps_what_was_created_and_a_rerun_finishes_wit
     assert plan("starter").stripe_sync_error is None and plan("starter").stripe_synced_at is not None
 
 
+@pytest.mark.parametrize("column, answered", [
+    ("stripe_product_id", "prod_1\x00"),
+    ("stripe_meter_id", "meter_" + "x" * 250),
+    ("stripe_meter_id", "meter 1"),
+])
+def test_an_id_our_columns_cannot_hold_fails_the_sync_and_is_not_stored(ctx, stripe, column, answered):
+    sync(plans=[plan("pro")])
+    kept = getattr(plan("pro"), column)
+    stripe.objects[kept]["id"] = answered  # what Stripe answers when the stored id is read back
+    with pytest.raises(CatalogSyncFailed) as failed:
+        sync(plans=[plan("pro")])
+    assert "not a Stripe id" in failed.value.reason
+    pro = plan("pro")
+    assert getattr(pro, column) == kept and pro.stripe_synced_at is None
+    assert pro.stripe_sync_error.startswith("Stripe failed: it answered a ")
+
+
 def test_a_timeout_mid_sync_leaves_stored_ids_and_a_rerun_adopts_what_stripe_made(ctx, stripe):
     stripe.delay("POST", "/v1/prices", seconds=3)  # the client gives up after 2 s; Stripe carries on
     with pytest.raises(CatalogSyncFailed) as failed:

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import OperationalError
 
 from saas.audit.models import AuditEvent
-from saas.billing import entitlements
+from saas.billing import entitlements, stripe_events
 from saas.billing import webhooks as billing_webhooks
 from saas.billing.catalog import plan_by_code
 from saas.billing.models import StripeEvent, Subscription
@@ -530,7 +530,7 @@ def test_a_database_error_answers_500_and_the_retry_applies_once(ctx, client, st
     tenant = factories.make_tenant()
     sub_id = subscribed(client, stripe, tenant, prices, "pro")
     event = stripe.subscription_event(sub_id, status="unpaid")
-    real = billing_webhooks.apply_stripe_subscription
+    real = stripe_events.apply_stripe_subscription
     calls = []
 
     def failing_once(obj, **kwargs):
@@ -539,7 +539,7 @@ def test_a_database_error_answers_500_and_the_retry_applies_once(ctx, client, st
             raise OperationalError("UPDATE subscriptions", {}, Exception("server closed the connection"))
         return real(obj, **kwargs)
 
-    monkeypatch.setattr(billing_webhooks, "apply_stripe_subscription", failing_once)
+    monkeypatch.setattr(stripe_events, "apply_stripe_subscription", failing_once)
     assert_left_for_retry(deliver(client, stripe, event), event["id"], "OperationalError")
     assert state(tenant.id).status == "active"
     assert deliver(client, stripe, event).status_code == 200
