@@ -2,7 +2,7 @@
 becomes NUMERIC(20, 12) on PostgreSQL, and its exact text on SQLite (whose NUMERIC is a float)
 
 Revision ID: c4d8a2f61b93
-Revises: 7d2e9a41c6b3
+Revises: 3f8a2c61d9e4
 Create Date: 2026-12-06 09:00:00
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = 'c4d8a2f61b93'
-down_revision = '7d2e9a41c6b3'
+down_revision = '3f8a2c61d9e4'
 branch_labels = None
 depends_on = None
 
