@@ -192,3 +192,47 @@ def test_platform_admin_is_sent_to_enroll(app, client):
         assert client.get("/admin/").status_code == 200
     finally:
         app.config["ADMIN_REQUIRES_TWO_FACTOR"] = False
+
+
+# -- a password reset finishes at the code step ---------------------------------------------------------
+
+def reset_through_email(app, client, mailbox, email=EMAIL, password="a brand new password"):
+    """Ask for a reset link, open it from the mailbox and set ``password``; returns the form's answer."""
+    token = csrf_token(client, "/forgot-password")
+    client.post("/forgot-password", data={"csrf_token": token, "email": email})
+    assert app.extensions["background"].join()
+    link = mailbox.link(email, "Reset your password", "/reset-password/")
+    return client.post(link, data={"csrf_token": csrf_token(client, link), "password": password})
+
+
+def test_a_password_reset_asks_for_the_code_like_a_login(app, client, enrolled, mailbox):
+    secret, _ = enrolled
+    done = reset_through_email(app, client, mailbox)
+    assert done.status_code in (302, 303) and done.headers["Location"] == "/login/code"
+    # The mailbox alone logs nobody in.
+    assert client.get("/dashboard").status_code == 302
+    assert client.get("/account").status_code == 302
+    assert "Your password is changed" in text_of(client.get("/login/code"))
+    assert code_step(client, previous_code(secret)).status_code == 302
+    assert client.get("/dashboard").status_code == 200
+
+
+def test_a_platform_admins_reset_does_not_open_the_console_without_the_code(app, client, mailbox):
+    app.config["ADMIN_REQUIRES_TWO_FACTOR"] = True
+    try:
+        with app.app_context():
+            accounts.create_platform_admin("root@ops.example.com", "admin password")
+            db.session.remove()
+        password_step(client, "root@ops.example.com", "admin password")
+        secret, _ = enroll(client)
+        client.post("/logout", data={"csrf_token": csrf_token(client, "/dashboard")})
+
+        done = reset_through_email(app, client, mailbox, "root@ops.example.com", "a new admin password")
+        assert done.headers["Location"] == "/login/code"
+        for path in ("/admin/", "/admin/plans", "/admin/tenants"):
+            response = client.get(path)
+            assert response.status_code == 302 and response.headers["Location"].startswith("/login"), path
+        assert code_step(client, previous_code(secret)).status_code == 302
+        assert client.get("/admin/").status_code == 200
+    finally:
+        app.config["ADMIN_REQUIRES_TWO_FACTOR"] = False
