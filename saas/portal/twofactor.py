@@ -7,7 +7,6 @@ import time
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from werkzeug.security import check_password_hash
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
@@ -62,7 +61,7 @@ def login_code():
     form = CodeForm()
     error = None
     if form.validate_on_submit():
-        account = f"user-{user.id}"
+        account = security.code_key(user)
         try:
             security.login_per_address.check(client_address())
             security.login_code_per_account.check(account)
@@ -132,12 +131,13 @@ def disable_two_factor():
         return redirect(url_for("portal.two_factor"), 303)
     if not form.validate_on_submit():
         return _enroll_page(disable_form=form, status=400)
-    if not check_password_hash(user.password_hash, form.password.data):
-        form.password.errors.append("That is not your password.")
+    try:
+        security.turn_off_two_factor(user, form.password.data, form.code.data)
+    except security.Throttled as exc:
+        form.code.errors.append(throttled(exc, "wrong passwords or codes"))
+        return _enroll_page(disable_form=form, status=429)
+    except security.PasswordRefused as exc:
+        getattr(form, exc.field).errors.append(exc.message)
         return _enroll_page(disable_form=form, status=400)
-    if twofactor.verify(user, form.code.data) is None:
-        form.code.errors.append("That code is not right (or was already used).")
-        return _enroll_page(disable_form=form, status=400)
-    twofactor.disable(user)
     flash("Two-factor login is off. Logging in now needs only your password.", "info")
     return redirect(url_for("portal.two_factor"), 303)

@@ -194,6 +194,66 @@ def test_platform_admin_is_sent_to_enroll(app, client):
         app.config["ADMIN_REQUIRES_TWO_FACTOR"] = False
 
 
+# -- checks of codes inside a session count like the login's --------------------------------------------
+
+@pytest.fixture
+def tight_throttles(app):
+    """Three failures of each kind, then a wait no test outlasts."""
+    names = ("LOGIN_ACCOUNT_LIMITS", "LOGIN_CODE_LIMITS")
+    saved = {name: app.config[name] for name in names}
+    app.config.update(LOGIN_ACCOUNT_LIMITS="3/10 minutes", LOGIN_CODE_LIMITS="3/10 minutes")
+    yield
+    app.config.update(saved)
+
+
+def logged_in_with_two_factor(client, secret):
+    password_step(client)
+    assert code_step(client, previous_code(secret)).status_code == 302
+
+
+def turn_off(client, password, code):
+    token = csrf_token(client, "/account/two-factor")
+    return client.post("/account/two-factor/disable", data={"csrf_token": token, "password": password,
+                                                            "code": code})
+
+
+def two_factor_on(app) -> bool:
+    with app.app_context():
+        from saas.tenants.models import User
+
+        on = db.session.query(User).one().totp_enabled_at is not None
+        db.session.remove()
+    return on
+
+
+def test_wrong_codes_when_turning_it_off_are_throttled_like_the_login_code_step(app, client, enrolled,
+                                                                                tight_throttles):
+    secret, codes = enrolled
+    logged_in_with_two_factor(client, secret)
+    for _ in range(3):
+        assert turn_off(client, PASSWORD, "000000").status_code == 400
+    # A right code (a recovery code: the TOTP of now was just used) is refused while throttled.
+    refused = turn_off(client, PASSWORD, codes[0])
+    assert refused.status_code == 429 and 500 <= int(refused.headers["Retry-After"]) <= 600
+    assert "Too many wrong passwords or codes. Try again in 10 minutes." in text_of(refused)
+    assert two_factor_on(app)
+    # One count with the login's code step: logging in elsewhere stops at the code.
+    other = app.test_client()
+    password_step(other)
+    assert code_step(other, codes[1]).status_code == 429
+
+
+def test_wrong_passwords_when_turning_it_off_count_as_failed_logins(app, client, enrolled, tight_throttles):
+    secret, codes = enrolled
+    logged_in_with_two_factor(client, secret)
+    for _ in range(3):
+        wrong = turn_off(client, "wrong horse", codes[0])
+        assert wrong.status_code == 400 and "That is not your password." in text_of(wrong)
+    refused = turn_off(client, PASSWORD, codes[0])
+    assert refused.status_code == 429 and two_factor_on(app)
+    assert AuthActions(app.test_client()).login().status_code == 429
+
+
 # -- a password reset finishes at the code step ---------------------------------------------------------
 
 def reset_through_email(app, client, mailbox, email=EMAIL, password="a brand new password"):
