@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PICO_VERSION := 2.1.1
+# `make run` serves here; `PORT=8000 make run` or `make run PORT=8000` picks another.
+PORT ?= 5000
 export FLASK_APP := wsgi
 
 .PHONY: install run test vendor worker bench clean
@@ -18,7 +20,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 run: install
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed
-	$(BIN)/flask run --host 127.0.0.1 --port 5000
+	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
 
 test: install
 	$(BIN)/pytest
