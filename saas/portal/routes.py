@@ -241,9 +241,12 @@ def logout():
 def dashboard(tenant):
     from saas.onboarding.steps import first_steps
 
+    every_number = numbers_for(tenant, include_disconnected=True)
     return render_template(
         "portal/dashboard.html",
-        numbers=numbers_for(tenant),
+        numbers=[number for number in every_number if number.connected],
+        # Which of the tenant's numbers sent or received each message (a disconnected one keeps its history).
+        number_of={number.id: number for number in every_number},
         messages=messaging.list_messages(tenant, limit=10),
         steps=first_steps(tenant),
         api_base=public_base(),
