@@ -18,6 +18,7 @@ from saas.metering.services import usage_summary
 from saas.onboarding import services as onboarding
 from saas.portal.access import allowed, may
 from saas.portal.forms import ApiKeyForm, ConfirmForm, ConnectNumberForm, LoginForm, SignupForm
+from saas.portal.inline_code import inline_code
 from saas.tenants import security
 from saas.tenants import services as accounts
 from saas.tenants.models import TENANT_SUSPENDED, User
@@ -101,6 +102,9 @@ def tenant_required(view):
 def inert_filter(value):
     """Tenant-provided text for display: without bidi and control characters (still escaped)."""
     return inert(value)
+
+
+bp.add_app_template_filter(inline_code, "inline_code")
 
 
 @bp.app_context_processor
