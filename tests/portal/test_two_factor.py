@@ -66,6 +66,8 @@ def test_enroll_shows_the_secret_uri_and_ten_recovery_codes_once(app, client, au
     page = text_of(client.get("/account/two-factor"))
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)
     assert f"otpauth://totp/Relay:owner%40acme.example.com?secret={secret}&issuer=Relay" in page
+    # The QR code of that URI is in the page itself, as SVG (tests/portal/test_two_factor_browser.py scans it).
+    assert re.search(r'<figure id="totp-qr"><svg [^>]*class="totp-qr"', page)
     token = csrf_token(client, "/account/two-factor")
     wrong = client.post("/account/two-factor/enable", data={"csrf_token": token, "code": "000000"})
     assert wrong.status_code == 400 and "That code is not right" in text_of(wrong)
