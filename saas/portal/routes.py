@@ -19,6 +19,7 @@ from saas.onboarding import services as onboarding
 from saas.portal.access import allowed, may
 from saas.portal.forms import ApiKeyForm, ConfirmForm, ConnectNumberForm, LoginForm, SignupForm
 from saas.portal.inline_code import inline_code
+from saas.portal.long_tokens import breakable
 from saas.tenants import security
 from saas.tenants import services as accounts
 from saas.tenants.models import TENANT_SUSPENDED, User
@@ -105,6 +106,7 @@ def inert_filter(value):
 
 
 bp.add_app_template_filter(inline_code, "inline_code")
+bp.add_app_template_filter(breakable, "breakable")
 
 
 @bp.app_context_processor
