@@ -20,6 +20,7 @@ from saas.portal.access import allowed, may
 from saas.portal.forms import ApiKeyForm, ConfirmForm, ConnectNumberForm, LoginForm, SignupForm
 from saas.portal.inline_code import inline_code
 from saas.portal.long_tokens import breakable
+from saas.portal.plan_standing import standing
 from saas.tenants import security
 from saas.tenants import services as accounts
 from saas.tenants.models import TENANT_SUSPENDED, User
@@ -132,6 +133,7 @@ def account_status():
     return {"account": {
         "tenant": tenant,
         "rights": rights,
+        "standing": standing(rights, subscription),
         "usage": usage_summary(tenant, subscription, rights),
         "way_out": checkout.way_out(rights, tenant),
         "billing_configured": stripe_client.configured(),
