@@ -119,7 +119,7 @@ def role_checks():
 def feature_names():
     from saas.billing.models import FEATURE_NAMES
 
-    return {"feature_names": FEATURE_NAMES}
+    return {"feature_names": FEATURE_NAMES, "live_numbers_allowed": entitlements.live_numbers_allowed}
 
 
 @bp.app_context_processor
