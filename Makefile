@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PICO_VERSION := 2.1.1
+# `make run` serves here; `PORT=8000 make run` or `make run PORT=8000` picks another.
+PORT ?= 5000
 export FLASK_APP := wsgi
 
 .PHONY: install run test vendor worker bench clean
@@ -25,7 +27,7 @@ $(NODE_CLIENTS)/node_modules/.package-lock.json: $(NODE_CLIENTS)/package.json $(
 run: install
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed
-	$(BIN)/flask run --host 127.0.0.1 --port 5000
+	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
 
 # Test files run side by side, one process per core (each with its own databases); TEST_WORKERS=0 runs them in one.
 TEST_WORKERS ?= auto

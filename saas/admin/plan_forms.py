@@ -12,6 +12,7 @@ from wtforms.validators import (DataRequired, InputRequired, Length, NumberRange
                                 StopValidation)
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from saas.billing.entitlements import MULTI_NUMBER
 from saas.billing.models import FEATURE_NAMES
 from saas.billing.money import CENTS_MAX, CENTS_PLACES, decimal_places, plain_decimal
 
@@ -109,11 +110,27 @@ class PlanForm(FlaskForm):
                                description="Fractions of a cent are allowed, such as 0.5 or 1.25 (at most 12 decimal "
                                            "places). Leave empty for a hard cap: no conversations past the included ones.")
     rate_limit_per_minute = _count("API requests per minute", minimum=1, default=60)
-    phone_numbers_allowed = _count("Phone numbers allowed", minimum=1, default=1)
+    phone_numbers_allowed = _count("Phone numbers allowed", minimum=1, default=1,
+                                   description="Live numbers a tenant may connect (the sandbox number does not "
+                                               "count). More than 1 needs the feature “Several phone numbers”.")
     features = SelectMultipleField("Features", choices=[SelectChoice(code, label) for code, label in FEATURE_NAMES.items()],
                                    widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
     trial_days = _count("Free trial, in days", maximum=TRIAL_DAYS_MAX, description="0 for none.", default=0)
     sort_order = _count("Sort order", description="Plans are listed from the lowest.", default=0)
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        numbers = self.phone_numbers_allowed
+        if numbers.errors or self.features.errors:
+            return valid
+        # The feature is what lets a tenant connect a second live number: the two must say the same.
+        several = MULTI_NUMBER in (self.features.data or [])
+        if numbers.data > 1 and not several:
+            numbers.errors.append(f"More than 1 live number needs the feature “{FEATURE_NAMES[MULTI_NUMBER]}”: "
+                                  "tick it, or allow 1.")
+        elif numbers.data == 1 and several:
+            numbers.errors.append(f"“{FEATURE_NAMES[MULTI_NUMBER]}” is ticked: allow 2 or more, or untick it.")
+        return valid and not numbers.errors
 
     def terms(self) -> dict:
         """The plan's terms as the catalogue takes them."""

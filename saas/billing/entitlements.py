@@ -19,6 +19,8 @@ from saas.extensions import db
 from saas.timeutil import utcnow
 
 FULL_ACCESS = ("active", "trialing")
+# The feature that lets a tenant have more than one live number connected (the sandbox number never counts).
+MULTI_NUMBER = "multi_number"
 FREE_RIGHTS = ("unpaid", "canceled", "incomplete", "incomplete_expired", "paused")
 
 cache.watch(Plan, Subscription)
@@ -111,6 +113,24 @@ class Entitlements:
     @property
     def phone_numbers_allowed(self) -> int:
         return self.effective.phone_numbers_allowed
+
+    @property
+    def live_numbers_allowed(self) -> int:
+        """How many live numbers may be connected now (see ``live_numbers_allowed``); none while suspended."""
+        return 0 if self.suspended else live_numbers_allowed(self.effective)
+
+
+def live_numbers_allowed(plan) -> int:
+    """The live numbers ``plan`` (a Plan or PlanTerms) lets a tenant connect: its ``phone_numbers_allowed``, but
+    one at most without the ``multi_number`` feature."""
+    allowed = plan.phone_numbers_allowed
+    return allowed if MULTI_NUMBER in (plan.features or ()) else min(allowed, 1)
+
+
+def plans_with(feature: str) -> list[Plan]:
+    """The plans on sale that include ``feature``, in the catalogue's order: where to upgrade for it."""
+    plans = db.session.scalars(select(Plan).where(Plan.active.is_(True)).order_by(Plan.sort_order, Plan.id))
+    return [plan for plan in plans if feature in (plan.features or ())]
 
 
 def plan_terms(plan_id: int) -> PlanTerms | None:

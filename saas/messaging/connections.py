@@ -9,8 +9,12 @@ once in this process (a commit on PhoneNumber empties the snapshot caches)
 and within ACCESS_CACHE_SECONDS in every other.
 
 How many live numbers a tenant may connect is its plan's
-``phone_numbers_allowed``; the sandbox number does not count, and plans
-that cost nothing allow none: the free tier is the sandbox.
+``phone_numbers_allowed``, and one at most without the ``multi_number``
+feature (billing.entitlements.live_numbers_allowed); the sandbox number
+does not count, and plans that cost nothing allow none: the free tier is
+the sandbox. The allowance is checked again in the transaction that adds
+the number, under a lock on the tenant row, so racing connects cannot
+both take the last place.
 """
 from __future__ import annotations
 
@@ -90,6 +94,8 @@ class Allowance:
     used: int
     plan_name: str
     reason: str | None = None
+    # Without multi_number: the plans on sale that allow several live numbers, as "Pro (up to 5)".
+    several_with: tuple[str, ...] = ()
 
     @property
     def remaining(self) -> int:
@@ -111,7 +117,10 @@ def allowance(tenant) -> Allowance:
     if plan.is_free:
         return Allowance(0, used, plan.name, f"Live numbers need a paid plan; the {plan.name} plan sends from "
                                              "the sandbox number only.")
-    return Allowance(rights.phone_numbers_allowed, used, plan.name)
+    several_with = () if rights.may(entitlements.MULTI_NUMBER) else tuple(
+        f"{other.name} (up to {entitlements.live_numbers_allowed(other)})"
+        for other in entitlements.plans_with(entitlements.MULTI_NUMBER))
+    return Allowance(rights.live_numbers_allowed, used, plan.name, several_with=several_with)
 
 
 def _refuse_over_allowance(tenant) -> None:
@@ -120,9 +129,12 @@ def _refuse_over_allowance(tenant) -> None:
         raise ConnectRefused(None, room.reason)
     if room.used >= room.allowed:
         plural = "" if room.allowed == 1 else "s"
-        raise ConnectRefused(None, f"Your {room.plan_name} plan allows {room.allowed} live number{plural} and "
-                                   f"{room.used} {'is' if room.used == 1 else 'are'} connected; disconnect one "
-                                   "or upgrade to connect another.")
+        full = (f"Your {room.plan_name} plan allows {room.allowed} live number{plural} and {room.used} "
+                f"{'is' if room.used == 1 else 'are'} connected; ")
+        if room.several_with:
+            raise ConnectRefused(None, full + "several live numbers need a plan with them: "
+                                 f"{', '.join(room.several_with)}. Upgrade, or disconnect one to connect another.")
+        raise ConnectRefused(None, full + "disconnect one or upgrade to connect another.")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from wtforms import PasswordField
 from wtforms.validators import DataRequired, Length
 
 from saas.portal.forms import ConfirmForm, StrongPassword
-from saas.portal.routes import bp, start_session
+from saas.portal.routes import bp, start_session, throttled
 from saas.tenants import security
 from saas.tenants.services import MIN_PASSWORD
 
@@ -39,6 +39,9 @@ def change_password():
     user = current_user._get_current_object()
     try:
         security.change_password(user, form.current_password.data, form.new_password.data)
+    except security.Throttled as exc:
+        form.current_password.errors.append(throttled(exc, "wrong passwords"))
+        return _page(form, 429)
     except security.PasswordRefused as exc:
         getattr(form, exc.field).errors.append(exc.message)
         return _page(form, 400)

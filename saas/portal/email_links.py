@@ -11,6 +11,8 @@ from saas.onboarding import emails
 from saas.urls import public_base
 from saas.portal.forms import ConfirmForm
 from saas.portal.routes import SIGNUP_USER, bp, start_session
+from saas.portal.twofactor import begin_half_login
+from saas.tenants import twofactor
 from saas.tenants.services import MIN_PASSWORD, AccountError
 
 
@@ -117,6 +119,11 @@ def reset_password(token):
         except AccountError as exc:
             form.password.errors.append(exc.message)
         else:
+            if twofactor.enabled(user):
+                # The link proves the mailbox, not the second factor: the login finishes at the code step.
+                response = begin_half_login(user, None)
+                flash("Your password is changed. Enter the code from your authenticator app to log in.", "success")
+                return response
             start_session(user)
             flash("Your password is changed, and you are logged in.", "success")
             return redirect(url_for("portal.dashboard"), 303)

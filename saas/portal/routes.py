@@ -18,6 +18,9 @@ from saas.metering.services import usage_summary
 from saas.onboarding import services as onboarding
 from saas.portal.access import allowed, may
 from saas.portal.forms import ApiKeyForm, ConfirmForm, ConnectNumberForm, LoginForm, SignupForm
+from saas.portal.inline_code import inline_code
+from saas.portal.long_tokens import breakable
+from saas.portal.plan_standing import standing
 from saas.tenants import security
 from saas.tenants import services as accounts
 from saas.tenants.models import TENANT_SUSPENDED, User
@@ -103,6 +106,10 @@ def inert_filter(value):
     return inert(value)
 
 
+bp.add_app_template_filter(inline_code, "inline_code")
+bp.add_app_template_filter(breakable, "breakable")
+
+
 @bp.app_context_processor
 def role_checks():
     return {"may": may}
@@ -112,7 +119,7 @@ def role_checks():
 def feature_names():
     from saas.billing.models import FEATURE_NAMES
 
-    return {"feature_names": FEATURE_NAMES}
+    return {"feature_names": FEATURE_NAMES, "live_numbers_allowed": entitlements.live_numbers_allowed}
 
 
 @bp.app_context_processor
@@ -126,6 +133,7 @@ def account_status():
     return {"account": {
         "tenant": tenant,
         "rights": rights,
+        "standing": standing(rights, subscription),
         "usage": usage_summary(tenant, subscription, rights),
         "way_out": checkout.way_out(rights, tenant),
         "billing_configured": stripe_client.configured(),
@@ -241,9 +249,12 @@ def logout():
 def dashboard(tenant):
     from saas.onboarding.steps import first_steps
 
+    every_number = numbers_for(tenant, include_disconnected=True)
     return render_template(
         "portal/dashboard.html",
-        numbers=numbers_for(tenant),
+        numbers=[number for number in every_number if number.connected],
+        # Which of the tenant's numbers sent or received each message (a disconnected one keeps its history).
+        number_of={number.id: number for number in every_number},
         messages=messaging.list_messages(tenant, limit=10),
         steps=first_steps(tenant),
         api_base=public_base(),

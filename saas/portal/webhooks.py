@@ -12,6 +12,7 @@ from saas.billing import entitlements
 from saas.errors import NotFound
 from saas.ids import parse_id
 from saas.messaging import endpoints, forwarding
+from saas.portal.access import allowed
 from saas.portal.forms import ConfirmForm, WebhookForm
 from saas.portal.routes import tenant_required
 
@@ -42,12 +43,14 @@ def _page(tenant, form=None, new_secret=None, status=200):
 
 @bp.get("/webhooks")
 @tenant_required
+@allowed("webhooks")
 def webhooks(tenant):
     return _page(tenant)
 
 
 @bp.post("/webhooks")
 @tenant_required
+@allowed("webhooks")
 def save(tenant):
     if not _allowed(tenant):
         return _page(tenant)
@@ -67,6 +70,7 @@ def save(tenant):
 
 @bp.post("/webhook-secret")
 @tenant_required
+@allowed("webhooks")
 def rotate(tenant):
     if not _allowed(tenant):
         return _page(tenant)
@@ -80,6 +84,7 @@ def rotate(tenant):
 
 @bp.post("/webhook-pause")
 @tenant_required
+@allowed("webhooks")
 def pause(tenant):
     if not _allowed(tenant):
         return _page(tenant)
@@ -93,6 +98,7 @@ def pause(tenant):
 
 @bp.get("/webhook-deliveries/<delivery_id>")
 @tenant_required
+@allowed("webhooks")
 def delivery(tenant, delivery_id):
     if not _allowed(tenant):
         return _page(tenant)
@@ -115,6 +121,7 @@ REPLAYED = {
 
 @bp.post("/webhook-deliveries/<delivery_id>/replay")
 @tenant_required
+@allowed("webhooks")
 def replay(tenant, delivery_id):
     if not _allowed(tenant):
         return _page(tenant)

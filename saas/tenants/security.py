@@ -82,10 +82,24 @@ class PasswordRefused(ValueError):
         self.message = message
 
 
+def confirm_password(user: User, password: str, *, field: str, message: str) -> None:
+    """Check ``user``'s password inside a session, counted like a login on the account's login throttle.
+
+    Raises Throttled (before looking, the right password too) while the account's failed logins are used
+    up, and PasswordRefused(field, message) when it is wrong, which counts as one more failed login: a
+    stolen session gets no more guesses than the login form gives.
+    """
+    account = account_key(user.email)
+    login_per_account.check(account)
+    if not check_password_hash(user.password_hash, password or ""):
+        login_per_account.hit(account)
+        raise PasswordRefused(field, message)
+    login_per_account.clear(account)
+
+
 def change_password(user: User, current: str, new: str) -> None:
-    """Replace ``user``'s password and end all its sessions. Raises PasswordRefused. Commits."""
-    if not check_password_hash(user.password_hash, current or ""):
-        raise PasswordRefused("current_password", "That is not your current password.")
+    """Replace ``user``'s password and end all its sessions. Raises Throttled, PasswordRefused. Commits."""
+    confirm_password(user, current, field="current_password", message="That is not your current password.")
     problem = password_problem(new, (user.email, user.email.split("@")[0]))
     if problem:
         raise PasswordRefused("new_password", problem)
@@ -144,6 +158,28 @@ login_per_account = Throttle("login-account", "LOGIN_ACCOUNT_LIMITS")
 login_per_address = Throttle("login-address", "LOGIN_ADDRESS_LIMITS")
 login_code_per_account = Throttle("login-code", "LOGIN_CODE_LIMITS")
 signup_per_address = Throttle("signup-address", "SIGNUP_ADDRESS_LIMITS")
+
+
+def code_key(user: User) -> str:
+    """The code throttle's key: one count per user for the login's code step and every other code check."""
+    return f"user-{user.id}"
+
+
+def turn_off_two_factor(user: User, password: str, code: str) -> None:
+    """Turn ``user``'s two-factor login off, given the password and a current or recovery code. Commits.
+
+    Both are counted like the login's: the password on the account's login throttle, the code on the code
+    throttle. Raises Throttled (nothing checked) while either is used up, PasswordRefused ("password" or
+    "code") for a wrong one.
+    """
+    from saas.tenants import twofactor
+
+    login_code_per_account.check(code_key(user))
+    confirm_password(user, password, field="password", message="That is not your password.")
+    if twofactor.verify(user, code) is None:
+        login_code_per_account.hit(code_key(user))
+        raise PasswordRefused("code", "That code is not right (or was already used).")
+    twofactor.disable(user)
 
 
 def account_key(email: str) -> str:

@@ -22,7 +22,7 @@ ADMIN_PASSWORD = "admin password"
 VALID = {"code": "gold", "name": "Gold", "description": "For big senders.\r\nWith a second line.",
          "price_cents": "19900", "currency": "USD", "interval": "month", "included_conversations": "20000",
          "overage_cents": "3", "rate_limit_per_minute": "2000", "phone_numbers_allowed": "10",
-         "features": ["text", "template", "broadcast"], "trial_days": "14", "sort_order": "25"}
+         "features": ["text", "template", "broadcast", "multi_number"], "trial_days": "14", "sort_order": "25"}
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ def test_an_admin_creates_a_plan(app, admin):
     assert (plan.name, plan.price_cents, plan.currency, plan.interval, plan.included_conversations,
             plan.overage_cents, plan.rate_limit_per_minute, plan.phone_numbers_allowed, plan.trial_days,
             plan.sort_order, plan.active) == ("Gold", 19900, "usd", "month", 20000, 3, 2000, 10, 14, 25, True)
-    assert plan.features == ["text", "template", "broadcast"]
+    assert plan.features == ["text", "template", "broadcast", "multi_number"]
     assert plan.description == "For big senders.\r\nWith a second line."
     [entry] = audit_actions(app, "plan.created")
     assert entry.actor == ADMIN_EMAIL and entry.details["plan_code"] == "gold"
@@ -183,7 +183,7 @@ def test_an_admin_creates_a_plan(app, admin):
 
 
 def test_an_empty_overage_price_makes_a_hard_cap(app, admin):
-    assert admin.create(overage_cents="", features=[]).status_code == 302
+    assert admin.create(overage_cents="", features=[], phone_numbers_allowed="1").status_code == 302
     plan = stored_plan(app, "gold")
     assert plan.overage_cents is None and plan.hard_cap and plan.features == []
 
@@ -258,11 +258,12 @@ def test_create_without_a_csrf_token_is_refused(app, admin):
 # -- edit -------------------------------------------------------------------------------------
 
 def test_an_admin_edits_a_plan(app, admin):
-    response = admin.edit("pro", name="Pro 2", price_cents="12900", features=["text", "media"], overage_cents="",
-                          code="hacked")
+    response = admin.edit("pro", name="Pro 2", price_cents="12900", features=["text", "media", "multi_number"],
+                          overage_cents="", code="hacked")
     assert response.status_code == 302
     plan = stored_plan(app, "pro")
-    assert (plan.name, plan.price_cents, plan.features, plan.overage_cents) == ("Pro 2", 12900, ["text", "media"], None)
+    assert (plan.name, plan.price_cents, plan.features, plan.overage_cents) == (
+        "Pro 2", 12900, ["text", "media", "multi_number"], None)
     assert stored_plan(app, "hacked") is None  # the code is fixed
     [entry] = audit_actions(app, "plan.updated")
     assert entry.actor == ADMIN_EMAIL and entry.details["plan_code"] == "pro"

@@ -694,4 +694,6 @@ def test_tenant_names_lose_bidi_controls_and_stay_escaped(app, admin):
         page = text_of(admin.get(path))
         assert not any(ch in page for ch in BIDI), path
         assert "<script>x</script>" not in page, path
-        assert "Evil&lt;script&gt;x&lt;/script&gt; gpj.exe" in page, path
+        # (A long token may be marked as breakable: <span class="token">, app.css.)
+        assert "Evil&lt;script&gt;x&lt;/script&gt; gpj.exe" in re.sub(r'<span class="token">(.*?)</span>', r"\1",
+                                                                        page), path

@@ -6,7 +6,7 @@ from werkzeug.security import generate_password_hash
 
 from saas.audit.models import AuditEvent
 from saas.extensions import db
-from saas.messaging.models import PhoneNumber, Template
+from saas.messaging.models import PhoneNumber, Template, WebhookDelivery, WebhookEndpoint
 from saas.tenants.models import ApiKey, Invite, Tenant, User
 from tests.conftest import csrf_token
 from tests.factories import make_key, make_tenant
@@ -79,6 +79,10 @@ def state(app) -> dict:
             "templates": db.session.scalar(select(func.count()).select_from(Template)),
             "audit": db.session.scalar(select(func.count()).select_from(AuditEvent)),
             "customers": sorted(db.session.execute(select(Tenant.id, Tenant.stripe_customer_id)).all()),
+            "webhook endpoints": sorted(db.session.execute(select(
+                WebhookEndpoint.id, WebhookEndpoint.url, WebhookEndpoint.signing_secret_encrypted,
+                WebhookEndpoint.active)).all()),
+            "webhook deliveries": sorted(db.session.execute(select(WebhookDelivery.id, WebhookDelivery.state)).all()),
         }
         db.session.remove()
     return result

@@ -24,6 +24,9 @@ def test_the_docs_page_renders_the_openapi_document(size, open_page, live_server
     csp = answer.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
     expect(page.locator("#docs-title")).to_contain_text(doc["info"]["title"])
+    # `Code` in the descriptions shows as code, never with its backticks.
+    expect(page.locator("#docs-description code").first).to_have_text("Authorization: Bearer wsk_...")
+    assert "`" not in page.locator("main").inner_text()
     operations = [(method.upper(), path, op) for path, item in doc["paths"].items() for method, op in item.items()]
     # The v1 API and the Cloud-API-compatible paths (sends, media, number info, profile) all appear.
     assert {"/api/v1/messages", "/{version}/{phone_number_id}/messages", "/{version}/{phone_number_id}/media"} <= {

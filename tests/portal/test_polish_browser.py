@@ -100,7 +100,7 @@ def test_copy_buttons_first_steps_confirmed_revoke_and_tables_that_fit(size, ope
     expect(page.locator("#recent-messages")).to_contain_text(BODY)
     if size == "phone":
         # Stacked: each cell says what it is.
-        cell = page.locator("#recent-messages tbody tr").first.locator("td").nth(3)
+        cell = page.locator("#recent-messages tbody tr").first.locator('td[data-label="Message"]')
         label = cell.evaluate("c => getComputedStyle(c, '::before').content")
         assert label == '"Message"', label
         expect(page.locator("#recent-messages thead")).not_to_be_in_viewport()

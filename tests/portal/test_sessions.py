@@ -277,3 +277,57 @@ def test_cli_tenant_create_skips_the_strength_rule(runner, app):
     result = runner.invoke(args=["tenants", "create", "--name", "Bench Co", "--email", "bench@bench.example.com",
                                  "--password", "password"])
     assert result.exit_code == 0, result.output
+
+
+# -- checks of the password inside a session count like logins -----------------------------------------
+
+@pytest.fixture
+def account_throttle(app):
+    """The login's per-account throttle with a window no test outlasts: three failures, then a wait."""
+    saved = app.config["LOGIN_ACCOUNT_LIMITS"]
+    app.config["LOGIN_ACCOUNT_LIMITS"] = "3/10 minutes;10/hour"
+    yield
+    app.config["LOGIN_ACCOUNT_LIMITS"] = saved
+
+
+def change_password(client, current, new=NEW_PASSWORD):
+    token = csrf_token(client, "/account")
+    return client.post("/account/password", data={"csrf_token": token, "current_password": current,
+                                                  "new_password": new})
+
+
+def password_is(app, password) -> bool:
+    from werkzeug.security import check_password_hash
+
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == EMAIL))
+        matches = check_password_hash(user.password_hash, password)
+        db.session.remove()
+    return matches
+
+
+def test_wrong_current_passwords_are_throttled_like_failed_logins(app, client, auth, account_throttle):
+    auth.signup()
+    for _ in range(3):
+        assert change_password(client, "wrong horse").status_code == 400
+    # The right password is refused too while throttled, and nothing changes.
+    refused = change_password(client, PASSWORD)
+    assert refused.status_code == 429
+    assert 500 <= int(refused.headers["Retry-After"]) <= 600
+    assert re.search(r"Too many wrong passwords\. Try again in 10 minutes\.", text_of(refused))
+    assert password_is(app, PASSWORD) and not password_is(app, NEW_PASSWORD)
+    # The count is the login's own: the login form is closed to this account for the same wait.
+    login_refused = AuthActions(app.test_client()).login(password=PASSWORD)
+    assert login_refused.status_code == 429
+    assert abs(int(login_refused.headers["Retry-After"]) - int(refused.headers["Retry-After"])) <= 2
+    assert client.get("/dashboard").status_code == 200  # the session itself goes on
+
+
+def test_failed_logins_close_the_current_password_check_too(app, client, auth, account_throttle):
+    auth.signup()
+    other = app.test_client()
+    for _ in range(3):
+        assert login(other, EMAIL, "wrong horse").status_code == 400
+    refused = change_password(client, PASSWORD)
+    assert refused.status_code == 429 and "Too many wrong passwords" in text_of(refused)
+    assert password_is(app, PASSWORD)

@@ -66,6 +66,8 @@ def test_enroll_shows_the_secret_uri_and_ten_recovery_codes_once(app, client, au
     page = text_of(client.get("/account/two-factor"))
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)
     assert f"otpauth://totp/Relay:owner%40acme.example.com?secret={secret}&issuer=Relay" in page
+    # The QR code of that URI is in the page itself, as SVG (tests/portal/test_two_factor_browser.py scans it).
+    assert re.search(r'<figure id="totp-qr"><svg [^>]*class="totp-qr"', page)
     token = csrf_token(client, "/account/two-factor")
     wrong = client.post("/account/two-factor/enable", data={"csrf_token": token, "code": "000000"})
     assert wrong.status_code == 400 and "That code is not right" in text_of(wrong)
@@ -189,6 +191,110 @@ def test_platform_admin_is_sent_to_enroll(app, client):
             response = client.get(path)
             assert response.status_code == 302 and response.headers["Location"] == "/account/two-factor", path
         enroll(client)
+        assert client.get("/admin/").status_code == 200
+    finally:
+        app.config["ADMIN_REQUIRES_TWO_FACTOR"] = False
+
+
+# -- checks of codes inside a session count like the login's --------------------------------------------
+
+@pytest.fixture
+def tight_throttles(app):
+    """Three failures of each kind, then a wait no test outlasts."""
+    names = ("LOGIN_ACCOUNT_LIMITS", "LOGIN_CODE_LIMITS")
+    saved = {name: app.config[name] for name in names}
+    app.config.update(LOGIN_ACCOUNT_LIMITS="3/10 minutes", LOGIN_CODE_LIMITS="3/10 minutes")
+    yield
+    app.config.update(saved)
+
+
+def logged_in_with_two_factor(client, secret):
+    password_step(client)
+    assert code_step(client, previous_code(secret)).status_code == 302
+
+
+def turn_off(client, password, code):
+    token = csrf_token(client, "/account/two-factor")
+    return client.post("/account/two-factor/disable", data={"csrf_token": token, "password": password,
+                                                            "code": code})
+
+
+def two_factor_on(app) -> bool:
+    with app.app_context():
+        from saas.tenants.models import User
+
+        on = db.session.query(User).one().totp_enabled_at is not None
+        db.session.remove()
+    return on
+
+
+def test_wrong_codes_when_turning_it_off_are_throttled_like_the_login_code_step(app, client, enrolled,
+                                                                                tight_throttles):
+    secret, codes = enrolled
+    logged_in_with_two_factor(client, secret)
+    for _ in range(3):
+        assert turn_off(client, PASSWORD, "000000").status_code == 400
+    # A right code (a recovery code: the TOTP of now was just used) is refused while throttled.
+    refused = turn_off(client, PASSWORD, codes[0])
+    assert refused.status_code == 429 and 500 <= int(refused.headers["Retry-After"]) <= 600
+    assert "Too many wrong passwords or codes. Try again in 10 minutes." in text_of(refused)
+    assert two_factor_on(app)
+    # One count with the login's code step: logging in elsewhere stops at the code.
+    other = app.test_client()
+    password_step(other)
+    assert code_step(other, codes[1]).status_code == 429
+
+
+def test_wrong_passwords_when_turning_it_off_count_as_failed_logins(app, client, enrolled, tight_throttles):
+    secret, codes = enrolled
+    logged_in_with_two_factor(client, secret)
+    for _ in range(3):
+        wrong = turn_off(client, "wrong horse", codes[0])
+        assert wrong.status_code == 400 and "That is not your password." in text_of(wrong)
+    refused = turn_off(client, PASSWORD, codes[0])
+    assert refused.status_code == 429 and two_factor_on(app)
+    assert AuthActions(app.test_client()).login().status_code == 429
+
+
+# -- a password reset finishes at the code step ---------------------------------------------------------
+
+def reset_through_email(app, client, mailbox, email=EMAIL, password="a brand new password"):
+    """Ask for a reset link, open it from the mailbox and set ``password``; returns the form's answer."""
+    token = csrf_token(client, "/forgot-password")
+    client.post("/forgot-password", data={"csrf_token": token, "email": email})
+    assert app.extensions["background"].join()
+    link = mailbox.link(email, "Reset your password", "/reset-password/")
+    return client.post(link, data={"csrf_token": csrf_token(client, link), "password": password})
+
+
+def test_a_password_reset_asks_for_the_code_like_a_login(app, client, enrolled, mailbox):
+    secret, _ = enrolled
+    done = reset_through_email(app, client, mailbox)
+    assert done.status_code in (302, 303) and done.headers["Location"] == "/login/code"
+    # The mailbox alone logs nobody in.
+    assert client.get("/dashboard").status_code == 302
+    assert client.get("/account").status_code == 302
+    assert "Your password is changed" in text_of(client.get("/login/code"))
+    assert code_step(client, previous_code(secret)).status_code == 302
+    assert client.get("/dashboard").status_code == 200
+
+
+def test_a_platform_admins_reset_does_not_open_the_console_without_the_code(app, client, mailbox):
+    app.config["ADMIN_REQUIRES_TWO_FACTOR"] = True
+    try:
+        with app.app_context():
+            accounts.create_platform_admin("root@ops.example.com", "admin password")
+            db.session.remove()
+        password_step(client, "root@ops.example.com", "admin password")
+        secret, _ = enroll(client)
+        client.post("/logout", data={"csrf_token": csrf_token(client, "/dashboard")})
+
+        done = reset_through_email(app, client, mailbox, "root@ops.example.com", "a new admin password")
+        assert done.headers["Location"] == "/login/code"
+        for path in ("/admin/", "/admin/plans", "/admin/tenants"):
+            response = client.get(path)
+            assert response.status_code == 302 and response.headers["Location"].startswith("/login"), path
+        assert code_step(client, previous_code(secret)).status_code == 302
         assert client.get("/admin/").status_code == 200
     finally:
         app.config["ADMIN_REQUIRES_TWO_FACTOR"] = False
