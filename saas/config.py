@@ -197,13 +197,8 @@ def load(instance_path: str) -> dict:
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": database_url(env_str("DATABASE_URL"), instance_path),
         "REDIS_URL": redis_url,
-        # Plan rate limits (Flask-Limiter): shared through Redis when there is one.
-        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
-        # Passed to redis-py by the limiter's storage; RQ gets the same (see redis_options).
-        "RATELIMIT_STORAGE_OPTIONS": dict(redis_tls),
+        # Passed to redis-py by the rate-limit store (saas.rate_store) and RQ's connections (saas.jobs).
         "REDIS_OPTIONS": redis_tls,
-        "RATELIMIT_STRATEGY": "sliding-window-counter",
-        "RATELIMIT_HEADERS_ENABLED": True,
         # How long a process may honour a key, plan, subscription or number it has read (seconds).
         "ACCESS_CACHE_SECONDS": env_float("ACCESS_CACHE_SECONDS", 5.0),
         # The sandbox answers after this long, to rehearse a real upstream's latency.
