@@ -106,6 +106,8 @@ def test_a_refusal_loads_no_key_tenant_or_plan(app, client, limit_of_three):
     # only the key's hash -> limit mapping is left, and it alone decides.
     for name in ("api_keys", "tenants", "subscriptions", "plans"):
         app.extensions["snapshot_caches"][name].clear()
+    # The sends' follow-ups (sandbox receipts) are done: no statement but the refusal's can be seen.
+    assert app.extensions["background"].join()
     statements, refused = statements_during(app, lambda: acme.send(to="15551230009"))
     assert refused.status_code == 429
     assert statements == []
