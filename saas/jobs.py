@@ -283,13 +283,14 @@ def work(rq_queue) -> None:
 
     wait = 1.0
     while True:
-        worker = ReconnectingWorker([rq_queue], connection=rq_queue.connection)
+        worker = None
         try:
+            worker = ReconnectingWorker([rq_queue], connection=rq_queue.connection)  # it talks to Redis already
             worked = worker.work(with_scheduler=True)
             why = "loop ended"
         except redis.exceptions.RedisError as exc:
             worked, why = False, f"lost Redis ({type(exc).__name__}: {exc})"
-        if worker.stop_asked:
+        if worker is not None and worker.stop_asked:
             return
         log.warning("the worker's %s; starting again in %.0f s", why, wait)
         # RQ's signal handlers belong to the worker that ended: until the next one starts, a stop is noted here.
