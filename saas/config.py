@@ -53,6 +53,14 @@ def env_seconds(name: str, default: float) -> float:
     return value
 
 
+def env_pause(name: str, default: float) -> float:
+    """A wait in seconds that may be 0 (none), never negative and at most a minute."""
+    value = env_float(name, default)
+    if not (0 <= value <= 60):
+        raise ConfigError(f"{name} must be between 0 and 60 seconds, got {value!r}")
+    return value
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = env_str(name)
     if raw is None:
@@ -201,6 +209,9 @@ def load(instance_path: str) -> dict:
         "REDIS_OPTIONS": redis_tls,
         # How long a process may honour a key, plan, subscription or number it has read (seconds).
         "ACCESS_CACHE_SECONDS": env_float("ACCESS_CACHE_SECONDS", 5.0),
+        # A request past its plan's rate limit is answered after this pause (at most its Retry-After), so a
+        # client that keeps asking costs the server next to nothing while its connections wait. 0: at once.
+        "RATE_LIMIT_PAUSE_SECONDS": env_pause("RATE_LIMIT_PAUSE_SECONDS", 1.0),
         # The sandbox answers after this long, to rehearse a real upstream's latency.
         "SANDBOX_LATENCY_MS": env_int("SANDBOX_LATENCY_MS", 0),
         # The usage roll-up and the recovery of interrupted sends, in every process.

@@ -48,10 +48,17 @@ def authenticate() -> None:
 
 
 def admit(allowance) -> None:
-    """Note the count for the answer's X-RateLimit headers; RateLimited (with Retry-After) past the limit."""
+    """Note the count for the answer's X-RateLimit headers; RateLimited (with Retry-After) past the limit,
+    answered after RATE_LIMIT_PAUSE_SECONDS (at most the Retry-After)."""
     g.rate_allowance = allowance
-    if allowance is not None and not allowance.allowed:
-        raise RateLimited(headers={"Retry-After": str(allowance.retry_after(time.time()))})
+    if allowance is None or allowance.allowed:
+        return
+    pause = min(current_app.config["RATE_LIMIT_PAUSE_SECONDS"], allowance.retry_after(time.time()))
+    if pause > 0:
+        # Nothing is held meanwhile (no row, no connection); under gevent only this request waits. A client
+        # that asks again at once, on many connections, so asks about once a pause per connection.
+        time.sleep(pause)
+    raise RateLimited(headers={"Retry-After": str(allowance.retry_after(time.time()))})
 
 
 def rate_limit_headers(response):

@@ -172,3 +172,21 @@ def test_a_limit_raised_elsewhere_applies_within_the_bound(app, client, limit_of
         db.session.remove()
     assert poll(lambda: acme.get("/api/v1/usage").status_code == 200, BOUND + 2)
     assert acme.get("/api/v1/usage").headers["X-RateLimit-Limit"] == "100"
+
+
+def test_a_refusal_is_answered_after_the_pause(app, client, limit_of_three):
+    import time
+
+    acme = sender(client)
+    for _ in range(3):
+        assert acme.get("/api/v1/usage").status_code == 200
+    app.config["RATE_LIMIT_PAUSE_SECONDS"] = 0.3
+    try:
+        started = time.monotonic()
+        refused = acme.get("/api/v1/usage")
+        took = time.monotonic() - started
+    finally:
+        app.config["RATE_LIMIT_PAUSE_SECONDS"] = 0
+    assert refused.status_code == 429
+    assert 0.3 <= took < 3
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
