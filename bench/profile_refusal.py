@@ -37,7 +37,9 @@ def main(argv=None) -> int:
     parser.add_argument("--app-dir", default=str(BENCH_DIR.parent))
     args = parser.parse_args(argv)
     os.environ.update(DATABASE_URL=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB), SECRET_KEY="bench",
-                      TOKEN_ENCRYPTION_KEY=FERNET_KEY, LOG_LEVEL="WARNING", HOUSEKEEPING="0")
+                      TOKEN_ENCRYPTION_KEY=FERNET_KEY, LOG_LEVEL="WARNING", HOUSEKEEPING="0",
+                      # The refusal's own cost: answered at once, not after the pause that keeps clients waiting.
+                      RATE_LIMIT_PAUSE_SECONDS="0")
     os.environ.pop("REDIS_URL", None)
     sys.path.insert(0, args.app_dir)
     sys.path.insert(0, str(BENCH_DIR))
@@ -77,16 +79,20 @@ def main(argv=None) -> int:
     path = f"/v23.0/{number}/messages"
     body = {"messaging_product": "whatsapp", "to": "15551230000", "type": "text", "text": {"body": "bench"}}
 
+    slipped = [0]
+
     def send(expected: int) -> None:
         response = client.post(path, headers=headers, json=body)
-        if response.status_code != expected:
+        if response.status_code == 200 and expected == 429:
+            slipped[0] += 1  # the sliding minute moved on: a place freed up (about one every 60/LIMIT s)
+        elif response.status_code != expected:
             raise SystemExit(f"expected {expected}, got {response.status_code}: {response.get_data(as_text=True)}")
 
     for _ in range(LIMIT):
         send(200)
     for _ in range(200):  # warm up the refusal path: caches, the limiter's keys
         send(429)
-    statements[0] = 0
+    statements[0], slipped[0] = 0, 0
     n = args.refusals
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(n):
@@ -94,7 +100,8 @@ def main(argv=None) -> int:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(f"{n} refusals one after another ({args.app_dir})")
     print(f"  per refusal: CPU {1000 * cpu / n:.3f} ms, wall {1000 * wall / n:.3f} ms, "
-          f"{statements[0] / n:.3f} SQL statements (without cProfile)")
+          f"{statements[0] / n:.3f} SQL statements (without cProfile; {slipped[0]} of the {n} were sends the "
+          "sliding minute let through)")
     profiler = cProfile.Profile(time.process_time)
     started = time.process_time()
     profiler.enable()

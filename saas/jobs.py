@@ -51,8 +51,9 @@ LINGER = 0.1
 # The worker's waits before it starts again after losing Redis: doubling, at most this long.
 WORKER_RESTART_MAX_SECONDS = 5.0
 
-# Set while this process runs an RQ job (the worker's work-horse, which ends with the job).
-_in_rq_job = contextvars.ContextVar("in_rq_job", default=False)
+# What this process is running: None (a request, a command), "here" (a job of its background thread), or
+# "rq" (an RQ job, in the worker's work-horse, a process that ends with the job).
+_running = contextvars.ContextVar("running_job", default=None)
 
 
 def resolve(path: str):
@@ -71,11 +72,11 @@ def run_job(path: str, args: list):
 
 
 def _as_rq_job(call):
-    token = _in_rq_job.set(True)
+    token = _running.set("rq")
     try:
         return call()
     finally:
-        _in_rq_job.reset(token)
+        _running.reset(token)
 
 
 def _in_app(call):
@@ -118,7 +119,7 @@ class BackgroundQueue:
         self._tasks.append([name, seconds, fn, time.monotonic() + seconds])
 
     def enqueue(self, path: str, *args) -> None:
-        if _in_rq_job.get():
+        if _running.get() == "rq":
             # This process ends with its job: the follow-up goes to RQ now, or runs now.
             self._dispatch([(path, args)])
             return
@@ -191,12 +192,17 @@ class BackgroundQueue:
 
     def put_on_rq(self, fn, *args, **options) -> bool:
         """Enqueue ``fn(*args)`` on RQ; False when there is no RQ or Redis cannot be reached (nothing queued)."""
+        from redis.exceptions import RedisError
+
         if self.rq_queue is None or not self.outage.worth_trying():
             return False
         try:
             self.rq_queue.enqueue(fn, *args, **options)
-        except Exception as exc:  # noqa: BLE001 - redis-py's errors, and anything else: the work is done here then
+        except RedisError as exc:
             self.outage.failed(exc)
+            return False
+        except Exception:  # noqa: BLE001 - whatever RQ could not take is done here instead, never dropped
+            log.exception("could not queue %s on RQ; running it here", args[0] if args else fn)
             return False
         self.outage.succeeded()
         return True
@@ -204,6 +210,7 @@ class BackgroundQueue:
     def _guarded(self, name: str, call) -> None:
         from saas.extensions import db
 
+        token = _running.set(_running.get() or "here")  # run by an RQ job (Redis gone), it stays one
         with self.app.app_context():
             try:
                 call()
@@ -213,6 +220,7 @@ class BackgroundQueue:
                 db.session.rollback()
             finally:
                 db.session.remove()
+                _running.reset(token)
 
 
 def enqueue(path: str, *args) -> None:
@@ -238,9 +246,9 @@ def queue_now(path: str, *args, retry_waits: list[int] = ()) -> bool:
     return current_app.extensions["background"].put_on_rq(run_job, path, list(args), **options)
 
 
-def in_rq_job() -> bool:
-    """True while this process runs an RQ job (the worker's work-horse)."""
-    return _in_rq_job.get()
+def in_job() -> bool:
+    """True while this process runs a job (of its background thread, or RQ's): nothing waits for it to end."""
+    return _running.get() is not None
 
 
 def init_app(app) -> None:

@@ -9,9 +9,9 @@ returns. With REDIS_URL each message is an RQ job of its own, on Redis before ``
 (so a message sent from a job, whose work-horse process ends with it, is not lost with it); the
 worker tries it once per run and RQ runs it again MAIL_RETRIES times, after MAIL_RETRY_SECONDS
 (doubling, whole seconds), then keeps it among its failed jobs (``rq requeue`` sends it again).
-Without Redis, or while it cannot be reached, the process's background queue delivers it (an RQ job
-that cannot reach Redis delivers it before it ends), with the same retries in-process, then logs
-and drops it.
+Without Redis, or while it cannot be reached, a request's email is delivered by the process's
+background queue after the response; a job's or a command's (which may end right after) before
+``send_mail`` returns; either way with the same retries in-process, then logged and dropped.
 """
 from __future__ import annotations
 
@@ -109,14 +109,18 @@ class MailNotSent(RuntimeError):
 
 
 def send_mail(to: str, subject: str, text: str, html: str | None = None) -> None:
-    """Hand one email on for delivery and return at once (see the module's docstring for where it goes)."""
-    from flask import current_app
+    """Hand one email on for delivery (see the module's docstring for where it goes). From a request it returns
+    at once; from a job or a command without Redis it returns once the email is sent or given up on."""
+    from flask import current_app, has_request_context
 
     from saas import jobs
 
     if jobs.queue_now("saas.mail.send_one", to, subject, text, html, retry_waits=retry_waits(current_app.config)):
         return
-    jobs.enqueue("saas.mail.deliver", to, subject, text, html)
+    if has_request_context() and not jobs.in_job():
+        jobs.enqueue("saas.mail.deliver", to, subject, text, html)  # after the response
+    else:
+        deliver(to, subject, text, html)  # a job or a command: nothing waits for it, and it may end next
 
 
 def retry_waits(config) -> list[int]:
