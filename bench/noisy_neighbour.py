@@ -16,6 +16,7 @@ server's CPU (gunicorn master and workers) per refusal and per send.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -23,14 +24,15 @@ from pathlib import Path
 from live_sends import group_cpu_seconds, last_message_id, wait_walked
 
 OTHERS_CONNECTIONS = 16
-HAMMER_CONNECTIONS = 64
+HAMMER_CONNECTIONS = int(os.environ.get("BENCH_HAMMER_CONNECTIONS", 64))
 BENCH_DIR = Path(__file__).resolve().parent
-PAUSES = ("1", "0")
-SLICES = 5  # RATE_LIMIT_PAUSE_SECONDS of each server: the default, then none
+# RATE_LIMIT_PAUSE_SECONDS of each server: the default, then none (BENCH_PAUSES picks others).
+PAUSES = tuple(os.environ.get("BENCH_PAUSES", "1,0").split(","))
+SLICES = 5  # the alone and hammered points alternate in this many slices
 
 
 def labels(pause: str) -> dict[str, str]:
-    where = "as configured" if pause == PAUSES[0] else f"RATE_LIMIT_PAUSE_SECONDS={pause}"
+    where = f"RATE_LIMIT_PAUSE_SECONDS={pause}"
     return {"alone": f"others new, alone ({where})", "loaded": f"others new, one tenant hammering ({where})",
             "hammer": f"hammering tenant, with the others ({where})", "solo": f"hammering tenant, alone ({where})"}
 
