@@ -47,6 +47,8 @@ def on_redis(app, mailbox, redis_server, tmp_path):
     finally:
         worker.stop()
         web.extensions["background"].join()
+        with web.app_context():
+            db.engine.dispose()  # this app's pooled connections go with it
         # The rate-limit store outside a request is the last app's: this test's app is gone, the suite's is back.
         limiter.init_app(app)
 
