@@ -29,8 +29,13 @@ with PASS/FAIL against the targets, and the same as Markdown in
 bench/RESULTS.md. Exits 0 whatever the verdicts; non-zero only if the run
 itself broke.
 
+``noisy-neighbour`` serves the app while one tenant on the free plan hammers
+past its rate limit and the ten tenants send, and reports their rate with and
+without it and the server's CPU per refusal, with refusals paused as configured
+and answered at once (bench/noisy_neighbour.py).
+
 Workload names for --only: new chat forwarder forwarder-insert ten-tenants
-slow-sandbox slow-clients ingest live.
+slow-sandbox slow-clients ingest live noisy-neighbour.
 """
 from __future__ import annotations
 
@@ -53,6 +58,7 @@ from pathlib import Path
 
 import psycopg
 import live_sends
+import noisy_neighbour
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -61,8 +67,8 @@ DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/relay_bench"
 FERNET_KEY = "x9Gj0eKqk0p2M1o5Y2m2f8qVZ0jv3QXb6Zy9yQ1K8fU="
 CONNECTIONS = (1, 16, 64)
 WORKLOADS = ("new", "chat", "forwarder", "forwarder-insert", "ten-tenants", "slow-sandbox", "slow-clients", "ingest",
-             "live")
-APP_WORKLOADS = {"new", "chat", "ten-tenants", "slow-sandbox", "slow-clients", "live"}
+             "live", "noisy-neighbour")
+APP_WORKLOADS = {"new", "chat", "ten-tenants", "slow-sandbox", "slow-clients", "live", "noisy-neighbour"}
 WRK_TIMEOUT_S = 10
 SLOW_CLIENTS = 200
 APP_SECRET = "bench-app-secret"
@@ -194,10 +200,10 @@ class Bench:
         self.flask_ok("db", "upgrade")
         self.flask_ok("seed")
 
-        def tenant(name: str) -> tuple[str, str]:
+        def tenant(name: str, plan: str = "enterprise") -> tuple[str, str]:
             email = f"{name}@bench.example.com"
             out = self.flask_ok("tenants", "create", "--name", f"Bench {name}", "--email", email,
-                                "--password", "bench password", "--plan", "enterprise")
+                                "--password", "bench password", "--plan", plan)
             number = re.search(r"phone_number_id (\S+)", out).group(1)
             key = self.flask_ok("keys", "create", email).strip().splitlines()[-1].strip()
             return key, number
@@ -206,6 +212,7 @@ class Bench:
         with ThreadPoolExecutor(4) as pool:
             made = list(pool.map(tenant, names))
         self.main, self.ten, self.victim = made[0], made[1:11], made[11]
+        self.hammer = tenant("hammer", plan="free")  # 60 requests a minute: the noisy neighbour
         # The live tenant sends from a live number (its sandbox one is not used).
         number, self.live_token = live_sends.create_live_number(self, "live@bench.example.com")
         self.live = (made[12][0], number)
@@ -334,6 +341,10 @@ class Bench:
         live = live_sends.LivePhase(self) if "live" in only else None
         if live is not None:
             phases.append((live.name, live.env, live.work))
+        if "noisy-neighbour" in only:
+            for pause in noisy_neighbour.PAUSES:
+                noisy = noisy_neighbour.NoisyNeighbourPhase(self, parse_wrk, pause)
+                phases.append((noisy.name, noisy.env, noisy.work))
         print(f"app: {self.web_command}", flush=True)
         try:
             for i, (name, env, work) in enumerate(phases):
@@ -551,6 +562,7 @@ class Bench:
                              + (f"{drained:.1f} s after the run" if drained is not None else "NOT within the limit")
                              + " (machine load average {:.1f} before, {:.1f} after)".format(*r["load"]))
         lines += live_sends.report_lines(self)
+        lines += noisy_neighbour.report_lines(self)
         if "ingest_verdict" in self.notes:
             lines.append(f"- Ingest check: {self.notes['ingest_verdict']}")
         if "usage_verdict" in self.notes:
@@ -598,7 +610,7 @@ class Bench:
         out.append(check(None if r is None else (r, slow["5xx"]), lambda v: v[0] >= 0.8 and v[1] == 0,
                          "slow sandbox at 256 >= 0.8x instant sandbox, no 5xx",
                          lambda v: f"{v[0]:.2f}x, {v[1]} 5xx"))
-        return out + live_sends.targets(self)
+        return out + live_sends.targets(self) + noisy_neighbour.targets(self)
 
 
 def main(argv=None) -> int:

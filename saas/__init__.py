@@ -56,21 +56,22 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
 
-    # Registered before the limiter's own hook, so it runs after it: Flask-Limiter
-    # adds Retry-After to every limited response, and it belongs on a 429 alone.
     @app.after_request
     def retry_after_only_on_429(response):
         from flask import g
 
+        # A refusal that knows its own wait (a throttled form, WhatsApp's pair rate, a plan's limit, the
+        # database coming back) says it; no other answer carries a Retry-After.
         if response.status_code in (429, 503) and g.get("retry_after") is not None:
-            # A refusal that knows its own wait (WhatsApp's pair rate, messaging limit, the database
-            # coming back) keeps it, rather than the plan limit's window reset the limiter writes.
             response.headers["Retry-After"] = g.retry_after
         elif response.status_code != 429:
             response.headers.pop("Retry-After", None)
         return response
 
     limiter.init_app(app)
+    from saas.api.plan_limits import PlanLimits
+
+    app.extensions["plan_limits"] = PlanLimits(limiter)
     jobs.init_app(app)
     from saas import mail
 

@@ -38,11 +38,23 @@ class SnapshotCache:
             return entry[1]
         value = load()
         if value is not None:
-            with self._lock:
-                if len(self._entries) >= self.max_entries:
-                    self._entries.clear()
-                self._entries[key] = (now + self.ttl, value)
+            self.put(key, value, now=now)
         return value
+
+    def peek(self, key):
+        """The cached value for ``key`` while it lives, else None; loads nothing."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > self.clock():
+            return entry[1]
+        return None
+
+    def put(self, key, value, *, now: float | None = None) -> None:
+        """Keep ``value`` for ``key`` for ``ttl`` seconds from now."""
+        expires = (self.clock() if now is None else now) + self.ttl
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[key] = (expires, value)
 
     def clear(self) -> None:
         with self._lock:

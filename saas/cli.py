@@ -128,13 +128,13 @@ def create_key_command(tenant, name):
 
 @jobs_cli.command("worker")
 def worker_command():
-    """Run background jobs from Redis (needs REDIS_URL)."""
-    from rq import Worker
+    """Run background jobs from Redis (needs REDIS_URL); survives Redis going away and coming back."""
+    from saas import jobs
 
     queue = current_app.extensions.get("rq_queue")
     if queue is None:
         raise click.ClickException("REDIS_URL is not set; without it follow-up jobs run in each web process's background thread.")
-    Worker([queue], connection=queue.connection).work()
+    jobs.work(queue)
 
 
 @usage_cli.command("rollup")

@@ -53,6 +53,14 @@ def env_seconds(name: str, default: float) -> float:
     return value
 
 
+def env_pause(name: str, default: float) -> float:
+    """A wait in seconds that may be 0 (none), never negative and at most a minute."""
+    value = env_float(name, default)
+    if not (0 <= value <= 60):
+        raise ConfigError(f"{name} must be between 0 and 60 seconds, got {value!r}")
+    return value
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = env_str(name)
     if raw is None:
@@ -205,15 +213,13 @@ def load(instance_path: str) -> dict:
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": database_url(env_str("DATABASE_URL"), instance_path),
         "REDIS_URL": redis_url,
-        # Plan rate limits (Flask-Limiter): shared through Redis when there is one.
-        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
-        # Passed to redis-py by the limiter's storage; RQ gets the same (see redis_options).
-        "RATELIMIT_STORAGE_OPTIONS": dict(redis_tls),
+        # Passed to redis-py by the rate-limit store (saas.rate_store) and RQ's connections (saas.jobs).
         "REDIS_OPTIONS": redis_tls,
-        "RATELIMIT_STRATEGY": "sliding-window-counter",
-        "RATELIMIT_HEADERS_ENABLED": True,
         # How long a process may honour a key, plan, subscription or number it has read (seconds).
         "ACCESS_CACHE_SECONDS": env_float("ACCESS_CACHE_SECONDS", 5.0),
+        # A request past its plan's rate limit is answered after this pause (at most its Retry-After), so a
+        # client that keeps asking costs the server next to nothing while its connections wait. 0: at once.
+        "RATE_LIMIT_PAUSE_SECONDS": env_pause("RATE_LIMIT_PAUSE_SECONDS", 1.0),
         # The sandbox answers after this long, to rehearse a real upstream's latency.
         "SANDBOX_LATENCY_MS": env_int("SANDBOX_LATENCY_MS", 0),
         # The usage roll-up and the recovery of interrupted sends, in every process.

@@ -1,11 +1,11 @@
 """Unbound extension objects; the factory binds them to an app."""
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
+
+from saas.rate_store import RateStore
 
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -20,5 +20,5 @@ db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
-# Storage and strategy come from the RATELIMIT_* settings (saas.config); limits are per view.
-limiter = Limiter(key_func=get_remote_address)
+# Where rate-limit counts are kept (Redis with REDIS_URL, failing over to memory); see saas.rate_store.
+limiter = RateStore()

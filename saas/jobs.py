@@ -9,6 +9,18 @@ process dies are lost; only work that can be lost goes here (status walks of
 the sandbox, a key's last use). Usage never does: it is written before the
 response.
 
+Inside an RQ job (in the worker's work-horse, a process that ends with the
+job) there is no "after": ``enqueue`` puts the follow-up on RQ before it
+returns, or runs it there and then. ``queue_now`` is for work that must not
+be lost (an email): one RQ job of its own, put on Redis before it returns,
+retried by RQ when it raises.
+
+While Redis cannot be reached (saas.outages), nothing waits for it and
+nothing is lost: batches run in this process's thread instead, and
+``queue_now`` says no, so its caller does the work another way. The worker
+(``work``) survives Redis going away and coming back: it starts again with
+a backoff and goes on with the jobs Redis kept.
+
 The same thread runs the housekeeping tasks registered with ``every``: the
 usage roll-up and the recovery of interrupted sends.
 
@@ -17,13 +29,17 @@ run them without anything from the web process.
 """
 from __future__ import annotations
 
+import contextvars
 import importlib
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 from collections import defaultdict
+
+from saas.outages import Outage, redis_client_options
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +48,12 @@ QUEUE = "default"
 BATCH = 1000
 # After the first job of a pass, wait this long for more to batch with it.
 LINGER = 0.1
+# The worker's waits before it starts again after losing Redis: doubling, at most this long.
+WORKER_RESTART_MAX_SECONDS = 5.0
+
+# What this process is running: None (a request, a command), "here" (a job of its background thread), or
+# "rq" (an RQ job, in the worker's work-horse, a process that ends with the job).
+_running = contextvars.ContextVar("running_job", default=None)
 
 
 def resolve(path: str):
@@ -41,7 +63,20 @@ def resolve(path: str):
 
 def run_batch(path: str, batch: list):
     """Run a batch of one job's arguments: the worker's entry point for what web processes queue on RQ."""
-    return _in_app(lambda: _call_batch(resolve(path), batch))
+    return _in_app(lambda: _as_rq_job(lambda: _call_batch(resolve(path), batch)))
+
+
+def run_job(path: str, args: list):
+    """Run ``path(*args)`` as an RQ job of its own (``queue_now``); what it raises makes RQ retry it."""
+    return _in_app(lambda: _as_rq_job(lambda: resolve(path)(*args)))
+
+
+def _as_rq_job(call):
+    token = _running.set("rq")
+    try:
+        return call()
+    finally:
+        _running.reset(token)
 
 
 def _in_app(call):
@@ -70,6 +105,7 @@ class BackgroundQueue:
     def __init__(self, app, rq_queue=None):
         self.app = app
         self.rq_queue = rq_queue
+        self.outage = Outage("follow-up jobs", "run in this process")
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._tasks: list[list] = []  # [name, interval, fn, next_due]
         self._pid = None
@@ -83,6 +119,10 @@ class BackgroundQueue:
         self._tasks.append([name, seconds, fn, time.monotonic() + seconds])
 
     def enqueue(self, path: str, *args) -> None:
+        if _running.get() == "rq":
+            # This process ends with its job: the follow-up goes to RQ now, or runs now.
+            self._dispatch([(path, args)])
+            return
         self._ensure_thread()
         with self._lock:
             self._pending += 1
@@ -146,17 +186,31 @@ class BackgroundQueue:
         for path, args in jobs:
             grouped[path].append(args)
         for path, batch in grouped.items():
-            if self.rq_queue is not None:
-                try:
-                    self.rq_queue.enqueue(run_batch, path, [list(args) for args in batch])
-                    continue
-                except Exception:
-                    log.exception("could not queue %s on Redis; running it here", path)
+            if self.put_on_rq(run_batch, path, [list(args) for args in batch]):
+                continue
             self._guarded(path, lambda: _call_batch(resolve(path), batch))
+
+    def put_on_rq(self, fn, *args, **options) -> bool:
+        """Enqueue ``fn(*args)`` on RQ; False when there is no RQ or Redis cannot be reached (nothing queued)."""
+        from redis.exceptions import RedisError
+
+        if self.rq_queue is None or not self.outage.worth_trying():
+            return False
+        try:
+            self.rq_queue.enqueue(fn, *args, **options)
+        except RedisError as exc:
+            self.outage.failed(exc)
+            return False
+        except Exception:  # noqa: BLE001 - whatever RQ could not take is done here instead, never dropped
+            log.exception("could not queue %s on RQ; running it here", args[0] if args else fn)
+            return False
+        self.outage.succeeded()
+        return True
 
     def _guarded(self, name: str, call) -> None:
         from saas.extensions import db
 
+        token = _running.set(_running.get() or "here")  # run by an RQ job (Redis gone), it stays one
         with self.app.app_context():
             try:
                 call()
@@ -166,6 +220,7 @@ class BackgroundQueue:
                 db.session.rollback()
             finally:
                 db.session.remove()
+                _running.reset(token)
 
 
 def enqueue(path: str, *args) -> None:
@@ -173,6 +228,27 @@ def enqueue(path: str, *args) -> None:
     from flask import current_app
 
     current_app.extensions["background"].enqueue(path, *args)
+
+
+def queue_now(path: str, *args, retry_waits: list[int] = ()) -> bool:
+    """Put ``path(*args)`` on RQ before returning, as a job of its own; False when there is no RQ or Redis
+    cannot be reached (nothing was queued: the caller does the work another way).
+
+    Durable: once queued it survives this process. When the job raises, RQ runs it again after each of
+    ``retry_waits`` (whole seconds; the worker's scheduler requeues it), then keeps it among its failed jobs.
+    """
+    from flask import current_app
+    from rq import Retry
+
+    options = {"description": path}
+    if retry_waits:
+        options["retry"] = Retry(max=len(retry_waits), interval=list(retry_waits))
+    return current_app.extensions["background"].put_on_rq(run_job, path, list(args), **options)
+
+
+def in_job() -> bool:
+    """True while this process runs a job (of its background thread, or RQ's): nothing waits for it to end."""
+    return _running.get() is not None
 
 
 def init_app(app) -> None:
@@ -183,6 +259,54 @@ def init_app(app) -> None:
         from rq import Queue
 
         # Redis.from_url connects lazily: nothing is opened until the first job.
-        rq_queue = Queue(QUEUE, connection=Redis.from_url(url, **app.config.get("REDIS_OPTIONS", {})))
+        options = redis_client_options(app.config.get("REDIS_OPTIONS", {}))
+        rq_queue = Queue(QUEUE, connection=Redis.from_url(url, **options))
     app.extensions["rq_queue"] = rq_queue
     app.extensions["background"] = BackgroundQueue(app, rq_queue)
+
+
+def work(rq_queue) -> None:
+    """The worker (``flask jobs worker``): RQ's, with its scheduler (for retries that wait), until told to stop.
+
+    RQ itself waits for Redis while it waits for a job; losing Redis anywhere else ends its loop. Then a
+    new worker starts after a backoff (doubling, at most WORKER_RESTART_MAX_SECONDS) and carries on with
+    the jobs Redis kept. SIGTERM or SIGINT ends it as RQ's does (after the current job).
+    """
+    import redis
+    from rq import Worker
+
+    class ReconnectingWorker(Worker):
+        # RQ's own wait between tries while Redis is down (its default grows to a minute).
+        max_connection_wait_time = WORKER_RESTART_MAX_SECONDS
+        stop_asked = False
+
+        def request_stop(self, signum, frame):
+            self.stop_asked = True
+            super().request_stop(signum, frame)
+
+    stop: list[int] = []
+
+    def stop_between_workers(signum, frame):
+        stop.append(signum)
+
+    wait = 1.0
+    while True:
+        worker = None
+        try:
+            worker = ReconnectingWorker([rq_queue], connection=rq_queue.connection)  # it talks to Redis already
+            worked = worker.work(with_scheduler=True)
+            why = "loop ended"
+        except redis.exceptions.RedisError as exc:
+            worked, why = False, f"lost Redis ({type(exc).__name__}: {exc})"
+        if worker is not None and worker.stop_asked:
+            return
+        log.warning("the worker's %s; starting again in %.0f s", why, wait)
+        # RQ's signal handlers belong to the worker that ended: until the next one starts, a stop is noted here.
+        signal.signal(signal.SIGTERM, stop_between_workers)
+        signal.signal(signal.SIGINT, stop_between_workers)
+        deadline = time.monotonic() + wait
+        while not stop and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if stop:
+            return
+        wait = 1.0 if worked else min(wait * 2, WORKER_RESTART_MAX_SECONDS)

@@ -86,8 +86,10 @@ def base_app(backend, tmp_path_factory, mail_server):
     # turns it on (fixture pair_rate) to prove it.
     # Admins' two-factor rule is off: the admin tests log in with a password; tests/portal/test_two_factor.py
     # turns it on to prove it.
+    # A refusal past a plan's limit is answered at once; tests/api/test_rate_limits.py proves the pause.
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "SERVER_NAME": None,
                       "HOUSEKEEPING": False, "WHATSAPP_PAIR_RATE_BURST": 0, "ADMIN_REQUIRES_TWO_FACTOR": False,
+                      "RATE_LIMIT_PAUSE_SECONDS": 0,
                       "MAIL_URL": mail_server.url, "MAIL_FROM": "Relay <no-reply@relay.example.com>",
                       "MAIL_RETRY_SECONDS": 0.01, "MAIL_TIMEOUT_SECONDS": 5.0,
                       "ACCEPT_JOURNAL_DIR": str(tmp_path_factory.mktemp("accept-journal"))})

@@ -143,6 +143,19 @@ def test_past_due_grace_days_is_read_as_a_whole_number(env, instance):
     assert load(str(instance))["PAST_DUE_GRACE_DAYS"] == 3
 
 
+@pytest.mark.parametrize("value", ["-1", "61", "nan", "soon"])
+def test_a_rate_limit_pause_outside_0_to_60_seconds_raises_config_error(env, instance, value):
+    env.setenv("RATE_LIMIT_PAUSE_SECONDS", value)
+    with pytest.raises(ConfigError, match="RATE_LIMIT_PAUSE_SECONDS"):
+        load(str(instance))
+
+
+def test_the_rate_limit_pause_is_a_second_unless_set(env, instance):
+    assert load(str(instance))["RATE_LIMIT_PAUSE_SECONDS"] == 1.0
+    env.setenv("RATE_LIMIT_PAUSE_SECONDS", "0")
+    assert load(str(instance))["RATE_LIMIT_PAUSE_SECONDS"] == 0.0
+
+
 def test_bad_max_request_bytes_raises_config_error(env, instance):
     env.setenv("MAX_REQUEST_BYTES", "lots")
     with pytest.raises(ConfigError, match="MAX_REQUEST_BYTES"):

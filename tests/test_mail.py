@@ -88,3 +88,10 @@ def test_log_mode_writes_the_message_and_its_text_as_a_json_log_line(app, ctx, c
     assert line["level"] == "info"
     assert "dev@example.com" in line["msg"] and "Verify your email address" in line["msg"]
     assert "Open http://localhost/x" in line["msg"]
+
+
+def test_an_email_sent_by_a_command_without_redis_is_sent_before_send_mail_returns(app, ctx, mailbox):
+    # No request and no Redis (a CLI command, a job of the background thread): the process may end right after.
+    mail.send_mail("someone@example.com", "Sent now", "body")
+    assert [m["Subject"] for m in mailbox.to("someone@example.com")] == ["Sent now"]
+

@@ -12,12 +12,13 @@ from werkzeug.routing import BaseConverter
 
 from saas.api import cloud_media, schemas
 from saas.api.requests import (
-    authenticate, current_rights, current_tenant, idempotency_key, json_object, load, per_tenant,
+    authenticate, current_rights, current_tenant, idempotency_key, json_object, load, rate_limit_headers,
 )
 from saas.messaging import services as messaging
 
 bp = Blueprint("cloud", __name__)
 bp.before_request(authenticate)
+bp.after_request(rate_limit_headers)
 
 
 class GraphVersion(BaseConverter):
@@ -36,7 +37,6 @@ mark_read_body = schemas.MarkRead()
 
 
 @bp.post("/<graph_version:version>/<phone_number_id>/messages")
-@per_tenant
 def send(version, phone_number_id):
     tenant = current_tenant()
     body = json_object()

@@ -21,7 +21,7 @@ import re
 from flask import Response, current_app, jsonify, request, stream_with_context
 
 from saas.api import schemas
-from saas.api.requests import current_rights, current_tenant, json_object, load, per_tenant
+from saas.api.requests import current_rights, current_tenant, json_object, load
 from saas.errors import InvalidRequest, NotFound, PayloadTooLarge
 from saas.messaging import media, number_profile
 from saas.messaging.numbers import sending_number
@@ -87,14 +87,12 @@ def upload_form() -> media.Upload:
     return media.Upload(stream=stream, size=size, filename=filename, mime_type=mime_type.lower())
 
 
-@per_tenant
 def upload_media(version, phone_number_id):
     tenant = current_tenant()
     number = media.upload_number(tenant, current_rights(), phone_number_id)
     return jsonify(media.upload(_graph(), tenant, number, upload_form()))
 
 
-@per_tenant
 def get_object(version, object_id):
     tenant = current_tenant()
     if _is_number(tenant, object_id):
@@ -109,7 +107,6 @@ def get_object(version, object_id):
     return jsonify(answer)
 
 
-@per_tenant
 def delete_object(version, object_id):
     tenant = current_tenant()
     phone_number_id = request.args.get("phone_number_id") or None
@@ -117,7 +114,6 @@ def delete_object(version, object_id):
     return jsonify(media.delete(_graph(), tenant, ref, phone_number_id=phone_number_id))
 
 
-@per_tenant
 def media_content(version, media_id):
     ref = media.owned(current_tenant(), media_id)
     upstream = media.open_content(_graph(), ref)
@@ -147,7 +143,6 @@ def media_content(version, media_id):
     return response
 
 
-@per_tenant
 def business_profile(version, phone_number_id):
     tenant = current_tenant()
     if request.method == "POST":

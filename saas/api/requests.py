@@ -4,23 +4,36 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 
 from flask import current_app, g, request
 from marshmallow import ValidationError
 
 from saas.billing import entitlements
-from saas.errors import InvalidRequest, TenantSuspended
-from saas.extensions import db, limiter
-from saas.tenants.services import authenticate_api_key
+from saas.errors import InvalidRequest, RateLimited, TenantSuspended
+from saas.extensions import db
+from saas.tenants.services import api_key_digest, authenticate_api_key
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 def authenticate() -> None:
-    """Every API request's first step (a blueprint before_request): the key, its tenant, their rights."""
+    """Every API request's first step (a blueprint before_request): the plan's rate limit, the key, its
+    tenant, their rights.
+
+    A key seen lately is counted against its plan's limit before anything is loaded, so a refusal
+    costs no query (saas.api.plan_limits); a key not seen lately is counted once it is loaded.
+    Raises Unauthenticated, RateLimited or TenantSuspended.
+    """
+    header = request.headers.get("Authorization")
+    digest = api_key_digest(header)
+    limits = current_app.extensions["plan_limits"]
+    known = limits.known(digest)
+    if known is not None:
+        admit(limits.take(known))
     # Loaded again on a new connection if the database dropped the pooled one (503 if it stays away).
     reconnecting = current_app.extensions["reconnecting"].run
-    tenant, key = reconnecting(db.session, lambda: authenticate_api_key(request.headers.get("Authorization")))
+    tenant, key = reconnecting(db.session, lambda: authenticate_api_key(header))
     g.tenant = tenant
     g.tenant_id = tenant.id
     g.api_key_id = key.id
@@ -32,6 +45,30 @@ def authenticate() -> None:
     if g.rights.suspended:
         # Every API call, reads included: a suspended tenant's data stays where it is, unserved.
         raise TenantSuspended()
+    if known is None:
+        admit(limits.take(limits.remember(digest, tenant.id, g.rights.rate_limit_per_minute)))
+
+
+def admit(allowance) -> None:
+    """Note the count for the answer's X-RateLimit headers; RateLimited (with Retry-After) past the limit,
+    answered after RATE_LIMIT_PAUSE_SECONDS (at most the Retry-After)."""
+    g.rate_allowance = allowance
+    if allowance is None or allowance.allowed:
+        return
+    pause = min(current_app.config["RATE_LIMIT_PAUSE_SECONDS"], allowance.retry_after(time.time()))
+    if pause > 0:
+        # Nothing is held meanwhile (no row, no connection); under gevent only this request waits. A client
+        # that asks again at once, on many connections, so asks about once a pause per connection.
+        time.sleep(pause)
+    raise RateLimited(headers={"Retry-After": str(allowance.retry_after(time.time()))})
+
+
+def rate_limit_headers(response):
+    """Every API answer carries the plan's limit, what is left of it and when a place frees up (after_request)."""
+    allowance = g.get("rate_allowance")
+    if allowance is not None:
+        response.headers.update(allowance.headers())
+    return response
 
 
 def current_tenant():
@@ -42,19 +79,6 @@ def current_tenant():
 def current_rights():
     """What the tenant may do now (saas.billing.entitlements.Entitlements)."""
     return g.rights
-
-
-def rate_limit() -> str:
-    """The tenant's plan limit, in Flask-Limiter's notation."""
-    return f"{g.rights.rate_limit_per_minute}/minute"
-
-
-def rate_limit_key() -> str:
-    return f"tenant:{g.tenant_id}"
-
-
-# Every API view carries this: the plan's requests per minute, one count per tenant across all views.
-per_tenant = limiter.shared_limit(rate_limit, scope="api", key_func=rate_limit_key)
 
 
 def json_object() -> dict:

@@ -5,7 +5,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 
 from saas.api import schemas
 from saas.api.requests import (
-    authenticate, current_rights, current_tenant, idempotency_key, json_object, load, per_tenant,
+    authenticate, current_rights, current_tenant, idempotency_key, json_object, load, rate_limit_headers,
 )
 from saas.api.serializers import message_json, number_json
 from saas.errors import InvalidRequest
@@ -15,13 +15,13 @@ from saas.metering.services import usage_summary
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 bp.before_request(authenticate)
+bp.after_request(rate_limit_headers)
 
 send_body = schemas.V1Send()
 pagination = schemas.Pagination()
 
 
 @bp.post("/messages")
-@per_tenant
 def send_message():
     tenant = current_tenant()
     body = json_object()
@@ -44,7 +44,6 @@ def send_message():
 
 
 @bp.get("/messages")
-@per_tenant
 def list_messages():
     tenant = current_tenant()
     page = load(pagination, request.args.to_dict())
@@ -58,21 +57,18 @@ def list_messages():
 
 
 @bp.get("/messages/<message_id>")
-@per_tenant
 def get_message(message_id):
     tenant = current_tenant()
     return jsonify(message_json(messaging.get_message(tenant, message_id)))
 
 
 @bp.get("/numbers")
-@per_tenant
 def list_numbers():
     tenant = current_tenant()
     return jsonify({"data": [number_json(n) for n in numbers_for(tenant)]})
 
 
 @bp.get("/usage")
-@per_tenant
 def usage():
     tenant = current_tenant()
     rights = current_rights()

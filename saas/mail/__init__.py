@@ -2,9 +2,16 @@
 
 MAIL_URL: ``smtp://user:pass@host:587?starttls=1`` (STARTTLS), ``smtps://user:pass@host:465``
 (TLS from the first byte), ``smtp://host:25`` (plain, e.g. a local relay), or unset / ``log://``:
-each message is written to the log (development), text included. Sending runs on the background
-queue (saas.jobs), so a slow or failing SMTP server never delays or breaks a page; a failed attempt
-is retried MAIL_RETRIES times, MAIL_RETRY_SECONDS apart (doubling), then logged and dropped.
+each message is written to the log (development), text included.
+
+A slow or failing SMTP server never delays or breaks a page: ``send_mail`` hands the message on and
+returns. With REDIS_URL each message is an RQ job of its own, on Redis before ``send_mail`` returns
+(so a message sent from a job, whose work-horse process ends with it, is not lost with it); the
+worker tries it once per run and RQ runs it again MAIL_RETRIES times, after MAIL_RETRY_SECONDS
+(doubling, whole seconds), then keeps it among its failed jobs (``rq requeue`` sends it again).
+Without Redis, or while it cannot be reached, a request's email is delivered by the process's
+background queue after the response; a job's or a command's (which may end right after) before
+``send_mail`` returns; either way with the same retries in-process, then logged and dropped.
 """
 from __future__ import annotations
 
@@ -97,11 +104,47 @@ def init_app(app) -> None:
     app.extensions["mailer"] = build(app.config)
 
 
+class MailNotSent(RuntimeError):
+    """The SMTP server refused or could not be reached: the RQ job raises it so that RQ tries again."""
+
+
 def send_mail(to: str, subject: str, text: str, html: str | None = None) -> None:
-    """Queue one email; returns at once (delivered by the background queue, with retries)."""
+    """Hand one email on for delivery (see the module's docstring for where it goes). From a request it returns
+    at once; from a job or a command without Redis it returns once the email is sent or given up on."""
+    from flask import current_app, has_request_context
+
     from saas import jobs
 
-    jobs.enqueue("saas.mail.deliver", to, subject, text, html)
+    if jobs.queue_now("saas.mail.send_one", to, subject, text, html, retry_waits=retry_waits(current_app.config)):
+        return
+    if has_request_context() and not jobs.in_job():
+        jobs.enqueue("saas.mail.deliver", to, subject, text, html)  # after the response
+    else:
+        deliver(to, subject, text, html)  # a job or a command: nothing waits for it, and it may end next
+
+
+def retry_waits(config) -> list[int]:
+    """RQ's waits before each retry of a queued email: MAIL_RETRY_SECONDS doubling, in whole seconds."""
+    wait = float(config.get("MAIL_RETRY_SECONDS", 2.0))
+    return [round(wait * 2 ** attempt) for attempt in range(int(config.get("MAIL_RETRIES", 3)))]
+
+
+def send_one(to: str, subject: str, text: str, html: str | None = None) -> None:
+    """The RQ job of one email: one attempt; raises MailNotSent when it failed (RQ retries it)."""
+    from flask import current_app
+    from rq import get_current_job
+
+    mailer = current_app.extensions["mailer"]
+    try:
+        mailer.send(build_message(mailer.sender, to, subject, text, html))
+    except (smtplib.SMTPException, OSError) as exc:
+        job = get_current_job()
+        if job is not None and not job.retries_left:
+            log.error("email to %s (%s) not sent after its last attempt (%s); kept among RQ's failed jobs as %s",
+                      to, subject, exc, job.id)
+        else:
+            log.warning("email to %s (%s) failed (%s); RQ will try again", to, subject, exc)
+        raise MailNotSent(f"email to {to} ({subject}) not sent: {exc}") from exc
 
 
 def deliver(to: str, subject: str, text: str, html: str | None = None) -> bool:

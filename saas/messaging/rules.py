@@ -71,8 +71,8 @@ class PairRate:
     """About one message per ``seconds`` from a number to one contact, ``burst`` of them at once.
 
     A moving window of ``burst`` messages per ``burst * seconds`` per (number,
-    contact) key, in the ``limits`` storage given (Flask-Limiter's: Redis when
-    REDIS_URL is set, so every process shares it; memory otherwise).
+    contact) key, in the ``limits`` storage given (the app's rate-limit store: Redis
+    when REDIS_URL is set, so every process shares it; memory otherwise).
     ``burst`` 0 turns the check off.
     """
 

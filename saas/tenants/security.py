@@ -6,9 +6,9 @@ browser, including copies of a cookie taken before (Flask's sessions are
 signed cookies, so the server keeps no list of them: the version is what it
 can revoke).
 
-Throttles count in Flask-Limiter's storage (Redis with REDIS_URL, else this
-process's memory) through the ``limits`` library directly, because only
-failed logins count, which the decorators cannot express. Each setting is a
+Throttles count in the app's rate-limit store (saas.rate_store: Redis with
+REDIS_URL, else, or while Redis is unreachable, this process's memory)
+through the ``limits`` library, because only failed logins count. Each setting is a
 ``limits`` string of tiers ("5/15 minutes;10/hour;20/day"): the more
 failures, the longer the wait.
 """

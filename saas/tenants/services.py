@@ -241,6 +241,20 @@ def _key_snapshot(digest: str) -> KeySnapshot | None:
 _last_used_written: dict[str, datetime] = {}
 
 
+def api_key_digest(header: str | None) -> str:
+    """The hash an ``Authorization: Bearer`` header's key is stored under (nothing is loaded).
+
+    Raises Unauthenticated for a missing or malformed header.
+    """
+    if not header:
+        raise Unauthenticated()
+    scheme, _, raw = header.strip().partition(" ")
+    raw = raw.strip()
+    if scheme.lower() != "bearer" or not raw.startswith(KEY_PREFIX) or len(raw) > 200:
+        raise Unauthenticated()
+    return hash_key(raw)
+
+
 def authenticate_api_key(header: str | None) -> tuple[TenantSnapshot, KeySnapshot]:
     """The tenant and key behind an ``Authorization: Bearer`` header.
 
@@ -249,13 +263,7 @@ def authenticate_api_key(header: str | None) -> tuple[TenantSnapshot, KeySnapsho
     once and in every other process within ACCESS_CACHE_SECONDS. The key's
     last_used_at is written after the response, at most once a minute.
     """
-    if not header:
-        raise Unauthenticated()
-    scheme, _, raw = header.strip().partition(" ")
-    raw = raw.strip()
-    if scheme.lower() != "bearer" or not raw.startswith(KEY_PREFIX) or len(raw) > 200:
-        raise Unauthenticated()
-    digest = hash_key(raw)
+    digest = api_key_digest(header)
     key = _key_snapshot(digest)
     tenant = tenant_snapshot(key.tenant_id) if key is not None else None
     if key is None or tenant is None:

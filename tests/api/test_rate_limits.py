@@ -62,3 +62,131 @@ def test_successful_answers_carry_the_limit_but_no_retry_after(client):
     assert response.status_code == 200
     assert response.headers["X-RateLimit-Limit"] == "60"
     assert "Retry-After" not in response.headers
+
+
+# -- a refusal costs next to nothing, and the access caches' bound still holds -------------------------------
+
+BOUND = 0.5
+
+
+@pytest.fixture
+def short_bound(app):
+    """Access caches (the key-hash -> limit mapping among them) that keep an entry BOUND seconds."""
+    saved = app.config["ACCESS_CACHE_SECONDS"]
+    app.config["ACCESS_CACHE_SECONDS"] = BOUND
+    app.extensions.pop("snapshot_caches", None)
+    yield
+    app.config["ACCESS_CACHE_SECONDS"] = saved
+    app.extensions.pop("snapshot_caches", None)
+
+
+def statements_during(app, call):
+    """The SQL statements run while ``call()`` runs, and its result."""
+    from sqlalchemy import event
+
+    with app.app_context():
+        engine = db.engine
+    seen = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        result = call()
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    return seen, result
+
+
+def test_a_refusal_loads_no_key_tenant_or_plan(app, client, limit_of_three):
+    acme = sender(client)
+    assert [acme.send(to=f"155512300{n}").status_code for n in range(3)] == [200, 200, 200]
+    # What a refusal would have to load (the key, its tenant, subscription and plan) is gone from memory:
+    # only the key's hash -> limit mapping is left, and it alone decides.
+    for name in ("api_keys", "tenants", "subscriptions", "plans"):
+        app.extensions["snapshot_caches"][name].clear()
+    # The sends' follow-ups (sandbox receipts) are done: no statement but the refusal's can be seen.
+    assert app.extensions["background"].join()
+    statements, refused = statements_during(app, lambda: acme.send(to="15551230009"))
+    assert refused.status_code == 429
+    assert statements == []
+    assert refused.get_json()["error"]["reason"] == "rate_limited"
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    assert (refused.headers["X-RateLimit-Limit"], refused.headers["X-RateLimit-Remaining"]) == ("3", "0")
+
+
+def test_every_key_of_a_tenant_shares_its_count(app, client, limit_of_three):
+    from tests.factories import make_key
+
+    acme = sender(client)
+    with app.app_context():
+        from saas.tenants.models import Tenant
+
+        second = {"Authorization": f"Bearer {make_key(db.session.get(Tenant, acme.tenant_id), 'second')}"}
+        db.session.remove()
+    assert acme.get("/api/v1/usage").status_code == 200
+    assert client.get("/api/v1/usage", headers=second).status_code == 200
+    assert acme.get("/api/v1/usage").status_code == 200
+    assert client.get("/api/v1/usage", headers=second).status_code == 429
+    assert acme.get("/api/v1/usage").status_code == 429
+
+
+def poll(check, seconds: float):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def test_a_revoked_key_past_its_limit_stops_within_the_bound(app, client, limit_of_three, short_bound):
+    from sqlalchemy import text
+
+    acme = sender(client)
+    for _ in range(3):
+        assert acme.get("/api/v1/usage").status_code == 200
+    assert acme.get("/api/v1/usage").status_code == 429
+    # Revoked by another process: plain SQL, unseen by this process's caches.
+    with app.app_context():
+        db.session.execute(text("UPDATE api_keys SET revoked_at = CURRENT_TIMESTAMP WHERE tenant_id = :t"),
+                           {"t": acme.tenant_id})
+        db.session.commit()
+        db.session.remove()
+    assert poll(lambda: acme.get("/api/v1/usage").status_code == 401, BOUND + 2)
+
+
+def test_a_limit_raised_elsewhere_applies_within_the_bound(app, client, limit_of_three, short_bound):
+    from sqlalchemy import text
+
+    acme = sender(client)
+    for _ in range(3):
+        acme.get("/api/v1/usage")
+    assert acme.get("/api/v1/usage").status_code == 429
+    with app.app_context():
+        db.session.execute(text("UPDATE plans SET rate_limit_per_minute = 100 WHERE code = 'free'"))
+        db.session.commit()
+        db.session.remove()
+    assert poll(lambda: acme.get("/api/v1/usage").status_code == 200, BOUND + 2)
+    assert acme.get("/api/v1/usage").headers["X-RateLimit-Limit"] == "100"
+
+
+def test_a_refusal_is_answered_after_the_pause(app, client, limit_of_three):
+    import time
+
+    acme = sender(client)
+    for _ in range(3):
+        assert acme.get("/api/v1/usage").status_code == 200
+    app.config["RATE_LIMIT_PAUSE_SECONDS"] = 0.3
+    try:
+        started = time.monotonic()
+        refused = acme.get("/api/v1/usage")
+        took = time.monotonic() - started
+    finally:
+        app.config["RATE_LIMIT_PAUSE_SECONDS"] = 0
+    assert refused.status_code == 429
+    assert 0.3 <= took < 3
+    assert 0 < int(refused.headers["Retry-After"]) <= 60

@@ -10,13 +10,10 @@ from redis.connection import SSLConnection
 
 from saas import create_app
 from saas.config import redis_options
-from saas.extensions import limiter
 
 
 @pytest.fixture
 def build(monkeypatch, tmp_path):
-    saved = dict(limiter._storage_options)
-
     def build(url, verify=None):
         monkeypatch.setenv("REDIS_URL", url)
         if verify is None:
@@ -26,13 +23,10 @@ def build(monkeypatch, tmp_path):
         app = create_app({"TESTING": True, "HOUSEKEEPING": False,
                           "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(tmp_path / "tls.sqlite3")})
         rq_pool = app.extensions["rq_queue"].connection.connection_pool
-        limits_pool = limiter.storage.storage.connection_pool
+        limits_pool = app.extensions["rate_store"].primary.storage.connection_pool
         return rq_pool, limits_pool
 
-    yield build
-    # The limiter is one object for every app in this process: the next app starts from what it had.
-    limiter._storage_options.clear()
-    limiter._storage_options.update(saved)
+    return build
 
 
 def test_a_rediss_url_skips_certificate_checks_for_rq_and_the_rate_limits(build):
