@@ -37,8 +37,10 @@ import time
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import default as email_policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from tests.http_server import LoopbackHTTPServer
 
 # Meta's error codes: (HTTP status, type, message). From the Cloud API's error code reference.
 GRAPH_ERRORS = {
@@ -143,9 +145,7 @@ class FakeGraph:
         self._reset_answers()
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 1024
+        self.server = LoopbackHTTPServer(("127.0.0.1", 0), _handler(self))
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------

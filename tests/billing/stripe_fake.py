@@ -31,9 +31,11 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from html import escape
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.http_server import LoopbackHTTPServer
 
 OBJECTS = json.loads((Path(__file__).with_name("stripe_objects.json")).read_text())
 API_VERSION = "2026-10-28.endive"
@@ -104,8 +106,7 @@ class FakeStripe:
         self._idempotent: dict = {}
         # Bumped by reset(): a delayed request of an earlier test must not act on the next test's state.
         self._generation = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.server.daemon_threads = True
+        self.server = LoopbackHTTPServer(("127.0.0.1", 0), _handler(self))
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------
