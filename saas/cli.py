@@ -14,7 +14,8 @@ from saas.billing import stripe_client
 from saas.billing.catalog import seed_plans
 from saas.billing.services import UnknownPlan
 from saas.messaging.numbers import numbers_for
-from saas.metering import reporting
+from saas.metering.reconciliation import reconcile
+from saas.metering.reporting import UsageReporter
 from saas.onboarding import services as onboarding
 from saas.tenants import services as accounts
 
@@ -157,7 +158,7 @@ def usage_check_command():
     for problem in problems:
         click.echo(problem)
     client = stripe_client.client() if stripe_client.configured() else None
-    reported = reporting.reconcile(db.session, client, event_name=current_app.config["STRIPE_METER_EVENT_NAME"])
+    reported = reconcile(db.session, client, event_name=current_app.config["STRIPE_METER_EVENT_NAME"])
     for problem in reported.problems:
         click.echo(problem)
     if not reported.stripe_compared:
@@ -176,7 +177,7 @@ def usage_report_command():
     """Report settled overage to Stripe's Billing Meter now (web processes do it every USAGE_REPORT_SECONDS)."""
     if not stripe_client.configured():
         raise click.ClickException("Stripe is not configured (STRIPE_SECRET_KEY is not set): nothing was reported.")
-    run = reporting.UsageReporter.from_config(current_app.config, stripe_client.client()).report()
+    run = UsageReporter.from_config(current_app.config, stripe_client.client()).report()
     click.echo(run.summary())
     for error, n in run.errors.most_common():
         click.echo(f"{n} failed: {error}")
