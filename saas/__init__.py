@@ -202,9 +202,9 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_errorhandlers(app: Flask) -> None:
-    from saas import errors
+    from saas import error_handlers
 
-    errors.init_app(app)
+    error_handlers.init_app(app)
     register_path_guard(app)
 
 
