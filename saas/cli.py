@@ -320,20 +320,21 @@ def tokens_rotate_command():
 @click.argument("tenant", required=False)
 def templates_sync_command(tenant):
     """Sync message templates from WhatsApp for TENANT (slug or owner email), or every tenant with a live number."""
-    from saas.messaging import templates
     from saas.messaging.graph import GraphError
+    from saas.messaging.template_sync import sync_all, sync_templates
+    from saas.messaging.templates import wabas_for
 
     graph = current_app.extensions["graph"]
     try:
         if tenant is None:
-            results = templates.sync_all(graph, actor="cli")
+            results = sync_all(graph, actor="cli")
         else:
             found = accounts.find_tenant(tenant)
             if found is None:
                 raise click.ClickException(f"No tenant with slug or owner email {tenant!r}.")
-            if not templates.wabas_for(found):
+            if not wabas_for(found):
                 raise click.ClickException(f"{found.slug} has no live number with a WhatsApp Business Account.")
-            results = {found.slug: templates.sync_templates(graph, found, actor="cli")}
+            results = {found.slug: sync_templates(graph, found, actor="cli")}
     except GraphError as exc:
         raise click.ClickException(f"WhatsApp refused or could not be reached ({exc}); nothing was changed.") from None
     if not results:
