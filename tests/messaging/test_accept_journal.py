@@ -21,8 +21,9 @@ from saas.messaging.models import Message
 from saas.messaging.transports import SandboxTransport
 from saas.timeutil import utcnow
 from tests.factories import call_send, send_service, sender, usage_values
-from tests.messaging.test_database_faults import BILLED_ONCE, SessionAwayForAWhile
-from tests.messaging.test_database_faults import CONTACT as TO
+from tests.messaging.live import BILLED_ONCE
+from tests.messaging.live import CONTACT as TO
+from tests.messaging.test_database_faults import SessionAwayForAWhile
 from tests.metering.test_failures import assert_usage_equals_rows
 
 REDIS_URL = os.environ.get("DEPLOY_CHECK_REDIS_URL", "redis://127.0.0.1:6379/12")

@@ -19,25 +19,10 @@ from saas.extensions import db
 from saas.messaging.models import Message
 from saas.messaging.transports import SandboxTransport
 from tests.factories import call_send, send_service, sender, settle, usage_values
-from tests.messaging.live import inbound, live_number, text_payload
+from tests.messaging.live import BILLED_ONCE, CONTACT, text_payload
 from tests.metering.test_concurrency import pg_only  # noqa: F401
 from tests.metering.test_failures import assert_usage_equals_rows
 from tests.tcp_proxy import TcpProxy
-
-CONTACT = "15551234567"
-BILLED_ONCE = {"messages": 1, "conversations": 1, "conversations.service": 1}
-
-
-@pytest.fixture
-def acme(client):
-    return sender(client, "pro")
-
-
-@pytest.fixture
-def number(app, graph, acme):
-    found = live_number(app, graph, acme.tenant_id)
-    inbound(app, acme.tenant_id, found[1], CONTACT)
-    return found
 
 
 def kill_our_connections(app) -> int:
