@@ -76,21 +76,27 @@ class SessionAwayForAWhile:
         return self.session.connection(**kwargs)
 
 
+def send_with_the_database_away(acme, times: int, **collaborators):
+    """In an app context: a send WhatsApp (the sandbox, answering as a live number does) took, the database
+    unreachable for the next ``times`` steps after; returns (the send's outcome, the session)."""
+    session = SessionAwayForAWhile(db.session, times=times)
+
+    class LikeLive(SandboxTransport):
+        side_effect_free = False
+
+        def send(self, number, payload):
+            result = super().send(number, payload)
+            session.away = session.times
+            return result
+
+    outcome = call_send(send_service(LikeLive(), session=session, **collaborators), acme, text_payload(CONTACT, "hi"))
+    return outcome, session
+
+
 def test_a_database_away_for_a_moment_after_sending_is_waited_for_and_the_send_billed(app, client):
     acme = sender(client, "starter")
     with app.app_context():
-        session = SessionAwayForAWhile(db.session, times=3)
-
-        class LikeLive(SandboxTransport):
-            side_effect_free = False
-
-            def send(self, number, payload):
-                result = super().send(number, payload)
-                session.away = session.times
-                return result
-
-        outcome = call_send(send_service(LikeLive(), session=session), acme,
-                            {"messaging_product": "whatsapp", "to": CONTACT, "type": "text", "text": {"body": "hi"}})
+        outcome, session = send_with_the_database_away(acme, times=3)
         assert session.away == 0  # every failing try was used up, then the accept went through
         db.session.remove()
     [message] = out_messages(app, acme.tenant_id)
