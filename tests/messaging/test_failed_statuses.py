@@ -11,17 +11,15 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import select
 
 from saas.billing.services import subscription_for
 from saas.extensions import db
-from saas.messaging.models import Message
 from saas.metering.reporting import UsageReporter
 from saas.tenants.models import Tenant
 from tests import whatsapp_payloads as wa
 from tests.factories import usage_values
 from tests.messaging.live import BILLED_ONCE, CONTACT, live_number_with
-from tests.webhooks.test_whatsapp_inbound import deliver, whatsapp  # noqa: F401
+from tests.webhooks.test_whatsapp_inbound import deliver, message, whatsapp  # noqa: F401
 
 
 @pytest.fixture
@@ -43,14 +41,6 @@ def send(acme, number, to=CONTACT) -> str:
 
 def status(app, client, number, item) -> None:
     deliver(app, client, wa.notification(number.waba_id, ("messages", wa.messages_value(number, statuses=[item]))))
-
-
-def message(app, wamid) -> Message:
-    with app.app_context():
-        row = db.session.scalar(select(Message).where(Message.wa_message_id == wamid))
-        db.session.expunge_all()
-        db.session.remove()
-    return row
 
 
 def check(runner):
