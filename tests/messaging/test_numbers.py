@@ -515,16 +515,6 @@ def test_a_disconnected_number_stops_sending_at_once_and_keeps_its_messages(app,
     assert audit_actions(app, acme.tenant_id) == ["number.connected", "number.disconnected"]
 
 
-@pytest.fixture
-def short_bound(app):
-    saved = app.config["ACCESS_CACHE_SECONDS"]
-    app.config["ACCESS_CACHE_SECONDS"] = 0.5
-    app.extensions.pop("snapshot_caches", None)
-    yield 0.5
-    app.config["ACCESS_CACHE_SECONDS"] = saved
-    app.extensions.pop("snapshot_caches", None)
-
-
 def test_a_number_disconnected_by_another_process_stops_within_the_bound(app, client, graph, short_bound):
     acme = sender(client, "starter")
     meta = graph.add_number()
