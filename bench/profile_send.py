@@ -48,6 +48,20 @@ def library(filename: str) -> str:
     return "other (stdlib, builtins)" if filename.startswith(("~", "<")) or "/lib/python3" in filename else "other"
 
 
+def print_cpu_by_library(stats: pstats.Stats, n: int, each: str, top: int) -> None:
+    """The profiled functions' own CPU summed by library, per ``each`` (a send, a refusal) of ``n``, then the
+    ``top`` functions with the most own CPU."""
+    by_library = defaultdict(float)
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():
+        by_library[library(filename)] += tottime
+    total = sum(by_library.values()) or 1
+    print(f"  own CPU per {each} by library:")
+    for name, seconds in sorted(by_library.items(), key=lambda item: -item[1]):
+        print(f"    {name:28s} {1000 * seconds / n:6.3f} ms  {100 * seconds / total:5.1f}%")
+    print()
+    stats.sort_stats("tottime").print_stats(top)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("live", "sandbox"), default="live")
@@ -168,15 +182,7 @@ def profile(args, token: str) -> int:
               f"{1000 * held[int(len(held) * 0.99)]:.1f} ms, max {1000 * held[-1]:.1f} ms; {long} of {len(held)} as "
               f"long as the Graph call ({args.graph_delay_ms:g} ms), as every send's would be if held across it")
     stats = pstats.Stats(profiler)
-    by_library = defaultdict(float)
-    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():
-        by_library[library(filename)] += tottime
-    total = sum(by_library.values()) or 1
-    print("  own CPU per send by library:")
-    for name, seconds in sorted(by_library.items(), key=lambda item: -item[1]):
-        print(f"    {name:28s} {1000 * seconds / n:6.3f} ms  {100 * seconds / total:5.1f}%")
-    print()
-    stats.sort_stats("tottime").print_stats(args.top)
+    print_cpu_by_library(stats, n, "send", args.top)
     if args.callees:
         stats.sort_stats("cumulative").print_stats(args.callees)
     return 0
