@@ -21,13 +21,13 @@ import pstats
 import secrets
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
+from profile_send import DEFAULT_DB, FERNET_KEY, print_cpu_by_library
+
 BENCH_DIR = Path(__file__).resolve().parent
-FERNET_KEY = "x9Gj0eKqk0p2M1o5Y2m2f8qVZ0jv3QXb6Zy9yQ1K8fU="
-DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/relay_bench_profile"
 LIMIT = 5
+FREE_LIMIT = "UPDATE plans SET rate_limit_per_minute = :limit WHERE code = 'free'"
 
 
 def main(argv=None) -> int:
@@ -42,30 +42,51 @@ def main(argv=None) -> int:
                       RATE_LIMIT_PAUSE_SECONDS="0")
     os.environ.pop("REDIS_URL", None)
     sys.path.insert(0, args.app_dir)
-    sys.path.insert(0, str(BENCH_DIR))
-    from profile_send import library
+    return profile(args)
 
-    from sqlalchemy import event, text
 
-    from saas import create_app
+def refused_tenant(app) -> tuple[str, str, int]:
+    """A new free tenant, the free plan's limit lowered to LIMIT; (its API key, its sandbox number, the limit
+    to put back). A profile database of its own: the limit is put back at the end (restore_limit)."""
+    from sqlalchemy import text
+
     from saas.extensions import db
     from saas.messaging.numbers import numbers_for
     from saas.onboarding.services import sign_up
     from saas.tenants import services as accounts
 
-    app = create_app()
     stamp = secrets.token_hex(4)
     with app.app_context():
-        # A profile database of its own: the free plan's limit is lowered here and put back at the end.
         saved = db.session.scalar(text("SELECT rate_limit_per_minute FROM plans WHERE code = 'free'"))
-        db.session.execute(text("UPDATE plans SET rate_limit_per_minute = :limit WHERE code = 'free'"),
-                           {"limit": LIMIT})
+        db.session.execute(text(FREE_LIMIT), {"limit": LIMIT})
         db.session.commit()
         tenant = sign_up(f"Refusal {stamp}", f"refusal-{stamp}@bench.example.com", "bench password",
                          plan_code="free", verified=True).tenant
         key = accounts.create_api_key(tenant, "profile").secret
         number = numbers_for(tenant)[0].phone_number_id
         db.session.commit()
+    return key, number, saved
+
+
+def restore_limit(app, saved: int) -> None:
+    from sqlalchemy import text
+
+    from saas.extensions import db
+
+    with app.app_context():
+        db.session.execute(text(FREE_LIMIT), {"limit": saved})
+        db.session.commit()
+
+
+def profile(args) -> int:
+    from sqlalchemy import event
+
+    from saas import create_app
+    from saas.extensions import db
+
+    app = create_app()
+    key, number, saved = refused_tenant(app)
+    with app.app_context():
         engine = db.engine
 
     statements = [0]
@@ -109,20 +130,8 @@ def main(argv=None) -> int:
         send(429)
     profiler.disable()
     print(f"  under cProfile: CPU {1000 * (time.process_time() - started) / n:.3f} ms a refusal")
-    with app.app_context():
-        db.session.execute(text("UPDATE plans SET rate_limit_per_minute = :limit WHERE code = 'free'"),
-                           {"limit": saved})
-        db.session.commit()
-    stats = pstats.Stats(profiler)
-    by_library = defaultdict(float)
-    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():
-        by_library[library(filename)] += tottime
-    total = sum(by_library.values()) or 1
-    print("  own CPU per refusal by library:")
-    for name, seconds in sorted(by_library.items(), key=lambda item: -item[1]):
-        print(f"    {name:28s} {1000 * seconds / n:6.3f} ms  {100 * seconds / total:5.1f}%")
-    print()
-    stats.sort_stats("tottime").print_stats(args.top)
+    restore_limit(app, saved)
+    print_cpu_by_library(pstats.Stats(profiler), n, "refusal", args.top)
     return 0
 
 

@@ -48,6 +48,20 @@ def library(filename: str) -> str:
     return "other (stdlib, builtins)" if filename.startswith(("~", "<")) or "/lib/python3" in filename else "other"
 
 
+def print_cpu_by_library(stats: pstats.Stats, n: int, each: str, top: int) -> None:
+    """The profiled functions' own CPU summed by library, per ``each`` (a send, a refusal) of ``n``, then the
+    ``top`` functions with the most own CPU."""
+    by_library = defaultdict(float)
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():
+        by_library[library(filename)] += tottime
+    total = sum(by_library.values()) or 1
+    print(f"  own CPU per {each} by library:")
+    for name, seconds in sorted(by_library.items(), key=lambda item: -item[1]):
+        print(f"    {name:28s} {1000 * seconds / n:6.3f} ms  {100 * seconds / total:5.1f}%")
+    print()
+    stats.sort_stats("tottime").print_stats(top)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("live", "sandbox"), default="live")
@@ -77,17 +91,17 @@ def main(argv=None) -> int:
         graph.wait(5)
 
 
-def profile(args, token: str) -> int:
-    from sqlalchemy import event, text
+def sending_tenant(app, args, token: str) -> tuple[str, str, list[str]]:
+    """A new enterprise tenant (its rate limit out of the way) sending from a live or its sandbox number, with
+    the windows of enough contacts open; (its API key, the number's phone_number_id, the contacts)."""
+    from sqlalchemy import text
 
-    from saas import create_app
     from saas.extensions import db
     from saas.messaging.models import PhoneNumber
     from saas.messaging.numbers import encrypt_token, numbers_for
     from saas.onboarding.services import sign_up
     from saas.tenants import services as accounts
 
-    app = create_app()
     stamp = secrets.token_hex(4)
     with app.app_context():
         db.session.execute(text("UPDATE plans SET rate_limit_per_minute = 10000000 WHERE code = 'enterprise'"))
@@ -112,7 +126,13 @@ def profile(args, token: str) -> int:
             "(now() AT TIME ZONE 'utc') + interval '24 hours' FROM unnest(CAST(:contacts AS text[])) AS c"),
             {"tenant": tenant_id, "number": number_pk, "contacts": contacts})
         db.session.commit()
-        engine = db.engine
+    return key, phone_number_id, contacts
+
+
+def watch_database(engine) -> tuple[list, list, list]:
+    """Counts on the engine from now on: ([SQL statements], [their wall seconds], [seconds each pooled
+    connection was held]), to be reset between the warm-up and the measure."""
+    from sqlalchemy import event
 
     statements, in_db, held = [0], [0.0], []
 
@@ -134,6 +154,18 @@ def profile(args, token: str) -> int:
     def after(conn, cursor, statement, parameters, context, executemany):
         statements[0] += 1
         in_db[0] += time.perf_counter() - conn.info.pop("bench_started", time.perf_counter())
+
+    return statements, in_db, held
+
+
+def profile(args, token: str) -> int:
+    from saas import create_app
+    from saas.extensions import db
+
+    app = create_app()
+    key, phone_number_id, contacts = sending_tenant(app, args, token)
+    with app.app_context():
+        statements, in_db, held = watch_database(db.engine)
 
     client = app.test_client()
     headers = {"Authorization": f"Bearer {key}"}
@@ -168,15 +200,7 @@ def profile(args, token: str) -> int:
               f"{1000 * held[int(len(held) * 0.99)]:.1f} ms, max {1000 * held[-1]:.1f} ms; {long} of {len(held)} as "
               f"long as the Graph call ({args.graph_delay_ms:g} ms), as every send's would be if held across it")
     stats = pstats.Stats(profiler)
-    by_library = defaultdict(float)
-    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():
-        by_library[library(filename)] += tottime
-    total = sum(by_library.values()) or 1
-    print("  own CPU per send by library:")
-    for name, seconds in sorted(by_library.items(), key=lambda item: -item[1]):
-        print(f"    {name:28s} {1000 * seconds / n:6.3f} ms  {100 * seconds / total:5.1f}%")
-    print()
-    stats.sort_stats("tottime").print_stats(args.top)
+    print_cpu_by_library(stats, n, "send", args.top)
     if args.callees:
         stats.sort_stats("cumulative").print_stats(args.callees)
     return 0

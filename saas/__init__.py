@@ -57,7 +57,7 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
 
     @app.after_request
-    def retry_after_only_on_429(response):
+    def retry_after_only_on_429_and_503(response):
         from flask import g
 
         # A refusal that knows its own wait (a throttled form, WhatsApp's pair rate, a plan's limit, the
@@ -202,9 +202,9 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_errorhandlers(app: Flask) -> None:
-    from saas import errors
+    from saas import error_handlers
 
-    errors.init_app(app)
+    error_handlers.init_app(app)
     register_path_guard(app)
 
 

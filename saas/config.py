@@ -156,8 +156,6 @@ def redis_options(url: str | None, verify: bool) -> dict:
     return {}
 
 
-
-
 def database_connect_args(raw: str | None) -> dict:
     """PostgreSQL gives up connecting after 5 s (a host that vanished would otherwise hold a request
     for the kernel's two minutes), so the send path's retries stay within their time."""
@@ -222,20 +220,7 @@ def load(instance_path: str) -> dict:
         "RATE_LIMIT_PAUSE_SECONDS": env_pause("RATE_LIMIT_PAUSE_SECONDS", 1.0),
         # The sandbox answers after this long, to rehearse a real upstream's latency.
         "SANDBOX_LATENCY_MS": env_int("SANDBOX_LATENCY_MS", 0),
-        # The usage roll-up and the recovery of interrupted sends, in every process.
-        "HOUSEKEEPING": env_bool("HOUSEKEEPING", True),
-        # A send still pending this long was interrupted and is settled. Unset: derived from the longest a
-        # live send can take (the WhatsApp timeouts, tries and waits below, and the database's retries);
-        # set shorter than that, the app refuses to start (saas.messaging.settle.recovery_age).
-        "RECOVER_SENDS_AFTER_SECONDS": env_float("RECOVER_SENDS_AFTER_SECONDS", 0.0) or None,
-        # A step of the send path (the accept after WhatsApp answered, the Idempotency-Key lookup, the
-        # API key's load) meeting a dropped or unreachable database is tried again on a new connection,
-        # at most RETRIES more times within SECONDS; then the request answers 503 (an accept is kept
-        # in the accept journal and written when the database is back).
-        "DATABASE_RETRIES": env_int("DATABASE_RETRIES", 5),
-        "DATABASE_RETRY_SECONDS": env_seconds("DATABASE_RETRY_SECONDS", 5.0),
-        # Where accepts the database could not take are kept when there is no Redis (or it fails too).
-        "ACCEPT_JOURNAL_DIR": env_str("ACCEPT_JOURNAL_DIR", str(Path(instance_path) / "accept-journal")),
+        **_recovery_settings(instance_path),
         # Where users reach this app: the only base for absolute links (upgrade_url, examples, Stripe's
         # return URLs) in production. Without it (development), the request's host is used only when trusted.
         "PUBLIC_BASE_URL": public_base_url(env_str("PUBLIC_BASE_URL")),
@@ -243,6 +228,31 @@ def load(instance_path: str) -> dict:
         "TRUSTED_HOSTS": trusted_hosts(env_str("TRUSTED_HOSTS")),
         # Strict-Transport-Security on every response (production: the site is served over HTTPS only).
         "HSTS": env_bool("HSTS", production),
+        **_mail_settings(),
+        **_stripe_settings(),
+        **_whatsapp_settings(),
+        **_webhook_settings(),
+        "TOKEN_ENCRYPTION_KEY": token_key,
+        "PAST_DUE_GRACE_DAYS": env_int("PAST_DUE_GRACE_DAYS", 7),
+        "LOG_LEVEL": env_str("LOG_LEVEL", "INFO"),
+        "MAX_CONTENT_LENGTH": env_int("MAX_REQUEST_BYTES", 256 * 1024),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_SECURE": production,
+        "PREFERRED_URL_SCHEME": "https" if production else "http",
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(),
+        "WTF_CSRF_TIME_LIMIT": None,
+        # How many proxies in front of the app set X-Forwarded-For/-Proto (Heroku's router: 1). The
+        # client address the throttles count is the one the last trusted proxy saw; 0 trusts none.
+        "TRUSTED_PROXIES": env_int("TRUSTED_PROXIES", 0),
+        **_sign_in_settings(),
+    }
+
+
+def _mail_settings() -> dict:
+    """Outgoing email and the links it carries."""
+    return {
         # Outgoing email (saas/mail): smtp://user:pass@host:587?starttls=1, smtps://..., or unset/log:// (logged).
         "MAIL_URL": env_str("MAIL_URL"),
         "MAIL_FROM": env_str("MAIL_FROM", "Relay <no-reply@localhost>"),
@@ -252,6 +262,12 @@ def load(instance_path: str) -> dict:
         # How long an email-verification link works (seconds; 2 days); a reset link works 1 hour, once.
         "EMAIL_TOKEN_MAX_AGE": env_int("EMAIL_TOKEN_MAX_AGE", 2 * 24 * 3600),
         "PASSWORD_RESET_MAX_AGE": env_int("PASSWORD_RESET_MAX_AGE", 3600),
+    }
+
+
+def _stripe_settings() -> dict:
+    """Stripe: the account, the client's timeouts, the meter and how often usage is reported."""
+    return {
         "STRIPE_SECRET_KEY": env_str("STRIPE_SECRET_KEY"),
         "STRIPE_WEBHOOK_SECRET": env_str("STRIPE_WEBHOOK_SECRET"),
         "STRIPE_API_BASE": env_str("STRIPE_API_BASE"),
@@ -263,6 +279,12 @@ def load(instance_path: str) -> dict:
         # Usage records are reported once their send has surely settled (sends settle within
         # 1.5x RECOVER_SENDS_AFTER_SECONDS), in batches, by every web process or `flask usage report`.
         "USAGE_REPORT_SECONDS": env_float("USAGE_REPORT_SECONDS", 60.0),
+    }
+
+
+def _whatsapp_settings() -> dict:
+    """WhatsApp: the app's secrets, Graph calls, media, the pair rate and the notifications' upkeep."""
+    return {
         "WHATSAPP_APP_SECRET": env_str("WHATSAPP_APP_SECRET"),
         "WHATSAPP_VERIFY_TOKEN": env_str("WHATSAPP_VERIFY_TOKEN"),
         "WHATSAPP_GRAPH_URL": env_str("WHATSAPP_GRAPH_URL", "https://graph.facebook.com"),
@@ -292,6 +314,12 @@ def load(instance_path: str) -> dict:
         "WHATSAPP_APPLY_BATCH": env_int("WHATSAPP_APPLY_BATCH", 10),
         "WHATSAPP_SWEEP_SECONDS": env_float("WHATSAPP_SWEEP_SECONDS", 30.0),
         "WHATSAPP_NOTIFICATION_RETENTION_DAYS": env_int("WHATSAPP_NOTIFICATION_RETENTION_DAYS", 7),
+    }
+
+
+def _webhook_settings() -> dict:
+    """Forwarding to tenants' webhooks."""
+    return {
         # Forwarding to tenants' webhooks: waits between tries (8 tries over about a day by
         # default, then dead), timeouts, posts at once per process, how often due ones are sent.
         "WEBHOOK_RETRY_SCHEDULE": env_seconds_list("WEBHOOK_RETRY_SCHEDULE", "60,300,900,3600,7200,21600,50400"),
@@ -302,31 +330,12 @@ def load(instance_path: str) -> dict:
         # Lets tenants' webhooks point at loopback and private addresses (and use http in
         # production): for tests and local work only.
         "WEBHOOK_ALLOW_PRIVATE_TARGETS": env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False),
-        "TOKEN_ENCRYPTION_KEY": token_key,
-        "PAST_DUE_GRACE_DAYS": env_int("PAST_DUE_GRACE_DAYS", 7),
-        "LOG_LEVEL": env_str("LOG_LEVEL", "INFO"),
-        "MAX_CONTENT_LENGTH": env_int("MAX_REQUEST_BYTES", 256 * 1024),
-        "SESSION_COOKIE_HTTPONLY": True,
-        "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": production,
-        "REMEMBER_COOKIE_SECURE": production,
-        "PREFERRED_URL_SCHEME": "https" if production else "http",
-        "SQLALCHEMY_ENGINE_OPTIONS": {
-            # No ping per checkout (a round trip on every request): a dropped connection
-            # is found by using it, and the send path retries its step once on a new one.
-            "pool_pre_ping": env_bool("DATABASE_PRE_PING", False),
-            "pool_recycle": 1800,
-            # A fixed pool: under load, connections opened past the pool and closed on return
-            # (overflow) cost a PostgreSQL backend each time and halved throughput at 64
-            # connections; requests wait briefly for a pooled connection instead.
-            "pool_size": env_int("DATABASE_POOL_SIZE", 20),
-            "max_overflow": env_int("DATABASE_POOL_OVERFLOW", 0),
-            **database_connect_args(env_str("DATABASE_URL")),
-        },
-        "WTF_CSRF_TIME_LIMIT": None,
-        # How many proxies in front of the app set X-Forwarded-For/-Proto (Heroku's router: 1). The
-        # client address the throttles count is the one the last trusted proxy saw; 0 trusts none.
-        "TRUSTED_PROXIES": env_int("TRUSTED_PROXIES", 0),
+    }
+
+
+def _sign_in_settings() -> dict:
+    """Signing in and signing up: throttles, two-factor login, password strength."""
+    return {
         # Failed logins allowed per account (by the email typed, existing or not) and per client
         # address, as `limits` tiers: past each tier the wait grows. Only failures count.
         "LOGIN_ACCOUNT_LIMITS": env_str("LOGIN_ACCOUNT_LIMITS", "5/15 minutes;10/hour;20/day"),
@@ -341,4 +350,40 @@ def load(instance_path: str) -> dict:
         "SIGNUP_ADDRESS_LIMITS": env_str("SIGNUP_ADDRESS_LIMITS", "5/hour;20/day"),
         # zxcvbn's strength estimate (0-4) a new password must reach.
         "PASSWORD_MIN_SCORE": env_int("PASSWORD_MIN_SCORE", 3),
+    }
+
+
+def _recovery_settings(instance_path: str) -> dict:
+    """Housekeeping and surviving a lost database: interrupted sends settled, steps retried, accepts kept."""
+    return {
+        # The usage roll-up and the recovery of interrupted sends, in every process.
+        "HOUSEKEEPING": env_bool("HOUSEKEEPING", True),
+        # A send still pending this long was interrupted and is settled. Unset: derived from the longest a
+        # live send can take (the WhatsApp timeouts, tries and waits below, and the database's retries);
+        # set shorter than that, the app refuses to start (saas.messaging.settle.recovery_age).
+        "RECOVER_SENDS_AFTER_SECONDS": env_float("RECOVER_SENDS_AFTER_SECONDS", 0.0) or None,
+        # A step of the send path (the accept after WhatsApp answered, the Idempotency-Key lookup, the
+        # API key's load) meeting a dropped or unreachable database is tried again on a new connection,
+        # at most RETRIES more times within SECONDS; then the request answers 503 (an accept is kept
+        # in the accept journal and written when the database is back).
+        "DATABASE_RETRIES": env_int("DATABASE_RETRIES", 5),
+        "DATABASE_RETRY_SECONDS": env_seconds("DATABASE_RETRY_SECONDS", 5.0),
+        # Where accepts the database could not take are kept when there is no Redis (or it fails too).
+        "ACCEPT_JOURNAL_DIR": env_str("ACCEPT_JOURNAL_DIR", str(Path(instance_path) / "accept-journal")),
+    }
+
+
+def _engine_options() -> dict:
+    """SQLAlchemy's engine options: the connection pool, and the driver's connect arguments."""
+    return {
+        # No ping per checkout (a round trip on every request): a dropped connection
+        # is found by using it, and the send path retries its step once on a new one.
+        "pool_pre_ping": env_bool("DATABASE_PRE_PING", False),
+        "pool_recycle": 1800,
+        # A fixed pool: under load, connections opened past the pool and closed on return
+        # (overflow) cost a PostgreSQL backend each time and halved throughput at 64
+        # connections; requests wait briefly for a pooled connection instead.
+        "pool_size": env_int("DATABASE_POOL_SIZE", 20),
+        "max_overflow": env_int("DATABASE_POOL_OVERFLOW", 0),
+        **database_connect_args(env_str("DATABASE_URL")),
     }

@@ -132,10 +132,10 @@ def _forget(session) -> None:
 
 
 def unreachable_answer(exc: BaseException):
-    """The answer to a request the database failed under (saas.errors' last handler): 503, never 500."""
+    """The answer to a request the database failed under (saas.error_handlers' last handler): 503, never 500."""
     from flask import Response, g
 
-    from saas.errors import render_api_error, wants_json
+    from saas.error_handlers import render_api_error, wants_json
     from saas.extensions import db
 
     log.warning("database unreachable", extra={"error": type(exc).__name__})

@@ -156,6 +156,18 @@ def runner(app):
     return app.test_cli_runner()
 
 
+@pytest.fixture
+def short_bound(app):
+    """Access caches (keys, the key-hash -> limit mapping, plans, tenants, numbers) that keep an entry half a
+    second instead of the default; yields that bound, in seconds."""
+    saved = app.config["ACCESS_CACHE_SECONDS"]
+    app.config["ACCESS_CACHE_SECONDS"] = 0.5
+    app.extensions.pop("snapshot_caches", None)
+    yield 0.5
+    app.config["ACCESS_CACHE_SECONDS"] = saved
+    app.extensions.pop("snapshot_caches", None)
+
+
 CSRF = re.compile(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"')
 
 

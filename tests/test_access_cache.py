@@ -9,25 +9,11 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from sqlalchemy import text
 
 from saas import cache
 from saas.extensions import db
 from tests.factories import sender
-
-BOUND = 0.5
-
-
-@pytest.fixture
-def short_bound(app):
-    """Caches that keep a snapshot for BOUND seconds instead of the default."""
-    saved = app.config["ACCESS_CACHE_SECONDS"]
-    app.config["ACCESS_CACHE_SECONDS"] = BOUND
-    app.extensions.pop("snapshot_caches", None)
-    yield
-    app.config["ACCESS_CACHE_SECONDS"] = saved
-    app.extensions.pop("snapshot_caches", None)
 
 
 def elsewhere(app, sql, **params):
@@ -38,8 +24,9 @@ def elsewhere(app, sql, **params):
         db.session.remove()
 
 
-def after_the_bound():
-    time.sleep(BOUND + 0.1)
+def after_the_bound(bound: float):
+    """Wait out the access caches' bound (the short_bound fixture's)."""
+    time.sleep(bound + 0.1)
 
 
 def test_a_key_revoked_here_stops_at_once(app, client):
@@ -58,7 +45,7 @@ def test_a_key_revoked_elsewhere_stops_within_the_bound(app, client, short_bound
     acme = sender(client)
     assert acme.get("/api/v1/usage").status_code == 200
     elsewhere(app, "UPDATE api_keys SET revoked_at = CURRENT_TIMESTAMP WHERE tenant_id = :t", t=acme.tenant_id)
-    after_the_bound()
+    after_the_bound(short_bound)
     assert acme.get("/api/v1/usage").status_code == 401
     assert acme.send().status_code == 401
 
@@ -67,7 +54,7 @@ def test_a_tenant_suspended_elsewhere_is_refused_within_the_bound(app, client, s
     acme = sender(client)
     assert acme.send().status_code == 200
     elsewhere(app, "UPDATE tenants SET status = 'suspended' WHERE id = :t", t=acme.tenant_id)
-    after_the_bound()
+    after_the_bound(short_bound)
     refused = acme.send()
     assert refused.status_code == 403
     assert refused.get_json()["error"]["reason"] == "tenant_suspended"
@@ -80,7 +67,7 @@ def test_a_plan_changed_elsewhere_applies_within_the_bound(app, client, short_bo
     assert acme.send(payload=image).status_code == 403
     elsewhere(app, "UPDATE subscriptions SET plan_id = (SELECT id FROM plans WHERE code = 'pro') "
                    "WHERE tenant_id = :t", t=acme.tenant_id)
-    after_the_bound()
+    after_the_bound(short_bound)
     assert acme.send(payload=image).status_code == 200
 
 

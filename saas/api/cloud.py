@@ -3,7 +3,7 @@ media, a number's info and its business profile (saas.api.cloud_media).
 
 Same bodies and same answers as WhatsApp's Cloud API, so a tenant points an
 existing WhatsApp client at our base URL and changes nothing else. Errors keep
-Graph's shape (see saas.errors.graph_envelope).
+Graph's shape (see saas.error_handlers.graph_envelope).
 """
 from __future__ import annotations
 

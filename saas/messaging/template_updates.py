@@ -1,8 +1,8 @@
 """Meta's webhooks about a WABA's templates: status (approved, rejected, paused, disabled ...),
 quality score and category changes, applied to every tenant's copy of the template.
 
-Templates are synced and sent in saas.messaging.templates; this module only
-keeps them current between syncs.
+Templates are synced in saas.messaging.template_sync and sent through
+saas.messaging.templates; this module only keeps them current between syncs.
 """
 from __future__ import annotations
 

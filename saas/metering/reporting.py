@@ -23,8 +23,7 @@ two steps, and any number of reporters may run at once:
    most an hour): Stripe down for an hour loses nothing. Stripe refuses events
    older than 35 days; such records are marked and listed by ``reconcile``.
 
-``reconcile`` compares, per tenant and period with overage, the counters, the
-records decided and reported, and Stripe's meter event summary.
+What was reported is checked by saas.metering.reconciliation.
 """
 from __future__ import annotations
 
@@ -39,11 +38,9 @@ import stripe
 from sqlalchemy import case, func, or_, select, text, update
 
 from saas.billing import entitlements
-from saas.billing.models import Plan
 from saas.billing.services import subscription_for
 from saas.extensions import db
-from saas.metering.models import METRIC_CONVERSATIONS, UsageRecord
-from saas.metering.services import Metering
+from saas.metering.models import UsageRecord
 from saas.tenants.models import Tenant
 from saas.timeutil import utcnow
 
@@ -391,109 +388,3 @@ class UsageReporter:
         waiting = {name: int(n) for name, n in rows if name != "too old" and n}
         too_old = next((int(n) for name, n in rows if name == "too old"), 0)
         return waiting, too_old
-
-
-# -- the check -----------------------------------------------------------------------------------
-@dataclass
-class Reconciliation:
-    problems: list[str] = field(default_factory=list)
-    checked: int = 0
-    stripe_compared: bool = False
-
-
-def _floor_minute(seconds: int) -> int:
-    return seconds - seconds % 60
-
-
-def reconcile(session, client=None, *, event_name: str, now: datetime | None = None) -> Reconciliation:
-    """Compare what was reported with the local counters and, given a client, with Stripe. Read-only.
-
-    For every tenant and period with overage: the conversations counted must
-    equal the usage records kept; every overage record must be reported (else
-    it is listed as waiting or failed, with its error); and Stripe's meter
-    event summary for the tenant's customer over the period must equal what
-    was reported. Stripe aggregates asynchronously, so run it a few minutes
-    after the last report. Without ``client``, only the local side is checked.
-    """
-    now = now or utcnow()
-    result = Reconciliation(stripe_compared=client is not None)
-    reported = case((UsageRecord.reported_at.is_not(None), UsageRecord.quantity), else_=0)
-    failed = case((UsageRecord.reported_at.is_(None) & (UsageRecord.attempts > 0), UsageRecord.quantity),
-                  (UsageRecord.reported_at.is_(None) & (UsageRecord.last_error == TOO_OLD), UsageRecord.quantity),
-                  else_=0)
-    try:
-        rows = session.execute(
-            select(UsageRecord.tenant_id, UsageRecord.period_start, func.sum(UsageRecord.quantity),
-                   func.sum(reported), func.sum(failed))
-            .where(UsageRecord.overage.is_(True), UsageRecord.voided_at.is_(None))
-            .group_by(UsageRecord.tenant_id, UsageRecord.period_start)
-            .order_by(UsageRecord.tenant_id, UsageRecord.period_start)).all()
-        meter_id = _meter_id(session, client, event_name, result) if client is not None and rows else None
-        metering = Metering()
-        for tenant_id, period_start, overage, sent, failures in rows:
-            overage, sent, failures = int(overage), int(sent), int(failures)
-            where = f"tenant {tenant_id} period {period_start:%Y-%m-%d}"
-            kept = session.scalar(select(func.coalesce(func.sum(UsageRecord.quantity), 0)).where(
-                UsageRecord.tenant_id == tenant_id, UsageRecord.period_start == period_start,
-                UsageRecord.voided_at.is_(None)))
-            counted = metering.usage_for(session.connection(), tenant_id, period_start).get(METRIC_CONVERSATIONS, 0)
-            result.checked += 2
-            if counted != kept:
-                result.problems.append(f"{where}: {counted} conversations counted, {kept} usage records kept")
-            if sent != overage:
-                errors = session.scalars(
-                    select(UsageRecord.last_error).distinct()
-                    .where(UsageRecord.tenant_id == tenant_id, UsageRecord.period_start == period_start,
-                           UsageRecord.overage.is_(True), UsageRecord.reported_at.is_(None),
-                           UsageRecord.voided_at.is_(None), UsageRecord.last_error.is_not(None)).limit(3)).all()
-                result.problems.append(
-                    f"{where}: {overage} overage conversations, {sent} reported, {overage - sent - failures} waiting, "
-                    f"{failures} failed" + (f" (last error: {' | '.join(errors)})" if errors else ""))
-            customer = session.scalar(select(Tenant.stripe_customer_id).where(Tenant.id == tenant_id))
-            if meter_id is None or not customer:
-                continue
-            result.checked += 1
-            start, end = _window(session, tenant_id, period_start, now)
-            try:
-                summaries = client.v1.billing.meters.event_summaries.list(
-                    meter_id, params={"customer": customer, "start_time": start, "end_time": end})
-            except stripe.StripeError as exc:
-                result.problems.append(f"{where}: Stripe's meter event summary could not be read: {describe(exc)}")
-                continue
-            total = sum(float(s.aggregated_value) for s in summaries.data)
-            if total != sent:
-                result.problems.append(
-                    f"{where}: Stripe counts {total:g} overage conversations for {customer}, {sent} were reported")
-    finally:
-        session.rollback()
-    return result
-
-
-def _meter_id(session, client, event_name: str, result: Reconciliation) -> str | None:
-    """The Billing Meter of ``event_name``: from the plans, else found in Stripe by its event name."""
-    found = session.scalar(select(Plan.stripe_meter_id).where(Plan.stripe_meter_id.is_not(None)).limit(1))
-    if found:
-        return found
-    try:
-        for meter in client.v1.billing.meters.list(params={"limit": 100}).auto_paging_iter():
-            if meter.event_name == event_name:
-                return meter.id
-    except stripe.StripeError as exc:
-        result.problems.append(f"Stripe's meters could not be listed: {describe(exc)}")
-        return None
-    result.problems.append(f"Stripe has no Billing Meter for the event name {event_name!r}: overage was not compared")
-    return None
-
-
-def _window(session, tenant_id: int, period_start: datetime, now: datetime) -> tuple[int, int]:
-    """The period as Stripe's summaries take it: minute-aligned, from its start to the tenant's next period.
-
-    A tenant's periods follow one another, so a period ends where the next
-    one with usage starts (or now, for the latest). Both ends are rounded
-    down to the minute, as Stripe requires, so every event falls in exactly
-    one window.
-    """
-    following = session.scalar(select(func.min(UsageRecord.period_start)).where(
-        UsageRecord.tenant_id == tenant_id, UsageRecord.period_start > period_start))
-    end = _floor_minute(unix(following)) if following is not None else _floor_minute(unix(now)) + 60
-    return _floor_minute(unix(period_start)), end

@@ -13,6 +13,7 @@ from saas.messaging import templates
 from saas.messaging.graph import GraphError, GraphUnavailable
 from saas.messaging.models import MODE_SANDBOX
 from saas.messaging.numbers import numbers_for
+from saas.messaging.template_sync import sync_templates
 from saas.portal.access import allowed
 from saas.portal.forms import ConfirmForm, TemplateForm
 from saas.portal.routes import tenant_required
@@ -95,7 +96,7 @@ def sync(tenant):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        result = templates.sync_templates(current_app.extensions["graph"], tenant, actor=current_user)
+        result = sync_templates(current_app.extensions["graph"], tenant, actor=current_user)
     except GraphError as exc:
         return _page(tenant, status=502 if isinstance(exc, GraphUnavailable) else 400,
                      error=f"Templates could not be synced from WhatsApp: {exc}. Nothing was changed.")

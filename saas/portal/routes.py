@@ -18,8 +18,7 @@ from saas.metering.services import usage_summary
 from saas.onboarding import services as onboarding
 from saas.portal.access import allowed, may
 from saas.portal.forms import ApiKeyForm, ConfirmForm, ConnectNumberForm, LoginForm, SignupForm
-from saas.portal.inline_code import inline_code
-from saas.portal.long_tokens import breakable
+from saas.portal.marked_text import breakable, inline_code
 from saas.portal.plan_standing import standing
 from saas.tenants import security
 from saas.tenants import services as accounts

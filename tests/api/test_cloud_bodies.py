@@ -13,7 +13,7 @@ from sqlalchemy import select
 from saas.extensions import db
 from saas.messaging.models import Message, PhoneNumber
 from tests.factories import sender
-from tests.messaging.live import add_template, inbound, live_number, tenant_sends
+from tests.messaging.live import inbound, live_number_with, tenant_sends
 
 TO = "15551234567"
 ACTION = {"buttons": [{"type": "reply", "reply": {"id": "yes", "title": "Yes"}}]}
@@ -59,11 +59,8 @@ def acme(client):
 
 @pytest.fixture
 def live(app, graph, acme):
-    found = live_number(app, graph, acme.tenant_id)
-    inbound(app, acme.tenant_id, found[1], TO)
-    graph.add_template(found[2], "hello_world")
-    add_template(app, acme.tenant_id, found[2], "hello_world")
-    return found
+    """acme's live number (phone_number_id, pk, waba_id, token): TO's window open, hello_world approved."""
+    return live_number_with(app, graph, acme.tenant_id, contacts=[TO], templates=["hello_world"])
 
 
 @pytest.mark.parametrize("name", list(WITH_NULLS))

@@ -66,20 +66,6 @@ def test_successful_answers_carry_the_limit_but_no_retry_after(client):
 
 # -- a refusal costs next to nothing, and the access caches' bound still holds -------------------------------
 
-BOUND = 0.5
-
-
-@pytest.fixture
-def short_bound(app):
-    """Access caches (the key-hash -> limit mapping among them) that keep an entry BOUND seconds."""
-    saved = app.config["ACCESS_CACHE_SECONDS"]
-    app.config["ACCESS_CACHE_SECONDS"] = BOUND
-    app.extensions.pop("snapshot_caches", None)
-    yield
-    app.config["ACCESS_CACHE_SECONDS"] = saved
-    app.extensions.pop("snapshot_caches", None)
-
-
 def statements_during(app, call):
     """The SQL statements run while ``call()`` runs, and its result."""
     from sqlalchemy import event
@@ -156,7 +142,7 @@ def test_a_revoked_key_past_its_limit_stops_within_the_bound(app, client, limit_
                            {"t": acme.tenant_id})
         db.session.commit()
         db.session.remove()
-    assert poll(lambda: acme.get("/api/v1/usage").status_code == 401, BOUND + 2)
+    assert poll(lambda: acme.get("/api/v1/usage").status_code == 401, short_bound + 2)
 
 
 def test_a_limit_raised_elsewhere_applies_within_the_bound(app, client, limit_of_three, short_bound):
@@ -170,7 +156,7 @@ def test_a_limit_raised_elsewhere_applies_within_the_bound(app, client, limit_of
         db.session.execute(text("UPDATE plans SET rate_limit_per_minute = 100 WHERE code = 'free'"))
         db.session.commit()
         db.session.remove()
-    assert poll(lambda: acme.get("/api/v1/usage").status_code == 200, BOUND + 2)
+    assert poll(lambda: acme.get("/api/v1/usage").status_code == 200, short_bound + 2)
     assert acme.get("/api/v1/usage").headers["X-RateLimit-Limit"] == "100"
 
 

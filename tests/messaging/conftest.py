@@ -1,7 +1,24 @@
-"""Fixtures for WhatsApp's rules: live sends against the loopback Graph, and the pair rate switched on."""
+"""Fixtures for messaging: a Pro tenant with a live number, live sends against the loopback Graph, and the
+pair rate switched on."""
 from __future__ import annotations
 
 import pytest
+
+from tests.factories import sender
+from tests.messaging.live import live_number_with
+
+
+@pytest.fixture
+def acme(client):
+    """A tenant on Pro, sending through our API (tests.factories.Sender)."""
+    return sender(client, "pro")
+
+
+@pytest.fixture
+def number(app, graph, acme):
+    """acme's live number (phone_number_id, pk, waba_id, token), with the window of CONTACT
+    (tests.messaging.live) open."""
+    return live_number_with(app, graph, acme.tenant_id)
 
 
 @pytest.fixture

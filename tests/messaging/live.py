@@ -11,6 +11,10 @@ from saas.messaging.models import Message, PhoneNumber, Template
 from saas.messaging.numbers import encrypt_token
 from saas.timeutil import utcnow
 
+CONTACT = "15551234567"  # Sender.send's default recipient
+# One send into CONTACT's open customer-service window, billed: the message and its service conversation.
+BILLED_ONCE = {"messages": 1, "conversations": 1, "conversations.service": 1}
+
 
 def live_number(app, graph, tenant_id: int, *, tier: str | None = "TIER_1K", waba_id: str | None = None) -> tuple:
     """A live number of the tenant, registered in the fake Graph with the same id, WABA and token.
@@ -30,6 +34,18 @@ def live_number(app, graph, tenant_id: int, *, tier: str | None = "TIER_1K", wab
         pk = number.id
         db.session.remove()
     return phone_number_id, pk, waba_id, token
+
+
+def live_number_with(app, graph, tenant_id: int, *, contacts=(CONTACT,), templates=()) -> tuple:
+    """A live number of the tenant (see live_number) with each contact's customer-service window open and
+    each template approved, here and in the fake Graph. Returns (phone_number_id, pk, waba_id, token)."""
+    found = live_number(app, graph, tenant_id)
+    for contact in contacts:
+        inbound(app, tenant_id, found[1], contact)
+    for name in templates:
+        graph.add_template(found[2], name)
+        add_template(app, tenant_id, found[2], name)
+    return found
 
 
 def add_template(app, tenant_id: int, waba_id: str, name: str, *, language="en_US", category="UTILITY",

@@ -20,9 +20,9 @@ from saas.messaging.accept_journal import (
 from saas.messaging.models import Message
 from saas.messaging.transports import SandboxTransport
 from saas.timeutil import utcnow
-from tests.factories import call_send, send_service, sender, usage_values
-from tests.messaging.test_database_faults import BILLED_ONCE, SessionAwayForAWhile
-from tests.messaging.test_database_faults import CONTACT as TO
+from tests.factories import send_service, sender, usage_values
+from tests.messaging.live import BILLED_ONCE
+from tests.messaging.test_database_faults import send_with_the_database_away
 from tests.metering.test_failures import assert_usage_equals_rows
 
 REDIS_URL = os.environ.get("DEPLOY_CHECK_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -48,18 +48,7 @@ def send_while_the_database_is_away(app, acme, journal) -> str:
     """A send WhatsApp (the sandbox, answering as a live number does) took while the database stayed
     away past every retry; returns WhatsApp's id, as the tenant got it."""
     with app.app_context():
-        session = SessionAwayForAWhile(db.session, times=1000)
-
-        class LikeLive(SandboxTransport):
-            side_effect_free = False
-
-            def send(self, number, payload):
-                result = super().send(number, payload)
-                session.away = session.times
-                return result
-
-        outcome = call_send(send_service(LikeLive(), session=session, journal=journal), acme,
-                            {"messaging_product": "whatsapp", "to": TO, "type": "text", "text": {"body": "hi"}})
+        outcome, _ = send_with_the_database_away(acme, times=1000, journal=journal)
         db.session.remove()
     return outcome.wa_message_id
 

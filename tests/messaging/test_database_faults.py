@@ -19,25 +19,10 @@ from saas.extensions import db
 from saas.messaging.models import Message
 from saas.messaging.transports import SandboxTransport
 from tests.factories import call_send, send_service, sender, settle, usage_values
-from tests.messaging.live import inbound, live_number, text_payload
+from tests.messaging.live import BILLED_ONCE, CONTACT, text_payload
 from tests.metering.test_concurrency import pg_only  # noqa: F401
 from tests.metering.test_failures import assert_usage_equals_rows
 from tests.tcp_proxy import TcpProxy
-
-CONTACT = "15551234567"
-BILLED_ONCE = {"messages": 1, "conversations": 1, "conversations.service": 1}
-
-
-@pytest.fixture
-def acme(client):
-    return sender(client, "pro")
-
-
-@pytest.fixture
-def number(app, graph, acme):
-    found = live_number(app, graph, acme.tenant_id)
-    inbound(app, acme.tenant_id, found[1], CONTACT)
-    return found
 
 
 def kill_our_connections(app) -> int:
@@ -91,21 +76,27 @@ class SessionAwayForAWhile:
         return self.session.connection(**kwargs)
 
 
+def send_with_the_database_away(acme, times: int, **collaborators):
+    """In an app context: a send WhatsApp (the sandbox, answering as a live number does) took, the database
+    unreachable for the next ``times`` steps after; returns (the send's outcome, the session)."""
+    session = SessionAwayForAWhile(db.session, times=times)
+
+    class LikeLive(SandboxTransport):
+        side_effect_free = False
+
+        def send(self, number, payload):
+            result = super().send(number, payload)
+            session.away = session.times
+            return result
+
+    outcome = call_send(send_service(LikeLive(), session=session, **collaborators), acme, text_payload(CONTACT, "hi"))
+    return outcome, session
+
+
 def test_a_database_away_for_a_moment_after_sending_is_waited_for_and_the_send_billed(app, client):
     acme = sender(client, "starter")
     with app.app_context():
-        session = SessionAwayForAWhile(db.session, times=3)
-
-        class LikeLive(SandboxTransport):
-            side_effect_free = False
-
-            def send(self, number, payload):
-                result = super().send(number, payload)
-                session.away = session.times
-                return result
-
-        outcome = call_send(send_service(LikeLive(), session=session), acme,
-                            {"messaging_product": "whatsapp", "to": CONTACT, "type": "text", "text": {"body": "hi"}})
+        outcome, session = send_with_the_database_away(acme, times=3)
         assert session.away == 0  # every failing try was used up, then the accept went through
         db.session.remove()
     [message] = out_messages(app, acme.tenant_id)

@@ -11,32 +11,21 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import select
 
 from saas.billing.services import subscription_for
 from saas.extensions import db
-from saas.messaging.models import Message
 from saas.metering.reporting import UsageReporter
 from saas.tenants.models import Tenant
 from tests import whatsapp_payloads as wa
-from tests.factories import sender, usage_values
-from tests.messaging.live import inbound, live_number
-from tests.webhooks.test_whatsapp_inbound import deliver, whatsapp  # noqa: F401
-
-CONTACT = "15551234567"
-BILLED_ONCE = {"messages": 1, "conversations": 1, "conversations.service": 1}
-
-
-@pytest.fixture
-def acme(client):
-    return sender(client, "pro")
+from tests.factories import usage_values
+from tests.messaging.live import BILLED_ONCE, CONTACT, live_number_with
+from tests.webhooks.test_whatsapp_inbound import deliver, message, whatsapp  # noqa: F401
 
 
 @pytest.fixture
 def number(app, graph, acme):
     """acme's live number as WhatsApp's webhooks name it, with CONTACT's window open."""
-    phone_number_id, pk, waba_id, _ = live_number(app, graph, acme.tenant_id)
-    inbound(app, acme.tenant_id, pk, CONTACT)
+    phone_number_id, _, waba_id, _ = live_number_with(app, graph, acme.tenant_id)
     return SimpleNamespace(phone_number_id=phone_number_id, waba_id=waba_id, display_number="+1 555-020-0000")
 
 
@@ -52,14 +41,6 @@ def send(acme, number, to=CONTACT) -> str:
 
 def status(app, client, number, item) -> None:
     deliver(app, client, wa.notification(number.waba_id, ("messages", wa.messages_value(number, statuses=[item]))))
-
-
-def message(app, wamid) -> Message:
-    with app.app_context():
-        row = db.session.scalar(select(Message).where(Message.wa_message_id == wamid))
-        db.session.expunge_all()
-        db.session.remove()
-    return row
 
 
 def check(runner):

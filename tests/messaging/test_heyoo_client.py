@@ -19,9 +19,8 @@ heyoo = pytest.importorskip("heyoo", reason="heyoo is not installed (requirement
 
 from saas.extensions import db  # noqa: E402
 from saas.messaging.models import Message, PhoneNumber  # noqa: E402
-from tests.factories import sender  # noqa: E402
 from tests.graph_fake import GRAPH_ERRORS  # noqa: E402
-from tests.messaging.live import add_template, inbound, live_number, without_our_mark  # noqa: E402
+from tests.messaging.live import inbound, live_number_with, without_our_mark  # noqa: E402
 
 TO = "15551234567"  # heyoo's way: country code, no +
 QUOTED = "wamid.HBgLMTU1NTEyMzQ1NjcVAgASGBQzQUI3"
@@ -31,18 +30,9 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
 
 @pytest.fixture
-def acme(client):
-    return sender(client, "pro")
-
-
-@pytest.fixture
 def live(app, graph, acme):
     """acme's live number (phone_number_id, pk, waba_id, token): TO's window open, TEMPLATE approved."""
-    found = live_number(app, graph, acme.tenant_id)
-    inbound(app, acme.tenant_id, found[1], TO)
-    graph.add_template(found[2], TEMPLATE)
-    add_template(app, acme.tenant_id, found[2], TEMPLATE)
-    return found
+    return live_number_with(app, graph, acme.tenant_id, contacts=[TO], templates=[TEMPLATE])
 
 
 class Sent:

@@ -16,23 +16,8 @@ from sqlalchemy import select
 from saas.extensions import db
 from saas.messaging.models import Message
 from tests.factories import sender, usage_values
-from tests.messaging.live import add_template, inbound, live_number, tenant_sends, without_our_mark
+from tests.messaging.live import CONTACT, add_template, inbound, live_number, tenant_sends, without_our_mark
 from tests.metering.test_concurrency import pg_only  # noqa: F401
-
-CONTACT = "15551234567"  # Sender.send's default recipient
-
-
-@pytest.fixture
-def acme(client):
-    return sender(client, "pro")
-
-
-@pytest.fixture
-def number(app, graph, acme):
-    """acme's live number (phone_number_id, pk, waba_id, token), with CONTACT's window open."""
-    found = live_number(app, graph, acme.tenant_id)
-    inbound(app, acme.tenant_id, found[1], CONTACT)
-    return found
 
 
 def billed(app, tenant_id) -> dict:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import html
 import re
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from saas.messaging import connections
 from saas.tenants.models import Tenant
 from tests.admin.test_plans import admin  # noqa: F401  (fixture: a platform admin logged in)
 from tests.factories import make_tenant
-from tests.messaging.test_numbers import connect, refused, writes
+from tests.messaging.test_numbers import connect, racing_connects, refused, writes
 from tests.portal.test_numbers_portal import Owner, connect_error
 
 pytestmark = pytest.mark.usefixtures("graph")
@@ -117,18 +115,7 @@ def test_racing_connects_without_multi_number_connect_one(app, graph, backend):
         pytest.skip("concurrency is proven on PostgreSQL with real parallel connections")
     add_plan(app, numbers=5)
     solo = tenant_on(app, "solo")
-    metas = [graph.add_number() for _ in range(4)]
-    # Every connect passes the first look at the allowance while Meta is slow to answer.
-    graph.latency = 0.3
-    barrier = threading.Barrier(len(metas))
-
-    def attempt(meta):
-        barrier.wait()
-        return connect(app, solo, meta.phone_number_id, meta.token)
-
-    with ThreadPoolExecutor(len(metas)) as pool:
-        results = list(pool.map(attempt, metas))
-
+    results = racing_connects(app, graph, solo, 4)
     assert sum(isinstance(r, int) for r in results) == 1
     assert all(SEVERAL in r.message for r in results if not isinstance(r, int))
     with app.app_context():

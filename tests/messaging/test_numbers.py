@@ -321,24 +321,28 @@ def test_connecting_a_connected_number_again_replaces_its_token_and_takes_no_roo
     assert audit_actions(app, starter) == ["number.connected", "number.token_replaced"]
 
 
-def test_connects_racing_for_the_last_place_on_the_plan_get_it_once(app, graph, backend):
-    if backend != "postgresql":
-        pytest.skip("concurrency is proven on PostgreSQL with real parallel connections")
-    with app.app_context():
-        pro = tenant_id_on("pro")
-        db.session.remove()
-    metas = [graph.add_number() for _ in range(8)]
+def racing_connects(app, graph, tenant_id: int, count: int) -> list:
+    """``count`` of Meta's numbers connected to the tenant at once; what each connect gave (see connect)."""
+    metas = [graph.add_number() for _ in range(count)]
     # Every connect passes the first look at the allowance while Meta is slow to answer.
     graph.latency = 0.3
     barrier = threading.Barrier(len(metas))
 
     def attempt(meta):
         barrier.wait()
-        return connect(app, pro, meta.phone_number_id, meta.token)
+        return connect(app, tenant_id, meta.phone_number_id, meta.token)
 
     with ThreadPoolExecutor(len(metas)) as pool:
-        results = list(pool.map(attempt, metas))
+        return list(pool.map(attempt, metas))
 
+
+def test_connects_racing_for_the_last_place_on_the_plan_get_it_once(app, graph, backend):
+    if backend != "postgresql":
+        pytest.skip("concurrency is proven on PostgreSQL with real parallel connections")
+    with app.app_context():
+        pro = tenant_id_on("pro")
+        db.session.remove()
+    results = racing_connects(app, graph, pro, 8)
     assert sum(isinstance(r, int) for r in results) == 5
     assert all("allows 5 live numbers" in r.message for r in results if not isinstance(r, int))
     with app.app_context():
@@ -509,16 +513,6 @@ def test_a_disconnected_number_stops_sending_at_once_and_keeps_its_messages(app,
         assert [m.id for m in messaging.list_messages(tenant_snapshot(acme.tenant_id), limit=10)] == [message_id]
         db.session.remove()
     assert audit_actions(app, acme.tenant_id) == ["number.connected", "number.disconnected"]
-
-
-@pytest.fixture
-def short_bound(app):
-    saved = app.config["ACCESS_CACHE_SECONDS"]
-    app.config["ACCESS_CACHE_SECONDS"] = 0.5
-    app.extensions.pop("snapshot_caches", None)
-    yield 0.5
-    app.config["ACCESS_CACHE_SECONDS"] = saved
-    app.extensions.pop("snapshot_caches", None)
 
 
 def test_a_number_disconnected_by_another_process_stops_within_the_bound(app, client, graph, short_bound):

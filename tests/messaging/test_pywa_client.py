@@ -23,10 +23,9 @@ from saas.extensions import db  # noqa: E402
 from saas.messaging.models import Message  # noqa: E402
 from tests.factories import sender  # noqa: E402
 from tests.graph_fake import GRAPH_ERRORS  # noqa: E402
-from tests.messaging.live import add_template, inbound, live_number, tenant_sends, without_our_mark  # noqa: E402
+from tests.messaging.live import CONTACT, add_template, tenant_sends, without_our_mark  # noqa: E402
 
-TO = "+1 555-123-4567"  # as a pywa user may write it; WhatsApp gets the digits
-CONTACT = "15551234567"
+TO = "+1 555-123-4567"  # as a pywa user may write it; WhatsApp gets CONTACT's digits
 QUOTED = "wamid.HBgLMTU1NTEyMzQ1NjcVAgASGBQzQUI3"
 IMAGE_URL = "https://cdn.example.com/receipt.jpg"
 
@@ -35,19 +34,6 @@ IMAGE_URL = "https://cdn.example.com/receipt.jpg"
 def served(live_server, graph):
     """The app on http://127.0.0.1:<free port>, forwarding live sends to the loopback Graph API."""
     return live_server
-
-
-@pytest.fixture
-def acme(client):
-    return sender(client, "pro")
-
-
-@pytest.fixture
-def number(app, graph, acme):
-    """acme's live number (phone_number_id, pk, waba_id, token), with CONTACT's window open."""
-    found = live_number(app, graph, acme.tenant_id)
-    inbound(app, acme.tenant_id, found[1], CONTACT)
-    return found
 
 
 class Recorded:

@@ -25,13 +25,11 @@ from saas.timeutil import utcnow
 from tests import processes
 from tests import whatsapp_payloads as wa
 from tests.factories import send_service, sender, usage_values
-from tests.messaging.live import OUR_MARK, inbound, live_number, text_payload
+from tests.messaging.live import BILLED_ONCE, CONTACT, OUR_MARK, inbound, live_number, text_payload
 from tests.messaging.test_forwarding import forwarding, receiver  # noqa: F401
 from tests.metering.test_failures import Killed, assert_usage_equals_rows
 from tests.webhooks.test_whatsapp_inbound import deliver
 
-CONTACT = "15551234567"
-BILLED_ONCE = {"messages": 1, "conversations": 1, "conversations.service": 1}
 NOTHING = {"messages": 0, "conversations": 0, "conversations.service": 0}
 
 
@@ -61,18 +59,6 @@ def test_the_recovery_age_is_derived_from_the_timeouts_tries_and_waits_when_unse
 
 
 # -- a send that outlived recovery ---------------------------------------------------------------------
-
-@pytest.fixture
-def acme(client):
-    return sender(client, "pro")
-
-
-@pytest.fixture
-def number(app, graph, acme):
-    found = live_number(app, graph, acme.tenant_id)
-    inbound(app, acme.tenant_id, found[1], CONTACT)
-    return found
-
 
 def out_message(app, tenant_id) -> Message:
     with app.app_context():

@@ -9,6 +9,7 @@ from saas.extensions import db
 from saas.messaging import template_updates, templates
 from saas.messaging.graph import GraphError, GraphUnavailable
 from saas.messaging.models import Template
+from saas.messaging.template_sync import sync_templates
 from saas.tenants.services import tenant_snapshot
 from tests.factories import make_tenant, sender, usage_values
 from tests.messaging.live import add_template, live_number, template_payload
@@ -32,7 +33,7 @@ def sync(app, tenant_id):
     with app.app_context():
         from saas.tenants.models import Tenant
 
-        result = templates.sync_templates(app.extensions["graph"], db.session.get(Tenant, tenant_id))
+        result = sync_templates(app.extensions["graph"], db.session.get(Tenant, tenant_id))
         db.session.remove()
     return result
 

@@ -17,9 +17,8 @@ from sqlalchemy import select
 from saas.extensions import db
 from saas.messaging.models import Message, PhoneNumber
 from tests.clients import node_clients
-from tests.factories import sender
 from tests.graph_fake import GRAPH_ERRORS
-from tests.messaging.live import add_template, inbound, live_number, without_our_mark
+from tests.messaging.live import inbound, live_number_with, without_our_mark
 
 VERSION = "v24.0"
 TO = "15551234567"
@@ -51,19 +50,9 @@ def node():
 
 
 @pytest.fixture
-def acme(client):
-    return sender(client, "pro")
-
-
-@pytest.fixture
 def live(app, graph, acme):
     """acme's live number (phone_number_id, pk, waba_id, token): TO's and OTHER's windows open, TEMPLATE approved."""
-    found = live_number(app, graph, acme.tenant_id)
-    for contact in (TO, OTHER):
-        inbound(app, acme.tenant_id, found[1], contact)
-    graph.add_template(found[2], TEMPLATE)
-    add_template(app, acme.tenant_id, found[2], TEMPLATE)
-    return found
+    return live_number_with(app, graph, acme.tenant_id, contacts=[TO, OTHER], templates=[TEMPLATE])
 
 
 def sandbox_pk(app, acme) -> int:

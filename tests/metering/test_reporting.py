@@ -22,8 +22,8 @@ from saas.billing import stripe_client
 from saas.billing.models import Plan, Subscription
 from saas.billing.services import subscription_for
 from saas.extensions import db
-from saas.metering import reporting
 from saas.metering.models import UsageRecord
+from saas.metering.reconciliation import reconcile
 from saas.metering.reporting import NO_CUSTOMER, NO_SUBSCRIPTION, TOO_OLD, UsageReporter, retry_delay, unix
 from saas.metering.services import Metering, Receipt, Usage, current_period
 from saas.tenants.models import Tenant
@@ -456,7 +456,7 @@ def test_records_older_than_stripe_accepts_are_marked_not_retried_and_listed(app
     old = records(tenant_id)[:2]
     assert {(r.overage, r.reported_at, r.last_error) for r in old} == {(True, None, TOO_OLD)}
     assert stripe_total(stripe, customer) == 1
-    check = reporting.reconcile(db.session, stripe_client.client(), event_name=EVENT, now=clock.now)
+    check = reconcile(db.session, stripe_client.client(), event_name=EVENT, now=clock.now)
     assert any("2 overage conversations, 0 reported, 0 waiting, 2 failed" in p and TOO_OLD in p
                for p in check.problems), check.problems
 

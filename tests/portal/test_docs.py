@@ -8,7 +8,7 @@ import re
 from flask import render_template
 from markupsafe import escape
 
-from saas.portal.inline_code import inline_code
+from saas.portal.marked_text import inline_code
 
 
 def descriptions(node):

@@ -2,7 +2,7 @@
 whole, and everything is escaped."""
 from __future__ import annotations
 
-from saas.portal.long_tokens import breakable
+from saas.portal.marked_text import breakable
 
 
 def test_long_tokens_are_marked_and_words_are_not():
