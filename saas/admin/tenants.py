@@ -23,7 +23,7 @@ from saas.billing.models import Plan, StripeEvent, Subscription
 from saas.billing.services import live_stripe_subscription, subscription_for
 from saas.extensions import db
 from saas.ids import parse_id
-from saas.messaging.numbers import numbers_for
+from saas.messaging.numbers.phone_numbers import numbers_for
 from saas.metering.services import current_period, usage_summary
 from saas.tenants.models import ROLE_OWNER, TENANT_ACTIVE, TENANT_SUSPENDED, Tenant, User
 from saas.timeutil import utcnow

@@ -9,11 +9,11 @@ from wtforms.fields import SelectChoice
 
 from saas.billing import entitlements
 from saas.errors import NotFound
-from saas.messaging import templates
-from saas.messaging.graph import GraphError, GraphUnavailable
+from saas.messaging.templates import message_templates as templates
+from saas.messaging.numbers.graph import GraphError, GraphUnavailable
 from saas.messaging.models import MODE_SANDBOX
-from saas.messaging.numbers import numbers_for
-from saas.messaging.template_sync import sync_templates
+from saas.messaging.numbers.phone_numbers import numbers_for
+from saas.messaging.templates.sync import sync_templates
 from saas.portal.access import allowed
 from saas.portal.forms import ConfirmForm, TemplateForm
 from saas.portal.routes import tenant_required

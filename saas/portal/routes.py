@@ -13,7 +13,7 @@ from saas.billing.services import subscription_for
 from saas.errors import NotFound
 from saas.extensions import db, login_manager
 from saas.messaging import services as messaging
-from saas.messaging.numbers import numbers_for
+from saas.messaging.numbers.phone_numbers import numbers_for
 from saas.metering.services import usage_summary
 from saas.onboarding import services as onboarding
 from saas.portal.access import allowed, may
@@ -305,7 +305,7 @@ def _number_lookup():
 @tenant_required
 @allowed("numbers")
 def numbers(tenant):
-    from saas.messaging import connections
+    from saas.messaging.numbers import connections
 
     form = ConnectNumberForm()
     connect_error = None
@@ -335,7 +335,7 @@ def numbers(tenant):
 @tenant_required
 @allowed("numbers")
 def test_number(tenant, number_id):
-    from saas.messaging import connections
+    from saas.messaging.numbers import connections
 
     if not ConfirmForm().validate_on_submit():
         abort(400)
@@ -357,7 +357,7 @@ def test_number(tenant, number_id):
 @tenant_required
 @allowed("numbers")
 def disconnect_number(tenant, number_id):
-    from saas.messaging import connections
+    from saas.messaging.numbers import connections
 
     form = ConfirmForm()
     try:

@@ -11,7 +11,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from saas.billing import entitlements
 from saas.errors import NotFound
 from saas.ids import parse_id
-from saas.messaging import endpoints, forwarding
+from saas.messaging.tenant_webhooks import endpoints, forwarding
 from saas.portal.access import allowed
 from saas.portal.forms import ConfirmForm, WebhookForm
 from saas.portal.routes import tenant_required
@@ -110,7 +110,7 @@ def delivery(tenant, delivery_id):
                            attempts=forwarding.attempts_of(tenant, found), confirm=ConfirmForm())
 
 
-# What the tenant is told a replay did (saas.messaging.forwarding.Replayed).
+# What the tenant is told a replay did (saas.messaging.tenant_webhooks.forwarding.Replayed).
 REPLAYED = {
     "copied": "Delivery {id} is sent again as delivery {copy}.",
     "due now": "Delivery {copy} is sent now, to your current URL; its waiting retry is not sent again.",

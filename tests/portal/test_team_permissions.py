@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from saas.extensions import db
-from saas.messaging import endpoints
+from saas.messaging.tenant_webhooks import endpoints
 from saas.messaging.models import WebhookDelivery
 from saas.tenants.models import Tenant
 
