@@ -189,8 +189,13 @@ def connect_number(tenant: Tenant, actor, *, phone_number_id: str, waba_id: str,
     except LookupFailed as exc:
         field = "access_token" if exc.about_token else "phone_number_id" if exc.about_number else None
         raise ConnectRefused(field, exc.message) from None
+    return _store_connection(tenant, actor, phone_number_id, waba_id, token, info)
 
-    now = utcnow()
+
+def _store_connection(tenant: Tenant, actor, phone_number_id: str, waba_id: str, token: str,
+                      info: NumberInfo) -> Connected:
+    """Write the connection Meta vouched for, checked again under the tenant's lock; one transaction, audited."""
+    tenant_id, now = tenant.id, utcnow()
     try:
         # Two connects of one tenant queue here, so neither overshoots the plan. NO KEY UPDATE
         # leaves sends (whose inserts take KEY SHARE on the tenant) unblocked.
