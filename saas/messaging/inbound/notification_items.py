@@ -27,7 +27,8 @@ from saas.messaging.inbound.objects import ident, obj, text
 from saas.messaging.models import Message, PhoneNumber
 from saas.messaging.inbound.notification_fields import FIELD_HANDLERS
 from saas.messaging.inbound.statuses import StatusUpdate, apply_statuses
-from saas.messaging.outbound.windows import insert_for, refresh_service_windows
+from saas.database import insert_for
+from saas.messaging.outbound.windows import refresh_service_windows
 
 OUTCOME_LENGTH = 500
 ERROR_LENGTH = 1000

@@ -19,7 +19,7 @@ from saas.extensions import db
 from saas.messaging.inbound.objects import ident, text
 from saas.messaging.models import UnappliedItem
 from saas.messaging.inbound.notification_items import Note, Unapplied, apply_changes, error_text, parse
-from saas.messaging.outbound.windows import insert_for
+from saas.database import insert_for
 from saas.timeutil import utcnow
 
 MAX_TRIES = 10

@@ -22,7 +22,7 @@ from saas.messaging.inbound.objects import ident, obj, text
 from saas.messaging.models import MODE_LIVE, Media, PhoneNumber
 from saas.messaging.numbers.profile import access_token
 from saas.messaging.numbers.phone_numbers import sending_number
-from saas.messaging.outbound.windows import insert_for
+from saas.database import insert_for
 from saas.timeutil import utcnow
 
 # Meta's media ids are digits; anything else names no media (and never reaches the database).

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Integer, and_, bindparam, case, func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from saas.database import insert_for
 from saas.messaging.models import Conversation, Message, ServiceWindow
 
 WINDOW = timedelta(hours=24)
@@ -29,10 +29,6 @@ class Window:
     id: int
     opened: bool
     period_start: datetime
-
-
-def insert_for(conn, model):
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(model)
 
 
 # The hot statements are built once: building a statement costs more than running it.

@@ -23,7 +23,7 @@ from saas.messaging.models import (
     DELIVERY_DELIVERED, DELIVERY_PENDING, Conversation, Message, PhoneNumber, WebhookAttempt, WebhookDelivery,
     WebhookEndpoint,
 )
-from saas.messaging.outbound.windows import insert_for
+from saas.database import insert_for
 from saas.tenants.scoping import get_owned, owned_query
 from saas.tenants.services import tenant_snapshot
 from saas.timeutil import utcnow
