@@ -226,24 +226,10 @@ def register_path_guard(app: Flask) -> None:
                 abort(404)
 
 
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-    "base-uri 'self'; object-src 'none'"
-)
-
-
 def register_security_headers(app: Flask) -> None:
-    @app.after_request
-    def security_headers(response):
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        if app.config.get("HSTS"):
-            # Two years, subdomains too: browsers never try plain HTTP again.
-            response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-        return response
+    from saas import security_headers
+
+    security_headers.init_app(app)
 
 
 def register_commands(app: Flask) -> None:

@@ -13,13 +13,13 @@ from urllib.parse import urlsplit
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from saas import CONTENT_SECURITY_POLICY
 from saas.billing import checkout, entitlements, plan_changes, stripe_client
 from saas.billing.services import subscription_for
 from saas.errors import BillingNotConfigured, BillingUnavailable, NotFound
 from saas.portal.access import allowed
 from saas.portal.forms import ConfirmForm, PlanChangeForm, PlanChoiceForm
 from saas.portal.routes import bp, tenant_required
+from saas.security_headers import policy
 
 # Where Checkout and the Customer Portal live; a form that posts to us may be redirected there.
 STRIPE_PAGES = ("https://checkout.stripe.com", "https://billing.stripe.com")
@@ -38,8 +38,7 @@ def stripe_origins() -> list[str]:
 def allow_redirects_to_stripe(response):
     """Browsers apply form-action to the redirects after a submit: our billing forms end on Stripe's pages."""
     if response.mimetype == "text/html":
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
-            "form-action 'self'", "form-action 'self' " + " ".join(stripe_origins()))
+        response.headers["Content-Security-Policy"] = policy(form_action=stripe_origins())
     return response
 
 
