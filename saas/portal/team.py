@@ -14,6 +14,7 @@ from wtforms.validators import DataRequired, Length
 
 from saas.audit import services as audit
 from saas.errors import NotFound
+from saas.ids import page_number
 from saas.portal.access import allowed
 from saas.portal.forms import ConfirmForm
 from saas.portal.routes import bp, tenant_required
@@ -189,8 +190,6 @@ def accept_invite(token):
 @tenant_required
 @allowed("audit")
 def audit_page(tenant):
-    from saas.admin.tenants import page_number
-
     number = page_number(request.args.get("page"))
     rows = audit.recent(tenant_id=tenant.id, limit=AUDIT_PAGE_SIZE + 1, offset=(number - 1) * AUDIT_PAGE_SIZE)
     return render_template("portal/audit.html", entries=rows[:AUDIT_PAGE_SIZE], number=number,
