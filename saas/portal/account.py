@@ -9,7 +9,7 @@ from wtforms.validators import DataRequired, Length
 
 from saas.portal.forms import ConfirmForm, StrongPassword
 from saas.portal.routes import bp, start_session, throttled
-from saas.tenants import security
+from saas.tenants import login_attempts, security
 from saas.tenants.services import MIN_PASSWORD
 
 
@@ -39,10 +39,10 @@ def change_password():
     user = current_user._get_current_object()
     try:
         security.change_password(user, form.current_password.data, form.new_password.data)
-    except security.Throttled as exc:
+    except login_attempts.Throttled as exc:
         form.current_password.errors.append(throttled(exc, "wrong passwords"))
         return _page(form, 429)
-    except security.PasswordRefused as exc:
+    except login_attempts.Refused as exc:
         getattr(form, exc.field).errors.append(exc.message)
         return _page(form, 400)
     # Every session ended with the old password; this one goes on, on a fresh session.

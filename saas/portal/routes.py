@@ -20,7 +20,7 @@ from saas.portal.access import allowed, may
 from saas.portal.forms import ApiKeyForm, ConfirmForm, ConnectNumberForm, LoginForm, SignupForm
 from saas.portal.marked_text import breakable, inline_code
 from saas.portal.plan_standing import standing
-from saas.tenants import security
+from saas.tenants import login_attempts, security
 from saas.tenants import services as accounts
 from saas.tenants.models import TENANT_SUSPENDED, User
 from saas.text import inert, problem
@@ -72,7 +72,7 @@ def wait_words(seconds: int) -> str:
     return f"{-(-minutes // 60)} hours"
 
 
-def throttled(exc: security.Throttled, what: str) -> str:
+def throttled(exc: login_attempts.Throttled, what: str) -> str:
     """The form error for a throttled attempt; the response's Retry-After says the same wait."""
     g.retry_after = str(exc.retry_after)
     return f"Too many {what}. Try again in {wait_words(exc.retry_after)}."
@@ -175,11 +175,10 @@ def signup():
         from saas.onboarding import emails
 
         try:
-            security.signup_per_address.check(client_address())
-        except security.Throttled as exc:
+            login_attempts.count_signup(client_address())
+        except login_attempts.Throttled as exc:
             error = throttled(exc, "signups from your network")
             return render_template("portal/signup.html", form=form, error=error), 429
-        security.signup_per_address.hit(client_address())
         try:
             user = onboarding.sign_up(form.company.data, form.email.data, form.password.data)
         except accounts.EmailTaken:
@@ -204,27 +203,20 @@ def login():
     form = LoginForm()
     error = None
     if form.validate_on_submit():
-        # Checked before the password, so the right password is refused too while throttled; the
-        # account's key is what was typed, so an unknown email is throttled exactly like a known one.
-        account = security.account_key(form.email.data)
         try:
-            security.login_per_address.check(client_address())
-            security.login_per_account.check(account)
-        except security.Throttled as exc:
+            user = login_attempts.log_in(form.email.data, form.password.data, address=client_address())
+        except login_attempts.Throttled as exc:
             error = throttled(exc, "failed login attempts")
             return render_template("portal/login.html", form=form, error=error), 429
-        user = accounts.authenticate(form.email.data, form.password.data)
-        if user is not None:
-            security.login_per_account.clear(account)
+        except login_attempts.Refused as exc:
+            error = exc.message
+        else:
             if user.totp_enabled_at is not None:
                 from saas.portal.twofactor import begin_half_login
 
                 return begin_half_login(user, request.args.get("next"))
             start_session(user)
             return redirect(safe_next(request.args.get("next")) or url_for("portal.dashboard"))
-        security.login_per_address.hit(client_address())
-        security.login_per_account.hit(account)
-        error = "Invalid email or password."
     status = 400 if (error or form.errors) else 200
     return render_template("portal/login.html", form=form, error=error), status
 

@@ -14,7 +14,7 @@ from wtforms.validators import DataRequired, Length
 
 from saas.extensions import db
 from saas.portal.routes import bp, client_address, safe_next, start_session, throttled
-from saas.tenants import security, twofactor
+from saas.tenants import login_attempts, security, twofactor
 from saas.tenants.models import User
 
 HALF_LOGIN = "half_login"
@@ -63,24 +63,20 @@ def login_code():
     form = CodeForm()
     error = None
     if form.validate_on_submit():
-        account = security.code_key(user)
         try:
-            security.login_per_address.check(client_address())
-            security.login_code_per_account.check(account)
-        except security.Throttled as exc:
+            used = login_attempts.enter_code(user, form.code.data, address=client_address())
+        except login_attempts.Throttled as exc:
             error = throttled(exc, "wrong codes")
             return render_template("portal/login_code.html", form=form, error=error), 429
-        used = twofactor.verify(user, form.code.data)
-        if used is not None:
+        except login_attempts.Refused as exc:
+            error = exc.message
+        else:
             next_url = session[HALF_LOGIN].get("next")
             start_session(user)
             if used == "recovery":
                 flash(f"You used a recovery code; {twofactor.recovery_codes_left(user)} are left. "
                       "Each works once.", "info")
             return redirect(next_url or url_for("portal.dashboard"))
-        security.login_per_address.hit(client_address())
-        security.login_code_per_account.hit(account)
-        error = "That code is not right (or was already used)."
     return render_template("portal/login_code.html", form=form, error=error), 400 if (error or form.errors) else 200
 
 
@@ -144,10 +140,10 @@ def disable_two_factor():
         return _enroll_page(disable_form=form, status=400)
     try:
         security.turn_off_two_factor(user, form.password.data, form.code.data)
-    except security.Throttled as exc:
+    except login_attempts.Throttled as exc:
         form.code.errors.append(throttled(exc, "wrong passwords or codes"))
         return _enroll_page(disable_form=form, status=429)
-    except security.PasswordRefused as exc:
+    except login_attempts.Refused as exc:
         getattr(form, exc.field).errors.append(exc.message)
         return _enroll_page(disable_form=form, status=400)
     flash("Two-factor login is off. Logging in now needs only your password.", "info")
