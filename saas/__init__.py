@@ -171,15 +171,8 @@ def register_blueprints(app: Flask) -> None:
     from saas.api.openapi import bp as openapi_bp
     from saas.api.routes import bp as api_bp
     from saas.extensions import csrf
-    from saas.portal.message_templates import bp as templates_bp
-    from saas.portal.routes import bp as portal_bp
-    from saas.portal import billing as _billing_views  # noqa: F401  (adds the billing pages to portal_bp)
-    from saas.portal import account as _account_views  # noqa: F401  (adds /account to portal_bp)
-    from saas.portal import twofactor as _two_factor_views  # noqa: F401  (two-factor pages on portal_bp)
-    from saas.portal import email_links as _email_views  # noqa: F401  (verification and password reset pages)
-    from saas.portal import team as _team_views  # noqa: F401  (adds the team pages to portal_bp)
+    from saas.portal import routes as portal
     from saas.webhooks.routes import bp as webhooks_bp
-    from saas.portal.webhooks import bp as portal_webhooks_bp
     from saas.webhooks.whatsapp import bp as whatsapp_webhooks_bp
 
     # API clients authenticate with a bearer key, not a session cookie: no CSRF.
@@ -189,8 +182,7 @@ def register_blueprints(app: Flask) -> None:
     csrf.exempt(webhooks_bp)
     # WhatsApp signs its webhooks (X-Hub-Signature-256); there is no session to forge.
     csrf.exempt(whatsapp_webhooks_bp)
-    app.register_blueprint(portal_bp)
-    app.register_blueprint(templates_bp)
+    portal.init_app(app)
     app.register_blueprint(admin_bp)
     app.register_blueprint(admin_plans_bp)
     app.register_blueprint(api_bp)
@@ -198,7 +190,6 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(whatsapp_webhooks_bp)
-    app.register_blueprint(portal_webhooks_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:
