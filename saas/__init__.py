@@ -172,15 +172,8 @@ def register_blueprints(app: Flask) -> None:
     from saas.api.openapi import bp as openapi_bp
     from saas.api.routes import bp as api_bp
     from saas.extensions import csrf
-    from saas.portal.message_templates import bp as templates_bp
-    from saas.portal.routes import bp as portal_bp
-    from saas.portal import billing as _billing_views  # noqa: F401  (adds the billing pages to portal_bp)
-    from saas.portal import account as _account_views  # noqa: F401  (adds /account to portal_bp)
-    from saas.portal import twofactor as _two_factor_views  # noqa: F401  (two-factor pages on portal_bp)
-    from saas.portal import email_links as _email_views  # noqa: F401  (verification and password reset pages)
-    from saas.portal import team as _team_views  # noqa: F401  (adds the team pages to portal_bp)
+    from saas.portal import routes as portal
     from saas.webhooks.stripe import bp as webhooks_bp
-    from saas.portal.webhooks import bp as portal_webhooks_bp
     from saas.webhooks.whatsapp import bp as whatsapp_webhooks_bp
 
     # API clients authenticate with a bearer key, not a session cookie: no CSRF.
@@ -190,8 +183,7 @@ def register_blueprints(app: Flask) -> None:
     csrf.exempt(webhooks_bp)
     # WhatsApp signs its webhooks (X-Hub-Signature-256); there is no session to forge.
     csrf.exempt(whatsapp_webhooks_bp)
-    app.register_blueprint(portal_bp)
-    app.register_blueprint(templates_bp)
+    portal.init_app(app)
     app.register_blueprint(admin_bp)
     app.register_blueprint(admin_plans_bp)
     app.register_blueprint(api_bp)
@@ -199,7 +191,6 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(whatsapp_webhooks_bp)
-    app.register_blueprint(portal_webhooks_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:
@@ -227,24 +218,10 @@ def register_path_guard(app: Flask) -> None:
                 abort(404)
 
 
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-    "base-uri 'self'; object-src 'none'"
-)
-
-
 def register_security_headers(app: Flask) -> None:
-    @app.after_request
-    def security_headers(response):
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        if app.config.get("HSTS"):
-            # Two years, subdomains too: browsers never try plain HTTP again.
-            response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-        return response
+    from saas import security_headers
+
+    security_headers.init_app(app)
 
 
 def register_commands(app: Flask) -> None:

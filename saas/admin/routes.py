@@ -10,6 +10,7 @@ from saas.admin.forms import AssignPlanForm, ConfirmForm
 from saas.billing import stripe_client
 from saas.billing.catalog import active_plans
 from saas.billing.services import PlanChangeRefused, UnknownPlan, assign_plan
+from saas.ids import page_number
 from saas.tenants.models import TENANT_ACTIVE, TENANT_SUSPENDED
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -51,7 +52,7 @@ def index():
 @platform_admin_required
 def tenants():
     q = console.clean_query(request.args.get("q"))
-    page = console.list_tenants(q, console.page_number(request.args.get("page")))
+    page = console.list_tenants(q, page_number(request.args.get("page")))
     return render_template("admin/tenants.html", page=page, q=q)
 
 
@@ -119,5 +120,5 @@ def audit_log():
     tenant = None
     if request.args.get("tenant"):
         tenant = _tenant_or_404(request.args["tenant"])
-    page = console.audit_log(tenant, console.page_number(request.args.get("page")))
+    page = console.audit_log(tenant, page_number(request.args.get("page")))
     return render_template("admin/audit.html", page=page, tenant=tenant)

@@ -47,11 +47,6 @@ def monthly_cents(price_cents: int, interval: str | None) -> int:
     return round(price_cents * MONTHLY_FACTOR.get(interval or "month", 1))
 
 
-def page_number(raw) -> int:
-    """``?page=`` as a page number: 1 for anything that is not a positive whole number."""
-    return parse_id(raw) or 1
-
-
 @dataclass(frozen=True)
 class Page:
     items: list

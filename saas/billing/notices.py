@@ -111,7 +111,7 @@ def _plan_line(tenant: Tenant) -> tuple[str, str]:
 def _billing_link() -> str:
     from saas.urls import public_url
 
-    return public_url("portal.billing")
+    return public_url("portal.billing.index")
 
 
 def _footer(tenant: Tenant) -> str:
