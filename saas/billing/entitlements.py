@@ -7,21 +7,19 @@ once, elsewhere within ACCESS_CACHE_SECONDS.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
-from flask import current_app
 from sqlalchemy import select
 
 from saas import cache
 from saas.billing.models import Plan, PlanRules, Subscription
+from saas.billing.standing import FREE_RIGHTS, FULL_ACCESS, subscribed_rights_apply  # noqa: F401 (theirs to import)
 from saas.extensions import db
 from saas.timeutil import utcnow
 
-FULL_ACCESS = ("active", "trialing")
 # The feature that lets a tenant have more than one live number connected (the sandbox number never counts).
 MULTI_NUMBER = "multi_number"
-FREE_RIGHTS = ("unpaid", "canceled", "incomplete", "incomplete_expired", "paused")
 
 cache.watch(Plan, Subscription)
 
@@ -155,28 +153,6 @@ def subscription_state(tenant_id: int) -> SubscriptionState | None:
         return SubscriptionState.of(subscription) if subscription is not None else None
 
     return cache.cache_for("subscriptions").get(tenant_id, load)
-
-
-def _grace_ends(state: SubscriptionState) -> datetime | None:
-    if state.past_due_since is None:
-        return None
-    return state.past_due_since + timedelta(days=current_app.config["PAST_DUE_GRACE_DAYS"])
-
-
-def subscribed_rights_apply(state, now: datetime) -> bool:
-    """Whether the subscribed plan's own rights apply at ``now``, not the free plan's in their place.
-
-    False for unpaid, canceled, incomplete, incomplete_expired and paused, and
-    for past_due once the grace period is over. ``state`` is a Subscription,
-    a SubscriptionState, or None (no subscription: nothing subscribed applies).
-    """
-    status = getattr(state, "status", None)
-    if status is None or status in FREE_RIGHTS:
-        return False
-    if status == "past_due":
-        ends = _grace_ends(state)
-        return ends is None or now <= ends
-    return True
 
 
 def for_tenant(tenant, subscription: Subscription | SubscriptionState | None = None,
