@@ -15,6 +15,7 @@ from sqlalchemy import select
 from saas import cache
 from saas.billing.models import Plan, PlanRules, Subscription
 from saas.billing.standing import FREE_RIGHTS, FULL_ACCESS, subscribed_rights_apply  # noqa: F401 (theirs to import)
+from saas.errors import FeatureNotInPlan, PaymentRequired
 from saas.extensions import db
 from saas.timeutil import utcnow
 
@@ -91,6 +92,30 @@ class Entitlements:
     def paid_plan_allows(self, feature: str) -> bool:
         """Rights withheld, and the plan paid for includes ``feature``: a payment would allow it."""
         return self.withheld and feature in self.plan.features
+
+    def require(self, feature: str, what: str, **details) -> None:
+        """The gate of every plan feature: returns when the rights in force include ``feature``.
+
+        Raises PaymentRequired (402) when rights are withheld for non-payment and
+        the plan paid for includes ``feature``, FeatureNotInPlan (403) otherwise.
+        ``what`` names the refused thing in the message ("media uploads"),
+        ``details`` go into the error's details.
+        """
+        if self.may(feature):
+            return
+        if self.paid_plan_allows(feature):
+            raise self.payment_required(what, feature=feature, **details)
+        raise FeatureNotInPlan(f"Your {self.effective.name} plan does not include {what}.",
+                               details={"feature": feature, **details, "plan": self.effective.code}, upgrade=True)
+
+    def payment_required(self, what: str, **details) -> PaymentRequired:
+        """The refusal when the plan paid for would allow ``what`` but its rights are withheld for non-payment."""
+        plan = self.plan
+        return PaymentRequired(
+            f"Your {plan.name} subscription is {self.status.replace('_', ' ')}, so free plan limits apply: "
+            f"{what} needs the {plan.name} plan. Update your payment method or resubscribe to restore it.",
+            details={"status": self.status, "plan": plan.code, "effective_plan": self.effective.code, **details},
+            upgrade=True)
 
     def paid_plan_allows_conversation(self, used: int) -> bool:
         """Rights withheld, and the plan paid for would open one more conversation after ``used``."""
