@@ -14,21 +14,21 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import lazyload
 
 from saas.audit import services as audit
+from saas.back_office.records import (
+    PAGE_SIZE, AuditFacts, NumberFacts, Page, PlanFacts, StripeEventFacts, SubscriptionFacts, TenantFacts, UserFacts,
+    maybe,
+)
+from saas.back_office.revenue import Overview, monthly_revenue, overview, pays
 from saas.billing import entitlements
 from saas.billing.catalog import active_plans
 from saas.billing.models import Plan, StripeEvent, Subscription
 from saas.billing.services import assign_plan as assign_billing_plan
 from saas.billing.services import live_stripe_subscription
 from saas.billing.standing import PastDueGrace
-from saas.back_office.records import (
-    PAGE_SIZE, AuditFacts, NumberFacts, Page, PlanFacts, StripeEventFacts, SubscriptionFacts, TenantFacts, UserFacts,
-    maybe,
-)
-from saas.back_office.revenue import Overview, monthly_revenue, overview, pays
 from saas.messaging.numbers import numbers_for
 from saas.metering.services import current_period, usage_summary
-from saas.text import inert
 from saas.tenants.models import ROLE_OWNER, TENANT_ACTIVE, TENANT_SUSPENDED, Tenant, User
+from saas.text import inert
 
 # A search longer than this is cut: nothing we hold (name 200, slug 80, email 254) needs more to be found.
 QUERY_LENGTH = 100

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from saas import cache
 from saas.billing.models import Plan, PlanRules, Subscription
-from saas.billing.standing import FREE_RIGHTS, FULL_ACCESS, subscribed_rights_apply  # noqa: F401 (theirs to import)
+from saas.billing.standing import FREE_RIGHTS, subscribed_rights_apply
 from saas.errors import FeatureNotInPlan, PaymentRequired
 from saas.extensions import db
 from saas.timeutil import utcnow

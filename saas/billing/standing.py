@@ -15,7 +15,6 @@ from sqlalchemy import and_, or_
 
 from saas.billing.models import Subscription
 
-FULL_ACCESS = ("active", "trialing")
 # Statuses under which only the free plan's rights apply, whatever plan is subscribed.
 FREE_RIGHTS = ("unpaid", "canceled", "incomplete", "incomplete_expired", "paused")
 
