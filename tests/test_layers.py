@@ -43,7 +43,7 @@ def test_the_layers_hold_and_an_upward_import_breaks_them(tmp_path):
     assert lint(tree).returncode == 0, lint(tree).stdout
 
     twofactor = tree / "saas" / "tenants" / "twofactor.py"
-    twofactor.write_text(twofactor.read_text() + "\nfrom saas.messaging.numbers import phone_numbers  # noqa\n")
+    twofactor.write_text(twofactor.read_text() + "\nfrom saas.messaging.numbers.phone_numbers import phone_numbers  # noqa\n")
     broken = lint(tree)
     assert broken.returncode != 0
     assert "saas.tenants is not allowed to import saas.messaging" in broken.stdout, broken.stdout

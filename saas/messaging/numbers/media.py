@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import select, update
 
-from saas.errors import FeatureNotInPlan, LiveNumberRequired, NotFound, PayloadTooLarge, UpstreamError
+from saas.errors import LiveNumberRequired, NotFound, PayloadTooLarge, UpstreamError
 from saas.extensions import db
 from saas.messaging.numbers.graph import GraphError
 from saas.messaging.inbound.objects import ident, obj, text
@@ -69,14 +69,8 @@ def _token(number_mode: str, ciphertext: str | None) -> str:
 def upload_number(tenant, rights, phone_number_id: str):
     """The number an upload goes from, once the plan allows media. Raises NotFound, FeatureNotInPlan,
     PaymentRequired, LiveNumberRequired (a sandbox number: nothing is stored)."""
-    from saas.messaging.outbound.send import payment_required
-
     number = sending_number(tenant, phone_number_id)
-    if not rights.may("media"):
-        if rights.paid_plan_allows("media"):
-            raise payment_required(rights, "media uploads", feature="media")
-        raise FeatureNotInPlan(f"Your {rights.effective.name} plan does not include media.",
-                               details={"feature": "media", "plan": rights.effective.code}, upgrade=True)
+    rights.require("media", "media uploads")
     _token(number.mode, number.access_token_encrypted)
     return number
 

@@ -35,7 +35,7 @@ from saas import cache
 from saas.database import Reconnecting
 from saas.database import single_statement as _single_statement
 from saas.errors import (
-    EmailNotVerified, FeatureNotInPlan, IdempotencyConflict, PaymentRequired, QuotaExceeded, TenantSuspended,
+    EmailNotVerified, IdempotencyConflict, QuotaExceeded, TenantSuspended,
     UpstreamError, UpstreamTimeout,
 )
 from saas.extensions import db
@@ -68,16 +68,6 @@ class SendOutcome:
 
 # A message written before its transport answers.
 PENDING = {"status": "pending", "wa_message_id": None, "response_status": None, "response_body": None}
-
-
-def payment_required(rights, what: str, **details) -> PaymentRequired:
-    """The refusal when the plan paid for would allow ``what`` but its rights are withheld for non-payment."""
-    plan = rights.plan
-    return PaymentRequired(
-        f"Your {plan.name} subscription is {rights.status.replace('_', ' ')}, so free plan limits apply: "
-        f"{what} needs the {plan.name} plan. Update your payment method or resubscribe to restore it.",
-        details={"status": rights.status, "plan": plan.code, "effective_plan": rights.effective.code, **details},
-        upgrade=True)
 
 
 def _refusal(result: SendResult, message_id: int) -> UpstreamError:
@@ -145,12 +135,7 @@ class SendService(Settling):
             raise EmailNotVerified()
         kind = payload["type"]
         feature = TYPES[kind].feature
-        if not rights.may(feature):
-            if rights.paid_plan_allows(feature):
-                raise payment_required(rights, f"'{kind}' messages", feature=feature, type=kind)
-            raise FeatureNotInPlan(
-                f"Your {rights.effective.name} plan does not include '{kind}' messages.",
-                details={"feature": feature, "type": kind, "plan": rights.effective.code}, upgrade=True)
+        rights.require(feature, f"'{kind}' messages", type=kind)
         forwarded = _upstream_body(payload, upstream)
         # What is forwarded decides whether a retry is the same request, fields we do not read included.
         digest = request_hash(number.phone_number_id, forwarded) if idempotency_key else None
@@ -300,8 +285,8 @@ class SendService(Settling):
         except QuotaExceeded as exc:
             session.rollback()
             if rights.paid_plan_allows_conversation(exc.details["used"]):
-                raise payment_required(rights, "a new conversation past the free plan's quota",
-                                       quota=exc.details["quota"], used=exc.details["used"]) from None
+                raise rights.payment_required("a new conversation past the free plan's quota",
+                                              quota=exc.details["quota"], used=exc.details["used"]) from None
             raise
         except BaseException:
             session.rollback()
