@@ -7,7 +7,7 @@ PICO_VERSION := 2.1.1
 PORT ?= 5000
 export FLASK_APP := wsgi
 
-.PHONY: install run test vendor worker bench clean
+.PHONY: install run test lint vendor worker bench clean
 
 NODE_CLIENTS := tests/clients/node
 
@@ -35,8 +35,12 @@ TEST_WORKERS ?= auto
 test: install
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
+# The layers of saas/ (.importlinter): an import that points up a layer fails.
+lint: install
+	$(BIN)/lint-imports
+
 worker: install
-	$(BIN)/flask jobs worker
+	$(BIN)/python worker.py
 
 # Refresh the committed copy of Pico.css from the npm registry (the app never uses a CDN).
 vendor:

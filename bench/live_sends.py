@@ -38,7 +38,7 @@ import sys
 from saas import create_app
 from saas.extensions import db
 from saas.messaging.models import PhoneNumber
-from saas.messaging.numbers import encrypt_token
+from saas.crypto import encrypt_token
 
 tenant_id, phone_number_id, waba_id, token = sys.argv[1:]
 app = create_app()

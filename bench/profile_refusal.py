@@ -51,7 +51,7 @@ def refused_tenant(app) -> tuple[str, str, int]:
     from sqlalchemy import text
 
     from saas.extensions import db
-    from saas.messaging.numbers import numbers_for
+    from saas.messaging.numbers.phone_numbers import numbers_for
     from saas.onboarding.services import sign_up
     from saas.tenants import services as accounts
 

@@ -98,7 +98,8 @@ def sending_tenant(app, args, token: str) -> tuple[str, str, list[str]]:
 
     from saas.extensions import db
     from saas.messaging.models import PhoneNumber
-    from saas.messaging.numbers import encrypt_token, numbers_for
+    from saas.crypto import encrypt_token
+    from saas.messaging.numbers.phone_numbers import numbers_for
     from saas.onboarding.services import sign_up
     from saas.tenants import services as accounts
 

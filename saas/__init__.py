@@ -90,18 +90,18 @@ def register_services(app: Flask) -> None:
     from saas import jobs
     from saas.extensions import db
     from saas.extensions import limiter
-    from saas.messaging.graph import Graph
-    from saas.messaging.rules import PairRate, WhatsAppRules
-    from saas.messaging.send import SendService
-    from saas.messaging.transports import SandboxTransport, Transports
+    from saas.messaging.numbers.graph import Graph
+    from saas.messaging.outbound.rules import PairRate, WhatsAppRules
+    from saas.messaging.outbound.send import SendService
+    from saas.messaging.outbound.transports import SandboxTransport, Transports
     from saas.metering.services import Metering
 
     from saas.billing import stripe_client
 
     app.extensions["stripe"] = stripe_client.build(app.config)
     metering = Metering()
-    from saas.messaging.cloud_api import CloudApiTransport
-    from saas.messaging.graph import pooled_session
+    from saas.messaging.outbound.cloud_api import CloudApiTransport
+    from saas.messaging.numbers.graph import pooled_session
 
     # One pool of kept-alive connections to Graph for every caller in the process.
     graph_session = pooled_session(app.config["WHATSAPP_POOL_SIZE"])
@@ -111,8 +111,8 @@ def register_services(app: Flask) -> None:
     rules = WhatsAppRules(PairRate(limiter.storage, burst=app.config["WHATSAPP_PAIR_RATE_BURST"],
                                    seconds=app.config["WHATSAPP_PAIR_RATE_SECONDS"]))
     from saas.database import Reconnecting
-    from saas.messaging import accept_journal
-    from saas.messaging.settle import recovery_age
+    from saas.messaging.outbound import accept_journal
+    from saas.messaging.outbound.settle import recovery_age
 
     # Derived from the send's longest duration when unset; refused (ConfigError) when set shorter.
     after = recovery_age(app.config)
@@ -125,7 +125,7 @@ def register_services(app: Flask) -> None:
     app.extensions["metering"] = metering
     app.extensions["send_service"] = service
     # Reads a live number's info from the Graph API (settings read per call).
-    from saas.messaging.number_info import NumberInfoClient
+    from saas.messaging.numbers.info import NumberInfoClient
 
     app.extensions["number_info"] = NumberInfoClient(app.config, graph_session)
     app.extensions["graph"] = Graph(app.config, graph_session)
@@ -152,7 +152,8 @@ def register_whatsapp_housekeeping(app: Flask, background) -> None:
     """WhatsApp notifications a crash left unapplied, old ones pruned, and deliveries to tenants' webhooks."""
     from datetime import timedelta
 
-    from saas.messaging import delivery, notifications
+    from saas.messaging.tenant_webhooks import delivery
+    from saas.messaging.inbound import notifications
 
     keep = timedelta(days=app.config["WHATSAPP_NOTIFICATION_RETENTION_DAYS"])
 
@@ -171,15 +172,8 @@ def register_blueprints(app: Flask) -> None:
     from saas.api.openapi import bp as openapi_bp
     from saas.api.routes import bp as api_bp
     from saas.extensions import csrf
-    from saas.portal.message_templates import bp as templates_bp
-    from saas.portal.routes import bp as portal_bp
-    from saas.portal import billing as _billing_views  # noqa: F401  (adds the billing pages to portal_bp)
-    from saas.portal import account as _account_views  # noqa: F401  (adds /account to portal_bp)
-    from saas.portal import twofactor as _two_factor_views  # noqa: F401  (two-factor pages on portal_bp)
-    from saas.portal import email_links as _email_views  # noqa: F401  (verification and password reset pages)
-    from saas.portal import team as _team_views  # noqa: F401  (adds the team pages to portal_bp)
-    from saas.webhooks.routes import bp as webhooks_bp
-    from saas.portal.webhooks import bp as portal_webhooks_bp
+    from saas.portal import routes as portal
+    from saas.webhooks.stripe import bp as webhooks_bp
     from saas.webhooks.whatsapp import bp as whatsapp_webhooks_bp
 
     # API clients authenticate with a bearer key, not a session cookie: no CSRF.
@@ -189,8 +183,7 @@ def register_blueprints(app: Flask) -> None:
     csrf.exempt(webhooks_bp)
     # WhatsApp signs its webhooks (X-Hub-Signature-256); there is no session to forge.
     csrf.exempt(whatsapp_webhooks_bp)
-    app.register_blueprint(portal_bp)
-    app.register_blueprint(templates_bp)
+    portal.init_app(app)
     app.register_blueprint(admin_bp)
     app.register_blueprint(admin_plans_bp)
     app.register_blueprint(api_bp)
@@ -198,7 +191,6 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(whatsapp_webhooks_bp)
-    app.register_blueprint(portal_webhooks_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:
@@ -226,24 +218,10 @@ def register_path_guard(app: Flask) -> None:
                 abort(404)
 
 
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-    "base-uri 'self'; object-src 'none'"
-)
-
-
 def register_security_headers(app: Flask) -> None:
-    @app.after_request
-    def security_headers(response):
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        if app.config.get("HSTS"):
-            # Two years, subdomains too: browsers never try plain HTTP again.
-            response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-        return response
+    from saas import security_headers
+
+    security_headers.init_app(app)
 
 
 def register_commands(app: Flask) -> None:

@@ -360,7 +360,7 @@ def _recovery_settings(instance_path: str) -> dict:
         "HOUSEKEEPING": env_bool("HOUSEKEEPING", True),
         # A send still pending this long was interrupted and is settled. Unset: derived from the longest a
         # live send can take (the WhatsApp timeouts, tries and waits below, and the database's retries);
-        # set shorter than that, the app refuses to start (saas.messaging.settle.recovery_age).
+        # set shorter than that, the app refuses to start (saas.messaging.outbound.settle.recovery_age).
         "RECOVER_SENDS_AFTER_SECONDS": env_float("RECOVER_SENDS_AFTER_SECONDS", 0.0) or None,
         # A step of the send path (the accept after WhatsApp answered, the Idempotency-Key lookup, the
         # API key's load) meeting a dropped or unreachable database is tried again on a new connection,

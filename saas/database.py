@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, PendingRollbackError
 
 from saas.errors import ApiError
@@ -145,3 +146,8 @@ def unreachable_answer(exc: BaseException):
     # Plain text: the page layout itself reads the database.
     g.retry_after = "5"
     return Response("503 Service Unavailable: try again in a few seconds.\n", 503, mimetype="text/plain")
+
+
+def insert_for(conn, model):
+    """The dialect's own INSERT for ``model`` (ON CONFLICT and RETURNING where the database has them)."""
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(model)

@@ -28,7 +28,7 @@ GRAPH_PATH = re.compile(r"^/(?:v\d+(?:\.\d+)?/|[0-9]+(?:/|$))")
 def upgrade_url() -> str:
     from saas.urls import public_url
 
-    return public_url("portal.billing")
+    return public_url("portal.billing.index")
 
 
 def api_envelope(error: ApiError):

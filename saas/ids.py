@@ -24,3 +24,8 @@ def parse_id(raw) -> int | None:
     except (TypeError, ValueError):
         return None
     return value if 0 < value <= MAX_ID else None
+
+
+def page_number(raw) -> int:
+    """``?page=`` as a page number: 1 for anything that is not a positive whole number."""
+    return parse_id(raw) or 1

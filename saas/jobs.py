@@ -24,8 +24,9 @@ a backoff and goes on with the jobs Redis kept.
 The same thread runs the housekeeping tasks registered with ``every``: the
 usage roll-up and the recovery of interrupted sends.
 
-Jobs are named by import path so the worker, which builds its own app, can
-run them without anything from the web process.
+Jobs are named by import path so the worker (saas.worker, which builds its
+own app) can run them without anything from the web process; RQ is handed the
+worker's entry points by name too, so this module never builds an app.
 """
 from __future__ import annotations
 
@@ -56,22 +57,18 @@ WORKER_RESTART_MAX_SECONDS = 5.0
 _running = contextvars.ContextVar("running_job", default=None)
 
 
+# What RQ runs in the worker's work-horse: entry points that build the worker's app (saas.worker).
+RUN_BATCH = "saas.worker.run_batch"
+RUN_JOB = "saas.worker.run_job"
+
+
 def resolve(path: str):
     module, _, name = path.rpartition(".")
     return getattr(importlib.import_module(module), name)
 
 
-def run_batch(path: str, batch: list):
-    """Run a batch of one job's arguments: the worker's entry point for what web processes queue on RQ."""
-    return _in_app(lambda: _as_rq_job(lambda: _call_batch(resolve(path), batch)))
-
-
-def run_job(path: str, args: list):
-    """Run ``path(*args)`` as an RQ job of its own (``queue_now``); what it raises makes RQ retry it."""
-    return _in_app(lambda: _as_rq_job(lambda: resolve(path)(*args)))
-
-
-def _as_rq_job(call):
+def as_rq_job(call):
+    """Run ``call()`` marked as an RQ job (``in_job`` is true inside it)."""
     token = _running.set("rq")
     try:
         return call()
@@ -79,18 +76,9 @@ def _as_rq_job(call):
         _running.reset(token)
 
 
-def _in_app(call):
-    from flask import has_app_context
-
-    if has_app_context():
-        return call()
-    from saas import create_app
-
-    with create_app().app_context():
-        return call()
-
-
-def _call_batch(fn, batch: list) -> None:
+def call_batch(path: str, batch: list) -> None:
+    """Run one job's batch of arguments: its ``batch`` form when it has one, else one call each."""
+    fn = resolve(path)
     many = getattr(fn, "batch", None)
     if many is not None:
         many([tuple(args) for args in batch])
@@ -186,9 +174,9 @@ class BackgroundQueue:
         for path, args in jobs:
             grouped[path].append(args)
         for path, batch in grouped.items():
-            if self.put_on_rq(run_batch, path, [list(args) for args in batch]):
+            if self.put_on_rq(RUN_BATCH, path, [list(args) for args in batch]):
                 continue
-            self._guarded(path, lambda: _call_batch(resolve(path), batch))
+            self._guarded(path, lambda: call_batch(path, batch))
 
     def put_on_rq(self, fn, *args, **options) -> bool:
         """Enqueue ``fn(*args)`` on RQ; False when there is no RQ or Redis cannot be reached (nothing queued)."""
@@ -243,7 +231,7 @@ def queue_now(path: str, *args, retry_waits: list[int] = ()) -> bool:
     options = {"description": path}
     if retry_waits:
         options["retry"] = Retry(max=len(retry_waits), interval=list(retry_waits))
-    return current_app.extensions["background"].put_on_rq(run_job, path, list(args), **options)
+    return current_app.extensions["background"].put_on_rq(RUN_JOB, path, list(args), **options)
 
 
 def in_job() -> bool:

@@ -2,8 +2,8 @@
 
 One store per app, used through the ``limits`` library by everything that
 counts: the plans' API limits (saas.api.plan_limits), the login and signup
-throttles (saas.tenants.security) and WhatsApp's pair rate
-(saas.messaging.rules). ``saas.extensions.limiter`` is the unbound store the
+throttles (saas.tenants.login_attempts) and WhatsApp's pair rate
+(saas.messaging.outbound.rules). ``saas.extensions.limiter`` is the unbound store the
 factory binds.
 
 Rate limits fail over, never closed and never with an error: while Redis

@@ -82,7 +82,7 @@ def base_app(backend, tmp_path_factory, mail_server):
     else:
         url = worker_database(database_url(os.environ["TEST_DATABASE_URL"], ""))
     # Housekeeping (roll-up, recovery) runs when a test calls it, never behind its back.
-    # WhatsApp's pair rate is off: many tests send bursts to one contact; tests/messaging/test_rules.py
+    # WhatsApp's pair rate is off: many tests send bursts to one contact; tests/messaging/outbound/test_rules.py
     # turns it on (fixture pair_rate) to prove it.
     # Admins' two-factor rule is off: the admin tests log in with a password; tests/portal/test_two_factor.py
     # turns it on to prove it.

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from saas.billing.catalog import plan_by_code
 from saas.extensions import db
-from saas.messaging.numbers import numbers_for
+from saas.messaging.numbers.phone_numbers import numbers_for
 from saas.onboarding import services as onboarding
 from saas.tenants import services as accounts
 
@@ -106,8 +106,8 @@ def usage_values(app, tenant_id) -> dict:
 def send_service(transport, **collaborators):
     """A SendService like the app's (its WhatsApp rules too), with ``transport`` for sandbox numbers
     (and any collaborator replaced). Call it in an app context."""
-    from saas.messaging.send import SendService
-    from saas.messaging.transports import Transports
+    from saas.messaging.outbound.send import SendService
+    from saas.messaging.outbound.transports import Transports
     from saas.metering.services import Metering
 
     from flask import current_app

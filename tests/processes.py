@@ -49,8 +49,8 @@ class Hang:
 def send_and_hang(url: str, tenant_id: int, number: str):
     """Meter a send, then hang in the transport until the parent kills this process."""
     from saas.billing import entitlements
-    from saas.messaging.send import SendService
-    from saas.messaging.transports import Transports
+    from saas.messaging.outbound.send import SendService
+    from saas.messaging.outbound.transports import Transports
     from saas.metering.services import Metering
     from saas.tenants.services import tenant_snapshot
 

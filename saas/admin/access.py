@@ -15,7 +15,7 @@ def platform_admin_required(view):
             abort(404)
         if current_app.config["ADMIN_REQUIRES_TWO_FACTOR"] and current_user.totp_enabled_at is None:
             flash("Platform admins log in with two-factor: turn it on to open the admin console.", "info")
-            return redirect(url_for("portal.two_factor"))
+            return redirect(url_for("portal.twofactor.index"))
         return view(*args, **kwargs)
 
     return wrapper

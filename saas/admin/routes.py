@@ -1,23 +1,31 @@
-"""The platform admin console (platform admins only; everyone else gets a 404)."""
+"""The platform admin console (platform admins only; everyone else gets a 404).
+
+Each view parses, asks the back office (saas.back_office), renders.
+"""
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from saas.admin import tenants as console
 from saas.admin.access import platform_admin_required
 from saas.admin.forms import AssignPlanForm, ConfirmForm
+from saas.admin.tenants import without_bidi
+from saas.back_office import tenants as office
+from saas.back_office.audit_log import audit_log as read_audit_log
 from saas.billing import stripe_client
-from saas.billing.catalog import active_plans
-from saas.billing.services import PlanChangeRefused, UnknownPlan, assign_plan
+from saas.billing.services import PlanChangeRefused, UnknownPlan
+from saas.billing.standing import PastDueGrace
+from saas.extensions import db
+from saas.ids import page_number, parse_id
 from saas.tenants.models import TENANT_ACTIVE, TENANT_SUSPENDED
+from saas.timeutil import utcnow
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 @bp.app_template_filter("no_bidi")
 def no_bidi(text):
-    return console.without_bidi(text)
+    return without_bidi(text)
 
 
 # The console's own form ("USD 99.00"): one column of several currencies reads evenly.
@@ -33,8 +41,17 @@ def console_links():
     return {"plans_url": url_for("admin_plans.index") if has_plans else None}
 
 
-def _tenant_or_404(tenant_id):
-    tenant = console.find_tenant(tenant_id)
+def _as_of() -> dict:
+    """When the back office reads, and the past-due grace it counts revenue and rights by."""
+    return {"now": utcnow(), "grace": PastDueGrace.configured()}
+
+
+def _metering():
+    return current_app.extensions["metering"]
+
+
+def _tenant_or_404(raw_id):
+    tenant = office.find_tenant(db.session, parse_id(raw_id))
     if tenant is None:
         abort(404)
     return tenant
@@ -43,20 +60,22 @@ def _tenant_or_404(tenant_id):
 @bp.get("/")
 @platform_admin_required
 def index():
-    return render_template("admin/index.html", figures=console.overview(),
-                           newest=console.list_tenants(size=10), plans=active_plans())
+    board = office.dashboard(db.session, _metering(), **_as_of())
+    return render_template("admin/index.html", figures=board.figures, newest=board.newest, plans=board.plans)
 
 
 @bp.get("/tenants")
 @platform_admin_required
 def tenants():
-    q = console.clean_query(request.args.get("q"))
-    page = console.list_tenants(q, console.page_number(request.args.get("page")))
+    q = office.clean_query(request.args.get("q"))
+    page = office.list_tenants(db.session, _metering(), q, page_number(request.args.get("page")), **_as_of())
     return render_template("admin/tenants.html", page=page, q=q)
 
 
-def _tenant_page(tenant, plan_form=None, plan_error=None, status=200):
-    detail = console.tenant_detail(tenant)
+def _tenant_page(tenant_id, plan_form=None, plan_error=None, status=200):
+    detail = office.tenant_detail(db.session, tenant_id, **_as_of()) if tenant_id is not None else None
+    if detail is None:
+        abort(404)
     if plan_form is None:
         plan_form = AssignPlanForm(plan=detail.plan.code if detail.plan else None)
     plan_form.plan.choices = [(p.code, f"{p.name}{'' if p.active else ' (archived)'}")
@@ -68,19 +87,21 @@ def _tenant_page(tenant, plan_form=None, plan_error=None, status=200):
 @bp.get("/tenants/<tenant_id>")
 @platform_admin_required
 def tenant(tenant_id):
-    return _tenant_page(_tenant_or_404(tenant_id))
+    return _tenant_page(parse_id(tenant_id))
 
 
 def _change_status(tenant_id, status):
     tenant = _tenant_or_404(tenant_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    changed = console.set_status(tenant, status, actor=current_user)
+    change = office.set_status(db.session, tenant.id, status, actor=current_user)
+    if change is None:
+        abort(404)
     if status == TENANT_SUSPENDED:
-        flash(f"{tenant.slug} is suspended: its API calls are refused." if changed
+        flash(f"{tenant.slug} is suspended: its API calls are refused." if change.changed
               else f"{tenant.slug} was already suspended.", "info")
     else:
-        flash(f"{tenant.slug} is active again." if changed else f"{tenant.slug} was already active.", "info")
+        flash(f"{tenant.slug} is active again." if change.changed else f"{tenant.slug} was already active.", "info")
     return redirect(url_for("admin.tenant", tenant_id=tenant.id), 303)
 
 
@@ -101,15 +122,17 @@ def reactivate(tenant_id):
 def set_plan(tenant_id):
     tenant = _tenant_or_404(tenant_id)
     form = AssignPlanForm()
-    form.plan.choices = [(p.code, p.name) for p in console.plan_choices(console.current_plan(tenant))]
+    form.plan.choices = [(p.code, p.name) for p in office.plan_choices(db.session, tenant.id)]
     if not form.validate_on_submit():
-        return _tenant_page(tenant, form, status=400)
+        return _tenant_page(tenant.id, form, status=400)
     try:
-        subscription = assign_plan(tenant, form.plan.data, actor=current_user,
-                                   stripe_configured=stripe_client.configured())
+        plan = office.assign_plan(db.session, tenant.id, form.plan.data, actor=current_user,
+                                  stripe_configured=stripe_client.configured())
     except (UnknownPlan, PlanChangeRefused) as exc:
-        return _tenant_page(tenant, form, plan_error=str(exc), status=409)
-    flash(f"{tenant.slug} is on the plan {subscription.plan.name}.", "success")
+        return _tenant_page(tenant.id, form, plan_error=str(exc), status=409)
+    if plan is None:
+        abort(404)
+    flash(f"{tenant.slug} is on the plan {plan.name}.", "success")
     return redirect(url_for("admin.tenant", tenant_id=tenant.id), 303)
 
 
@@ -119,5 +142,5 @@ def audit_log():
     tenant = None
     if request.args.get("tenant"):
         tenant = _tenant_or_404(request.args["tenant"])
-    page = console.audit_log(tenant, console.page_number(request.args.get("page")))
+    page = read_audit_log(db.session, tenant.id if tenant else None, page_number(request.args.get("page")))
     return render_template("admin/audit.html", page=page, tenant=tenant)

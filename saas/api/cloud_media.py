@@ -23,8 +23,8 @@ from flask import Response, current_app, jsonify, request, stream_with_context
 from saas.api import schemas
 from saas.api.requests import current_rights, current_tenant, json_object, load
 from saas.errors import InvalidRequest, NotFound, PayloadTooLarge
-from saas.messaging import media, number_profile
-from saas.messaging.numbers import sending_number
+from saas.messaging.numbers import media, profile as number_profile
+from saas.messaging.numbers.phone_numbers import sending_number
 from saas.request_size import media_upload_limit
 from saas.urls import public_url
 

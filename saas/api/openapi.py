@@ -230,6 +230,17 @@ def _ok(schema, description="OK"):
 
 
 def build_spec(version: str = "1.0.0") -> dict:
+    """The OpenAPI 3.1 document of /api/v1 and the Cloud-API-compatible endpoints."""
+    spec = _new_spec(version)
+    _v1_paths(spec)
+    _cloud_send_path(spec)
+    _cloud_paths(spec)
+    document = spec.to_dict()
+    document["security"] = [{"bearer": []}]
+    return document
+
+
+def _new_spec(version: str) -> APISpec:
     spec = APISpec(
         title="Relay WhatsApp Business API", version=version, openapi_version="3.1.0",
         plugins=[MarshmallowPlugin()],
@@ -247,7 +258,10 @@ def build_spec(version: str = "1.0.0") -> dict:
                          ("MediaId", MediaId), ("MediaInfo", MediaInfo), ("NumberInfo", NumberInfo),
                          ("BusinessProfiles", BusinessProfiles), ("BusinessProfileUpdate", schemas.BusinessProfileUpdate)]:
         spec.components.schema(name, schema=schema)
+    return spec
 
+
+def _v1_paths(spec: APISpec) -> None:
     spec.path("/api/v1/messages", operations={
         "post": {
             "operationId": "sendMessage", "summary": "Send a message",
@@ -283,27 +297,21 @@ def build_spec(version: str = "1.0.0") -> dict:
         "operationId": "getUsage", "summary": "Usage this billing period against the plan",
         "responses": {"200": _ok("Usage"), **_errors(READ_ERRORS)},
     }})
+
+
+def _cloud_send_path(spec: APISpec) -> None:
     spec.path("/{version}/{phone_number_id}/messages", operations={"post": {
         "operationId": "cloudSend", "summary": "Cloud-API-compatible send or mark-as-read",
         "description": "WhatsApp's `POST /{version}/{phone_number_id}/messages`: point a Cloud API client at "
                        "this server. A body with `status: read` and no `to` marks a received message read.",
-        "parameters": [
-            {"name": "version", "in": "path", "required": True,
-             "schema": {"type": "string", "pattern": r"^v[0-9]{1,3}(\.[0-9]{1,3})?$", "example": "v23.0"}},
-            {"name": "phone_number_id", "in": "path", "required": True,
-             "schema": {"type": "string", "maxLength": 64}},
-            IDEMPOTENCY_KEY,
-        ],
+        "parameters": [VERSION, {"name": "phone_number_id", "in": "path", "required": True,
+                                 "schema": {"type": "string", "maxLength": 64}}, IDEMPOTENCY_KEY],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "oneOf": [{"$ref": "#/components/schemas/CloudMessage"}, {"$ref": "#/components/schemas/MarkRead"}]}}}},
         "responses": {"200": {"description": "Sent, or marked read.", "content": {"application/json": {"schema": {
             "oneOf": [{"$ref": "#/components/schemas/CloudSent"}, {"$ref": "#/components/schemas/Success"}]}}}},
             **_errors(SEND_ERRORS, "GraphError")},
     }})
-    _cloud_paths(spec)
-    document = spec.to_dict()
-    document["security"] = [{"bearer": []}]
-    return document
 
 
 VERSION = {"name": "version", "in": "path", "required": True,

@@ -10,7 +10,7 @@ from saas.api.requests import (
 from saas.api.serializers import message_json, number_json
 from saas.errors import InvalidRequest
 from saas.messaging import services as messaging
-from saas.messaging.numbers import numbers_for
+from saas.messaging.numbers.phone_numbers import numbers_for
 from saas.metering.services import usage_summary
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

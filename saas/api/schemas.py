@@ -8,7 +8,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre
 
 from saas.api.requests import json_problem
 from saas.ids import MAX_ID
-from saas.messaging import types
+from saas.messaging.outbound import types
 
 MESSAGE_TYPES = types.NAMES
 # Every interactive type of the Cloud API's messages reference, the Calling API's buttons and media carousels
@@ -138,7 +138,7 @@ class Context(Lenient):
     message_id = fields.String(required=True, validate=validate.Length(min=1, max=256))
 
 
-# The object each message type carries; one entry per type in saas.messaging.types.
+# The object each message type carries; one entry per type in saas.messaging.outbound.types.
 TYPE_BODIES = {
     "text": lambda: fields.Nested(TextBody),
     "template": lambda: fields.Nested(TemplateBody),

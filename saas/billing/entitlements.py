@@ -7,21 +7,20 @@ once, elsewhere within ACCESS_CACHE_SECONDS.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
-from flask import current_app
 from sqlalchemy import select
 
 from saas import cache
 from saas.billing.models import Plan, PlanRules, Subscription
+from saas.billing.standing import FREE_RIGHTS, subscribed_rights_apply
+from saas.errors import FeatureNotInPlan, PaymentRequired
 from saas.extensions import db
 from saas.timeutil import utcnow
 
-FULL_ACCESS = ("active", "trialing")
 # The feature that lets a tenant have more than one live number connected (the sandbox number never counts).
 MULTI_NUMBER = "multi_number"
-FREE_RIGHTS = ("unpaid", "canceled", "incomplete", "incomplete_expired", "paused")
 
 cache.watch(Plan, Subscription)
 
@@ -94,6 +93,30 @@ class Entitlements:
         """Rights withheld, and the plan paid for includes ``feature``: a payment would allow it."""
         return self.withheld and feature in self.plan.features
 
+    def require(self, feature: str, what: str, **details) -> None:
+        """The gate of every plan feature: returns when the rights in force include ``feature``.
+
+        Raises PaymentRequired (402) when rights are withheld for non-payment and
+        the plan paid for includes ``feature``, FeatureNotInPlan (403) otherwise.
+        ``what`` names the refused thing in the message ("media uploads"),
+        ``details`` go into the error's details.
+        """
+        if self.may(feature):
+            return
+        if self.paid_plan_allows(feature):
+            raise self.payment_required(what, feature=feature, **details)
+        raise FeatureNotInPlan(f"Your {self.effective.name} plan does not include {what}.",
+                               details={"feature": feature, **details, "plan": self.effective.code}, upgrade=True)
+
+    def payment_required(self, what: str, **details) -> PaymentRequired:
+        """The refusal when the plan paid for would allow ``what`` but its rights are withheld for non-payment."""
+        plan = self.plan
+        return PaymentRequired(
+            f"Your {plan.name} subscription is {self.status.replace('_', ' ')}, so free plan limits apply: "
+            f"{what} needs the {plan.name} plan. Update your payment method or resubscribe to restore it.",
+            details={"status": self.status, "plan": plan.code, "effective_plan": self.effective.code, **details},
+            upgrade=True)
+
     def paid_plan_allows_conversation(self, used: int) -> bool:
         """Rights withheld, and the plan paid for would open one more conversation after ``used``."""
         return self.withheld and (self.plan.overage_cents is not None or used < self.plan.included_conversations)
@@ -155,28 +178,6 @@ def subscription_state(tenant_id: int) -> SubscriptionState | None:
         return SubscriptionState.of(subscription) if subscription is not None else None
 
     return cache.cache_for("subscriptions").get(tenant_id, load)
-
-
-def _grace_ends(state: SubscriptionState) -> datetime | None:
-    if state.past_due_since is None:
-        return None
-    return state.past_due_since + timedelta(days=current_app.config["PAST_DUE_GRACE_DAYS"])
-
-
-def subscribed_rights_apply(state, now: datetime) -> bool:
-    """Whether the subscribed plan's own rights apply at ``now``, not the free plan's in their place.
-
-    False for unpaid, canceled, incomplete, incomplete_expired and paused, and
-    for past_due once the grace period is over. ``state`` is a Subscription,
-    a SubscriptionState, or None (no subscription: nothing subscribed applies).
-    """
-    status = getattr(state, "status", None)
-    if status is None or status in FREE_RIGHTS:
-        return False
-    if status == "past_due":
-        ends = _grace_ends(state)
-        return ends is None or now <= ends
-    return True
 
 
 def for_tenant(tenant, subscription: Subscription | SubscriptionState | None = None,

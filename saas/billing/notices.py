@@ -21,6 +21,7 @@ from flask import current_app, has_request_context
 from sqlalchemy import select
 
 from saas.billing.models import StripeEvent, Subscription
+from saas.billing.standing import PastDueGrace
 from saas.extensions import db
 from saas.mail import send_mail
 from saas.tenants.models import ROLE_BILLING, ROLE_OWNER, Tenant, User
@@ -111,7 +112,7 @@ def _plan_line(tenant: Tenant) -> tuple[str, str]:
 def _billing_link() -> str:
     from saas.urls import public_url
 
-    return public_url("portal.billing")
+    return public_url("portal.billing.index")
 
 
 def _footer(tenant: Tenant) -> str:
@@ -133,7 +134,7 @@ def payment_failed(event: dict, invoice: dict, tenant: Tenant) -> Notice | None:
         return None  # a newer payment already went through: the failure is old news
     amount = format_amount(invoice.get("amount_due"), invoice.get("currency"))
     plan, plan_line = _plan_line(tenant)
-    grace = current_app.config.get("PAST_DUE_GRACE_DAYS")
+    grace = PastDueGrace.configured().days
     return Notice(
         f"[{_name(tenant)}] Payment of {amount} failed",
         f"Hello,\n\nA payment of {amount} for {_name(tenant)}'s {plan_line} plan failed.\n\n"

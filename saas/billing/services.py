@@ -81,13 +81,8 @@ def assign_plan(tenant: Tenant, plan_code: str, *, actor="system", force: bool =
         raise UnknownPlan(f"No plan with code {plan_code!r}.")
     try:
         subscription = _locked_subscription(tenant)
-        if not plan.active and (subscription is None or subscription.plan_id != plan.id):
-            raise PlanChangeRefused(f"Plan {plan.code!r} is archived: nobody new may be put on it.")
         live = live_stripe_subscription(subscription)
-        if live and stripe_configured and not force:
-            raise PlanFromStripe(
-                f"This tenant's plan comes from its Stripe subscription {subscription.stripe_subscription_id} "
-                f"({subscription.status}); change it in Stripe, or let the tenant change it from its billing page.")
+        _refuse_plan_change(plan, subscription, overriding=live and stripe_configured, force=force)
         if subscription is None:
             subscription = Subscription(tenant_id=tenant.id, plan_id=plan.id, status="active")
             db.session.add(subscription)
@@ -97,33 +92,57 @@ def assign_plan(tenant: Tenant, plan_code: str, *, actor="system", force: bool =
         subscription.plan_id = plan.id
         subscription.plan = plan
         if not live:
-            # Nothing in Stripe speaks for this tenant any more: the plan given here is the whole truth.
-            subscription.status = "active"
-            subscription.past_due_since = None
-            subscription.cancel_at_period_end = False
-            subscription.trial_end = None
-            subscription.stripe_subscription_id = None
-            subscription.stripe_price_id = None
-            subscription.stripe_metered_item_id = None
-            # Its usage period is the calendar month again (metering.current_period), not a stale Stripe one.
-            subscription.current_period_start = None
-            subscription.current_period_end = None
+            _let_stripe_go(subscription)
         if before_plan is not None and (before_plan.id, before_status) == (plan.id, subscription.status):
             db.session.rollback()
             return subscription_for(tenant)
-        summary = f"Plan set by hand: {before_plan.name if before_plan else 'none'} → {plan.name}"
-        if before_status not in (None, subscription.status):
-            summary += f" (subscription {before_status.replace('_', ' ')} → {subscription.status})"
-        details = {"plan_from": before_plan.code if before_plan else None, "plan_to": plan.code}
-        if live and stripe_configured:
-            summary += f", overriding Stripe subscription {subscription.stripe_subscription_id}"
-            details.update(forced=True, stripe_subscription=subscription.stripe_subscription_id)
+        summary, details = _assignment_entry(before_plan, before_status, subscription,
+                                             overriding=live and stripe_configured)
         audit.record(actor, "plan.assigned", summary, tenant_id=tenant.id, **details)
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
     return subscription
+
+
+def _refuse_plan_change(plan: Plan, subscription: Subscription | None, *, overriding: bool, force: bool) -> None:
+    """Raise PlanChangeRefused for an archived plan the tenant does not hold, PlanFromStripe when a live
+    Stripe subscription decides the plan (``overriding``) and the change is not forced."""
+    if not plan.active and (subscription is None or subscription.plan_id != plan.id):
+        raise PlanChangeRefused(f"Plan {plan.code!r} is archived: nobody new may be put on it.")
+    if overriding and not force:
+        raise PlanFromStripe(
+            f"This tenant's plan comes from its Stripe subscription {subscription.stripe_subscription_id} "
+            f"({subscription.status}); change it in Stripe, or let the tenant change it from its billing page.")
+
+
+def _let_stripe_go(subscription: Subscription) -> None:
+    """Nothing in Stripe speaks for this tenant any more: the plan given by hand is the whole truth."""
+    subscription.status = "active"
+    subscription.past_due_since = None
+    subscription.cancel_at_period_end = False
+    subscription.trial_end = None
+    subscription.stripe_subscription_id = None
+    subscription.stripe_price_id = None
+    subscription.stripe_metered_item_id = None
+    # Its usage period is the calendar month again (metering.current_period), not a stale Stripe one.
+    subscription.current_period_start = None
+    subscription.current_period_end = None
+
+
+def _assignment_entry(before_plan: Plan | None, before_status: str | None, subscription: Subscription, *,
+                      overriding: bool) -> tuple[str, dict]:
+    """The audit entry's summary and details for a plan set by hand."""
+    plan = subscription.plan
+    summary = f"Plan set by hand: {before_plan.name if before_plan else 'none'} → {plan.name}"
+    if before_status not in (None, subscription.status):
+        summary += f" (subscription {before_status.replace('_', ' ')} → {subscription.status})"
+    details = {"plan_from": before_plan.code if before_plan else None, "plan_to": plan.code}
+    if overriding:
+        summary += f", overriding Stripe subscription {subscription.stripe_subscription_id}"
+        details.update(forced=True, stripe_subscription=subscription.stripe_subscription_id)
+    return summary, details
 
 
 class UnknownCustomer(LookupError):
@@ -190,9 +209,7 @@ def apply_stripe_subscription(obj, *, as_of: datetime, actor: str = "stripe") ->
     UnstorableStripeObject (changing nothing) when a value would not fit its column.
     """
     check_subscription(obj)
-    sub_id, customer = obj["id"], obj.get("customer")
-    if not isinstance(customer, str):
-        customer = (customer or {}).get("id")
+    sub_id, customer = obj["id"], _customer_id(obj)
     tenant = tenant_for_stripe(customer, obj.get("metadata"), sub_id)
     if tenant is None:
         raise UnknownCustomer(f"No tenant for Stripe customer {customer} (subscription {sub_id}).")
@@ -201,47 +218,17 @@ def apply_stripe_subscription(obj, *, as_of: datetime, actor: str = "stripe") ->
         if subscription is None:
             subscription = Subscription(tenant_id=tenant.id, plan_id=plan_by_code("free").id, status="active")
             db.session.add(subscription)
-        status = obj["status"]
-        if subscription.last_event_at is not None and as_of < subscription.last_event_at:
+        ignored = _why_ignored(subscription, obj, as_of)
+        if ignored is not None:
             db.session.rollback()
-            return Applied(tenant.id, False, f"older than the state applied ({subscription.last_event_at:%Y-%m-%d %H:%M:%S}); ignored")
-        if (subscription.stripe_subscription_id not in (None, sub_id) and status in ENDED
-                and subscription.status not in ENDED):
-            db.session.rollback()
-            return Applied(tenant.id, False, f"subscription {sub_id} ended; the tenant holds {subscription.stripe_subscription_id}")
-        if status not in SUBSCRIPTION_STATUSES:
-            db.session.rollback()
-            return Applied(tenant.id, False, f"unknown status {status!r}; ignored")
+            return Applied(tenant.id, False, ignored)
         before = (subscription.plan_id, subscription.status)
-        items = (obj.get("items") or {}).get("data") or []
-        flat, metered = _flat_item(items), _metered_item(items)
-        note = ""
-        if flat is not None:
-            plan = plan_for_price(flat["price"]["id"], flat["price"].get("lookup_key"),
-                                  metadata=flat["price"].get("metadata"))
-            if plan is not None:
-                subscription.plan_id = plan.id
-            else:
-                note = f"; price {flat['price']['id']} matches no plan, plan kept"
-            subscription.stripe_price_id = flat["price"]["id"]
-            if flat.get("current_period_start") and flat.get("current_period_end"):
-                subscription.current_period_start = from_timestamp(flat["current_period_start"])
-                subscription.current_period_end = from_timestamp(flat["current_period_end"])
-        subscription.stripe_metered_item_id = metered["id"] if metered is not None else None
+        note = _copy_items(subscription, (obj.get("items") or {}).get("data") or [])
         if tenant.stripe_customer_id is None and customer:
             tenant.stripe_customer_id = customer
-        subscription.stripe_subscription_id = sub_id
-        if status == "past_due":
-            subscription.past_due_since = subscription.past_due_since or as_of
-        else:
-            subscription.past_due_since = None
-        subscription.status = status
-        subscription.cancel_at_period_end = bool(obj.get("cancel_at_period_end"))
-        subscription.trial_end = from_timestamp(obj["trial_end"]) if obj.get("trial_end") else None
-        subscription.last_event_at = as_of
+        _copy_state(subscription, obj, as_of)
         db.session.flush()
-        plan_name = db.session.get(Plan, subscription.plan_id).name
-        outcome = f"{plan_name}, {status}{note}"
+        outcome = f"{db.session.get(Plan, subscription.plan_id).name}, {subscription.status}{note}"
         changed = before != (subscription.plan_id, subscription.status)
         if changed:
             audit.record(actor, "subscription.changed", f"Subscription now {outcome}", tenant_id=tenant.id,
@@ -251,3 +238,56 @@ def apply_stripe_subscription(obj, *, as_of: datetime, actor: str = "stripe") ->
         db.session.rollback()
         raise
     return Applied(tenant.id, changed, outcome)
+
+
+def _customer_id(obj) -> str | None:
+    """The subscription's customer id, whether Stripe sent the id or the expanded customer."""
+    customer = obj.get("customer")
+    return customer if isinstance(customer, str) else (customer or {}).get("id")
+
+
+def _why_ignored(subscription: Subscription, obj, as_of: datetime) -> str | None:
+    """Why Stripe's ``obj`` must not be applied over ``subscription`` (an outcome for the ledger), or None."""
+    status, sub_id = obj["status"], obj["id"]
+    if subscription.last_event_at is not None and as_of < subscription.last_event_at:
+        return f"older than the state applied ({subscription.last_event_at:%Y-%m-%d %H:%M:%S}); ignored"
+    if (subscription.stripe_subscription_id not in (None, sub_id) and status in ENDED
+            and subscription.status not in ENDED):
+        return f"subscription {sub_id} ended; the tenant holds {subscription.stripe_subscription_id}"
+    if status not in SUBSCRIPTION_STATUSES:
+        return f"unknown status {status!r}; ignored"
+    return None
+
+
+def _copy_items(subscription: Subscription, items: list) -> str:
+    """Plan, price, period and metered item from the subscription's items; returns a note when the price
+    names no plan of ours (the plan is kept)."""
+    flat, metered = _flat_item(items), _metered_item(items)
+    note = ""
+    if flat is not None:
+        plan = plan_for_price(flat["price"]["id"], flat["price"].get("lookup_key"),
+                              metadata=flat["price"].get("metadata"))
+        if plan is not None:
+            subscription.plan_id = plan.id
+        else:
+            note = f"; price {flat['price']['id']} matches no plan, plan kept"
+        subscription.stripe_price_id = flat["price"]["id"]
+        if flat.get("current_period_start") and flat.get("current_period_end"):
+            subscription.current_period_start = from_timestamp(flat["current_period_start"])
+            subscription.current_period_end = from_timestamp(flat["current_period_end"])
+    subscription.stripe_metered_item_id = metered["id"] if metered is not None else None
+    return note
+
+
+def _copy_state(subscription: Subscription, obj, as_of: datetime) -> None:
+    """Status, the past-due start, cancellation and trial from Stripe's ``obj``, as of ``as_of``."""
+    status = obj["status"]
+    subscription.stripe_subscription_id = obj["id"]
+    if status == "past_due":
+        subscription.past_due_since = subscription.past_due_since or as_of
+    else:
+        subscription.past_due_since = None
+    subscription.status = status
+    subscription.cancel_at_period_end = bool(obj.get("cancel_at_period_end"))
+    subscription.trial_end = from_timestamp(obj["trial_end"]) if obj.get("trial_end") else None
+    subscription.last_event_at = as_of

@@ -13,7 +13,7 @@ from saas.billing.catalog import seed_plans
 from saas.billing.services import UnknownPlan
 from saas.cli.billing import billing_cli, plans_cli, usage_cli
 from saas.cli.messaging import sends_cli, templates_cli, tokens_cli, webhooks_cli, whatsapp_cli
-from saas.messaging.numbers import numbers_for
+from saas.messaging.numbers.phone_numbers import numbers_for
 from saas.onboarding import services as onboarding
 from saas.tenants import services as accounts
 
@@ -125,7 +125,7 @@ def worker_command():
     queue = current_app.extensions.get("rq_queue")
     if queue is None:
         raise click.ClickException("REDIS_URL is not set; without it follow-up jobs run in each web process's background thread.")
-    jobs.work(queue)
+    jobs.work(queue)  # the same loop as ``python worker.py`` (saas.worker), in this app
 
 
 def init_app(app) -> None:

@@ -33,9 +33,10 @@ def usage_check_command():
     """Check that every tenant's usage equals its rows (messages sent, windows opened) and that its overage
     was reported, and with Stripe configured that Stripe's meter counts what was reported. Exits 1 if not."""
     from saas.extensions import db
-    from saas.messaging.audit import audit_usage
+    from saas.messaging.outbound.billed import billed_units
+    from saas.metering.audit import audit_usage
 
-    problems, checked = audit_usage(db.session)
+    problems, checked = audit_usage(db.session, billed_units(db.session))
     for problem in problems:
         click.echo(problem)
     client = stripe_client.client() if stripe_client.configured() else None

@@ -35,7 +35,7 @@ def tokens_rotate_command():
     Put the new key first (NEW,OLD), restart, run this; then the old key can
     be dropped. Exits 1 when some token no configured key decrypts (listed).
     """
-    from saas.messaging.connections import rotate_tokens
+    from saas.messaging.numbers.connections import rotate_tokens
 
     rotation = rotate_tokens("cli")
     click.echo(f"Re-encrypted {rotation.rotated} access token{'s' if rotation.rotated != 1 else ''} "
@@ -51,9 +51,9 @@ def tokens_rotate_command():
 @click.argument("tenant", required=False)
 def templates_sync_command(tenant):
     """Sync message templates from WhatsApp for TENANT (slug or owner email), or every tenant with a live number."""
-    from saas.messaging.graph import GraphError
-    from saas.messaging.template_sync import sync_all, sync_templates
-    from saas.messaging.templates import wabas_for
+    from saas.messaging.numbers.graph import GraphError
+    from saas.messaging.templates.sync import sync_all, sync_templates
+    from saas.messaging.templates.message_templates import wabas_for
 
     graph = current_app.extensions["graph"]
     try:
@@ -80,7 +80,7 @@ def whatsapp_apply_pending_command(older_than):
     """Apply stored WhatsApp notifications a crash left unapplied (web processes do it every 30 s)."""
     from datetime import timedelta
 
-    from saas.messaging import notifications
+    from saas.messaging.inbound import notifications
 
     applied = notifications.apply_pending(older_than=timedelta(seconds=older_than))
     click.echo(f"Applied {applied} stored notifications.")
@@ -90,7 +90,7 @@ def whatsapp_apply_pending_command(older_than):
 @click.option("--limit", default=50, show_default=True, help="How many to list.")
 def whatsapp_unapplied_command(limit):
     """List the items of WhatsApp's notifications kept unapplied, the latest first, with why."""
-    from saas.messaging import notifications, unapplied
+    from saas.messaging.inbound import notifications, unapplied
 
     for note in notifications.given_up(limit=limit):
         click.echo(f"notification {note.id} (received {note.received_at:%Y-%m-%d %H:%M:%S}) not applied after "
@@ -111,7 +111,7 @@ def whatsapp_unapplied_command(limit):
 def whatsapp_retry_unapplied_command(ids, every):
     """Apply kept items again now (after a fix): the ids given, or with --all every one, and every
     notification given up after its last try."""
-    from saas.messaging import notifications, unapplied
+    from saas.messaging.inbound import notifications, unapplied
 
     if not ids and not every:
         raise click.UsageError("Name the items to apply again, or pass --all.")
@@ -124,7 +124,7 @@ def whatsapp_retry_unapplied_command(ids, every):
 @webhooks_cli.command("deliver")
 def webhooks_deliver_command():
     """Send the deliveries to tenants' webhooks that are due now, and wait for their answers."""
-    from saas.messaging import delivery
+    from saas.messaging.tenant_webhooks import delivery
 
     sent = delivery.deliver_due(wait_for_answers=True, limit=500)
     click.echo(f"Tried {sent} deliveries.")

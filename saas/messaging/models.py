@@ -112,7 +112,7 @@ class Message(db.Model):
     # answer arrives late is billed again in the same one, exactly once.
     category: Mapped[str | None] = mapped_column(String(20))
     # The tenant's own biz_opaque_callback_data, kept here only when it is too long to travel to
-    # WhatsApp beside our message id (saas.messaging.callback_data).
+    # WhatsApp beside our message id (saas.messaging.outbound.callback_data).
     callback_data: Mapped[str | None] = mapped_column(String(512))
     # The Cloud API's messages[0].message_status for a template send (accepted,
     # held_for_quality_assessment, paused): kept as WhatsApp answered it.

@@ -1,6 +1,6 @@
 """A tenant's messages: listing, reading one, and the Cloud API's mark-as-read.
 
-Sending lives in saas.messaging.send (the SendService the factory builds).
+Sending lives in saas.messaging.outbound.send (the SendService the factory builds).
 """
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from sqlalchemy import update
 
 from saas.errors import InvalidRequest
 from saas.extensions import db
-from saas.messaging.graph import GraphError
+from saas.messaging.numbers.graph import GraphError
 from saas.messaging.models import MODE_LIVE, Message
-from saas.messaging.number_profile import access_token
-from saas.messaging.numbers import sending_number
+from saas.messaging.numbers.profile import access_token
+from saas.messaging.numbers.phone_numbers import sending_number
 from saas.tenants.scoping import get_owned, owned_query
 from saas.timeutil import utcnow
 

@@ -65,7 +65,7 @@ def verification_token(user: User) -> str:
 
 def send_verification(user: User) -> None:
     """Email ``user`` a verification link and note when (commits)."""
-    link = _external("portal.verify_email", token=verification_token(user))
+    link = _external("portal.email_links.verify_email", token=verification_token(user))
     user.verification_sent_at = utcnow()
     db.session.commit()
     send_mail(user.email, "Verify your email address",
@@ -120,8 +120,8 @@ def warn_existing_account(email: str) -> None:
     """Tell the owner of ``email`` someone tried to sign up with it (nothing is created)."""
     send_mail(email, "Someone tried to sign up with your address",
               f"Someone (maybe you) tried to create a Relay account with {email}, which already has one.\n\n"
-              f"If it was you, log in: {_external('portal.login')}\n"
-              f"Forgot your password? Reset it: {_external('portal.forgot_password')}\n\n"
+              f"If it was you, log in: {_external('portal.auth.login')}\n"
+              f"Forgot your password? Reset it: {_external('portal.email_links.forgot_password')}\n\n"
               "If it was not you, you can ignore this email: nothing was changed.\n")
 
 
@@ -156,7 +156,7 @@ def _send_reset(raw_email: str) -> None:
     user = db.session.scalar(select(User).where(User.email == email))
     if user is None:
         return
-    link = _external("portal.reset_password", token=reset_token(user))
+    link = _external("portal.email_links.reset_password", token=reset_token(user))
     send_mail(user.email, "Reset your password",
               f"Someone asked to reset the password of {user.email}.\n\nChoose a new password here:\n\n{link}\n\n"
               "The link works for one hour, once. If you did not ask, ignore this email: "

@@ -5,7 +5,7 @@ from sqlalchemy.exc import IntegrityError
 
 from saas.billing.services import start_subscription
 from saas.extensions import db
-from saas.messaging.numbers import create_sandbox_number
+from saas.messaging.numbers.phone_numbers import create_sandbox_number
 from saas.tenants.models import User
 from saas.tenants.services import AccountError, EmailTaken, add_tenant
 from saas.timeutil import utcnow

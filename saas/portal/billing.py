@@ -1,7 +1,5 @@
 """The billing pages: plans, Checkout, the Customer Portal, plan changes, invoices.
 
-These views sit on the portal blueprint (their endpoints are ``portal.*``);
-the app factory imports this module before it registers the blueprint.
 Stripe failing shows a message on the billing page and changes nothing; no
 billing page answers 500 because of Stripe.
 """
@@ -10,16 +8,18 @@ from __future__ import annotations
 import secrets
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from saas import CONTENT_SECURITY_POLICY
 from saas.billing import checkout, entitlements, plan_changes, stripe_client
 from saas.billing.services import subscription_for
 from saas.errors import BillingNotConfigured, BillingUnavailable, NotFound
-from saas.portal.access import allowed
+from saas.portal.access import allowed, tenant_required
 from saas.portal.forms import ConfirmForm, PlanChangeForm, PlanChoiceForm
-from saas.portal.routes import bp, tenant_required
+from saas.security_headers import policy
+from saas.urls import public_url
+
+bp = Blueprint("billing", __name__)
 
 # Where Checkout and the Customer Portal live; a form that posts to us may be redirected there.
 STRIPE_PAGES = ("https://checkout.stripe.com", "https://billing.stripe.com")
@@ -34,12 +34,12 @@ def stripe_origins() -> list[str]:
     return origins
 
 
-@bp.after_request
 def allow_redirects_to_stripe(response):
-    """Browsers apply form-action to the redirects after a submit: our billing forms end on Stripe's pages."""
+    """Browsers apply form-action to the redirects after a submit: our billing forms end on Stripe's pages, and
+    every page's header may carry one (the billing notice's "Update your card"), so the portal's whole
+    blueprint answers with this policy (saas.portal.routes)."""
     if response.mimetype == "text/html":
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
-            "form-action 'self'", "form-action 'self' " + " ".join(stripe_origins()))
+        response.headers["Content-Security-Policy"] = policy(form_action=stripe_origins())
     return response
 
 
@@ -52,13 +52,6 @@ def money(cents: int | None, currency: str = "usd") -> str:
     return f"{sign}${amount}" if currency.lower() == "usd" else f"{sign}{amount} {currency.upper()}"
 
 
-def absolute_url(endpoint: str, **values) -> str:
-    """A URL of ours for Stripe to send the browser back to (saas.urls: never built from an untrusted Host)."""
-    from saas.urls import public_url
-
-    return public_url(endpoint, **values)
-
-
 def new_attempt() -> str:
     return secrets.token_hex(8)
 
@@ -66,7 +59,7 @@ def new_attempt() -> str:
 def back_to_billing(message: str | None = None, category: str = "error"):
     if message:
         flash(message, category)
-    return redirect(url_for("portal.billing"), 303)
+    return redirect(url_for("portal.billing.index"), 303)
 
 
 def acting_user():
@@ -76,7 +69,7 @@ def acting_user():
 @bp.get("/billing")
 @tenant_required
 @allowed("billing")
-def billing(tenant):
+def index(tenant):
     configured = stripe_client.configured()
     rights = entitlements.for_tenant(tenant)
     invoice_rows, invoices_failed = [], False
@@ -95,10 +88,10 @@ def billing(tenant):
         attempt=new_attempt(), has_customer=bool(tenant.stripe_customer_id))
 
 
-@bp.post("/billing/checkout")
+@bp.post("/billing/checkout", endpoint="checkout")
 @tenant_required
 @allowed("billing")
-def billing_checkout(tenant):
+def checkout_start(tenant):
     form = PlanChoiceForm()
     if not form.validate_on_submit():
         abort(400)
@@ -106,8 +99,8 @@ def billing_checkout(tenant):
         url = checkout.start_checkout(
             stripe_client.client(), tenant, entitlements.for_tenant(tenant), form.plan.data,
             attempt=form.attempt.data,
-            success_url=absolute_url("portal.billing_success") + "?session_id={CHECKOUT_SESSION_ID}",
-            cancel_url=absolute_url("portal.billing_cancel"))
+            success_url=public_url("portal.billing.success") + "?session_id={CHECKOUT_SESSION_ID}",
+            cancel_url=public_url("portal.billing.cancel"))
     except checkout.PlanNotOffered as exc:
         return back_to_billing(str(exc))
     except (BillingUnavailable, BillingNotConfigured) as exc:
@@ -118,7 +111,7 @@ def billing_checkout(tenant):
 @bp.get("/billing/success")
 @tenant_required
 @allowed("billing")
-def billing_success(tenant):
+def success(tenant):
     try:
         result = checkout.finish_checkout(stripe_client.client(), tenant, request.args.get("session_id", ""),
                                           actor=acting_user())
@@ -132,18 +125,18 @@ def billing_success(tenant):
 @bp.get("/billing/cancel")
 @tenant_required
 @allowed("billing")
-def billing_cancel(tenant):
+def cancel(tenant):
     return render_template("portal/billing_cancel.html")
 
 
 @bp.post("/billing/portal")
 @tenant_required
 @allowed("billing")
-def billing_portal(tenant):
+def customer_portal(tenant):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        url = checkout.portal_url(stripe_client.client(), tenant, return_url=absolute_url("portal.billing"))
+        url = checkout.portal_url(stripe_client.client(), tenant, return_url=public_url("portal.billing.index"))
     except checkout.NoCustomer:
         return back_to_billing("You have no billing account yet: it is made when you first choose a paid plan.")
     except (BillingUnavailable, BillingNotConfigured) as exc:
@@ -154,7 +147,7 @@ def billing_portal(tenant):
 @bp.get("/billing/change/<code>")
 @tenant_required
 @allowed("billing")
-def billing_change(tenant, code):
+def change(tenant, code):
     try:
         preview = plan_changes.preview_change(stripe_client.client(), tenant, entitlements.for_tenant(tenant), code)
     except checkout.PlanNotOffered as exc:
@@ -169,7 +162,7 @@ def billing_change(tenant, code):
 @bp.post("/billing/change/<code>")
 @tenant_required
 @allowed("billing")
-def billing_change_confirm(tenant, code):
+def change_confirm(tenant, code):
     form = PlanChangeForm()
     if not form.validate_on_submit() or form.plan.data != code:
         abort(400)
@@ -179,7 +172,7 @@ def billing_change_confirm(tenant, code):
             proration_date=form.proration_date.data, attempt=form.attempt.data, actor=acting_user())
     except plan_changes.PreviewExpired as exc:
         flash(str(exc), "error")
-        return redirect(url_for("portal.billing_change", code=code), 303)
+        return redirect(url_for("portal.billing.change", code=code), 303)
     except checkout.PlanNotOffered as exc:
         return back_to_billing(str(exc))
     except (BillingUnavailable, BillingNotConfigured) as exc:

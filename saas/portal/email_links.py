@@ -1,19 +1,20 @@
 """Pages reached from emails: signup's "check your email", verification, resending it, password reset."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
 from saas.onboarding import emails
-from saas.urls import public_base
 from saas.portal.forms import ConfirmForm
-from saas.portal.routes import SIGNUP_USER, bp, start_session
-from saas.portal.twofactor import begin_half_login
+from saas.portal.sessions import SIGNUP_USER, begin_half_login, start_session
 from saas.tenants import twofactor
 from saas.tenants.services import MIN_PASSWORD, AccountError
+from saas.urls import public_base
+
+bp = Blueprint("email_links", __name__)
 
 
 class ForgotPasswordForm(FlaskForm):
@@ -60,20 +61,21 @@ def verify_email(token):
     if not verified.first_time:
         # Pressed again: the address stays verified; the link logs nobody in a second time.
         flash("Your email address is already verified.", "info")
-        return redirect(url_for("portal.dashboard" if current_user.is_authenticated else "portal.login"), 303)
+        return redirect(url_for("portal.home.dashboard" if current_user.is_authenticated else "portal.auth.login"),
+                        303)
     welcome = ("Your email address is verified. Welcome! Your sandbox number is ready: create an API key to "
                "send your first message.")
     if current_user.is_authenticated:
         flash(welcome, "success")
-        return redirect(url_for("portal.dashboard"), 303)
+        return redirect(url_for("portal.home.dashboard"), 303)
     if session.get(SIGNUP_USER) == user.id and user.totp_enabled_at is None:
         # The browser that signed up, which knew the password: it continues logged in.
         emails.note_login(user)
         start_session(user)
         flash(welcome, "success")
-        return redirect(url_for("portal.dashboard"), 303)
+        return redirect(url_for("portal.home.dashboard"), 303)
     flash("Your email address is verified. Log in to continue.", "success")
-    return redirect(url_for("portal.login"), 303)
+    return redirect(url_for("portal.auth.login"), 303)
 
 
 @bp.post("/verify-email/resend")
@@ -88,7 +90,7 @@ def resend_verification():
     else:
         flash("We sent you a link less than a minute ago: check your inbox (and spam folder), "
               "or try again in a minute.", "error")
-    return redirect(url_for("portal.dashboard"), 303)
+    return redirect(url_for("portal.home.dashboard"), 303)
 
 
 @bp.route("/forgot-password", methods=["GET", "POST"])
@@ -100,7 +102,7 @@ def forgot_password():
         emails.request_reset(form.email.data, public_base())
         flash("If an account exists for that address, we sent a link to reset its password. "
               "It works for one hour.", "info")
-        return redirect(url_for("portal.login"), 303)
+        return redirect(url_for("portal.auth.login"), 303)
     return render_template("portal/forgot_password.html", form=form), 400 if form.errors else 200
 
 
@@ -126,5 +128,5 @@ def reset_password(token):
                 return response
             start_session(user)
             flash("Your password is changed, and you are logged in.", "success")
-            return redirect(url_for("portal.dashboard"), 303)
+            return redirect(url_for("portal.home.dashboard"), 303)
     return render_template("portal/reset_password.html", form=form), 400 if form.errors else 200

@@ -79,7 +79,7 @@ class ConnectNumberForm(FlaskForm):
     access_token = PasswordField("System-user access token", filters=[_stripped])
 
     def validate(self, extra_validators=None) -> bool:
-        from saas.messaging.connections import input_problems
+        from saas.messaging.numbers.connections import input_problems
 
         valid = super().validate(extra_validators)
         for name, problem in input_problems(self.phone_number_id.data, self.waba_id.data,

@@ -9,16 +9,15 @@ from wtforms.fields import SelectChoice
 
 from saas.billing import entitlements
 from saas.errors import NotFound
-from saas.messaging import templates
-from saas.messaging.graph import GraphError, GraphUnavailable
+from saas.messaging.templates import message_templates as templates
+from saas.messaging.numbers.graph import GraphError, GraphUnavailable
 from saas.messaging.models import MODE_SANDBOX
-from saas.messaging.numbers import numbers_for
-from saas.messaging.template_sync import sync_templates
-from saas.portal.access import allowed
+from saas.messaging.numbers.phone_numbers import numbers_for
+from saas.messaging.templates.sync import sync_templates
+from saas.portal.access import allowed, tenant_required
 from saas.portal.forms import ConfirmForm, TemplateForm
-from saas.portal.routes import tenant_required
 
-bp = Blueprint("templates", __name__, url_prefix="/templates")
+bp = Blueprint("message_templates", __name__, url_prefix="/templates")
 
 FEATURE = "template"
 
@@ -83,7 +82,7 @@ def create(tenant):
         return _page(tenant, form, 400, error=f"WhatsApp refused the template: {exc}")
     flash(f"Template {template.name} ({template.language}) was submitted to WhatsApp; its status is "
           f"{template.status.lower()} until Meta reviews it.", "success")
-    return redirect(url_for("templates.index"), 303)
+    return redirect(url_for("portal.message_templates.index"), 303)
 
 
 @bp.post("/sync")
@@ -101,7 +100,7 @@ def sync(tenant):
         return _page(tenant, status=502 if isinstance(exc, GraphUnavailable) else 400,
                      error=f"Templates could not be synced from WhatsApp: {exc}. Nothing was changed.")
     flash(f"Templates synced from WhatsApp: {result}.", "success")
-    return redirect(url_for("templates.index"), 303)
+    return redirect(url_for("portal.message_templates.index"), 303)
 
 
 @bp.post("/<template_id>/delete")
@@ -122,4 +121,4 @@ def delete(tenant, template_id):
         return _page(tenant, status=502 if isinstance(exc, GraphUnavailable) else 400,
                      error=f"WhatsApp did not delete the template: {exc}. Nothing was changed.")
     flash(f"Template deleted from WhatsApp ({', '.join(languages)}).", "info")
-    return redirect(url_for("templates.index"), 303)
+    return redirect(url_for("portal.message_templates.index"), 303)

@@ -1,27 +1,22 @@
-"""The team pages: members and invitations (/team), accepting an invitation (/invite/<token>), the audit log (/audit).
-
-These views sit on the portal blueprint (endpoints ``portal.*``); the app
-factory imports this module before it registers the blueprint.
-"""
+"""The team pages: members and invitations (/team), accepting an invitation (/invite/<token>), leaving."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectField
 from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, Length
 
-from saas.audit import services as audit
 from saas.errors import NotFound
-from saas.portal.access import allowed
+from saas.portal.access import allowed, tenant_required
 from saas.portal.forms import ConfirmForm
-from saas.portal.routes import bp, tenant_required
 from saas.tenants import roles, team
 from saas.tenants.models import ROLES
 from saas.tenants.services import MIN_PASSWORD
+from saas.urls import public_url
 
-AUDIT_PAGE_SIZE = 50
+bp = Blueprint("team", __name__)
 
 
 def _role_choices():
@@ -49,15 +44,14 @@ def _team_page(tenant, form=None, status=200, link=None, error=None):
 
 
 def invite_link(token: str) -> str:
-    from saas.portal.billing import absolute_url
-
-    return absolute_url("portal.accept_invite", token=token)
+    """The invitation's link, on our public address (saas.urls: never built from an untrusted Host)."""
+    return public_url("portal.team.accept_invite", token=token)
 
 
 @bp.route("/team", methods=["GET", "POST"])
 @tenant_required
 @allowed("members")
-def team_page(tenant):
+def index(tenant):
     form = InviteForm()
     if request.method == "GET":
         return _team_page(tenant)
@@ -86,7 +80,7 @@ def revoke_invite(tenant, invite_id):
     except team.TeamError as exc:
         return _team_page(tenant, status=409, error=exc.message)
     flash(f"The invitation of {row.email} is withdrawn; its link no longer works.", "info")
-    return redirect(url_for("portal.team_page"), 303)
+    return redirect(url_for("portal.team.index"), 303)
 
 
 @bp.post("/team/members/<user_id>/role")
@@ -103,7 +97,7 @@ def change_role(tenant, user_id):
     except team.TeamError as exc:
         return _team_page(tenant, status=409, error=exc.message)
     flash(f"{member.email} is now {member.role}.", "success")
-    return redirect(url_for("portal.team_page"), 303)
+    return redirect(url_for("portal.team.index"), 303)
 
 
 @bp.post("/team/members/<user_id>/remove")
@@ -119,12 +113,12 @@ def remove_member(tenant, user_id):
     except team.TeamError as exc:
         return _team_page(tenant, status=409, error=exc.message)
     flash(f"{member.email} is no longer a member.", "info")
-    return redirect(url_for("portal.team_page"), 303)
+    return redirect(url_for("portal.team.index"), 303)
 
 
 @bp.route("/team/leave", methods=["GET", "POST"])
 @tenant_required
-def leave_team(tenant):
+def leave(tenant):
     form = ConfirmForm()
     error, status = None, 200
     if request.method == "POST":
@@ -136,7 +130,7 @@ def leave_team(tenant):
             error, status = exc.message, 409
         else:
             flash(f"You left {tenant.name}.", "info")
-            return redirect(url_for("portal.dashboard"), 303)
+            return redirect(url_for("portal.home.dashboard"), 303)
     return render_template("portal/team_leave.html", form=form, error=error), status
 
 
@@ -159,7 +153,7 @@ def accept_invite(token):
             except team.TeamError as exc:
                 return render_template("portal/invite.html", problem=exc.message), 403
             flash(f"You joined {context['tenant_name']} as {row.role}.", "success")
-            return redirect(url_for("portal.dashboard"), 303)
+            return redirect(url_for("portal.home.dashboard"), 303)
         if current_user.email != row.email:
             return render_template("portal/invite.html", problem=(
                 "This invitation was sent to another email address. Log out, then open the link again.")), 403
@@ -181,17 +175,5 @@ def accept_invite(token):
         else:
             login_user(user)
             flash(f"Welcome to {context['tenant_name']}! You are a {user.role}.", "success")
-            return redirect(url_for("portal.dashboard"), 303)
+            return redirect(url_for("portal.home.dashboard"), 303)
     return render_template("portal/invite.html", join_form=form, **context), 400 if form.errors else 200
-
-
-@bp.get("/audit")
-@tenant_required
-@allowed("audit")
-def audit_page(tenant):
-    from saas.admin.tenants import page_number
-
-    number = page_number(request.args.get("page"))
-    rows = audit.recent(tenant_id=tenant.id, limit=AUDIT_PAGE_SIZE + 1, offset=(number - 1) * AUDIT_PAGE_SIZE)
-    return render_template("portal/audit.html", entries=rows[:AUDIT_PAGE_SIZE], number=number,
-                           has_next=len(rows) > AUDIT_PAGE_SIZE)

@@ -2,22 +2,19 @@
 login, and turning it off."""
 from __future__ import annotations
 
-import time
-
 import segno
-from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, session, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from saas.extensions import db
-from saas.portal.routes import bp, client_address, safe_next, start_session, throttled
-from saas.tenants import security, twofactor
-from saas.tenants.models import User
+from saas.portal.sessions import HALF_LOGIN, client_address, half_logged_in, start_session, throttled
+from saas.tenants import login_attempts, security, twofactor
 
-HALF_LOGIN = "half_login"
+bp = Blueprint("twofactor", __name__)
+
 PENDING_SECRET = "totp_pending"
 
 
@@ -32,55 +29,30 @@ class DisableForm(FlaskForm):
                        validators=[DataRequired(), Length(max=64)])
 
 
-def begin_half_login(user: User, next_url: str | None):
-    """The password was right; the session holds only who is half logged in, and since when."""
-    session.clear()
-    session[HALF_LOGIN] = {"user": user.id, "version": user.session_version, "at": time.time(),
-                           "next": safe_next(next_url)}
-    return redirect(url_for("portal.login_code"))
-
-
-def _half_logged_in() -> User | None:
-    pending = session.get(HALF_LOGIN)
-    if not isinstance(pending, dict):
-        return None
-    age = time.time() - float(pending.get("at") or 0)
-    user = db.session.get(User, int(pending.get("user") or 0))
-    if age > current_app.config["TWO_FACTOR_LOGIN_SECONDS"] or user is None \
-            or user.session_version != pending.get("version") or not twofactor.enabled(user):
-        session.pop(HALF_LOGIN, None)
-        return None
-    return user
-
-
 @bp.route("/login/code", methods=["GET", "POST"])
 def login_code():
-    user = _half_logged_in()
+    user = half_logged_in()
     if user is None:
         flash("Log in again: the code must follow the password within "
               f"{current_app.config['TWO_FACTOR_LOGIN_SECONDS'] // 60} minutes.", "info")
-        return redirect(url_for("portal.login"))
+        return redirect(url_for("portal.auth.login"))
     form = CodeForm()
     error = None
     if form.validate_on_submit():
-        account = security.code_key(user)
         try:
-            security.login_per_address.check(client_address())
-            security.login_code_per_account.check(account)
-        except security.Throttled as exc:
+            used = login_attempts.enter_code(user, form.code.data, address=client_address())
+        except login_attempts.Throttled as exc:
             error = throttled(exc, "wrong codes")
             return render_template("portal/login_code.html", form=form, error=error), 429
-        used = twofactor.verify(user, form.code.data)
-        if used is not None:
+        except login_attempts.Refused as exc:
+            error = exc.message
+        else:
             next_url = session[HALF_LOGIN].get("next")
             start_session(user)
             if used == "recovery":
                 flash(f"You used a recovery code; {twofactor.recovery_codes_left(user)} are left. "
                       "Each works once.", "info")
-            return redirect(next_url or url_for("portal.dashboard"))
-        security.login_per_address.hit(client_address())
-        security.login_code_per_account.hit(account)
-        error = "That code is not right (or was already used)."
+            return redirect(next_url or url_for("portal.home.dashboard"))
     return render_template("portal/login_code.html", form=form, error=error), 400 if (error or form.errors) else 200
 
 
@@ -109,16 +81,16 @@ def _enroll_page(form=None, disable_form=None, codes=None, status=200):
 
 @bp.get("/account/two-factor")
 @login_required
-def two_factor():
+def index():
     return _enroll_page()
 
 
 @bp.post("/account/two-factor/enable")
 @login_required
-def enable_two_factor():
+def enable():
     user = current_user._get_current_object()
     if twofactor.enabled(user):
-        return redirect(url_for("portal.two_factor"), 303)
+        return redirect(url_for("portal.twofactor.index"), 303)
     form = CodeForm()
     secret = session.get(PENDING_SECRET)
     if not form.validate_on_submit() or not isinstance(secret, str):
@@ -135,20 +107,20 @@ def enable_two_factor():
 
 @bp.post("/account/two-factor/disable")
 @login_required
-def disable_two_factor():
+def disable():
     user = current_user._get_current_object()
     form = DisableForm()
     if not twofactor.enabled(user):
-        return redirect(url_for("portal.two_factor"), 303)
+        return redirect(url_for("portal.twofactor.index"), 303)
     if not form.validate_on_submit():
         return _enroll_page(disable_form=form, status=400)
     try:
         security.turn_off_two_factor(user, form.password.data, form.code.data)
-    except security.Throttled as exc:
+    except login_attempts.Throttled as exc:
         form.code.errors.append(throttled(exc, "wrong passwords or codes"))
         return _enroll_page(disable_form=form, status=429)
-    except security.PasswordRefused as exc:
+    except login_attempts.Refused as exc:
         getattr(form, exc.field).errors.append(exc.message)
         return _enroll_page(disable_form=form, status=400)
     flash("Two-factor login is off. Logging in now needs only your password.", "info")
-    return redirect(url_for("portal.two_factor"), 303)
+    return redirect(url_for("portal.twofactor.index"), 303)

@@ -11,12 +11,11 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from saas.billing import entitlements
 from saas.errors import NotFound
 from saas.ids import parse_id
-from saas.messaging import endpoints, forwarding
-from saas.portal.access import allowed
+from saas.messaging.tenant_webhooks import endpoints, forwarding
+from saas.portal.access import allowed, tenant_required
 from saas.portal.forms import ConfirmForm, WebhookForm
-from saas.portal.routes import tenant_required
 
-bp = Blueprint("portal_webhooks", __name__)
+bp = Blueprint("webhooks", __name__)
 
 PAGE = 50
 
@@ -28,7 +27,7 @@ def _allowed(tenant) -> bool:
 def _page(tenant, form=None, new_secret=None, status=200):
     if not _allowed(tenant):
         # The page itself explains; anything else it leads to is refused.
-        refused = request.endpoint != "portal_webhooks.webhooks"
+        refused = request.endpoint != "portal.webhooks.index"
         return render_template("portal/webhooks.html", allowed=False), 403 if refused else 200
     before = parse_id(request.args.get("before")) if request.args.get("before") else None
     deliveries = forwarding.list_deliveries(tenant, limit=PAGE + 1, before_id=before)
@@ -44,7 +43,7 @@ def _page(tenant, form=None, new_secret=None, status=200):
 @bp.get("/webhooks")
 @tenant_required
 @allowed("webhooks")
-def webhooks(tenant):
+def index(tenant):
     return _page(tenant)
 
 
@@ -64,7 +63,7 @@ def save(tenant):
             if secret:
                 return _page(tenant, new_secret=secret, status=201)
             flash("Your webhook URL is saved; events are forwarded to it.", "success")
-            return redirect(url_for("portal_webhooks.webhooks"))
+            return redirect(url_for("portal.webhooks.index"))
     return _page(tenant, form=form, status=400)
 
 
@@ -93,7 +92,7 @@ def pause(tenant):
     if endpoints.pause(tenant) is None:
         abort(404)
     flash("Forwarding is paused: no new events are recorded; save your URL again to resume.", "info")
-    return redirect(url_for("portal_webhooks.webhooks"))
+    return redirect(url_for("portal.webhooks.index"))
 
 
 @bp.get("/webhook-deliveries/<delivery_id>")
@@ -110,7 +109,7 @@ def delivery(tenant, delivery_id):
                            attempts=forwarding.attempts_of(tenant, found), confirm=ConfirmForm())
 
 
-# What the tenant is told a replay did (saas.messaging.forwarding.Replayed).
+# What the tenant is told a replay did (saas.messaging.tenant_webhooks.forwarding.Replayed).
 REPLAYED = {
     "copied": "Delivery {id} is sent again as delivery {copy}.",
     "due now": "Delivery {copy} is sent now, to your current URL; its waiting retry is not sent again.",
@@ -134,5 +133,5 @@ def replay(tenant, delivery_id):
         abort(404)
     flash(REPLAYED[replayed.outcome].format(id=delivery_id, copy=replayed.delivery.id),
           "success" if replayed.outcome in ("copied", "due now") else "info")
-    return redirect(url_for("portal_webhooks.webhooks"))
+    return redirect(url_for("portal.webhooks.index"))
 

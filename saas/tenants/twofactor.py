@@ -35,13 +35,13 @@ def provisioning_uri(secret: str, email: str) -> str:
 
 
 def _encrypt(secret: str) -> str:
-    from saas.messaging.numbers import token_cipher
+    from saas.crypto import token_cipher
 
     return token_cipher().encrypt(secret.encode()).decode()
 
 
 def _decrypt(stored: str) -> str:
-    from saas.messaging.numbers import token_cipher
+    from saas.crypto import token_cipher
 
     return token_cipher().decrypt(stored.encode()).decode()
 

@@ -2,13 +2,13 @@
 
 No session and no CSRF: every POST is verified by its X-Hub-Signature-256.
 The POST stores the notification and answers 200 at once; applying it
-happens after the response (saas.messaging.notifications).
+happens after the response (saas.messaging.inbound.notifications).
 """
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from saas.messaging import intake
+from saas.messaging.inbound import intake
 
 bp = Blueprint("whatsapp_webhooks", __name__, url_prefix="/webhooks")
 

@@ -156,8 +156,9 @@ def test_a_limit_raised_elsewhere_applies_within_the_bound(app, client, limit_of
         db.session.execute(text("UPDATE plans SET rate_limit_per_minute = 100 WHERE code = 'free'"))
         db.session.commit()
         db.session.remove()
-    assert poll(lambda: acme.get("/api/v1/usage").status_code == 200, short_bound + 2)
-    assert acme.get("/api/v1/usage").headers["X-RateLimit-Limit"] == "100"
+    # The new limit is what the answers carry (a 200 alone could be a new minute's window under the old one).
+    assert poll(lambda: acme.get("/api/v1/usage").headers.get("X-RateLimit-Limit") == "100", short_bound + 2)
+    assert acme.get("/api/v1/usage").status_code == 200
 
 
 def test_a_refusal_is_answered_after_the_pause(app, client, limit_of_three):

@@ -31,7 +31,7 @@ def open_subscription(stripe, tenant_id, prices, *, status: str) -> dict:
 
 def assert_free_cap_reached(response):
     """402 at the free cap. Said as payment_required (paying for Pro would allow the send, see
-    messaging.send.payment_required), with the free plan's quota all used this month."""
+    Entitlements.payment_required), with the free plan's quota all used this month."""
     assert response.status_code == 402, response.get_json()
     error = response.get_json()["error"]
     assert error["reason"] == "payment_required" and error["upgrade_url"].endswith("/billing")

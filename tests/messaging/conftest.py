@@ -31,7 +31,7 @@ def live(app, graph):
 def pair_rate(app):
     """The pair rate as production has it (5 at once, then one per 6 s), in the app's rate-limit store."""
     from saas.extensions import limiter
-    from saas.messaging.rules import PairRate
+    from saas.messaging.outbound.rules import PairRate
 
     rules = app.extensions["send_service"].rules
     saved = rules.pair_rate

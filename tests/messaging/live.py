@@ -8,7 +8,7 @@ from datetime import datetime
 
 from saas.extensions import db
 from saas.messaging.models import Message, PhoneNumber, Template
-from saas.messaging.numbers import encrypt_token
+from saas.crypto import encrypt_token
 from saas.timeutil import utcnow
 
 CONTACT = "15551234567"  # Sender.send's default recipient

@@ -20,7 +20,8 @@ from saas.billing.catalog import plan_by_code
 from saas.database import DatabaseUnavailable
 from saas.errors import UpstreamError
 from saas.extensions import db
-from saas.messaging.audit import audit_usage
+from saas.messaging.outbound.billed import billed_units
+from saas.metering.audit import audit_usage
 from saas.messaging.models import Conversation, Message
 from saas.metering.services import Metering
 from tests import processes
@@ -37,7 +38,7 @@ def text_to(acme, to):
 
 def assert_usage_equals_rows(app, *, some_usage=True):
     with app.app_context():
-        problems, checked = audit_usage(db.session)
+        problems, checked = audit_usage(db.session, billed_units(db.session))
         pending = db.session.scalar(select(func.count()).select_from(Message).where(Message.status == "pending"))
         db.session.remove()
     assert problems == []
@@ -222,7 +223,7 @@ class SessionGoneAfterSending:
 
 
 def sends_then_database_goes(session):
-    from saas.messaging.transports import SandboxTransport
+    from saas.messaging.outbound.transports import SandboxTransport
 
     class LikeLiveThenGone(SandboxTransport):
         side_effect_free = False
@@ -241,14 +242,14 @@ class EnqueueThatDies:
 
 
 def sandbox():
-    from saas.messaging.transports import SandboxTransport
+    from saas.messaging.outbound.transports import SandboxTransport
 
     return SandboxTransport()
 
 
 def two_phase():
     """The sandbox's answers through the path a live number takes: metered, sent, then accepted."""
-    from saas.messaging.transports import SandboxTransport
+    from saas.messaging.outbound.transports import SandboxTransport
 
     class LikeLive(SandboxTransport):
         side_effect_free = False
@@ -335,7 +336,7 @@ def test_capped_opens_stay_exact_when_counting_is_slow(pg_only, app, client):
     from concurrent.futures import ThreadPoolExecutor
 
     from saas.errors import QuotaExceeded
-    from saas.messaging.transports import SandboxTransport
+    from saas.messaging.outbound.transports import SandboxTransport
 
     acme = sender(client)
     with app.app_context():

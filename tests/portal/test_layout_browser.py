@@ -10,7 +10,7 @@ import pytest
 
 from saas.audit import services as audit
 from saas.extensions import db
-from saas.messaging import endpoints
+from saas.messaging.tenant_webhooks import endpoints
 from saas.messaging.models import Message, WebhookDelivery
 from saas.tenants.models import Tenant
 from saas.timeutil import utcnow

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from saas.audit.models import AuditEvent
 from saas.extensions import db
 from saas.messaging.models import MODE_LIVE, Message, PhoneNumber
-from saas.messaging.numbers import decrypt_token
+from saas.crypto import decrypt_token
 from tests.conftest import csrf_token
 from tests.factories import make_key, make_tenant, row_counts
 

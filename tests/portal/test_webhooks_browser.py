@@ -6,7 +6,7 @@ import re
 import pytest
 
 from saas.extensions import db
-from saas.messaging import delivery
+from saas.messaging.tenant_webhooks import delivery
 from tests import whatsapp_payloads as wa
 from tests.factories import make_tenant
 from tests.portal.test_browser import PHONE, browser, http, open_page  # noqa: F401 (fixtures)

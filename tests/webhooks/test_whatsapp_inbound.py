@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 
 from saas.audit.models import AuditEvent
 from saas.extensions import db
-from saas.messaging import notifications
+from saas.messaging.inbound import notifications
 from saas.messaging.models import Message, PhoneNumber, ServiceWindow, UnappliedItem, WhatsAppNotification
-from saas.messaging.windows import customer_service_window_open
+from saas.messaging.outbound.windows import customer_service_window_open
 from saas.timeutil import from_timestamp, utcnow
 from tests import whatsapp_payloads as wa
 from tests.factories import make_tenant, settle

@@ -1,0 +1,1 @@
+"""WhatsApp's webhooks: intake, notifications applied item by item, statuses and inbound messages."""

@@ -1,0 +1,1 @@
+"""A tenant's WhatsApp numbers: connecting them, their info and profile, media, and the Graph session."""

@@ -1,0 +1,152 @@
+"""Accepting live sends in groups: one UPDATE for every send whose answer came back meanwhile.
+
+A live send is written ``pending`` before WhatsApp is called and ``accepted``
+(with WhatsApp's id) after. Under load many sends of a process come back
+from WhatsApp at about the same time; instead of one UPDATE and commit each,
+the first becomes the writer and writes its own accept together with every
+accept waiting at that moment, in one autocommitted statement. The others
+wait for that statement: each request still answers only once its accept
+is committed. Accepts that arrive while a statement runs are written by the
+next writer, one of themselves, so nobody writes for longer than one
+statement and no extra delay is added when the process is idle.
+
+PostgreSQL only (``UPDATE ... FROM unnest(...)``); elsewhere each accept is
+its own UPDATE. A group whose statement fails is written again one accept at
+a time by each of its senders.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import bindparam, text, update
+
+from saas.database import single_statement
+from saas.messaging.models import Message
+
+log = logging.getLogger(__name__)
+
+GROUP_ACCEPT = text("""
+UPDATE messages AS m
+   SET status = 'accepted', wa_message_id = v.wamid, response_status = 200, message_status = v.message_status,
+       response_body = CAST(v.body AS json), updated_at = :now
+  FROM unnest(CAST(:ids AS bigint[]), CAST(:wamids AS varchar[]), CAST(:message_statuses AS varchar[]),
+              CAST(:bodies AS text[])) AS v(id, wamid, message_status, body)
+ WHERE m.id = v.id AND m.status = 'pending'
+RETURNING m.id
+""")
+
+# One send's accept: conditional on the message still pending (recovery may have settled it).
+ACCEPT = (
+    update(Message).where(Message.id == bindparam("message_id"), Message.status == "pending")
+    .values(status="accepted", wa_message_id=bindparam("wamid"), response_status=200,
+            message_status=bindparam("message_status"),
+            response_body=bindparam("body", type_=Message.response_body.type), updated_at=bindparam("now")))
+
+# A writer waits this long at most for another's statement before writing its accept itself.
+WAIT_SECONDS = 10.0
+
+
+@dataclass
+class Accept:
+    message_id: int
+    wamid: str
+    message_status: str | None
+    body: dict | None
+    done: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False           # woken to write the next group
+    accepted: bool | None = None  # True: written; False: no longer pending; None: not written
+
+
+class GroupAccepts:
+    """Group commit of accepts for one process (its greenlets or threads)."""
+
+    def __init__(self, *, max_group: int = 500):
+        self.max_group = max_group
+        self._lock = threading.Lock()
+        self._waiting: list[Accept] = []
+        self._writing = False
+
+    def accept(self, conn_for, item: Accept, now: datetime) -> bool | None:
+        """Write ``item`` (alone or in a group); True once committed accepted, False if it was no
+        longer pending, None if its group failed (the caller then writes it alone).
+
+        ``conn_for()`` gives an autocommitting connection of the calling request, used only
+        when this call becomes the writer.
+        """
+        with self._lock:
+            self._waiting.append(item)
+            lead = not self._writing
+            if lead:
+                self._writing = True
+        if not lead:
+            item.done.wait(WAIT_SECONDS)
+            with self._lock:
+                if not item.lead:
+                    if not item.done.is_set() and item in self._waiting:
+                        # The writer before us stalled: leave the queue and write alone.
+                        self._waiting.remove(item)
+                    return item.accepted
+        try:
+            self._write_group(conn_for, now)
+        except Exception:
+            log.exception("group accept failed; its sends are accepted one by one")
+        return item.accepted
+
+    def _write_group(self, conn_for, now: datetime) -> None:
+        with self._lock:
+            group, self._waiting = self._waiting[:self.max_group], self._waiting[self.max_group:]
+        try:
+            accepted = set(conn_for().execute(GROUP_ACCEPT, {
+                "now": now,
+                "ids": [a.message_id for a in group],
+                "wamids": [a.wamid for a in group],
+                "message_statuses": [a.message_status for a in group],
+                "bodies": [json.dumps(a.body) if a.body is not None else None for a in group],
+            }).scalars())
+            for item in group:
+                item.accepted = item.message_id in accepted
+        finally:
+            with self._lock:
+                if self._waiting:
+                    following = self._waiting[0]
+                    following.lead = True
+                    following.done.set()
+                else:
+                    self._writing = False
+            for item in group:
+                item.done.set()
+
+
+def accept_send(session, groups: GroupAccepts, message_id: int, wa_message_id: str, body: dict | None,
+                message_status: str | None, now: datetime) -> bool:
+    """Write a live send accepted with WhatsApp's id (and its answer, kept for an Idempotency-Key). Commits.
+
+    On PostgreSQL in a group with the process's other accepts of the moment;
+    alone elsewhere, or when its group's statement failed. Returns False when
+    the message was no longer pending (recovery settled it, or one of its
+    statuses named it first: see saas.messaging.outbound.settle). Raises what the
+    database raised; the caller tries again on a new connection.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        try:
+            accepted = groups.accept(lambda: session.connection(execution_options=single_statement(session)),
+                                     Accept(message_id, wa_message_id, message_status, body), now)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        if accepted is not None:
+            return accepted
+    try:
+        accepted = session.connection(execution_options=single_statement(session)).execute(ACCEPT, {
+            "message_id": message_id, "wamid": wa_message_id, "body": body, "message_status": message_status,
+            "now": now}).rowcount
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return bool(accepted)

@@ -1,0 +1,369 @@
+"""Sending a message: the one path every sender (API, later broadcasts and automations) takes.
+
+A send is one short transaction before the transport is called (the window
+found or opened, the message row written as ``pending``, its usage metered;
+see saas.messaging.outbound.windows) and one UPDATE after it (``accepted`` with
+WhatsApp's id, or ``failed`` and un-billed). The sandbox, which sends
+nothing, is asked first and its answer written in that one transaction. No connection is held while the transport works.
+Before any of it, WhatsApp's own rules are checked (saas.messaging.outbound.rules):
+a send Meta would refuse is refused here, with Meta's code, for every
+transport, and nothing is sent, written or billed. A send that is
+interrupted between the two (a worker killed) stays ``pending`` until
+``recover_interrupted`` settles it: failed and un-billed, since the client
+never got an answer, unless its answer turns up later (see
+saas.messaging.outbound.settle). Each database step meeting a dropped connection is
+tried again on a new one (saas.database.Reconnecting); once WhatsApp has
+taken a message, an accept the database cannot take is kept in the accept
+journal (saas.messaging.outbound.accept_journal) and the tenant still gets the answer.
+
+Lock order, for every path that writes these rows (see saas.metering too):
+the number's messaging-limit lock (business-initiated sends only), the
+conversation window, then the message, then the tenant's quota lock
+(capped opens only), then usage entries and records.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from saas import cache
+from saas.database import Reconnecting
+from saas.database import single_statement as _single_statement
+from saas.errors import (
+    EmailNotVerified, IdempotencyConflict, QuotaExceeded, TenantSuspended,
+    UpstreamError, UpstreamTimeout,
+)
+from saas.extensions import db
+from saas.messaging.outbound import callback_data
+from saas.messaging.outbound.accept_journal import KeptAccept
+from saas.messaging.outbound.accepts import GroupAccepts
+from saas.messaging.outbound.bodies import graph_response, request_hash, summarise
+from saas.messaging.models import MODE_LIVE, Message
+from saas.messaging.numbers.phone_numbers import sending_number
+from saas.messaging.outbound.rules import Admission, WhatsAppRules, enforce_messaging_limit
+from saas.messaging.outbound.settle import DEFAULT_RECOVERY, Settling
+from saas.messaging.outbound.transports import SendResult
+from saas.messaging.outbound.types import TYPES
+from saas.tenants.services import tenant_verified
+from saas.messaging.outbound.windows import INSERT_MESSAGE, ONE_STATEMENT_SEND, WINDOW, open_window
+from saas.metering.services import Usage, current_period
+from saas.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class SendOutcome:
+    message_id: int
+    wa_message_id: str
+    response_body: dict
+    replayed: bool
+
+
+
+
+# A message written before its transport answers.
+PENDING = {"status": "pending", "wa_message_id": None, "response_status": None, "response_body": None}
+
+
+def _refusal(result: SendResult, message_id: int) -> UpstreamError:
+    if result.timed_out:
+        return UpstreamTimeout(result.error_title, details={"whatsapp_code": result.error_code,
+                                                            "message_id": message_id})
+    if result.graph_error is not None:
+        return UpstreamError.from_graph(result.http_status, result.graph_error, retry_after=result.retry_after,
+                                        details={"message_id": message_id})
+    return UpstreamError(result.error_title or UpstreamError.message,
+                         details={"whatsapp_code": result.error_code, "message_id": message_id},
+                         graph_code=result.error_code)
+
+
+class SendService(Settling):
+    """Sends messages; built once per app by the factory with its collaborators.
+
+    ``transports`` chooses a transport per number, ``metering`` is the
+    metering port, ``enqueue(path, *args)`` runs follow-ups after the
+    response, ``rules`` are WhatsApp's (saas.messaging.outbound.rules; its pair-rate
+    store shared by every process), ``clock`` says what time it is,
+    ``reconnecting`` how database steps are retried on a new connection,
+    ``journal`` where accepts wait while the database is away (None: nowhere,
+    the send answers 503), ``interrupted_after`` how old a pending send is
+    before recovery settles it (saas.messaging.outbound.settle.recovery_age).
+    """
+
+    def __init__(self, *, transports, metering, enqueue, rules=None, clock=utcnow, session=None,
+                 reconnecting: Reconnecting | None = None, journal=None, interrupted_after: timedelta | None = None):
+        self.transports = transports
+        self.metering = metering
+        self.enqueue = enqueue
+        self.rules = rules if rules is not None else WhatsAppRules()
+        self.clock = clock
+        self.session = session or db.session
+        self.reconnecting = reconnecting or Reconnecting()
+        self.journal = journal
+        self.interrupted_after = interrupted_after or DEFAULT_RECOVERY
+        # Live sends' accepts, written in groups on PostgreSQL (saas.messaging.outbound.accepts).
+        self.group_accepts = GroupAccepts()
+
+    def send(self, tenant, rights, phone_number_id: str, payload: dict, *, idempotency_key: str | None = None,
+             to_input: str | None = None, upstream: dict | None = None) -> SendOutcome:
+        """Send one validated Cloud API message body from the tenant's number ``phone_number_id``.
+
+        ``payload`` is the body as validated (the recipient normalised, only
+        the type's own object); ``upstream`` the tenant's body as it came, which
+        a live number forwards to WhatsApp (so fields we do not read travel
+        unchanged), with the normalised recipient.
+
+        Metered exactly once, before the transport is called; a send the
+        transport refuses (or that raises) is un-billed. With an
+        Idempotency-Key the first result is returned again for the same body.
+        Raises TenantSuspended, NotFound (another tenant's number, or none), EmailNotVerified (a live
+        number while the tenant's owner has not verified their email),
+        FeatureNotInPlan, QuotaExceeded, PaymentRequired (what the plan paid for allows, while its
+        rights are withheld for non-payment), one of WhatsApp's rules (saas.errors.WhatsAppRule:
+        outside the customer-service window, unknown or unapproved template, pair rate,
+        messaging limit; nothing sent or billed), IdempotencyConflict or UpstreamError.
+        """
+        if rights.suspended:
+            raise TenantSuspended()
+        number = sending_number(tenant, phone_number_id)
+        if number.mode == MODE_LIVE and not _verified(tenant.id):
+            raise EmailNotVerified()
+        kind = payload["type"]
+        feature = TYPES[kind].feature
+        rights.require(feature, f"'{kind}' messages", type=kind)
+        forwarded = _upstream_body(payload, upstream)
+        # What is forwarded decides whether a retry is the same request, fields we do not read included.
+        digest = request_hash(number.phone_number_id, forwarded) if idempotency_key else None
+        if idempotency_key:
+            earlier = self._reconnecting(lambda: self._find_by_key(tenant.id, idempotency_key))
+            if earlier is not None:
+                return self._replay(earlier, digest)
+        admission = self._reconnecting(lambda: self._admit(tenant.id, number, payload))
+        transport = self.transports.for_number(number)
+        if transport is None:
+            raise UpstreamError("Live numbers are not enabled on this server.", graph_code=131000)
+
+        if getattr(transport, "side_effect_free", False):
+            return self._send_answer_first(tenant, rights, number, payload, transport, idempotency_key, digest,
+                                           to_input, admission)
+
+        tenant_value = forwarded.get(callback_data.FIELD)
+        message_id = self._reconnecting(
+            lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest, admission,
+                                kept_callback_data=callback_data.kept_with_us(tenant_value)))
+        if isinstance(message_id, SendOutcome):
+            return message_id
+        # Our message id travels with the send and comes back in its statuses: a send whose answer
+        # we never see (the process died while WhatsApp took it) is still found and billed.
+        result = self._call(transport, number,
+                            {**forwarded, callback_data.FIELD: callback_data.for_whatsapp(message_id, tenant_value)})
+        if not result.ok:
+            self.settle_refused(tenant.id, message_id, result.error_code, result.error_title, result.error_details)
+            raise _refusal(result, message_id)
+        body = graph_response(result.wa_message_id, result.wa_id or payload["to"], to_input or payload["to"], kind,
+                              message_status=result.message_status)
+        self.record_accept(KeptAccept(tenant.id, message_id, result.wa_message_id, result.message_status,
+                                      body if idempotency_key else None, self.clock()))
+        return self._accepted(transport, tenant.id, message_id, result.wa_message_id, body)
+
+    def _admit(self, tenant_id: int, number, payload: dict) -> Admission:
+        """WhatsApp's rules, in a read-only transaction of their own (ended before any transport works)."""
+        session = self.session
+        try:
+            conn = session.connection(execution_options=_single_statement(session))
+            admission = self.rules.admit(conn, tenant_id, number, payload, self.clock())
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        return admission
+
+    def _send_answer_first(self, tenant, rights, number, payload, transport, idempotency_key, digest, to_input,
+                           admission):
+        """A transport that can have sent nothing before it answers (the sandbox) is asked first.
+
+        Its answer is then written with the send's usage in the send's one
+        statement: no pending row, no second round trip. A refusal is
+        recorded as a failed message that was never metered; a send refused
+        by the quota leaves nothing, as nothing left the machine.
+        """
+        result = self._call(transport, number, payload)
+        if not result.ok:
+            message_id = self._reconnecting(
+                lambda: self._record_refused(tenant.id, number.id, payload, result, idempotency_key, digest))
+            if isinstance(message_id, SendOutcome):
+                return message_id
+            raise _refusal(result, message_id)
+        body = graph_response(result.wa_message_id, payload["to"], to_input or payload["to"], payload["type"])
+        answer = {"status": "accepted", "wa_message_id": result.wa_message_id, "response_status": 200,
+                  "response_body": body if idempotency_key else None}
+        message_id = self._reconnecting(
+            lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest, admission, answer))
+        if isinstance(message_id, SendOutcome):
+            return message_id
+        return self._accepted(transport, tenant.id, message_id, result.wa_message_id, body)
+
+    @staticmethod
+    def _call(transport, number, payload) -> SendResult:
+        try:
+            return transport.send(number, payload)
+        except Exception:
+            # Whatever broke, the send did not happen: un-bill it like any refusal.
+            log.exception("transport raised")
+            return SendResult(ok=False, error_code=131000, error_title="Something went wrong")
+
+    def _accepted(self, transport, tenant_id, message_id, wa_message_id, body) -> SendOutcome:
+        for path, args in getattr(transport, "follow_ups", lambda *a: [])(tenant_id, wa_message_id):
+            self.enqueue(path, *args)
+        return SendOutcome(message_id, wa_message_id, body, replayed=False)
+
+    def _record_refused(self, tenant_id, number_id, payload, result, idempotency_key, digest):
+        """Write a refused send as a failed message with no window and no usage. Commits."""
+        session = self.session
+        now = self.clock()
+        try:
+            message_id = session.connection().execute(INSERT_MESSAGE, {
+                "tenant_id": tenant_id, "phone_number_id": number_id, "direction": "out", "wa_id": payload["to"],
+                "type": payload["type"], "body_summary": summarise(payload), "status": "failed",
+                "error_code": result.error_code, "error_title": result.error_title, "response_status": 502,
+                "conversation_id": None, "opened_conversation": False, "period_start": None,
+                "idempotency_key": idempotency_key, "request_hash": digest, "created_at": now, "updated_at": now,
+                "failed_at": now}).scalar()
+            session.commit()
+        except IntegrityError:
+            return self._replay_the_winner(tenant_id, idempotency_key, digest)
+        except BaseException:
+            session.rollback()
+            raise
+        log.warning("send failed upstream", extra={"status": result.error_code})
+        return message_id
+
+    def _meter(self, tenant, rights, number, payload, idempotency_key, digest, admission, answer=None,
+               kept_callback_data=None):
+        """The send's one transaction: messaging limit, window, message row, usage. Returns the message id.
+
+        ``answer`` is the transport's, when it was asked first: the message is
+        written accepted; otherwise pending, to be accepted or settled.
+        """
+        answer = {**(answer or PENDING), "category": admission.category, "callback_data": kept_callback_data}
+        now = self.clock()
+        period = current_period(rights.subscription, now)
+        category = admission.category
+        cap = rights.included_conversations if rights.hard_cap else None
+        limited = admission.business_initiated and admission.messaging_limit is not None
+        session = self.session
+        one_statement = cap is None and not limited and session.get_bind().dialect.name == "postgresql"
+        try:
+            if one_statement:
+                message_id = self._meter_in_one_statement(
+                    session, tenant.id, number.id, payload, category, now, period.start, idempotency_key, digest,
+                    answer, admission.business_initiated)
+            else:
+                conn = session.connection()
+                if limited:
+                    enforce_messaging_limit(conn, tenant.id, number.id, payload["to"], admission.messaging_limit,
+                                            now)
+                window = open_window(conn, tenant.id, payload["to"], category, now, period.start)
+                message_id = conn.execute(INSERT_MESSAGE, {
+                    "tenant_id": tenant.id, "phone_number_id": number.id, "direction": "out",
+                    "wa_id": payload["to"], "type": payload["type"], "body_summary": summarise(payload),
+                    "conversation_id": window.id, "opened_conversation": window.opened,
+                    "period_start": period.start, "idempotency_key": idempotency_key, "request_hash": digest,
+                    "business_initiated": admission.business_initiated, "created_at": now, "updated_at": now,
+                    **answer}).scalar()
+                self.metering.meter(
+                    conn, Usage(tenant.id, period.start, category, messages=1, conversations=int(window.opened)),
+                    cap=cap, subject=f"conversation:{window.id}")
+            session.commit()
+        except IntegrityError:
+            return self._replay_the_winner(tenant.id, idempotency_key, digest)
+        except QuotaExceeded as exc:
+            session.rollback()
+            if rights.paid_plan_allows_conversation(exc.details["used"]):
+                raise rights.payment_required("a new conversation past the free plan's quota",
+                                              quota=exc.details["quota"], used=exc.details["used"]) from None
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        return message_id
+
+    def _replay_the_winner(self, tenant_id: int, idempotency_key: str | None, digest: str | None):
+        """After a unique violation: another request with the same Idempotency-Key committed first.
+
+        Called inside ``except IntegrityError``; re-raises it when no such request exists.
+        """
+        self.session.rollback()
+        earlier = self._find_by_key(tenant_id, idempotency_key) if idempotency_key else None
+        if earlier is None:
+            raise
+        return self._replay(earlier, digest)
+
+    def _reconnecting(self, work):
+        """Run ``work`` again on a new connection while the database drops or refuses connections.
+
+        Pooled connections are not pinged before use (a round trip per
+        checkout): a connection the server closed is found by using it, the
+        pool is refreshed, and the step is run on a new one, within
+        DATABASE_RETRIES and DATABASE_RETRY_SECONDS (then DatabaseUnavailable,
+        a 503). Every step so run is safe to repeat: reads, a transaction
+        that did not commit, and accepts, conditional on the send's state.
+        """
+        return self.reconnecting.run(self.session, work)
+
+    def _meter_in_one_statement(self, session, tenant_id, number_id, payload, category, now, period_start,
+                                idempotency_key, digest, answer, business_initiated) -> int:
+        params = {
+            "tenant_id": tenant_id, "contact": payload["to"], "category": category, "now": now,
+            "expires_at": now + WINDOW, "period_start": period_start, "phone_number_id": number_id,
+            "type": payload["type"], "body_summary": summarise(payload), "idempotency_key": idempotency_key,
+            "request_hash": digest, "business_initiated": business_initiated, **answer,
+            "response_body": json.dumps(answer["response_body"]) if answer["response_body"] is not None else None}
+        conn = session.connection(execution_options=_single_statement(session))
+        for _ in range(5):
+            message_id = self.metering.meter_within(
+                conn, ONE_STATEMENT_SEND, "metered", "SELECT id FROM message", params).scalar()
+            if message_id is not None:
+                return message_id
+        raise RuntimeError("could not open or join a conversation window")
+
+    def _find_by_key(self, tenant_id: int, key: str):
+        row = self.session.connection().execute(
+            select(Message.id, Message.status, Message.request_hash, Message.wa_message_id,
+                   Message.response_body, Message.error_code, Message.error_title)
+            .where(Message.tenant_id == tenant_id, Message.idempotency_key == key)).first()
+        return row
+
+    @staticmethod
+    def _replay(earlier, digest: str) -> SendOutcome:
+        if earlier.request_hash != digest:
+            raise IdempotencyConflict(details={"message_id": earlier.id})
+        if earlier.status == "pending":
+            raise IdempotencyConflict("A request with this Idempotency-Key is still being processed; retry shortly.",
+                                      details={"message_id": earlier.id})
+        if earlier.wa_message_id is None:
+            raise UpstreamError(earlier.error_title or UpstreamError.message,
+                                details={"whatsapp_code": earlier.error_code, "message_id": earlier.id},
+                                graph_code=earlier.error_code)
+        return SendOutcome(earlier.id, earlier.wa_message_id, earlier.response_body, replayed=True)
+
+
+def _upstream_body(payload: dict, upstream: dict | None) -> dict:
+    """What a live number sends to WhatsApp: the tenant's own body, our fields taken out, the
+    recipient and type as validated (the contact metered is the contact sent to)."""
+    if upstream is None:
+        return payload
+    body = {k: v for k, v in upstream.items() if k != "phone_number_id"}
+    body["to"] = payload["to"]
+    body["type"] = payload["type"]
+    return body
+
+
+def _verified(tenant_id: int) -> bool:
+    """tenant_verified, remembered once true (an address, once verified, stays verified)."""
+    return bool(cache.cache_for("verified_tenants").get(tenant_id, lambda: tenant_verified(tenant_id) or None))

@@ -1,0 +1,1 @@
+"""Message templates: created and deleted through Graph, synced from each WABA, kept current by Meta's webhooks."""
