@@ -20,6 +20,7 @@ from saas.billing import entitlements
 from saas.billing.catalog import active_plans
 from saas.billing.entitlements import FULL_ACCESS
 from saas.billing.models import Plan, StripeEvent, Subscription
+from saas.billing.pricing import quota
 from saas.billing.services import live_stripe_subscription, subscription_for
 from saas.extensions import db
 from saas.ids import parse_id
@@ -140,6 +141,7 @@ class TenantRow:
     included: int
     revenue_cents: int
     currency: str
+    unit: str = "conversations"  # what used and included count (saas.billing.pricing)
 
 
 def _search(query, q: str):
@@ -178,16 +180,18 @@ def list_tenants(q: str | None = None, page: int = 1, *, now: datetime | None = 
         query = _search(query, q)
     rows = db.session.execute(query.offset((page - 1) * size).limit(size + 1)).all()
     rows, has_next = rows[:size], len(rows) > size
-    periods = {tenant.id: current_period(subscription, now).start for tenant, subscription, _, _ in rows}
-    used = current_app.extensions["metering"].conversations_for(db.session.connection(), periods)
+    rights = {tenant.id: entitlements.for_tenant(tenant, subscription, now=now) for tenant, subscription, _, _ in rows}
+    quotas = {tenant_id: quota(held.effective) for tenant_id, held in rights.items()}
+    used = current_app.extensions["metering"].used_for(db.session.connection(), {
+        tenant.id: (current_period(subscription, now).start, quotas[tenant.id].metrics)
+        for tenant, subscription, _, _ in rows})
     items = []
     for tenant, subscription, plan, email in rows:
-        rights = entitlements.for_tenant(tenant, subscription, now=now)
         paying = pays(subscription, plan, now)
         items.append(TenantRow(
             tenant=tenant, owner_email=email, subscription=subscription, plan=plan,
-            effective_plan=rights.effective.name, used=used.get(tenant.id, 0),
-            included=rights.included_conversations,
+            effective_plan=rights[tenant.id].effective.name, used=used.get(tenant.id, 0),
+            included=quotas[tenant.id].included, unit=quotas[tenant.id].unit,
             revenue_cents=monthly_cents(plan.price_cents, plan.interval) if paying else 0,
             currency=plan.currency if plan is not None else "usd"))
     return Page(items, page, has_next)
