@@ -27,7 +27,8 @@ class Ledger:
         pending = (select(func.sum(UsageEntry.quantity)).where(
             UsageEntry.tenant_id == tenant_id, UsageEntry.period_start == period_start,
             UsageEntry.metric.in_(metrics)).scalar_subquery())
-        return conn.execute(select(func.coalesce(counted, 0) + func.coalesce(pending, 0))).scalar() or 0
+        # int(): PostgreSQL's SUM of a bigint is a numeric.
+        return int(conn.execute(select(func.coalesce(counted, 0) + func.coalesce(pending, 0))).scalar() or 0)
 
     def usage_for(self, conn, tenant_id: int, period_start: datetime) -> dict[str, int]:
         """Every metric of a tenant's period: counters plus entries not rolled up yet."""
@@ -39,7 +40,7 @@ class Ledger:
             .where(UsageEntry.tenant_id == tenant_id, UsageEntry.period_start == period_start)
             .group_by(UsageEntry.metric))
         for metric, value in (*rows, *pending):
-            values[metric] += value or 0
+            values[metric] += int(value or 0)
         return dict(values)
 
     def used_for(self, conn, wanted: dict[int, tuple[datetime, tuple]]) -> dict[int, int]:
@@ -59,7 +60,7 @@ class Ledger:
             .group_by(UsageEntry.tenant_id, UsageEntry.metric))
         for tenant_id, metric, value in (*counted, *pending):
             if metric in wanted[tenant_id][1]:
-                used[tenant_id] += value or 0
+                used[tenant_id] += int(value or 0)
         return used
 
     def periods(self, conn) -> set[tuple[int, datetime]]:
