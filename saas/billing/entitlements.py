@@ -100,14 +100,6 @@ class Entitlements:
         return self.withheld and feature in self.plan.features
 
     @property
-    def included_conversations(self) -> int:
-        return self.effective.included_conversations
-
-    @property
-    def hard_cap(self) -> bool:
-        return self.effective.overage_cents is None
-
-    @property
     def rate_limit_per_minute(self) -> int:
         return self.effective.rate_limit_per_minute
 
