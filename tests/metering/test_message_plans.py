@@ -147,8 +147,8 @@ def test_a_refused_send_gives_its_message_back(app, client):
             call_send(service, bulk, template(MARKETING, FAILING))  # metered, then WhatsApp refuses it
         db.session.remove()
     assert usage(bulk)["used"] == 0
-    assert billed_units(app, bulk.tenant_id) == [("messages.marketing", f"message:{message_ids(app, bulk.tenant_id)[0]}",
-                                                  True)]
+    [refused_id] = message_ids(app, bulk.tenant_id)
+    assert billed_units(app, bulk.tenant_id) == [("messages.marketing", f"message:{refused_id}", True)]
     assert bulk.send(payload=template(MARKETING, "15551230001")).status_code == 200  # the unit is free again
     assert bulk.send(payload=template(MARKETING, "15551230002")).status_code == 402
     assert_usage_equals_rows(app)
