@@ -13,7 +13,7 @@ from wtforms.validators import (DataRequired, InputRequired, Length, NumberRange
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from saas.billing.entitlements import MULTI_NUMBER
-from saas.billing.models import FEATURE_NAMES
+from saas.billing.models import CATEGORIES, FEATURE_NAMES, UNIT_CONVERSATIONS, UNIT_MESSAGES
 from saas.billing.money import CENTS_MAX, CENTS_PLACES, decimal_places, plain_decimal
 
 INT32_MAX = 2**31 - 1
@@ -23,6 +23,8 @@ STRIPE_AMOUNT_MAX = int(CENTS_MAX)
 TRIAL_DAYS_MAX = 730
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 INTERVALS = [SelectChoice("month", "Monthly"), SelectChoice("year", "Yearly")]
+UNITS = [SelectChoice(UNIT_CONVERSATIONS, "Conversation (a 24-hour window per contact and category)"),
+         SelectChoice(UNIT_MESSAGES, "Message, of the categories ticked below")]
 
 
 class Between(NumberRange):
@@ -104,11 +106,20 @@ class PlanForm(FlaskForm):
                            validators=[InputRequired(), NoControlCharacters(),
                                        Regexp(r"^[a-z]{3}$", message="A three-letter ISO code, such as usd.")])
     interval = SelectField("Billing interval", choices=INTERVALS, default="month")
+    billing_unit = SelectField("Billed per", choices=UNITS, default=UNIT_CONVERSATIONS)
     included_conversations = _count("Conversations included per period", default=0)
+    included_messages = IntegerField("Messages included per period", default=0,
+                                     validators=[Optional(), Between(min=0, max=INT32_MAX)],
+                                     description="For plans billed per message: messages of the ticked categories.")
+    message_categories = SelectMultipleField(
+        "Categories billed per message", choices=[SelectChoice(c, c.capitalize()) for c in CATEGORIES],
+        widget=ListWidget(prefix_label=False), option_widget=CheckboxInput(),
+        description="Messages of the categories not ticked are free and count against nothing.")
     overage_cents = CentsField("Price per extra conversation, in cents",
                                validators=[Optional(), _positive_cents],
-                               description="Fractions of a cent are allowed, such as 0.5 or 1.25 (at most 12 decimal "
-                                           "places). Leave empty for a hard cap: no conversations past the included ones.")
+                               description="Per extra message on plans billed per message. Fractions of a cent are "
+                                           "allowed, such as 0.5 or 1.25 (at most 12 decimal places). Leave empty "
+                                           "for a hard cap: nothing past the included amount.")
     rate_limit_per_minute = _count("API requests per minute", minimum=1, default=60)
     phone_numbers_allowed = _count("Phone numbers allowed", minimum=1, default=1,
                                    description="Live numbers a tenant may connect (the sandbox number does not "
@@ -120,9 +131,14 @@ class PlanForm(FlaskForm):
 
     def validate(self, extra_validators=None) -> bool:
         valid = super().validate(extra_validators)
+        numbers_agree = self._numbers_agree()
+        unit_agrees = self._unit_agrees()
+        return valid and numbers_agree and unit_agrees
+
+    def _numbers_agree(self) -> bool:
         numbers = self.phone_numbers_allowed
         if numbers.errors or self.features.errors:
-            return valid
+            return True
         # The feature is what lets a tenant connect a second live number: the two must say the same.
         several = MULTI_NUMBER in (self.features.data or [])
         if numbers.data > 1 and not several:
@@ -130,7 +146,19 @@ class PlanForm(FlaskForm):
                                   "tick it, or allow 1.")
         elif numbers.data == 1 and several:
             numbers.errors.append(f"“{FEATURE_NAMES[MULTI_NUMBER]}” is ticked: allow 2 or more, or untick it.")
-        return valid and not numbers.errors
+        return not numbers.errors
+
+    def _unit_agrees(self) -> bool:
+        """A plan billed per message names the categories it prices; one billed per conversation names none."""
+        categories = self.message_categories
+        if self.billing_unit.errors or categories.errors:
+            return True
+        if self.billing_unit.data == UNIT_MESSAGES and not categories.data:
+            categories.errors.append("A plan billed per message prices at least one category: tick one or more.")
+        elif self.billing_unit.data == UNIT_CONVERSATIONS and categories.data:
+            categories.errors.append("Categories are priced only by plans billed per message: untick them, or bill "
+                                     "per message.")
+        return not categories.errors
 
     def terms(self) -> dict:
         """The plan's terms as the catalogue takes them."""
@@ -140,7 +168,10 @@ class PlanForm(FlaskForm):
             "price_cents": self.price_cents.data,
             "currency": self.currency.data,
             "interval": self.interval.data,
+            "billing_unit": self.billing_unit.data,
             "included_conversations": self.included_conversations.data,
+            "included_messages": self.included_messages.data or 0,
+            "message_categories": [c for c in CATEGORIES if c in (self.message_categories.data or [])],
             "overage_cents": self.overage_cents.data,
             "rate_limit_per_minute": self.rate_limit_per_minute.data,
             "phone_numbers_allowed": self.phone_numbers_allowed.data,

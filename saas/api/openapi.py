@@ -85,17 +85,19 @@ class PlanRef(Schema):
 class Usage(Schema):
     period = fields.Nested(Period, required=True)
     plan = fields.Nested(PlanRef, required=True)
-    metric = fields.String(required=True)
+    metric = fields.String(required=True, metadata={
+        "description": "What quota and used count: the unit the plan prices, conversations or messages."})
     quota = fields.Integer(required=True)
     used = fields.Integer(required=True)
     remaining = fields.Integer(required=True)
     overage = fields.Integer(required=True)
     hard_cap = fields.Boolean(required=True)
     overage_price_cents = fields.Float(required=True, allow_none=True, metadata={
-        "description": "Price of each conversation past the quota, in cents (fractions allowed); null: hard cap."})
+        "description": "Price of each unit past the quota, in cents (fractions allowed); null: hard cap."})
     overage_price_cents_decimal = fields.String(required=True, allow_none=True, metadata={
         "description": "The same price exactly, as a decimal string (Stripe's unit_amount_decimal)."})
-    by_category = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    by_category = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True, metadata={
+        "description": "The priced units by category (conversations opened, or priced messages)."})
     messages = fields.Integer(required=True)
 
 

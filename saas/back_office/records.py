@@ -50,11 +50,17 @@ class PlanFacts(PlanRules, Record):
     rate_limit_per_minute: int
     phone_numbers_allowed: int
     features: tuple
+    billing_unit: str
+    included_messages: int
+    message_categories: tuple
 
     @classmethod
     def of(cls, row):
         values = cls.values(row)
-        return cls(**{**values, "features": tuple(values["features"] or ())})
+        return cls(**{**values, "features": tuple(values["features"] or ()),
+                      "billing_unit": values["billing_unit"] or "conversations",
+                      "included_messages": values["included_messages"] or 0,
+                      "message_categories": tuple(values["message_categories"] or ())})
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from saas.back_office.revenue import Overview, monthly_revenue, overview, pays
 from saas.billing import entitlements
 from saas.billing.catalog import active_plans
 from saas.billing.models import Plan, StripeEvent, Subscription
+from saas.billing.pricing import quota
 from saas.billing.services import assign_plan as assign_billing_plan
 from saas.billing.services import live_stripe_subscription
 from saas.billing.standing import PastDueGrace
@@ -61,6 +62,7 @@ class TenantRow:
     included: int
     revenue_cents: int
     currency: str
+    unit: str = "conversations"  # what used and included count (saas.billing.pricing)
 
 
 def _search(query, q: str):
@@ -95,15 +97,18 @@ def list_tenants(session, metering, q: str | None = None, page: int = 1, *, now:
     """
     rows = _tenant_rows(session, clean_query(q), page, size)
     rows, has_next = rows[:size], len(rows) > size
-    periods = {tenant.id: current_period(subscription, now).start for tenant, subscription, _, _ in rows}
-    used = metering.conversations_for(session.connection(), periods)
+    rights = {tenant.id: entitlements.for_tenant(tenant, subscription, now=now) for tenant, subscription, _, _ in rows}
+    quotas = {tenant_id: quota(held.effective) for tenant_id, held in rights.items()}
+    used = metering.used_for(session.connection(), {
+        tenant.id: (current_period(subscription, now).start, quotas[tenant.id].metrics)
+        for tenant, subscription, _, _ in rows})
     items = []
     for tenant, subscription, plan, email in rows:
-        rights = entitlements.for_tenant(tenant, subscription, now=now)
         items.append(TenantRow(
             tenant=TenantFacts.of(tenant), owner_email=email, subscription=maybe(SubscriptionFacts, subscription),
-            plan=maybe(PlanFacts, plan), effective_plan=rights.effective.name, used=used.get(tenant.id, 0),
-            included=rights.included_conversations, revenue_cents=monthly_revenue(subscription, plan, now, grace),
+            plan=maybe(PlanFacts, plan), effective_plan=rights[tenant.id].effective.name,
+            used=used.get(tenant.id, 0), included=quotas[tenant.id].included, unit=quotas[tenant.id].unit,
+            revenue_cents=monthly_revenue(subscription, plan, now, grace),
             currency=plan.currency if plan is not None else "usd"))
     return Page(items, page, has_next)
 

@@ -19,9 +19,9 @@ APP = "relay"
 # the plan "not synced" until the next sync.
 STRIPE_TERMS = ("name", "description", "price_cents", "currency", "interval", "overage_cents", "active")
 # What an admin may change on a plan (its code is fixed: Stripe's lookup keys are made from it).
-EDITABLE_TERMS = ("name", "description", "price_cents", "currency", "interval", "included_conversations",
-                  "overage_cents", "rate_limit_per_minute", "phone_numbers_allowed", "features", "trial_days",
-                  "sort_order")
+EDITABLE_TERMS = ("name", "description", "price_cents", "currency", "interval", "billing_unit",
+                  "included_conversations", "included_messages", "message_categories", "overage_cents",
+                  "rate_limit_per_minute", "phone_numbers_allowed", "features", "trial_days", "sort_order")
 # Subscriptions in these states hold no plan any more (not counted as subscribers).
 ENDED_STATUSES = ("canceled", "incomplete_expired")
 

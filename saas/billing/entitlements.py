@@ -41,6 +41,9 @@ class PlanTerms(PlanRules):
     phone_numbers_allowed: int
     features: frozenset
     active: bool
+    billing_unit: str = "conversations"
+    included_messages: int = 0
+    message_categories: frozenset = frozenset()
 
     @classmethod
     def of(cls, plan: Plan) -> "PlanTerms":
@@ -49,7 +52,9 @@ class PlanTerms(PlanRules):
                    included_conversations=plan.included_conversations, overage_cents=plan.overage_cents,
                    rate_limit_per_minute=plan.rate_limit_per_minute,
                    phone_numbers_allowed=plan.phone_numbers_allowed,
-                   features=frozenset(plan.features or ()), active=plan.active)
+                   features=frozenset(plan.features or ()), active=plan.active,
+                   billing_unit=plan.billing_unit or "conversations", included_messages=plan.included_messages or 0,
+                   message_categories=frozenset(plan.message_categories or ()))
 
 
 @dataclass(frozen=True)
@@ -116,18 +121,6 @@ class Entitlements:
             f"{what} needs the {plan.name} plan. Update your payment method or resubscribe to restore it.",
             details={"status": self.status, "plan": plan.code, "effective_plan": self.effective.code, **details},
             upgrade=True)
-
-    def paid_plan_allows_conversation(self, used: int) -> bool:
-        """Rights withheld, and the plan paid for would open one more conversation after ``used``."""
-        return self.withheld and (self.plan.overage_cents is not None or used < self.plan.included_conversations)
-
-    @property
-    def included_conversations(self) -> int:
-        return self.effective.included_conversations
-
-    @property
-    def hard_cap(self) -> bool:
-        return self.effective.overage_cents is None
 
     @property
     def rate_limit_per_minute(self) -> int:

@@ -23,6 +23,13 @@ FEATURE_NAMES = {
 
 FEATURES = tuple(FEATURE_NAMES)
 
+# Meta's message categories: each conversation window, and each message, has one.
+CATEGORIES = ("marketing", "utility", "authentication", "service")
+# The unit a plan prices (saas.billing.pricing): a conversation window per contact and category, or a message.
+UNIT_CONVERSATIONS = "conversations"
+UNIT_MESSAGES = "messages"
+BILLING_UNITS = (UNIT_CONVERSATIONS, UNIT_MESSAGES)
+
 # Stripe's subscription statuses, as Stripe spells them.
 SUBSCRIPTION_STATUSES = (
     "trialing",
@@ -38,7 +45,7 @@ SUBSCRIPTION_STATUSES = (
 
 class PlanRules:
     """What follows from a plan's terms; shared by the model and its cached snapshot
-    (both have overage_cents, price_cents and features)."""
+    (both have overage_cents, price_cents, features and the priced unit's terms)."""
 
     @property
     def hard_cap(self) -> bool:
@@ -56,6 +63,16 @@ class PlanRules:
     def has(self, feature: str) -> bool:
         return feature in (self.features or ())
 
+    @property
+    def per_message(self) -> bool:
+        """Whether the plan prices messages (of its ``message_categories``) rather than conversations."""
+        return self.billing_unit == UNIT_MESSAGES
+
+    @property
+    def included_units(self) -> int:
+        """How many of its priced unit the plan includes per period."""
+        return self.included_messages if self.per_message else self.included_conversations
+
 
 class Plan(PlanRules, db.Model):
     __tablename__ = "plans"
@@ -68,7 +85,12 @@ class Plan(PlanRules, db.Model):
     currency: Mapped[str] = mapped_column(String(3), default="usd")
     interval: Mapped[str] = mapped_column(String(10), default="month")
     included_conversations: Mapped[int] = mapped_column(Integer, default=0)
-    # Price of each conversation past the included ones, in cents, fractions allowed (Stripe's
+    # What the plan prices: conversations (the default), or messages of ``message_categories``
+    # (messages of other categories are free), of which it includes ``included_messages``.
+    billing_unit: Mapped[str] = mapped_column(String(20), default=UNIT_CONVERSATIONS)
+    included_messages: Mapped[int] = mapped_column(Integer, default=0)
+    message_categories: Mapped[list] = mapped_column(JSON, default=list)
+    # Price of each unit past the included ones, in cents, fractions allowed (Stripe's
     # unit_amount_decimal: up to 12 decimal places); None means a hard cap.
     overage_cents: Mapped[Decimal | None] = mapped_column(ExactDecimal(20, 12))
     rate_limit_per_minute: Mapped[int] = mapped_column(Integer, default=60)

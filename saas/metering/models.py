@@ -9,16 +9,6 @@ from saas.extensions import db
 from saas.ids import BigId
 from saas.timeutil import utcnow
 
-METRIC_CONVERSATIONS = "conversations"
-METRIC_MESSAGES = "messages"
-
-# Meta's conversation categories; each window, and so each billable unit, has one.
-CATEGORIES = ("marketing", "utility", "authentication", "service")
-
-
-def category_metric(category: str) -> str:
-    return f"conversations.{category}"
-
 
 class UsageCounter(db.Model):
     """One number per tenant, period and metric: the rolled-up sum of usage entries.
@@ -37,9 +27,9 @@ class UsageCounter(db.Model):
 
 
 class UsageEntry(db.Model):
-    """The append-only usage ledger: one row per metered send or reversal.
+    """The append-only usage ledger: one row per metric a metered send or reversal counts in.
 
-    A send inserts its entry in its own transaction; nothing ever updates one.
+    A send inserts its entries in its own transaction; nothing ever updates one.
     The roll-up moves entries into UsageCounter (deleting them in the same
     transaction), so counters plus the entries not yet rolled up is always
     the exact usage.
@@ -51,15 +41,15 @@ class UsageEntry(db.Model):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     period_start: Mapped[datetime] = mapped_column(DateTime)
-    category: Mapped[str] = mapped_column(String(20))
-    # +1 for a send, -1 for its reversal.
-    messages: Mapped[int] = mapped_column(Integer, default=0)
-    conversations: Mapped[int] = mapped_column(Integer, default=0)
+    metric: Mapped[str] = mapped_column(String(50))
+    # Positive for a send, negative for its reversal.
+    quantity: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class UsageRecord(db.Model):
-    """The outbox of usage to report to Stripe's meters: one row per billable unit."""
+    """The outbox of usage to report to Stripe's meters: one row per billable unit (a conversation, or a
+    message of a category a per-message plan prices); ``metric`` says which."""
 
     __tablename__ = "usage_records"
     __table_args__ = (Index("ix_usage_records_unreported", "reported_at", "voided_at"),
@@ -71,7 +61,7 @@ class UsageRecord(db.Model):
     quantity: Mapped[int] = mapped_column(Integer, default=1)
     # Stripe dedupes meter events on this.
     identifier: Mapped[str] = mapped_column(String(100), unique=True)
-    # What was billed, in the caller's words ("conversation:42"); a reversal finds the record by it.
+    # What was billed ("conversation:42", "message:7"); a reversal finds the record by it.
     subject: Mapped[str] = mapped_column(String(100))
     period_start: Mapped[datetime] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -10,7 +10,8 @@ import stripe
 from sqlalchemy import case, func, select
 
 from saas.billing.models import Plan
-from saas.metering.models import METRIC_CONVERSATIONS, UsageRecord
+from saas.billing.pricing import METRIC_MESSAGES
+from saas.metering.models import UsageRecord
 from saas.metering.reporting import TOO_OLD, describe, unix
 from saas.metering.services import Metering
 from saas.tenants.models import Tenant
@@ -31,12 +32,13 @@ def _floor_minute(seconds: int) -> int:
 def reconcile(session, client=None, *, event_name: str, now: datetime | None = None) -> Reconciliation:
     """Compare what was reported with the local counters and, given a client, with Stripe. Read-only.
 
-    For every tenant and period with overage: the conversations counted must
-    equal the usage records kept; every overage record must be reported (else
-    it is listed as waiting or failed, with its error); and Stripe's meter
-    event summary for the tenant's customer over the period must equal what
-    was reported. Stripe aggregates asynchronously, so run it a few minutes
-    after the last report. Without ``client``, only the local side is checked.
+    For every tenant and period with overage, for each metric billed: the
+    units counted must equal the usage records kept; every overage record
+    must be reported (else it is listed as waiting or failed, with its
+    error). And Stripe's meter event summary for the tenant's customer over
+    the period (one meter, whatever unit the plan prices) must equal what was
+    reported. Stripe aggregates asynchronously, so run it a few minutes after
+    the last report. Without ``client``, only the local side is checked.
     """
     now = now or utcnow()
     result = Reconciliation(stripe_compared=client is not None)
@@ -46,50 +48,73 @@ def reconcile(session, client=None, *, event_name: str, now: datetime | None = N
                   else_=0)
     try:
         rows = session.execute(
-            select(UsageRecord.tenant_id, UsageRecord.period_start, func.sum(UsageRecord.quantity),
+            select(UsageRecord.tenant_id, UsageRecord.period_start, UsageRecord.metric, func.sum(UsageRecord.quantity),
                    func.sum(reported), func.sum(failed))
             .where(UsageRecord.overage.is_(True), UsageRecord.voided_at.is_(None))
-            .group_by(UsageRecord.tenant_id, UsageRecord.period_start)
-            .order_by(UsageRecord.tenant_id, UsageRecord.period_start)).all()
+            .group_by(UsageRecord.tenant_id, UsageRecord.period_start, UsageRecord.metric)
+            .order_by(UsageRecord.tenant_id, UsageRecord.period_start, UsageRecord.metric)).all()
         meter_id = _meter_id(session, client, event_name, result) if client is not None and rows else None
-        metering = Metering()
-        for tenant_id, period_start, overage, sent, failures in rows:
-            overage, sent, failures = int(overage), int(sent), int(failures)
+        periods: dict[tuple, list] = {}
+        for tenant_id, period_start, metric, overage, sent, failures in rows:
+            periods.setdefault((tenant_id, period_start), []).append((metric, int(overage), int(sent), int(failures)))
+        for (tenant_id, period_start), metrics in periods.items():
             where = f"tenant {tenant_id} period {period_start:%Y-%m-%d}"
-            kept = session.scalar(select(func.coalesce(func.sum(UsageRecord.quantity), 0)).where(
-                UsageRecord.tenant_id == tenant_id, UsageRecord.period_start == period_start,
-                UsageRecord.voided_at.is_(None)))
-            counted = metering.usage_for(session.connection(), tenant_id, period_start).get(METRIC_CONVERSATIONS, 0)
-            result.checked += 2
-            if counted != kept:
-                result.problems.append(f"{where}: {counted} conversations counted, {kept} usage records kept")
-            if sent != overage:
-                errors = session.scalars(
-                    select(UsageRecord.last_error).distinct()
-                    .where(UsageRecord.tenant_id == tenant_id, UsageRecord.period_start == period_start,
-                           UsageRecord.overage.is_(True), UsageRecord.reported_at.is_(None),
-                           UsageRecord.voided_at.is_(None), UsageRecord.last_error.is_not(None)).limit(3)).all()
-                result.problems.append(
-                    f"{where}: {overage} overage conversations, {sent} reported, {overage - sent - failures} waiting, "
-                    f"{failures} failed" + (f" (last error: {' | '.join(errors)})" if errors else ""))
-            customer = session.scalar(select(Tenant.stripe_customer_id).where(Tenant.id == tenant_id))
-            if meter_id is None or not customer:
-                continue
-            result.checked += 1
-            start, end = _window(session, tenant_id, period_start, now)
-            try:
-                summaries = client.v1.billing.meters.event_summaries.list(
-                    meter_id, params={"customer": customer, "start_time": start, "end_time": end})
-            except stripe.StripeError as exc:
-                result.problems.append(f"{where}: Stripe's meter event summary could not be read: {describe(exc)}")
-                continue
-            total = sum(float(s.aggregated_value) for s in summaries.data)
-            if total != sent:
-                result.problems.append(
-                    f"{where}: Stripe counts {total:g} overage conversations for {customer}, {sent} were reported")
+            for figures in metrics:
+                _check_local(session, result, tenant_id, period_start, where, *figures)
+            if meter_id is not None:
+                _check_stripe(session, client, meter_id, result, tenant_id, period_start, where, metrics, now)
     finally:
         session.rollback()
     return result
+
+
+def _noun(metric: str) -> str:
+    """How a metric's units are called: "conversations", "marketing messages"."""
+    if metric.startswith(f"{METRIC_MESSAGES}."):
+        return f"{metric.split('.', 1)[1]} messages"
+    return metric
+
+
+def _check_local(session, result: Reconciliation, tenant_id: int, period_start: datetime, where: str,
+                 metric: str, overage: int, sent: int, failures: int) -> None:
+    """One metric of one period: the units counted against the records kept, and every overage reported."""
+    kept = session.scalar(select(func.coalesce(func.sum(UsageRecord.quantity), 0)).where(
+        UsageRecord.tenant_id == tenant_id, UsageRecord.period_start == period_start,
+        UsageRecord.metric == metric, UsageRecord.voided_at.is_(None)))
+    counted = Metering().usage_for(session.connection(), tenant_id, period_start).get(metric, 0)
+    result.checked += 2
+    if counted != kept:
+        result.problems.append(f"{where}: {counted} {_noun(metric)} counted, {kept} usage records kept")
+    if sent != overage:
+        errors = session.scalars(
+            select(UsageRecord.last_error).distinct()
+            .where(UsageRecord.tenant_id == tenant_id, UsageRecord.period_start == period_start,
+                   UsageRecord.metric == metric, UsageRecord.overage.is_(True), UsageRecord.reported_at.is_(None),
+                   UsageRecord.voided_at.is_(None), UsageRecord.last_error.is_not(None)).limit(3)).all()
+        result.problems.append(
+            f"{where}: {overage} overage {_noun(metric)}, {sent} reported, {overage - sent - failures} waiting, "
+            f"{failures} failed" + (f" (last error: {' | '.join(errors)})" if errors else ""))
+
+
+def _check_stripe(session, client, meter_id: str, result: Reconciliation, tenant_id: int, period_start: datetime,
+                  where: str, metrics: list, now: datetime) -> None:
+    """Stripe's meter event summary of the tenant's customer over the period against what was reported."""
+    customer = session.scalar(select(Tenant.stripe_customer_id).where(Tenant.id == tenant_id))
+    if not customer:
+        return
+    result.checked += 1
+    sent = sum(figures[2] for figures in metrics)
+    noun = _noun(metrics[0][0]) if len(metrics) == 1 else "units"
+    start, end = _window(session, tenant_id, period_start, now)
+    try:
+        summaries = client.v1.billing.meters.event_summaries.list(
+            meter_id, params={"customer": customer, "start_time": start, "end_time": end})
+    except stripe.StripeError as exc:
+        result.problems.append(f"{where}: Stripe's meter event summary could not be read: {describe(exc)}")
+        return
+    total = sum(float(s.aggregated_value) for s in summaries.data)
+    if total != sent:
+        result.problems.append(f"{where}: Stripe counts {total:g} overage {noun} for {customer}, {sent} were reported")
 
 
 def _meter_id(session, client, event_name: str, result: Reconciliation) -> str | None:

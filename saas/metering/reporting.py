@@ -1,15 +1,19 @@
 """Overage to Stripe, exactly once: usage records past a plan's included amount become Billing Meter events.
 
-Every billable conversation writes a UsageRecord (the outbox) in the send's own
-transaction; a refused send voids it. The reporter works through the outbox in
-two steps, and any number of reporters may run at once:
+Every billable unit (a conversation, or a message of a category a per-message
+plan prices) writes a UsageRecord (the outbox) in the send's own transaction;
+a refused send voids it. Every unit goes to the one Billing Meter: a
+subscription holds one metered price, its plan's price per unit. The reporter
+works through the outbox in two steps, and any number of reporters may run at
+once:
 
 1. **Decide.** Once a record has settled (sends settle within 1.5x
    RECOVER_SENDS_AFTER_SECONDS; records are decided after ``settle_after``,
    2x by default, so a late void cannot change the count), each tenant's
-   non-voided records of a period are taken in id order: the first
-   ``included_conversations`` of the plan in effect are inside the plan
-   (``overage`` False, marked reported, nothing sent), the rest are overage.
+   non-voided records of a period are taken in id order: the first that fit
+   what the plan in effect includes (saas.billing.pricing.quota) are inside
+   the plan (``overage`` False, marked reported, nothing sent), the rest are
+   overage.
    A plan without an overage price (free, hard cap) never reports overage. A
    tenant on an overage plan without a Stripe customer or subscription waits,
    with ``last_error`` saying why. One tenant is decided by one reporter at a
@@ -38,6 +42,7 @@ import stripe
 from sqlalchemy import case, func, or_, select, text, update
 
 from saas.billing import entitlements
+from saas.billing.pricing import quota, split_overage
 from saas.billing.services import subscription_for
 from saas.extensions import db
 from saas.metering.models import UsageRecord
@@ -221,29 +226,15 @@ class UsageReporter:
 
     def _decide_period(self, tenant_id, period_start, plan, cutoff, now, run: ReportRun) -> None:
         session = self.session
+        terms = quota(plan)
         while True:
             rows = session.execute(
-                select(UsageRecord.id, UsageRecord.quantity)
+                select(UsageRecord.id, UsageRecord.metric, UsageRecord.quantity)
                 .where(*self._undecided(tenant_id, cutoff), UsageRecord.period_start == period_start)
                 .order_by(UsageRecord.id).limit(DECIDE_CHUNK)).all()
             if not rows:
                 return
-            included, overage = [], []
-            if plan.hard_cap:
-                included = rows
-            else:
-                used = session.scalar(
-                    select(func.coalesce(func.sum(UsageRecord.quantity), 0)).where(
-                        UsageRecord.tenant_id == tenant_id, UsageRecord.period_start == period_start,
-                        UsageRecord.voided_at.is_(None), UsageRecord.overage.is_(False)))
-                room = plan.included_conversations - used
-                for row in rows:
-                    # The first records fill the included amount; every one after them is overage.
-                    if not overage and row.quantity <= room:
-                        included.append(row)
-                        room -= row.quantity
-                    else:
-                        overage.append(row)
+            included, overage = split_overage(terms, self._included_so_far(tenant_id, period_start, terms), rows)
             if included:
                 session.execute(
                     update(UsageRecord).where(UsageRecord.id.in_([r.id for r in included]),
@@ -255,6 +246,16 @@ class UsageReporter:
                     update(UsageRecord).where(UsageRecord.id.in_([r.id for r in overage]),
                                               UsageRecord.overage.is_(None))
                     .values(overage=True, last_error=None, next_attempt_at=None))
+
+    def _included_so_far(self, tenant_id, period_start, terms) -> int:
+        """Units of the plan's priced metrics already decided inside its included amount this period."""
+        if terms.hard_cap:
+            return 0
+        return self.session.scalar(
+            select(func.coalesce(func.sum(UsageRecord.quantity), 0)).where(
+                UsageRecord.tenant_id == tenant_id, UsageRecord.period_start == period_start,
+                UsageRecord.metric.in_(terms.metrics), UsageRecord.voided_at.is_(None),
+                UsageRecord.overage.is_(False)))
 
     @staticmethod
     def _undecided(tenant_id: int, cutoff: datetime) -> tuple:

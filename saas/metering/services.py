@@ -1,39 +1,44 @@
-"""The metering port: ``meter`` a unit of usage and get a receipt, ``reverse`` a receipt.
+"""The metering port: ``meter(units) -> receipt``, ``reverse(receipt)``; and sends metered as billing prices them.
 
-Metering knows tenants, periods, metrics, categories and caps; it knows
-nothing of messages. Usage is written as append-only entries in the caller's
-transaction, so no two sends ever wait on one shared row; the roll-up moves
-entries into counters later. Read usage with ``usage_for``: counters plus the
-entries not rolled up yet, which is exact at every moment.
+Metering counts whatever units it is given ({metric: quantity}) and writes
+the usage record of the billable unit among them; it knows nothing of
+messages. What a send counts, and whether its quota lets it go, is for
+billing's pricing policy to say (saas.billing.pricing): ``meter_send`` asks
+it. Usage is written as append-only entries in the caller's transaction, so
+no two sends ever wait on one shared row; the roll-up moves entries into
+counters later (saas.metering.ledger). Read usage with ``usage_for``:
+counters plus the entries not rolled up yet, which is exact at every moment.
 
 Lock order (every path that writes usage takes rows in this order):
   1. the caller's own rows (a conversation window, a message);
-  2. the tenant's quota lock (PostgreSQL advisory lock), only to open a
-     billable unit under a hard cap;
+  2. the tenant's quota lock (PostgreSQL advisory lock), only while the
+     pricing policy counts usage to decide a send under a hard cap;
   3. usage entries and records (inserted, never updated by a send);
   4. usage counters, only ever by the roll-up, in (tenant, period, metric) order.
 """
 from __future__ import annotations
 
-import functools
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import bindparam, delete, exists, func, insert, select, text, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import exists, insert, select, text, update
 
+from saas.billing import entitlements
 from saas.billing.entitlements import subscribed_rights_apply
+from saas.billing.models import CATEGORIES, UNIT_MESSAGES
 from saas.billing.money import json_number, plain_decimal, unit_amount
-from saas.errors import QuotaExceeded
-from saas.metering.models import (
-    CATEGORIES, METRIC_CONVERSATIONS, METRIC_MESSAGES, UsageCounter, UsageEntry, UsageRecord, category_metric,
+from saas.billing.pricing import (
+    CONVERSATION, METRIC_MESSAGES, PricingPolicy, Send, conversation_metric, message_metric, quota, unit_counts,
 )
+from saas.metering import statements
+from saas.metering.ledger import Ledger
+from saas.metering.models import UsageEntry, UsageRecord
 from saas.timeutil import month_start, next_month_start, utcnow
 
-# The first key of the two-key advisory lock that serialises a tenant's capped opens.
+# The first key of the two-key advisory lock that serialises a tenant's capped sends.
 QUOTA_LOCK_SPACE = 7_000_001
 
 
@@ -68,13 +73,11 @@ def current_period(subscription, now: datetime | None = None) -> Period:
 
 @dataclass(frozen=True)
 class Usage:
-    """What one send uses: a message, and perhaps one newly opened conversation."""
+    """Units counted in a tenant's period: {metric: quantity}."""
 
     tenant_id: int
     period_start: datetime
-    category: str
-    messages: int = 1
-    conversations: int = 0
+    units: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,14 @@ class Receipt:
     """Proof of metered usage; ``reverse`` takes it (or part of it) back."""
 
     usage: Usage
-    subject: str | None = None  # the billable unit's name, when a conversation was counted
+    subject: str | None = None  # the billable unit's name, when its usage record was written
+
+
+def current_rights(tenant_id: int):
+    """The tenant's rights now (for pricing a send whose caller has none at hand)."""
+    from saas.tenants.services import tenant_snapshot
+
+    return entitlements.for_tenant(tenant_snapshot(tenant_id))
 
 
 # Built once: the send path runs these on every send.
@@ -90,58 +100,118 @@ INSERT_ENTRY = insert(UsageEntry)
 INSERT_RECORD = insert(UsageRecord)
 
 
-class Metering:
-    """Meters usage inside the caller's transaction (a SQLAlchemy Connection)."""
+class Metering(Ledger):
+    """Meters usage inside the caller's transaction (a SQLAlchemy Connection).
 
-    def __init__(self, clock=utcnow):
+    ``pricing`` is billing's pricing policy; ``rights_of(tenant_id)`` gives a
+    tenant's rights when a caller meters a send without them.
+    """
+
+    def __init__(self, clock=utcnow, pricing=None, rights_of=None):
         self.clock = clock
+        self.pricing = pricing or PricingPolicy()
+        self.rights_of = rights_of or current_rights
 
-    def meter(self, conn, usage: Usage, *, cap: int | None = None, subject: str | None = None) -> Receipt:
-        """Record ``usage``; raises QuotaExceeded when a new conversation would pass ``cap``.
-
-        Exact under concurrency: opens under a hard cap are serialised per
-        tenant by a transaction-scoped lock and counted from the ledger itself.
-        On QuotaExceeded the caller rolls back, so nothing is left behind.
-        """
-        if usage.category not in CATEGORIES:
-            raise ValueError(f"unknown category {usage.category!r}")
+    # -- the port --------------------------------------------------------------------------------
+    def meter(self, conn, usage: Usage, *, billed: str | None = None, subject: str | None = None) -> Receipt:
+        """Count ``usage``'s units; with ``billed`` (one of its metrics), write that billable unit's usage
+        record, named ``subject``. In the caller's transaction; refuses nothing (``meter_send`` may)."""
         now = self.clock()
-        if usage.conversations and cap is not None:
-            self._lock_quota(conn, usage.tenant_id)
-            used = self._used(conn, usage.tenant_id, usage.period_start, METRIC_CONVERSATIONS)
-            if used + usage.conversations > cap:
-                raise QuotaExceeded(
-                    f"Your plan includes {cap} conversations this period and all of them are used. "
-                    "Upgrade your plan to send more.",
-                    details={"quota": cap, "used": used, "metric": METRIC_CONVERSATIONS}, upgrade=True)
-        conn.execute(INSERT_ENTRY, {
-            "tenant_id": usage.tenant_id, "period_start": usage.period_start, "category": usage.category,
-            "messages": usage.messages, "conversations": usage.conversations, "created_at": now})
-        if usage.conversations:
+        self._count(conn, usage, 1, now)
+        quantity = usage.units.get(billed, 0) if billed else 0
+        if quantity:
+            kind = (subject or "").split(":", 1)[0]
             conn.execute(INSERT_RECORD, {
-                "tenant_id": usage.tenant_id, "metric": METRIC_CONVERSATIONS, "quantity": usage.conversations,
-                "identifier": self.new_record_identifier(), "subject": subject or "",
+                "tenant_id": usage.tenant_id, "metric": billed, "quantity": quantity,
+                "identifier": self.new_record_identifier(kind), "subject": subject or "",
                 "period_start": usage.period_start, "created_at": now, "attempts": 0})
-        return Receipt(usage, subject if usage.conversations else None)
+        return Receipt(usage, subject if quantity else None)
 
     def reverse(self, conn, receipt: Receipt) -> None:
-        """Take ``receipt``'s usage back in the caller's transaction (the same way it was made).
+        """Take ``receipt``'s usage back in the caller's transaction (the same way it was made): its units
+        counted off, and its usage record voided unless it was reported.
 
         The caller makes sure it reverses a receipt once (e.g. by moving its own
         row out of a state in the same transaction).
         """
-        usage = receipt.usage
-        if not usage.messages and not usage.conversations:
-            return
-        conn.execute(INSERT_ENTRY, {
-            "tenant_id": usage.tenant_id, "period_start": usage.period_start, "category": usage.category,
-            "messages": -usage.messages, "conversations": -usage.conversations, "created_at": self.clock()})
-        if usage.conversations and receipt.subject:
+        now = self.clock()
+        self._count(conn, receipt.usage, -1, now)
+        if receipt.subject:
+            usage = receipt.usage
             conn.execute(
                 update(UsageRecord)
                 .where(UsageRecord.tenant_id == usage.tenant_id, UsageRecord.subject == receipt.subject,
                        UsageRecord.voided_at.is_(None), UsageRecord.reported_at.is_(None))
-                .values(voided_at=self.clock()))
+                .values(voided_at=now))
+
+    @staticmethod
+    def _count(conn, usage: Usage, sign: int, now: datetime) -> None:
+        entries = [{"tenant_id": usage.tenant_id, "period_start": usage.period_start, "metric": metric,
+                    "quantity": sign * quantity, "created_at": now}
+                   for metric, quantity in usage.units.items() if quantity]
+        if entries:
+            conn.execute(INSERT_ENTRY, entries)
+
+    # -- sends, priced by billing ----------------------------------------------------------------
+    def may_refuse(self, rights) -> bool:
+        """Whether a send under ``rights`` may be refused for its quota: such a send is metered with
+        ``meter_send``, never in the one-statement form."""
+        return self.pricing.may_refuse(rights)
+
+    def meter_send(self, conn, rights, tenant_id: int, period_start: datetime, send: Send, *,
+                   refusable: bool = True) -> Receipt:
+        """Meter one send as the pricing policy prices it under ``rights`` (None: the tenant's rights now).
+
+        ``refusable``: the policy first decides its quota, and raises QuotaExceeded
+        or PaymentRequired (the caller rolls back, so nothing is left behind).
+        Exact under concurrency: a decision that counts usage counts it from
+        the ledger itself, under a transaction-scoped lock per tenant. Not
+        ``refusable``: a send that went out is billed whatever its quota says.
+        """
+        if send.category not in CATEGORIES:
+            raise ValueError(f"unknown category {send.category!r}")
+        rights = rights if rights is not None else self.rights_of(tenant_id)
+        charge = self.pricing.charge(rights, send)
+        if refusable and charge.billed is not None:
+            self.pricing.admit(rights, send, self._counter(conn, tenant_id, period_start))
+        return self.meter(conn, Usage(tenant_id, period_start, charge.units), billed=charge.billed,
+                          subject=charge.subject)
+
+    def meter_within(self, conn, rights, with_list: str, source: str, final_select: str, params: dict):
+        """``meter_send``'s one-statement form (PostgreSQL), for a send ``may_refuse`` says is never refused.
+
+        ``with_list`` is a ``WITH ...`` whose CTE ``source`` yields the rows to
+        meter (columns tenant_id, period_start, opened, conversation_id,
+        message_id; ``params["category"]`` is their category); the ledger's
+        own CTEs are appended, then ``final_select``. Writes exactly what
+        ``meter_send`` writes for each row, in the same statement, so the
+        caller's rows and their usage commit together in one round trip.
+        Returns the result of the whole statement.
+        """
+        opened = self.pricing.charge(rights, Send(params["category"], opened=True))
+        joined = self.pricing.charge(rights, Send(params["category"], opened=False))
+        units = statements.unit_params(opened, joined)
+        params = {**params, **units, "now": params.get("now") or self.clock(),
+                  "record_identifier": self.new_record_identifier(opened.kind or joined.kind)}
+        return conn.execute(statements.composed(with_list, source, final_select, statements.unit_count(units)),
+                            params)
+
+    def unbill(self, conn, tenant_id: int, period_start: datetime, category: str, subject: str) -> bool:
+        """Take back the billable unit ``subject`` (in ``category``): its usage record voided and what it
+        counted counted off, in the caller's transaction. Nothing when it was never billed, or was
+        decided for Stripe already (then it stays billed). Whether it was taken back."""
+        voided = conn.execute(
+            update(UsageRecord)
+            .where(UsageRecord.tenant_id == tenant_id, UsageRecord.subject == subject,
+                   UsageRecord.voided_at.is_(None), UsageRecord.reported_at.is_(None))
+            .values(voided_at=self.clock())
+            .returning(UsageRecord.metric, UsageRecord.quantity)).all()
+        units: dict[str, int] = defaultdict(int)
+        for metric, quantity in voided:
+            for name, n in unit_counts(metric, category, quantity).items():
+                units[name] += n
+        self._count(conn, Usage(tenant_id, period_start, dict(units)), -1, self.clock())
+        return bool(voided)
 
     def decided(self, conn, tenant_id: int, subject: str) -> bool:
         """Whether the billable unit ``subject`` was already decided for Stripe (reported as overage, or
@@ -150,157 +220,28 @@ class Metering:
             UsageRecord.tenant_id == tenant_id, UsageRecord.subject == subject, UsageRecord.voided_at.is_(None),
             UsageRecord.reported_at.is_not(None)))).scalar())
 
-    def meter_within(self, conn, with_list: str, source: str, final_select: str, params: dict):
-        """The port's one-statement form (PostgreSQL, no cap): meter inside the caller's statement.
-
-        ``with_list`` is a ``WITH ...`` whose CTE ``source`` yields the rows to
-        meter (columns tenant_id, period_start, category, opened, subject);
-        the ledger's own CTEs are appended, then ``final_select``. Writes
-        exactly what ``meter`` writes for each row, in the same statement, so
-        the caller's rows and their usage commit together in one round trip.
-        Returns the result of the whole statement.
-        """
-        params = {**params, "now": params.get("now") or self.clock(),
-                  "record_identifier": self.new_record_identifier()}
-        return conn.execute(_composed(with_list, source, final_select), params)
-
     @staticmethod
-    def _ledger_ctes(source: str) -> str:
-        return f"""
-        , usage_entry AS (
-            INSERT INTO usage_entries (tenant_id, period_start, category, messages, conversations, created_at)
-            SELECT tenant_id, period_start, category, 1, CASE WHEN opened THEN 1 ELSE 0 END, :now
-            FROM {source}
-        ), usage_record AS (
-            INSERT INTO usage_records (tenant_id, metric, quantity, identifier, subject, period_start,
-                                       created_at, attempts)
-            SELECT tenant_id, '{METRIC_CONVERSATIONS}', 1, :record_identifier, subject, period_start, :now, 0
-            FROM {source} WHERE opened
-        )"""
-
-    @staticmethod
-    def new_record_identifier() -> str:
+    def new_record_identifier(kind: str | None = CONVERSATION) -> str:
         """A usage record's identifier, which Stripe dedupes meter events on."""
-        return f"conv_{uuid.uuid4().hex}"
+        return f"{'conv' if kind == CONVERSATION else 'msg'}_{uuid.uuid4().hex}"
+
+    def _counter(self, conn, tenant_id: int, period_start: datetime):
+        """``used(metrics)`` for the pricing policy: the tenant's quota lock is taken at its first count."""
+        locked = []
+
+        def used(metrics) -> int:
+            if not locked:
+                self._lock_quota(conn, tenant_id)
+                locked.append(True)
+            return self._used(conn, tenant_id, period_start, tuple(metrics))
+
+        return used
 
     def _lock_quota(self, conn, tenant_id: int) -> None:
         # SQLite needs nothing: BEGIN IMMEDIATE already serialises writers.
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:space, :tenant)"),
                          {"space": QUOTA_LOCK_SPACE, "tenant": tenant_id})
-
-    @staticmethod
-    def _used(conn, tenant_id: int, period_start: datetime, metric: str) -> int:
-        column = {METRIC_MESSAGES: UsageEntry.messages, METRIC_CONVERSATIONS: UsageEntry.conversations}[metric]
-        counted = (select(UsageCounter.value).where(
-            UsageCounter.tenant_id == tenant_id, UsageCounter.period_start == period_start,
-            UsageCounter.metric == metric).scalar_subquery())
-        pending = (select(func.sum(column)).where(
-            UsageEntry.tenant_id == tenant_id, UsageEntry.period_start == period_start).scalar_subquery())
-        # One statement, one snapshot: a roll-up commits either wholly before it or after.
-        return conn.execute(select(func.coalesce(counted, 0) + func.coalesce(pending, 0))).scalar() or 0
-
-    def usage_for(self, conn, tenant_id: int, period_start: datetime) -> dict[str, int]:
-        """Every metric of a tenant's period: counters plus entries not rolled up yet."""
-        values: dict[str, int] = defaultdict(int)
-        rows = conn.execute(select(UsageCounter.metric, UsageCounter.value).where(
-            UsageCounter.tenant_id == tenant_id, UsageCounter.period_start == period_start))
-        for metric, value in rows:
-            values[metric] += value
-        pending = conn.execute(
-            select(UsageEntry.category, func.sum(UsageEntry.messages), func.sum(UsageEntry.conversations))
-            .where(UsageEntry.tenant_id == tenant_id, UsageEntry.period_start == period_start)
-            .group_by(UsageEntry.category))
-        for category, messages, conversations in pending:
-            values[METRIC_MESSAGES] += messages or 0
-            values[METRIC_CONVERSATIONS] += conversations or 0
-            values[category_metric(category)] += conversations or 0
-        return dict(values)
-
-    def conversations_for(self, conn, periods: dict[int, datetime]) -> dict[int, int]:
-        """Conversations each tenant used in its period ({tenant id: period start}), exactly, in two queries.
-
-        For lists of many tenants (the admin console), where ``usage_for`` per tenant would be a query pair each.
-        """
-        if not periods:
-            return {}
-        pairs = list(periods.items())
-        used = dict.fromkeys(periods, 0)
-        counted = conn.execute(select(UsageCounter.tenant_id, UsageCounter.value).where(
-            tuple_(UsageCounter.tenant_id, UsageCounter.period_start).in_(pairs),
-            UsageCounter.metric == METRIC_CONVERSATIONS))
-        pending = conn.execute(
-            select(UsageEntry.tenant_id, func.sum(UsageEntry.conversations))
-            .where(tuple_(UsageEntry.tenant_id, UsageEntry.period_start).in_(pairs))
-            .group_by(UsageEntry.tenant_id))
-        for tenant_id, value in (*counted, *pending):
-            used[tenant_id] += value or 0
-        return used
-
-    def periods(self, conn) -> set[tuple[int, datetime]]:
-        """Every (tenant, period) with usage, rolled up or not."""
-        counted = conn.execute(select(UsageCounter.tenant_id, UsageCounter.period_start).distinct())
-        pending = conn.execute(select(UsageEntry.tenant_id, UsageEntry.period_start).distinct())
-        return {tuple(row) for row in counted} | {tuple(row) for row in pending}
-
-    def roll_up(self, session, *, batch: int = 5000) -> int:
-        """Move up to ``batch`` ledger entries into the counters, in one transaction. Commits.
-
-        Safe to run in every process at once: entries are claimed with SKIP
-        LOCKED and counters are written in one global order. Returns how many
-        entries moved.
-        """
-        conn = session.connection()
-        try:
-            ids = select(UsageEntry.id).order_by(UsageEntry.id).limit(batch)
-            if conn.dialect.name == "postgresql":
-                ids = ids.with_for_update(skip_locked=True)
-            claimed = [row[0] for row in conn.execute(ids)]
-            if not claimed:
-                session.commit()
-                return 0
-            moved = conn.execute(
-                delete(UsageEntry).where(UsageEntry.id.in_(claimed))
-                .returning(UsageEntry.tenant_id, UsageEntry.period_start, UsageEntry.category,
-                           UsageEntry.messages, UsageEntry.conversations)).all()
-            totals: dict[tuple, int] = defaultdict(int)
-            for tenant_id, period_start, category, messages, conversations in moved:
-                totals[(tenant_id, period_start, METRIC_MESSAGES)] += messages
-                if conversations:
-                    totals[(tenant_id, period_start, METRIC_CONVERSATIONS)] += conversations
-                    totals[(tenant_id, period_start, category_metric(category))] += conversations
-            rows = [{"tenant_id": t, "period_start": p, "metric": m, "value": v}
-                    for (t, p, m), v in sorted(totals.items()) if v]
-            if rows:
-                conn.execute(_counter_upsert(conn), rows)
-        except BaseException:
-            session.rollback()
-            raise
-        session.commit()
-        return len(moved)
-
-    def roll_up_all(self, session) -> int:
-        """Roll up until no entry is left; returns how many moved."""
-        moved = total = self.roll_up(session)
-        while moved:
-            moved = self.roll_up(session)
-            total += moved
-        return total
-
-
-@functools.lru_cache(maxsize=32)
-def _composed(with_list: str, source: str, final_select: str):
-    return text(with_list + Metering._ledger_ctes(source) + "\n" + final_select)
-
-
-def _counter_upsert(conn):
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(UsageCounter).values(
-        tenant_id=bindparam("tenant_id"), period_start=bindparam("period_start"),
-        metric=bindparam("metric"), value=bindparam("value"))
-    return stmt.on_conflict_do_update(
-        index_elements=["tenant_id", "period_start", "metric"],
-        set_={"value": UsageCounter.value + stmt.excluded.value})
 
 
 @dataclass(frozen=True)
@@ -314,6 +255,7 @@ class UsageSummary:
     overage_cents: Decimal | None
     by_category: dict
     messages: int
+    unit: str = "conversations"  # what quota and used count: "conversations" or "messages"
 
     @property
     def overage_amount(self) -> str | None:
@@ -340,7 +282,7 @@ class UsageSummary:
         return {
             "period": {"start": iso(self.period.start), "end": iso(self.period.end)},
             "plan": {"code": self.plan_code, "name": self.plan_name},
-            "metric": METRIC_CONVERSATIONS,
+            "metric": self.unit,
             "quota": self.quota,
             "used": self.used,
             "remaining": self.remaining,
@@ -359,7 +301,6 @@ def usage_summary(tenant, subscription=None, rights=None) -> UsageSummary:
 
     Pass the subscription and entitlements when the caller has them already.
     """
-    from saas.billing import entitlements
     from saas.billing.services import subscription_for
     from saas.extensions import db
 
@@ -367,14 +308,17 @@ def usage_summary(tenant, subscription=None, rights=None) -> UsageSummary:
     rights = rights or entitlements.for_tenant(tenant, subscription)
     period = current_period(subscription)
     values = Metering().usage_for(db.session.connection(), tenant.id, period.start)
+    terms = quota(rights.effective)
+    per_category = message_metric if terms.unit == UNIT_MESSAGES else conversation_metric
     return UsageSummary(
         period=period,
         plan_code=rights.effective.code,
         plan_name=rights.effective.name,
-        quota=rights.included_conversations,
-        used=values.get(METRIC_CONVERSATIONS, 0),
-        hard_cap=rights.hard_cap,
+        quota=terms.included,
+        used=sum(values.get(metric, 0) for metric in terms.metrics),
+        hard_cap=terms.hard_cap,
         overage_cents=rights.effective.overage_cents,
-        by_category={c: values.get(category_metric(c), 0) for c in CATEGORIES},
+        by_category={c: values.get(per_category(c), 0) for c in CATEGORIES},
         messages=values.get(METRIC_MESSAGES, 0),
+        unit=terms.unit,
     )

@@ -31,6 +31,8 @@ from saas.timeutil import utcnow
 from tests.factories import make_tenant, sender, set_quota
 
 EVENT = "whatsapp_conversations"
+# What a send that opens a service conversation counts.
+CONVERSATION_SENT = {"messages": 1, "conversations": 1, "conversations.service": 1}
 SETTLE = timedelta(seconds=60)
 METER_EVENTS = "/v1/billing/meter_events"
 
@@ -114,7 +116,7 @@ def meter(app, tenant_id, n, *, at=None) -> list[str]:
     with app.app_context():
         conn = db.session.connection()
         for subject in subjects:
-            metering.meter(conn, Usage(tenant_id, period, "service", messages=1, conversations=1), subject=subject)
+            metering.meter(conn, Usage(tenant_id, period, CONVERSATION_SENT), billed="conversations", subject=subject)
         db.session.commit()
         db.session.remove()
     return subjects
@@ -205,7 +207,7 @@ def test_voided_records_are_never_sent_and_never_counted(app, ctx, stripe, meter
     connect(app, stripe, meter_id, tenant_id)
     subjects = meter(app, tenant_id, 4)
     # A refused send takes its conversation back: its record is voided.
-    usage = Usage(tenant_id, current_period(None).start, "service", messages=1, conversations=1)
+    usage = Usage(tenant_id, current_period(None).start, CONVERSATION_SENT)
     Metering().reverse(db.session.connection(), Receipt(usage, subject=subjects[0]))
     db.session.commit()
 
@@ -224,7 +226,7 @@ def test_overage_voided_after_it_was_decided_is_not_sent(app, ctx, stripe, meter
     subjects = meter(app, tenant_id, 2)
     clock = settled_clock()
     make_reporter(clock).decide()
-    usage = Usage(tenant_id, current_period(None).start, "service", messages=1, conversations=1)
+    usage = Usage(tenant_id, current_period(None).start, CONVERSATION_SENT)
     Metering().reverse(db.session.connection(), Receipt(usage, subject=subjects[1]))
     db.session.commit()
 

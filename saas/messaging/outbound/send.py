@@ -35,8 +35,7 @@ from saas import cache
 from saas.database import Reconnecting
 from saas.database import single_statement as _single_statement
 from saas.errors import (
-    EmailNotVerified, IdempotencyConflict, QuotaExceeded, TenantSuspended,
-    UpstreamError, UpstreamTimeout,
+    EmailNotVerified, IdempotencyConflict, TenantSuspended, UpstreamError, UpstreamTimeout,
 )
 from saas.extensions import db
 from saas.messaging.outbound import callback_data
@@ -51,7 +50,8 @@ from saas.messaging.outbound.transports import SendResult
 from saas.messaging.outbound.types import TYPES
 from saas.tenants.services import tenant_verified
 from saas.messaging.outbound.windows import INSERT_MESSAGE, ONE_STATEMENT_SEND, WINDOW, open_window
-from saas.metering.services import Usage, current_period
+from saas.billing.pricing import Send
+from saas.metering.services import current_period
 from saas.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -254,15 +254,15 @@ class SendService(Settling):
         now = self.clock()
         period = current_period(rights.subscription, now)
         category = admission.category
-        cap = rights.included_conversations if rights.hard_cap else None
         limited = admission.business_initiated and admission.messaging_limit is not None
         session = self.session
-        one_statement = cap is None and not limited and session.get_bind().dialect.name == "postgresql"
+        one_statement = (not self.metering.may_refuse(rights) and not limited
+                         and session.get_bind().dialect.name == "postgresql")
         try:
             if one_statement:
                 message_id = self._meter_in_one_statement(
-                    session, tenant.id, number.id, payload, category, now, period.start, idempotency_key, digest,
-                    answer, admission.business_initiated)
+                    session, rights, tenant.id, number.id, payload, category, now, period.start, idempotency_key,
+                    digest, answer, admission.business_initiated)
             else:
                 conn = session.connection()
                 if limited:
@@ -276,18 +276,12 @@ class SendService(Settling):
                     "period_start": period.start, "idempotency_key": idempotency_key, "request_hash": digest,
                     "business_initiated": admission.business_initiated, "created_at": now, "updated_at": now,
                     **answer}).scalar()
-                self.metering.meter(
-                    conn, Usage(tenant.id, period.start, category, messages=1, conversations=int(window.opened)),
-                    cap=cap, subject=f"conversation:{window.id}")
+                # Priced, and refused past a hard cap (QuotaExceeded, PaymentRequired), by billing's policy.
+                self.metering.meter_send(conn, rights, tenant.id, period.start,
+                                         Send(category, window.id, window.opened, message_id))
             session.commit()
         except IntegrityError:
             return self._replay_the_winner(tenant.id, idempotency_key, digest)
-        except QuotaExceeded as exc:
-            session.rollback()
-            if rights.paid_plan_allows_conversation(exc.details["used"]):
-                raise rights.payment_required("a new conversation past the free plan's quota",
-                                              quota=exc.details["quota"], used=exc.details["used"]) from None
-            raise
         except BaseException:
             session.rollback()
             raise
@@ -316,7 +310,7 @@ class SendService(Settling):
         """
         return self.reconnecting.run(self.session, work)
 
-    def _meter_in_one_statement(self, session, tenant_id, number_id, payload, category, now, period_start,
+    def _meter_in_one_statement(self, session, rights, tenant_id, number_id, payload, category, now, period_start,
                                 idempotency_key, digest, answer, business_initiated) -> int:
         params = {
             "tenant_id": tenant_id, "contact": payload["to"], "category": category, "now": now,
@@ -327,7 +321,7 @@ class SendService(Settling):
         conn = session.connection(execution_options=_single_statement(session))
         for _ in range(5):
             message_id = self.metering.meter_within(
-                conn, ONE_STATEMENT_SEND, "metered", "SELECT id FROM message", params).scalar()
+                conn, rights, ONE_STATEMENT_SEND, "metered", "SELECT id FROM message", params).scalar()
             if message_id is not None:
                 return message_id
         raise RuntimeError("could not open or join a conversation window")

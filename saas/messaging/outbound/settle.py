@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import exists, or_, select, tuple_, update
 
+from saas.billing.pricing import METRIC_MESSAGES, Send, conversation_subject, message_subject
 from saas.config import ConfigError
 from saas.database import DatabaseUnavailable
 from saas.messaging.outbound.accept_journal import JournalUnavailable, KeptAccept
@@ -111,7 +112,7 @@ class Settling:
         session = self.session
         try:
             conn = session.connection()
-            row = conn.execute(select(Message.conversation_id, Message.period_start, Message.status,
+            row = conn.execute(select(Message.id, Message.conversation_id, Message.period_start, Message.status,
                                       Message.category).where(
                 Message.id == message_id, Message.tenant_id == tenant_id)).first()
             if row is None or row.status != "pending":
@@ -197,23 +198,25 @@ def lock_window(conn, conversation_id: int | None):
 
 
 def take_back(conn, metering, tenant_id: int, message, window) -> None:
-    """Reverse one message's usage (``message``: its period_start and category) in the caller's transaction."""
+    """Reverse one message's usage (``message``: its id, period_start and category) in the caller's
+    transaction: it leaves ``messages``, and its own billable unit (a per-message plan's) is un-billed
+    unless it was decided for Stripe already."""
     category = window.category if window is not None else (message.category or "service")
     period_start = message.period_start or (window.period_start if window is not None else None)
     if period_start is not None:
-        metering.reverse(conn, Receipt(Usage(tenant_id, period_start, category, messages=1)))
+        metering.reverse(conn, Receipt(Usage(tenant_id, period_start, {METRIC_MESSAGES: 1})))
+        metering.unbill(conn, tenant_id, period_start, category, message_subject(message.id))
 
 
 def release_if_unused(conn, metering, tenant_id: int, window) -> bool:
-    """Un-bill and close ``window`` when no message in it went out (or may still), unless its
-    conversation was already decided for Stripe (then it stays billed). Whether it was released."""
+    """Un-bill (if its plan billed it) and close ``window`` when no message in it went out (or may still),
+    unless its conversation was already decided for Stripe (then it stays billed). Whether it was released."""
     still_used = conn.execute(select(exists().where(
         Message.tenant_id == tenant_id, Message.conversation_id == window.id, Message.status != "failed"))).scalar()
-    subject = f"conversation:{window.id}"
+    subject = conversation_subject(window.id)
     if still_used or metering.decided(conn, tenant_id, subject):
         return False
-    metering.reverse(conn, Receipt(Usage(tenant_id, window.period_start, window.category, messages=0,
-                                         conversations=1), subject=subject))
+    metering.unbill(conn, tenant_id, window.period_start, window.category, subject)
     conn.execute(update(Message).where(Message.tenant_id == tenant_id, Message.conversation_id == window.id)
                  .values(conversation_id=None, opened_conversation=False))
     conn.execute(Conversation.__table__.delete().where(Conversation.id == window.id))
@@ -261,9 +264,9 @@ def take_up(conn, metering, tenant_id: int, message_id: int, wamid: str, at: dat
     window, category = _window_at_send(conn, tenant_id, row)
     conn.execute(update(Message).where(Message.id == message_id)
                  .values(conversation_id=window.id, opened_conversation=window.opened))
-    # No cap: the message went out, and WhatsApp charges for it whatever the plan's quota says.
-    metering.meter(conn, Usage(tenant_id, row.period_start or window.period_start, category, messages=1,
-                               conversations=int(window.opened)), subject=f"conversation:{window.id}")
+    # Not refusable: the message went out, and WhatsApp charges for it whatever the plan's quota says.
+    metering.meter_send(conn, None, tenant_id, row.period_start or window.period_start,
+                        Send(category, window.id, window.opened, message_id), refusable=False)
     log.warning("interrupted send %s went out after all; billed", message_id)
     return True
 

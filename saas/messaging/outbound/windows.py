@@ -1,9 +1,9 @@
 """Windows: the 24-hour billable conversation a send finds or opens, and WhatsApp's customer-service window.
 
 Both forms of a send's transaction live here: ``open_window`` (then the
-message row and ``Metering.meter``) for any database, and
+message row and ``Metering.meter_send``) for any database, and
 ``ONE_STATEMENT_SEND``, the same rows, locks and order in one PostgreSQL
-statement, for sends under no hard cap.
+statement, for sends metering never refuses.
 
 The customer-service window is WhatsApp's, not a billing unit: it is open for
 24 hours after the contact's latest message to the number, and only while it
@@ -125,8 +125,8 @@ def sandbox_window_open(conn_or_session, tenant_id: int, phone_number_pk: int, c
     wrote = max((t for t in (last_inbound, first_free_form) if t is not None), default=None)
     return wrote is not None and wrote > now - CUSTOMER_SERVICE_WINDOW
 
-# A send's whole transaction as one PostgreSQL statement, for sends under no hard cap:
-# the same rows, locks and order as open_window + INSERT_MESSAGE + Metering.meter, in one
+# A send's whole transaction as one PostgreSQL statement, for sends metering never refuses:
+# the same rows, locks and order as open_window + INSERT_MESSAGE + Metering.meter_send, in one
 # round trip. No row comes back when a concurrent send opened the window first: run it again.
 ONE_STATEMENT_SEND = """
 WITH latest AS (
@@ -156,8 +156,7 @@ WITH latest AS (
     RETURNING id, conversation_id, opened_conversation
 ), metered AS (
     SELECT CAST(:tenant_id AS integer) AS tenant_id, CAST(:period_start AS timestamp) AS period_start,
-           CAST(:category AS varchar) AS category, opened_conversation AS opened,
-           'conversation:' || conversation_id AS subject
+           opened_conversation AS opened, conversation_id, id AS message_id
     FROM message
 )"""
 
