@@ -6,6 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from saas.billing.entitlements import Entitlements
+
 from saas.billing.entitlements import PlanTerms
 from saas.billing.pricing import PricingPolicy, Send, charge, quota, split_overage
 from saas.errors import PaymentRequired, QuotaExceeded
@@ -26,7 +28,8 @@ def messages(included=10, categories=("marketing", "utility"), overage=None, cod
 
 
 def rights(plan, paid=None, status="active"):
-    return SimpleNamespace(effective=plan, plan=paid or plan, status=status, withheld=paid is not None)
+    """The rights in force under ``plan``; with ``paid``, that plan's rights withheld for non-payment."""
+    return Entitlements(plan=paid or plan, effective=plan, status=status, notice=None, suspended=False)
 
 
 def test_a_conversation_plan_bills_the_window_a_send_opens_and_nothing_for_joining_one():
