@@ -31,7 +31,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from saas import cache
+from saas import cache, events
 from saas.database import Reconnecting
 from saas.database import single_statement as _single_statement
 from saas.errors import (
@@ -249,7 +249,9 @@ class SendService(Settling):
                 "conversation_id": None, "opened_conversation": False, "period_start": None,
                 "idempotency_key": idempotency_key, "request_hash": digest, "created_at": now, "updated_at": now,
                 "failed_at": now}).scalar()
-            session.commit()
+            self.settled_at_once(session.connection(), tenant_id, message_id, payload["to"],
+                                 error_code=result.error_code, error_title=result.error_title)
+            events.commit(session)
         except IntegrityError:
             return self._replay_the_winner(tenant_id, idempotency_key, digest)
         except BaseException:
@@ -265,6 +267,7 @@ class SendService(Settling):
         ``answer`` is the transport's, when it was asked first: the message is
         written accepted; otherwise pending, to be accepted or settled.
         """
+        settled = self.settles_in_send(answer)
         answer = {**(answer or PENDING), "category": admission.category, "callback_data": kept_callback_data}
         now = self.clock()
         period = current_period(rights.subscription, now)
@@ -272,7 +275,8 @@ class SendService(Settling):
         cap = rights.included_conversations if rights.hard_cap else None
         limited = admission.business_initiated and admission.messaging_limit is not None
         session = self.session
-        one_statement = cap is None and not limited and session.get_bind().dialect.name == "postgresql"
+        one_statement = (cap is None and not limited and not settled
+                         and session.get_bind().dialect.name == "postgresql")
         try:
             if one_statement:
                 message_id = self._meter_in_one_statement(
@@ -294,7 +298,10 @@ class SendService(Settling):
                 self.metering.meter(
                     conn, Usage(tenant.id, period.start, category, messages=1, conversations=int(window.opened)),
                     cap=cap, subject=f"conversation:{window.id}")
-            session.commit()
+                if settled:
+                    self.settled_at_once(conn, tenant.id, message_id, payload["to"],
+                                         wa_message_id=answer["wa_message_id"], category=category)
+            events.commit(session)
         except IntegrityError:
             return self._replay_the_winner(tenant.id, idempotency_key, digest)
         except QuotaExceeded as exc:
