@@ -20,7 +20,8 @@ event may come again, with the same ``id``, after a failure. A consumer gets
 a stream's events in order (a conversation: a tenant and a customer; a
 template; a number), whichever process delivers them.
 
-An event whose type no consumer subscribes to is not written: nothing would read it.
+An event no consumer wants is not written: nothing would read it (a consumer may serve only some
+tenants, those whose plan has its feature: see ``subscribe``).
 """
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ log = logging.getLogger(__name__)
 
 # The sweep leaves younger events to the process that published them (it delivers them right after its commit).
 SWEEP_AFTER = timedelta(seconds=10)
-# The most events one delivering transaction takes.
-CLAIM_LIMIT = 1000
+# The most events one delivering transaction takes (a batch of ten notifications holds about as many).
+CLAIM_LIMIT = 2000
 
 
 @dataclass(frozen=True)
@@ -49,25 +50,30 @@ class Consumer:
     name: str
     types: frozenset
     handle: Callable
+    # serves(conn, tenant_ids) -> the tenants among them whose events it wants; None: every tenant's.
+    serves: Callable | None = None
 
 
 _consumers: dict[str, Consumer] = {}
-# Streams this context published in since it last delivered (a set per thread, greenlet or task).
-_touched: ContextVar[set | None] = ContextVar("domain_event_streams", default=None)
+# The streams this context published in since it last delivered (one set per thread, greenlet or task).
+_published: ContextVar[set | None] = ContextVar("domain_event_streams", default=None)
 
 
-def subscribe(event_types, handle: Callable, *, name: str | None = None) -> Consumer:
+def subscribe(event_types, handle: Callable, *, name: str | None = None, serves: Callable | None = None) -> Consumer:
     """Register ``handle(conn, events)`` for ``event_types`` (a type, or several).
 
-    ``name`` (by default the function's import path) must stay the same from
-    one release to the next: the outbox names the consumers that still owe an
-    event by it. Subscribing a name again replaces what it was.
+    ``serves(conn, tenant_ids)``, when given, says which of those tenants the
+    consumer wants events of (a feature their plan has, a rule they set): it
+    is asked in the publishing transaction, and an event no consumer wants is
+    not written. ``name`` (by default the function's import path) must stay
+    the same from one release to the next: the outbox names the consumers
+    that still owe an event by it. Subscribing a name again replaces it.
     """
     types = frozenset((event_types,) if isinstance(event_types, str) else event_types)
     name = name or f"{handle.__module__}.{handle.__qualname__}"
     if "," in name or not 0 < len(name) <= 100:
         raise ValueError(f"a consumer's name is 1 to 100 characters without commas, got {name!r}")
-    consumer = _consumers[name] = Consumer(name, types, handle)
+    consumer = _consumers[name] = Consumer(name, types, handle, serves)
     return consumer
 
 
@@ -83,6 +89,20 @@ def consumers() -> list[Consumer]:
 def wanted(event_type: str) -> bool:
     """Whether any consumer subscribes to ``event_type`` (a publisher may skip building what nobody reads)."""
     return any(event_type in consumer.types for consumer in _consumers.values())
+
+
+def audience(conn, event_type: str, tenant_ids) -> set[int]:
+    """The tenants among ``tenant_ids`` whose ``event_type`` events some consumer wants (see ``subscribe``)."""
+    tenant_ids = set(tenant_ids)
+    wanted_by: set[int] = set()
+    for consumer in _consumers.values():
+        if event_type in consumer.types:
+            if consumer.serves is None:
+                return tenant_ids
+            wanted_by |= set(consumer.serves(conn, tenant_ids - wanted_by)) & tenant_ids
+            if wanted_by == tenant_ids:
+                break
+    return wanted_by
 
 
 def discover(package: str = "saas") -> list[str]:
@@ -104,20 +124,24 @@ def discover(package: str = "saas") -> list[str]:
 def publish(conn, events: list[Event]) -> int:
     """Write ``events`` to the outbox on ``conn``, in the caller's transaction; how many were written.
 
-    One multi-row INSERT (none for types no consumer subscribes to). They are
-    delivered by ``commit`` (or ``deliver_published``) right after the
+    One pipelined executemany (nothing for events no consumer wants). They
+    are delivered by ``commit`` (or ``deliver_published``) right after the
     transaction commits, or else by the sweep; nothing if it rolls back.
     """
-    subscribed = {event_type for consumer in _consumers.values() for event_type in consumer.types}
-    kept = [event for event in events if event.type in subscribed]
+    tenants_by_type: dict[str, set[int]] = {}
+    for event in events:
+        tenants_by_type.setdefault(event.type, set()).add(event.tenant_id)
+    wanted_by_type = {event_type: audience(conn, event_type, tenant_ids)
+                      for event_type, tenant_ids in tenants_by_type.items()}
+    kept = [event for event in events if event.tenant_id in wanted_by_type[event.type]]
     if not kept:
         return 0
     outbox.write(conn, kept, utcnow())
-    touched = _touched.get()
-    if touched is None:
-        touched = set()
-        _touched.set(touched)
-    touched.update(event.stream[:outbox.STREAM_LENGTH] for event in kept)
+    streams = _published.get()
+    if streams is None:
+        streams = set()
+        _published.set(streams)
+    streams.update(event.stream[:outbox.STREAM_LENGTH] for event in kept)
     return len(kept)
 
 
@@ -128,13 +152,14 @@ def commit(session) -> int:
 
 
 def deliver_published(session) -> int:
-    """Deliver the due events of the streams published in since the last delivery, in a transaction of
-    ``session``'s own; how many were delivered. Call it right after the commit. Never raises: what cannot
-    be delivered now (a consumer failing, the database gone) waits for the sweep."""
-    streams = _touched.get()
+    """Deliver the due events of the streams this context published in since its last delivery, in
+    transactions of ``session``'s own; how many were delivered. Call it right after the commit. Never
+    raises: what cannot be delivered now (an earlier event of its stream waits, a consumer fails, the
+    database is gone) waits for the sweep."""
+    streams = _published.get()
     if not streams:
         return 0
-    _touched.set(None)
+    _published.set(None)
     delivered = 0
     try:
         claim = outbox.in_streams(sorted(streams), limit=CLAIM_LIMIT)
@@ -149,7 +174,7 @@ def deliver_published(session) -> int:
             session.rollback()
         except Exception:
             log.debug("rollback after a failed delivery failed", exc_info=True)
-        return delivered
+    return delivered
 
 
 def sweep(*, older_than: timedelta = SWEEP_AFTER, limit: int = CLAIM_LIMIT, rounds: int = 20,

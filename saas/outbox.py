@@ -22,7 +22,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    JSON, DateTime, ForeignKey, Index, Integer, String, any_, bindparam, delete, exists, func, or_, select, update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from saas.extensions import db
@@ -82,8 +85,17 @@ _CLAIMED = (OutboxEvent.id, OutboxEvent.tenant_id, OutboxEvent.type, OutboxEvent
             OutboxEvent.created_at, OutboxEvent.owed, OutboxEvent.attempts)
 
 
+def _among(conn, column, values: list):
+    """``column`` IN ``values``: one array parameter on PostgreSQL (a statement of thousands of parameters
+    costs more to build and plan than to run), a plain IN elsewhere."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type), unique=True))
+    return column.in_(values)
+
+
 def write(conn, events, now: datetime) -> None:
-    """Insert ``events`` (saas.events.Event) in the caller's transaction: one multi-row INSERT, ids in list order."""
+    """Insert ``events`` (Event) in the caller's transaction, ids in list order: one executemany (pipelined
+    on PostgreSQL, several times faster here than one INSERT ... RETURNING of as many rows)."""
     conn.execute(_TABLE.insert(), [
         {"tenant_id": e.tenant_id, "type": e.type, "stream": e.stream[:STREAM_LENGTH], "payload": e.payload,
          "created_at": now, "attempts": 0} for e in events])
@@ -94,24 +106,27 @@ def _due(now: datetime):
 
 
 def in_streams(streams: list[str], *, limit: int):
-    """A claim of the due events of ``streams`` (what a transaction just published, and any left before it)."""
+    """A claim of the due events of ``streams`` (what a transaction just published, and any left before
+    them) that are ready."""
     def claim(conn, now):
-        return conn.execute(
-            select(*_CLAIMED).where(OutboxEvent.stream.in_(streams), OutboxEvent.dead_at.is_(None), _due(now))
-            .order_by(OutboxEvent.id).limit(limit).with_for_update(skip_locked=True)).all()
+        return _ready(conn, conn.execute(
+            select(*_CLAIMED).where(_among(conn, OutboxEvent.stream, streams), OutboxEvent.dead_at.is_(None),
+                                    _due(now))
+            .order_by(OutboxEvent.id).limit(limit).with_for_update(skip_locked=True)).all())
     return claim
 
 
 def left_over(*, cutoff: datetime, limit: int):
-    """A claim of the due events written before ``cutoff`` whose stream waits on no failed event's backoff."""
+    """A claim of the due events written before ``cutoff`` whose stream waits on no failed event's backoff,
+    and that are ready."""
     def claim(conn, now):
         earlier = aliased(OutboxEvent)
         waiting = exists().where(earlier.stream == OutboxEvent.stream, earlier.id < OutboxEvent.id,
                                  earlier.dead_at.is_(None), earlier.next_try_at > now)
-        return conn.execute(
+        return _ready(conn, conn.execute(
             select(*_CLAIMED).where(OutboxEvent.dead_at.is_(None), OutboxEvent.created_at <= cutoff, _due(now),
                                     ~waiting)
-            .order_by(OutboxEvent.id).limit(limit).with_for_update(skip_locked=True)).all()
+            .order_by(OutboxEvent.id).limit(limit).with_for_update(skip_locked=True)).all())
     return claim
 
 
@@ -122,8 +137,8 @@ def _ready(conn, rows) -> list:
         return []
     first_other = dict(conn.execute(
         select(OutboxEvent.stream, func.min(OutboxEvent.id))
-        .where(OutboxEvent.stream.in_(sorted({row.stream for row in rows})), OutboxEvent.dead_at.is_(None),
-               OutboxEvent.id.not_in([row.id for row in rows]))
+        .where(_among(conn, OutboxEvent.stream, sorted({row.stream for row in rows})), OutboxEvent.dead_at.is_(None),
+               ~_among(conn, OutboxEvent.id, [row.id for row in rows]))
         .group_by(OutboxEvent.stream)).all())
     return [row for row in rows if first_other.get(row.stream) is None or row.id < first_other[row.stream]]
 
@@ -155,13 +170,13 @@ def deliver(session, consumers, claim, now: datetime) -> int:
     """
     try:
         conn = session.connection()
-        rows = _ready(conn, claim(conn, now))
+        rows = claim(conn, now)
         if not rows:
             session.rollback()
             return 0
         for consumer, owed in _owed(consumers, rows):
             consumer.handle(conn, [_event(row) for row in owed])
-        conn.execute(delete(OutboxEvent).where(OutboxEvent.id.in_([row.id for row in rows])))
+        conn.execute(delete(OutboxEvent).where(_among(conn, OutboxEvent.id, [row.id for row in rows])))
         session.commit()
         return len(rows)
     except Exception as exc:
@@ -174,7 +189,7 @@ def _one_by_one(session, consumers, claim, now: datetime) -> int:
     """``deliver``, each event to each consumer in a savepoint of its own. Commits."""
     try:
         conn = session.connection()
-        rows = _ready(conn, claim(conn, now))
+        rows = claim(conn, now)
         owing: dict[int, list[str]] = {}
         errors: dict[int, str] = {}
         for consumer, owed in _owed(consumers, rows):
@@ -190,7 +205,7 @@ def _one_by_one(session, consumers, claim, now: datetime) -> int:
                         errors.setdefault(row.id, f"{consumer.name}: {error_text(exc)}"[:ERROR_LENGTH])
                         stopped.add(row.stream)
                 owing.setdefault(row.id, []).append(consumer.name)
-        conn.execute(delete(OutboxEvent).where(OutboxEvent.id.in_([r.id for r in rows if r.id not in owing])))
+        conn.execute(delete(OutboxEvent).where(_among(conn, OutboxEvent.id, [r.id for r in rows if r.id not in owing])))
         _keep(conn, [row for row in rows if row.id in owing], owing, errors, now)
         session.commit()
     except BaseException:

@@ -52,8 +52,8 @@ def subscribe():
     """subscribe(recorder, name=...) for this test only."""
     names = []
 
-    def add(recorder, name="tests.recorder", types=(HAPPENED,)):
-        events.subscribe(types, recorder, name=name)
+    def add(recorder, name="tests.recorder", types=(HAPPENED,), serves=None):
+        events.subscribe(types, recorder, name=name, serves=serves)
         names.append(name)
         return recorder
 
@@ -165,6 +165,19 @@ def test_an_event_no_consumer_subscribes_to_is_not_written(app, subscribe, tenan
         db.session.commit()
         db.session.remove()
     assert in_outbox(app) == []
+
+
+def test_an_event_of_a_tenant_no_consumer_serves_is_not_written(app, subscribe, tenant_id):
+    with app.app_context():
+        other_id = make_tenant("free").id
+        db.session.remove()
+    recorder = subscribe(Recorder(), serves=lambda conn, tenant_ids: {t for t in tenant_ids if t == other_id})
+    with app.app_context():
+        assert events.publish(db.session.connection(), [happened(tenant_id, "a", 1), happened(other_id, "b", 2)]) == 1
+        assert [row.payload["n"] for row in db.session.scalars(select(OutboxEvent))] == [2]
+        assert events.commit(db.session) == 1
+        db.session.remove()
+    assert recorder.seen == [2]
 
 
 def test_the_sweep_delivers_what_a_crash_after_commit_left_once_it_is_old_enough(app, subscribe, tenant_id):

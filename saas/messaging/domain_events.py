@@ -25,7 +25,8 @@ phone_number_id, display_number, waba_id.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import cached_property
 
 from saas.events import Event
 from saas.messaging.inbound.objects import ident, storable
@@ -46,6 +47,12 @@ class NumberRef:
     phone_number_id: str
     display_number: str
     waba_id: str | None
+
+    @cached_property
+    def payload(self) -> dict:
+        """As event payloads hold it (built once: a batch names one number in every event)."""
+        return {"id": self.id, "tenant_id": self.tenant_id, "phone_number_id": self.phone_number_id,
+                "display_number": self.display_number, "waba_id": self.waba_id}
 
     @property
     def metadata(self) -> dict:
@@ -69,7 +76,7 @@ def _recipient(status: dict) -> str | None:
 def message_received(number: NumberRef, wamid: str, sender: str, message: dict, *, contact: dict | None = None,
                      waba_id: str | None = None, metadata: dict | None = None) -> Event:
     return Event(MESSAGE_RECEIVED, number.tenant_id, conversation(number.tenant_id, sender), {
-        "number": asdict(number), "wa_message_id": wamid, "from": sender, "object": message, "contact": contact,
+        "number": number.payload, "wa_message_id": wamid, "from": sender, "object": message, "contact": contact,
         "waba_id": waba_id, "metadata": metadata})
 
 
@@ -78,7 +85,7 @@ def status_changed(number: NumberRef, wamid: str, status: dict, *, waba_id: str 
     recipient = _recipient(status)
     stream = conversation(number.tenant_id, recipient) if recipient else f"{number.tenant_id}:message:{wamid}"
     return Event(STATUS_CHANGED, number.tenant_id, stream, {
-        "number": asdict(number), "wa_message_id": wamid, "status": status.get("status"), "object": status,
+        "number": number.payload, "wa_message_id": wamid, "status": status.get("status"), "object": status,
         "waba_id": waba_id, "metadata": metadata})
 
 

@@ -38,9 +38,9 @@ def walk_many(messages: list[tuple[int, str]]) -> None:
     try:
         conn = session.connection()
         apply_statuses(conn, updates)
-        if events.wanted(happened.STATUS_CHANGED):
-            events.publish(conn, status_events(conn, [(u.tenant_id, u.wa_message_id, u.status, u.at)
-                                                      for u in updates]))
+        wanted = events.audience(conn, happened.STATUS_CHANGED, {tenant_id for tenant_id, _ in messages})
+        events.publish(conn, status_events(conn, [(u.tenant_id, u.wa_message_id, u.status, u.at)
+                                                  for u in updates if u.tenant_id in wanted]))
         events.commit(session)
     except BaseException:
         session.rollback()

@@ -117,13 +117,15 @@ def _record_statement(conn):
     return stmt
 
 
-def record_events(conn, events: list[Event], now: datetime) -> int:
-    """Write a pending delivery for each event whose tenant forwards; in the caller's transaction.
+def record_events(conn, events: list[Event], now: datetime, *, endpoints: dict[int, int] | None = None) -> int:
+    """Write a pending delivery for each event whose tenant forwards (``endpoints``, when the caller found
+    them); in the caller's transaction.
 
     Idempotent: an event already recorded for the endpoint is skipped.
     Returns how many events were considered for forwarding.
     """
-    endpoints = endpoints_for(conn, {event.tenant_id for event in events})
+    if endpoints is None:
+        endpoints = endpoints_for(conn, {event.tenant_id for event in events})
     forwarded = [e for e in events if e.tenant_id in endpoints]
     kept = _kept_callback_data(conn, forwarded)
     rows = [{"tenant_id": e.tenant_id, "endpoint_id": endpoints[e.tenant_id], "event_type": e.event_type,
@@ -139,15 +141,21 @@ def record_events(conn, events: list[Event], now: datetime) -> int:
 def forward(conn, events: list) -> int:
     """The consumer of ``message.received`` and ``message.status_changed``: a pending delivery for each
     event whose tenant forwards, in the delivering transaction (``record_events``)."""
-    return record_events(conn, [_forwarded(event) for event in events], utcnow())
+    endpoints = endpoints_for(conn, {event.tenant_id for event in events})
+    numbers: dict[int, NumberRef] = {}
+    forwarded = [_forwarded(event, numbers) for event in events if event.tenant_id in endpoints]
+    return record_events(conn, forwarded, utcnow(), endpoints=endpoints) if forwarded else 0
 
 
-def _forwarded(event) -> Event:
+def _forwarded(event, numbers: dict[int, NumberRef]) -> Event:
     """A domain event (saas.messaging.domain_events) as the status or message it forwards."""
     payload = event.payload
+    number = numbers.get(payload["number"]["id"])
+    if number is None:
+        number = numbers[payload["number"]["id"]] = NumberRef(**payload["number"])
     kind = "message" if event.type == domain_events.MESSAGE_RECEIVED else "status"
-    return Event(NumberRef(**payload["number"]), kind, payload["wa_message_id"], payload["object"],
-                 contact=payload.get("contact"), waba_id=payload.get("waba_id"), metadata=payload.get("metadata"))
+    return Event(number, kind, payload["wa_message_id"], payload["object"], contact=payload.get("contact"),
+                 waba_id=payload.get("waba_id"), metadata=payload.get("metadata"))
 
 
 def _kept_callback_data(conn, events: list[Event]) -> dict[int, dict[int, str]]:
