@@ -132,6 +132,21 @@ def test_a_live_send_is_settled_when_whatsapp_accepts_or_refuses_it(app, graph, 
         (ids[0], "accepted", accepted.get_json()["messages"][0]["id"], None), (ids[1], "failed", None, 131026)]
 
 
+def test_a_send_recovery_settled_while_whatsapp_held_it_is_settled_again_accepted_once(
+        app, graph, acme, number, recorder):
+    def recover(body):
+        with app.app_context():
+            app.extensions["send_service"].recover_interrupted(older_than=timedelta(0))
+            db.session.remove()
+
+    graph.while_sending(recover)
+    response = acme.send(number=number[0])
+    assert response.status_code == 200
+    assert [(event.payload["outcome"], event.payload["wa_message_id"], event.payload["error_code"])
+            for event in recorder.of(SEND_SETTLED)] == [
+        ("failed", None, 131000), ("accepted", response.get_json()["messages"][0]["id"], None)]
+
+
 def test_a_template_change_from_meta_is_published_once_and_never_when_rolled_back(app, recorder):
     with app.app_context():
         tenant_id = make_tenant("pro").id
