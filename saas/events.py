@@ -3,7 +3,7 @@
 A change others react to (saas.messaging.domain_events names messaging's: a
 message received, a status changed, a template changed, a number's quality
 changed, a send settled) publishes events: ``publish(conn, [Event(...)])``
-writes them to the outbox (saas.outbox) with one multi-row INSERT in the
+writes them to the outbox (saas.outbox) with one batched INSERT in the
 caller's transaction, so a change that rolls back leaves no event and one
 that commits always has its events. ``commit(session)`` commits, then
 delivers what was published, in this process, at once. The sweep (``sweep``:
