@@ -30,6 +30,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_logging(app)
     register_extensions(app)
     register_services(app)
+    register_event_consumers(app)
     register_blueprints(app)
     register_errorhandlers(app)
     register_security_headers(app)
@@ -82,6 +83,7 @@ def register_extensions(app: Flask) -> None:
     from saas.metering import models as _metering  # noqa: F401
     from saas.audit import models as _audit  # noqa: F401
     from saas.tenants import models as _tenants  # noqa: F401
+    from saas import outbox as _outbox  # noqa: F401
 
 
 def register_services(app: Flask) -> None:
@@ -146,6 +148,16 @@ def register_services(app: Flask) -> None:
         register_whatsapp_housekeeping(app, background)
         # Started with the first request, so a forked worker starts its own.
         app.before_request(background.start)
+
+
+def register_event_consumers(app: Flask) -> None:
+    """Every area's consumers of domain events (its ``consumers`` module subscribes them: saas.events), and the
+    sweep every process runs of what a crash left between a commit and its events' delivery."""
+    from saas import events
+
+    events.discover("saas")
+    if app.config["HOUSEKEEPING"]:
+        app.extensions["background"].every("domain events", app.config["EVENT_SWEEP_SECONDS"], events.sweep)
 
 
 def register_whatsapp_housekeeping(app: Flask, background) -> None:

@@ -358,6 +358,8 @@ def _recovery_settings(instance_path: str) -> dict:
     return {
         # The usage roll-up and the recovery of interrupted sends, in every process.
         "HOUSEKEEPING": env_bool("HOUSEKEEPING", True),
+        # How often each process delivers domain events a crash left undelivered (saas.events.sweep).
+        "EVENT_SWEEP_SECONDS": env_seconds("EVENT_SWEEP_SECONDS", 5.0),
         # A send still pending this long was interrupted and is settled. Unset: derived from the longest a
         # live send can take (the WhatsApp timeouts, tries and waits below, and the database's retries);
         # set shorter than that, the app refuses to start (saas.messaging.outbound.settle.recovery_age).

@@ -34,6 +34,10 @@ HOT_QUERIES = {
         "SELECT 1 FROM webhook_deliveries WHERE tenant_id = 1 AND endpoint_id = 1 AND sequence_key = 'message:x' "
         "AND state = 'pending' AND id < 100"),
     "deliveries page": "SELECT * FROM webhook_deliveries WHERE tenant_id = 1 AND id < 100 ORDER BY id DESC LIMIT 51",
+    "domain events of streams": ("SELECT id FROM domain_events WHERE stream IN ('1:contact:1', '1:contact:2') "
+                                 "AND dead_at IS NULL ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED"),
+    "first other event of streams": ("SELECT stream, min(id) FROM domain_events WHERE stream IN ('1:contact:1') "
+                                     "AND dead_at IS NULL AND id NOT IN (1, 2) GROUP BY stream"),
 }
 
 

@@ -2,18 +2,18 @@
 
 A handler is ``handler(batch, note, waba_id, field, value)``: it reads one
 change's value defensively and adds what it means to the batch (statuses,
-inbound messages, forwarding events) or changes rows through the ORM, in the
-batch's transaction. An item it cannot use is refused on the note, with why:
+inbound messages, the domain events they raise) or changes rows through the
+ORM, in the batch's transaction. An item it cannot use is refused on the note, with why:
 it is kept (saas.messaging.inbound.unapplied), never dropped. The batch is written by
 saas.messaging.inbound.notification_items.
 """
 from __future__ import annotations
 
 from saas.audit import services as audit
+from saas.messaging import domain_events as happened
 from saas.messaging.outbound import callback_data
 from saas.messaging.inbound import objects as inbound
 from saas.messaging.numbers import media
-from saas.messaging.tenant_webhooks.forwarding import Event
 from saas.messaging.inbound.objects import ident, items, obj, storable, text
 from saas.messaging.inbound.statuses import TIMESTAMP_FIELD, StatusUpdate
 
@@ -79,8 +79,8 @@ def apply_messages(batch, note, waba_id: str, field_name: str, value: dict) -> N
         if why is not None:
             note.refuse(waba_id, field_name, value, "statuses", index, status, why)
             continue
-        # Forwarded whatever the status: the tenant may know what we do not.
-        batch.events.append(Event(number, "status", wamid, status, waba_id=waba_id, metadata=metadata))
+        # Published whatever the status (and so forwarded): the tenant may know what we do not.
+        batch.events.append(happened.status_changed(number, wamid, status, waba_id=waba_id, metadata=metadata))
         if name not in TIMESTAMP_FIELD:
             note.refuse(waba_id, field_name, value, "statuses", index, status,
                         f"status {name!r} is not one a message takes (forwarded, not applied)")
@@ -105,8 +105,8 @@ def apply_messages(batch, note, waba_id: str, field_name: str, value: dict) -> N
         batch.media.extend(media.inbound_rows(number.tenant_id, number.id, message, batch.now))
         if kind != "system":  # a number change is not the user writing
             batch.windows.extend((number.tenant_id, number.id, key, sent_at) for key in keys)
-        batch.events.append(Event(number, "message", wamid, message, contact=contact or None, waba_id=waba_id,
-                                  metadata=metadata))
+        batch.events.append(happened.message_received(number, wamid, keys[0], message, contact=contact or None,
+                                                      waba_id=waba_id, metadata=metadata))
         note.counts["messages"] += 1
     if items(value.get("errors")):
         note.counts["errors"] += len(items(value.get("errors")))
@@ -131,10 +131,12 @@ def apply_quality_update(batch, note, waba_id: str, field_name: str, value: dict
     limit = text(value.get("max_daily_conversations_per_business") or value.get("current_limit"), 30)
     quality = QUALITY_FOR_EVENT.get(event or "")
     for number in numbers:
+        before = happened.quality_of(number)
         if quality is not None:
             number.quality_rating = quality
         if limit is not None:
             number.messaging_limit_tier = limit
+        batch.events.extend(happened.number_quality_changed(number, before, source="webhook"))
         audit.record("whatsapp", "whatsapp.quality_update",
                      f"Number {number.display_number}: {event or 'update'}"
                      + (f", quality {quality}" if quality else "") + (f", limit {limit}" if limit else ""),

@@ -19,10 +19,10 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from saas import events
 from saas.extensions import db
-from saas.messaging.tenant_webhooks import forwarding
+from saas.messaging.domain_events import NumberRef
 from saas.messaging.numbers import media
-from saas.messaging.tenant_webhooks.forwarding import Event, NumberRef
 from saas.messaging.inbound.objects import ident, obj, text
 from saas.messaging.models import Message, PhoneNumber
 from saas.messaging.inbound.notification_fields import FIELD_HANDLERS
@@ -210,7 +210,7 @@ class Batch:
     statuses: list[StatusUpdate] = field(default_factory=list)
     messages: list[dict] = field(default_factory=list)
     windows: list[tuple] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
+    events: list = field(default_factory=list)  # domain events (saas.events.Event), published with the batch
     media: list[dict] = field(default_factory=list)
 
     def numbers_of_account(self, waba_id: str) -> list[PhoneNumber]:
@@ -267,8 +267,7 @@ def apply_changes(session, work: list[tuple[Note, Change]], now: datetime) -> No
     if batch.windows:
         refresh_service_windows(conn, batch.windows)
     media.record(conn, batch.media)
-    if batch.events:
-        forwarding.record_events(conn, batch.events, now)
+    events.publish(conn, batch.events)
 
 
 def apply_one_by_one(session, note: Note, changes: list[Change], now: datetime) -> None:

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import bindparam, delete, select, update
 
+from saas import events
 from saas.extensions import db
 from saas.messaging.inbound import unapplied
 from saas.messaging.models import WhatsAppNotification
@@ -83,7 +84,7 @@ def _apply(ids: list[int], now: datetime) -> int:
         apply_changes(session, [(notes[row.id], change) for row in rows for change in _parsed(row, notes[row.id])],
                       now)
         _finish(conn, rows, notes, now)
-        session.commit()
+        events.commit(session)
     except BaseException:
         session.rollback()
         raise
@@ -103,7 +104,7 @@ def _apply_item_by_item(notification_id: int, now: datetime) -> int:
         note = Note()
         apply_one_by_one(session, note, _parsed(rows[0], note), now)
         _finish(conn, rows, {notification_id: note}, now)
-        session.commit()
+        events.commit(session)
     except BaseException:
         session.rollback()
         raise

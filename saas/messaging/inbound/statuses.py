@@ -22,6 +22,7 @@ from datetime import datetime
 
 from sqlalchemy import Boolean, and_, bindparam, case, func, or_, update
 
+from saas import events
 from saas.extensions import db
 from saas.messaging.outbound import settle
 from saas.messaging.models import STATUS_RANK, Message
@@ -145,7 +146,7 @@ def apply_status_batch(updates: list[StatusUpdate]) -> int:
     except BaseException:
         db.session.rollback()
         raise
-    db.session.commit()
+    events.commit(db.session)  # a send a status names may be settled (saas.messaging.outbound.settle)
     return changed
 
 

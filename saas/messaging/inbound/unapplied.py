@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 
+from saas import events
 from saas.extensions import db
 from saas.messaging.inbound.objects import ident, text
 from saas.messaging.models import UnappliedItem
@@ -115,7 +116,7 @@ def _retry_one(item_id: int, now: datetime) -> bool | None:
         else:
             row.error, row.failed_at = error, now
             row.next_try_at = next_try(row.attempts, now) if raised else None
-        session.commit()
+        events.commit(session)
     except BaseException:
         session.rollback()
         raise

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from saas import cache
+from saas import cache, events
 from saas.audit import services as audit
 from saas.billing import entitlements
 from saas.errors import NotFound
 from saas.extensions import db
+from saas.messaging import domain_events as happened
 from saas.messaging.models import MODE_LIVE, PhoneNumber
 from saas.messaging.numbers.info import LookupFailed, NumberInfo
 from saas.crypto import TokenUnreadable, decrypt_token, encrypt_token, reencrypt_token
@@ -283,7 +284,9 @@ def check_number(tenant, actor, number_id, *, lookup) -> CheckOutcome:
         number = connected_live_number(tenant, row_id)
         now = utcnow()
         if info is not None:
+            before = happened.quality_of(number)
             _apply_info(number, info, now)
+            events.publish(db.session.connection(), happened.number_quality_changed(number, before, source="check"))
             audit.record(actor, "number.tested",
                          f"Tested live number {number.display_number}: quality {info.quality_rating}, "
                          f"tier {info.messaging_limit_tier}", tenant_id=number.tenant_id,
@@ -293,7 +296,7 @@ def check_number(tenant, actor, number_id, *, lookup) -> CheckOutcome:
             number.last_check_error = error[:300]
             audit.record(actor, "number.tested", f"Test of live number {number.display_number} failed: {error}",
                          tenant_id=number.tenant_id, phone_number_id=phone_number_id, ok=False, error=error)
-        db.session.commit()
+        events.commit(db.session)
     except BaseException:
         db.session.rollback()
         raise

@@ -24,6 +24,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, text, update
 
+from saas import events
 from saas.database import single_statement
 from saas.messaging.models import Message
 
@@ -150,3 +151,21 @@ def accept_send(session, groups: GroupAccepts, message_id: int, wa_message_id: s
         session.rollback()
         raise
     return bool(accepted)
+
+
+def accept_alone(session, accept, then) -> bool:
+    """Write one accept (a KeptAccept) in a transaction of its own, not grouped, and ``then(conn, row)`` in
+    it (``row``: the message's wa_id and category): how settling publishes ``send.settled``. Commits, then
+    delivers the events published (saas.events.commit). Returns False when the message was no longer pending."""
+    try:
+        conn = session.connection()
+        row = conn.execute(ACCEPT.returning(Message.wa_id, Message.category), {
+            "message_id": accept.message_id, "wamid": accept.wamid, "body": accept.body,
+            "message_status": accept.message_status, "now": accept.at}).first()
+        if row is not None:
+            then(conn, row)
+        events.commit(session)
+    except BaseException:
+        session.rollback()
+        raise
+    return row is not None

@@ -31,7 +31,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from saas import cache
+from saas import cache, events
 from saas.database import Reconnecting
 from saas.database import single_statement as _single_statement
 from saas.errors import (
@@ -234,7 +234,9 @@ class SendService(Settling):
                 "conversation_id": None, "opened_conversation": False, "period_start": None,
                 "idempotency_key": idempotency_key, "request_hash": digest, "created_at": now, "updated_at": now,
                 "failed_at": now}).scalar()
-            session.commit()
+            self.settled_at_once(session.connection(), tenant_id, message_id, payload["to"],
+                                 error_code=result.error_code, error_title=result.error_title)
+            events.commit(session)
         except IntegrityError:
             return self._replay_the_winner(tenant_id, idempotency_key, digest)
         except BaseException:
@@ -250,13 +252,14 @@ class SendService(Settling):
         ``answer`` is the transport's, when it was asked first: the message is
         written accepted; otherwise pending, to be accepted or settled.
         """
+        settled = self.settles_in_send(answer)
         answer = {**(answer or PENDING), "category": admission.category, "callback_data": kept_callback_data}
         now = self.clock()
         period = current_period(rights.subscription, now)
         category = admission.category
         limited = admission.business_initiated and admission.messaging_limit is not None
         session = self.session
-        one_statement = (not self.metering.may_refuse(rights) and not limited
+        one_statement = (not self.metering.may_refuse(rights) and not limited and not settled
                          and session.get_bind().dialect.name == "postgresql")
         try:
             if one_statement:
@@ -279,7 +282,10 @@ class SendService(Settling):
                 # Priced, and refused past a hard cap (QuotaExceeded, PaymentRequired), by billing's policy.
                 self.metering.meter_send(conn, rights, tenant.id, period.start,
                                          Send(category, window.id, window.opened, message_id))
-            session.commit()
+                if settled:
+                    self.settled_at_once(conn, tenant.id, message_id, payload["to"],
+                                         wa_message_id=answer["wa_message_id"], category=category)
+            events.commit(session)
         except IntegrityError:
             return self._replay_the_winner(tenant.id, idempotency_key, digest)
         except BaseException:

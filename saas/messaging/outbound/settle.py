@@ -13,6 +13,8 @@ billed again exactly once (``take_up``).
 All of it takes rows in the send path's lock order (see saas.messaging.outbound.send):
 the window, then the message, then usage; ``take_up`` claims its message
 first, a row nothing else locks while it has no WhatsApp id.
+Each settling publishes ``send.settled`` (saas.messaging.domain_events) in its transaction,
+as do the sends written settled at once (``settled_at_once``).
 """
 from __future__ import annotations
 
@@ -22,10 +24,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, or_, select, tuple_, update
 
 from saas.billing.pricing import METRIC_MESSAGES, Send, conversation_subject, message_subject
+from saas import events
 from saas.config import ConfigError
 from saas.database import DatabaseUnavailable
 from saas.messaging.outbound.accept_journal import JournalUnavailable, KeptAccept
-from saas.messaging.outbound.accepts import WAIT_SECONDS, accept_send
+from saas.messaging.domain_events import SEND_SETTLED, send_settled
+from saas.messaging.outbound.accepts import WAIT_SECONDS, accept_alone, accept_send
 from saas.messaging.outbound.bodies import graph_response
 from saas.messaging.outbound.cloud_api import LONGEST_BACKOFF
 from saas.messaging.models import Conversation, Message
@@ -113,7 +117,7 @@ class Settling:
         try:
             conn = session.connection()
             row = conn.execute(select(Message.id, Message.conversation_id, Message.period_start, Message.status,
-                                      Message.category).where(
+                                      Message.category, Message.wa_id).where(
                 Message.id == message_id, Message.tenant_id == tenant_id)).first()
             if row is None or row.status != "pending":
                 session.rollback()
@@ -130,7 +134,9 @@ class Settling:
             take_back(conn, self.metering, tenant_id, row, window)
             if window is not None:
                 release_if_unused(conn, self.metering, tenant_id, window)
-            session.commit()
+            events.publish(conn, [send_settled(tenant_id, message_id, row.wa_id, "failed", error_code=error_code,
+                                               error_title=error_title, category=row.category)])
+            events.commit(session)
         except BaseException:
             session.rollback()
             raise
@@ -167,20 +173,37 @@ class Settling:
         taken up instead. Returns False only for a send that cannot take this
         answer (refused, or known by another id). Raises what the database raises.
         """
-        if accept_send(self.session, self.group_accepts, accept.message_id, accept.wamid, accept.body,
-                       accept.message_status, accept.at):
+        if events.wanted(SEND_SETTLED):
+            if accept_alone(self.session, accept, lambda conn, row: events.publish(conn, [send_settled(
+                    accept.tenant_id, accept.message_id, row.wa_id, "accepted", wa_message_id=accept.wamid,
+                    category=row.category)])):
+                return True
+        elif accept_send(self.session, self.group_accepts, accept.message_id, accept.wamid, accept.body,
+                         accept.message_status, accept.at):
             return True
         session = self.session
         try:
             taken = take_up(session.connection(), self.metering, accept.tenant_id, accept.message_id, accept.wamid,
                             accept.at, body=accept.body, message_status=accept.message_status)
-            session.commit()
+            events.commit(session)
         except BaseException:
             session.rollback()
             raise
         if not taken:
             log.error("WhatsApp accepted send %s, which was settled otherwise", accept.message_id)
         return taken
+
+    def settled_at_once(self, conn, tenant_id: int, message_id: int, wa_id: str, *, wa_message_id=None,
+                        error_code=None, error_title=None, category=None) -> None:
+        """``send.settled`` for a send written settled in its one transaction (``conn``; the sandbox's)."""
+        events.publish(conn, [send_settled(
+            tenant_id, message_id, wa_id, "failed" if wa_message_id is None else "accepted",
+            wa_message_id=wa_message_id, error_code=error_code, error_title=error_title, category=category)])
+
+    @staticmethod
+    def settles_in_send(answer) -> bool:
+        """Whether a send the transport answered first (``answer``) is written with ``send.settled``."""
+        return answer is not None and events.wanted(SEND_SETTLED)
 
     def write_kept_accepts(self) -> int:
         """Write the accepts kept while the database was away; how many were written."""
@@ -249,9 +272,13 @@ def take_up(conn, metering, tenant_id: int, message_id: int, wamid: str, at: dat
         answer.update(status="accepted", response_status=200, message_status=message_status,
                       response_body=body or graph_response(wamid, row.wa_id, row.wa_id, row.type, message_status))
     if row.status == "pending":
-        return bool(conn.execute(update(Message).where(
+        named = bool(conn.execute(update(Message).where(
             Message.id == message_id, Message.status == "pending", Message.wa_message_id.is_(None))
             .values(**answer)).rowcount)
+        if named:  # a send named by a failed status only is failed by that status, in this transaction
+            events.publish(conn, [send_settled(tenant_id, message_id, row.wa_id, "accepted" if went_out else "failed",
+                                               wa_message_id=wamid, category=row.category)])
+        return named
     if not went_out or row.status != "failed" or row.error_title != INTERRUPTED_TITLE:
         return False
     # Claimed first: of two answers racing (the accept and a status), one bills it.
@@ -267,6 +294,8 @@ def take_up(conn, metering, tenant_id: int, message_id: int, wamid: str, at: dat
     # Not refusable: the message went out, and WhatsApp charges for it whatever the plan's quota says.
     metering.meter_send(conn, None, tenant_id, row.period_start or window.period_start,
                         Send(category, window.id, window.opened, message_id), refusable=False)
+    events.publish(conn, [send_settled(tenant_id, message_id, row.wa_id, "accepted", wa_message_id=wamid,
+                                       category=category)])
     log.warning("interrupted send %s went out after all; billed", message_id)
     return True
 

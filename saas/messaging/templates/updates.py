@@ -3,12 +3,16 @@ quality score and category changes, applied to every tenant's copy of the templa
 
 Templates are synced in saas.messaging.templates.sync and sent through
 saas.messaging.templates.message_templates; this module only keeps them current between syncs.
+Each copy that changes (or is deleted) publishes ``template.changed`` (saas.messaging.domain_events)
+in the same transaction.
 """
 from __future__ import annotations
 
 from sqlalchemy import select
 
+from saas import events
 from saas.extensions import db
+from saas.messaging import domain_events as happened
 from saas.messaging.models import Template
 from saas.messaging.templates.message_templates import CATEGORIES, QUALITY_SCORES, SENDABLE, STATUSES, reason_text
 
@@ -28,7 +32,7 @@ def apply_template_webhook(waba_id, field: str, value) -> str:
     """
     try:
         outcome = apply_template_change(waba_id, field, value)
-        db.session.commit()
+        events.commit(db.session)
     except BaseException:
         db.session.rollback()
         raise
@@ -42,14 +46,23 @@ def apply_template_change(waba_id, field: str, value) -> str:
     rows = _webhook_rows(waba_id, value)
     if not rows:
         return "unknown template"
+    before = [_state(row) for row in rows]
     if field == "message_template_status_update":
         outcome = _apply_status(rows, value)
     elif field == "message_template_quality_update":
         outcome = _apply_quality(rows, value)
     else:
         outcome = _apply_category(rows, value)
+    deleted = set(db.session.deleted)
+    events.publish(db.session.connection(), [
+        happened.template_changed(row, field, deleted=row in deleted)
+        for row, was in zip(rows, before) if row in deleted or _state(row) != was])
     db.session.flush()
     return outcome
+
+
+def _state(row: Template) -> tuple:
+    return row.status, row.category, row.quality_score, row.reason
 
 
 def _webhook_rows(waba_id: str, value: dict) -> list[Template]:

@@ -2,10 +2,14 @@
 
 Every status and inbound message of a tenant's numbers (live ones from
 WhatsApp's webhooks, sandbox ones from the sandbox's status walk) becomes one
-WebhookDelivery in Meta's own payload shape, written in the same transaction
-that applies it, for tenants whose plan has ``webhooks`` and that registered
-an active endpoint. An event is recorded once per endpoint however often
-WhatsApp repeats it. saas.messaging.tenant_webhooks.delivery sends them.
+WebhookDelivery in Meta's own payload shape, for tenants whose plan has
+``webhooks`` and that registered an active endpoint. ``forward`` is a consumer
+of the domain events ``message.received`` and ``message.status_changed``
+(saas.messaging.domain_events; subscribed in this package's ``consumers``):
+it writes the deliveries in the transaction that takes the events from the
+outbox, right after the change that raised them commits. An event is recorded
+once per endpoint however often WhatsApp repeats it, or the outbox hands it
+over. saas.messaging.tenant_webhooks.delivery sends them.
 """
 from __future__ import annotations
 
@@ -18,10 +22,11 @@ from sqlalchemy import select, tuple_
 from saas.billing import entitlements
 from saas.errors import NotFound
 from saas.extensions import db
+from saas.messaging import domain_events
+from saas.messaging.domain_events import NumberRef
 from saas.messaging.outbound import callback_data
 from saas.messaging.models import (
-    DELIVERY_DELIVERED, DELIVERY_PENDING, Conversation, Message, PhoneNumber, WebhookAttempt, WebhookDelivery,
-    WebhookEndpoint,
+    DELIVERY_DELIVERED, DELIVERY_PENDING, Message, WebhookAttempt, WebhookDelivery, WebhookEndpoint,
 )
 from saas.database import insert_for
 from saas.tenants.scoping import get_owned, owned_query
@@ -31,22 +36,6 @@ from saas.timeutil import utcnow
 FEATURE = "webhooks"
 # Sandbox numbers belong to no WhatsApp Business account; their payloads name this one.
 SANDBOX_WABA_ID = "0"
-
-
-@dataclass(frozen=True)
-class NumberRef:
-    """A tenant's number as an event names it."""
-
-    id: int
-    tenant_id: int
-    phone_number_id: str
-    display_number: str
-    waba_id: str | None
-
-    @property
-    def metadata(self) -> dict:
-        return {"display_phone_number": "".join(ch for ch in self.display_number if ch.isdigit()),
-                "phone_number_id": self.phone_number_id}
 
 
 @dataclass(frozen=True)
@@ -128,13 +117,15 @@ def _record_statement(conn):
     return stmt
 
 
-def record_events(conn, events: list[Event], now: datetime) -> int:
-    """Write a pending delivery for each event whose tenant forwards; in the caller's transaction.
+def record_events(conn, events: list[Event], now: datetime, *, endpoints: dict[int, int] | None = None) -> int:
+    """Write a pending delivery for each event whose tenant forwards (``endpoints``, when the caller found
+    them); in the caller's transaction.
 
     Idempotent: an event already recorded for the endpoint is skipped.
     Returns how many events were considered for forwarding.
     """
-    endpoints = endpoints_for(conn, {event.tenant_id for event in events})
+    if endpoints is None:
+        endpoints = endpoints_for(conn, {event.tenant_id for event in events})
     forwarded = [e for e in events if e.tenant_id in endpoints]
     kept = _kept_callback_data(conn, forwarded)
     rows = [{"tenant_id": e.tenant_id, "endpoint_id": endpoints[e.tenant_id], "event_type": e.event_type,
@@ -145,6 +136,26 @@ def record_events(conn, events: list[Event], now: datetime) -> int:
     if rows:
         conn.execute(_record_statement(conn), rows)
     return len(rows)
+
+
+def forward(conn, events: list) -> int:
+    """The consumer of ``message.received`` and ``message.status_changed``: a pending delivery for each
+    event whose tenant forwards, in the delivering transaction (``record_events``)."""
+    endpoints = endpoints_for(conn, {event.tenant_id for event in events})
+    numbers: dict[int, NumberRef] = {}
+    forwarded = [_forwarded(event, numbers) for event in events if event.tenant_id in endpoints]
+    return record_events(conn, forwarded, utcnow(), endpoints=endpoints) if forwarded else 0
+
+
+def _forwarded(event, numbers: dict[int, NumberRef]) -> Event:
+    """A domain event (saas.messaging.domain_events) as the status or message it forwards."""
+    payload = event.payload
+    number = numbers.get(payload["number"]["id"])
+    if number is None:
+        number = numbers[payload["number"]["id"]] = NumberRef(**payload["number"])
+    kind = "message" if event.type == domain_events.MESSAGE_RECEIVED else "status"
+    return Event(number, kind, payload["wa_message_id"], payload["object"], contact=payload.get("contact"),
+                 waba_id=payload.get("waba_id"), metadata=payload.get("metadata"))
 
 
 def _kept_callback_data(conn, events: list[Event]) -> dict[int, dict[int, str]]:
@@ -163,53 +174,6 @@ def _kept_callback_data(conn, events: list[Event]) -> dict[int, dict[int, str]]:
             if value is not None:
                 kept.setdefault(tenant_id, {})[message_id] = value
     return kept
-
-
-# -- the sandbox's statuses, as WhatsApp would describe them ------------------------------------
-
-EPOCH = datetime(1970, 1, 1)
-
-
-def _seconds(at: datetime) -> str:
-    """A naive-UTC moment as WhatsApp writes timestamps: whole seconds since the epoch, as a string."""
-    return str(int((at - EPOCH).total_seconds()))
-
-
-def sandbox_status_events(conn, walked: list[tuple[int, str, str, datetime]]) -> list[Event]:
-    """Status events for sandbox messages that moved: (tenant id, wamid, status, at) each.
-
-    Only for tenants that forward (one query finds them); a sandbox message
-    is billed by us, never by Meta: its pricing says ``billable: false``.
-    """
-    endpoints = endpoints_for(conn, {tenant_id for tenant_id, _, _, _ in walked})
-    wanted = [(t, w, s, at) for t, w, s, at in walked if t in endpoints]
-    if not wanted:
-        return []
-    rows = conn.execute(
-        select(Message.tenant_id, Message.wa_message_id, Message.wa_id, Message.conversation_id,
-               Conversation.category, Conversation.expires_at, PhoneNumber.id, PhoneNumber.phone_number_id,
-               PhoneNumber.display_number, PhoneNumber.waba_id)
-        .join(PhoneNumber, PhoneNumber.id == Message.phone_number_id)
-        .outerjoin(Conversation, (Conversation.id == Message.conversation_id)
-                   & (Conversation.tenant_id == Message.tenant_id))
-        .where(Message.wa_message_id.in_(sorted({w for _, w, _, _ in wanted})))).all()
-    found = {(row.tenant_id, row.wa_message_id): row for row in rows}
-    events = []
-    for tenant_id, wamid, status, at in wanted:
-        row = found.get((tenant_id, wamid))
-        if row is None:
-            continue
-        item = {"id": wamid, "status": status, "timestamp": _seconds(at), "recipient_id": row.wa_id}
-        if status in ("sent", "delivered") and row.category:
-            conversation = {"id": f"sandbox-{row.conversation_id}", "origin": {"type": row.category}}
-            if status == "sent" and row.expires_at is not None:
-                conversation["expiration_timestamp"] = _seconds(row.expires_at)
-            item["conversation"] = conversation
-            item["pricing"] = {"billable": False, "pricing_model": "PMP", "category": row.category,
-                               "type": "free_customer_service" if row.category == "service" else "regular"}
-        number = NumberRef(row.id, tenant_id, row.phone_number_id, row.display_number, row.waba_id)
-        events.append(Event(number, "status", wamid, item))
-    return events
 
 
 # -- what the portal shows and does ---------------------------------------------------------

@@ -1,0 +1,202 @@
+"""Domain events: written in the transaction that causes them, delivered to consumers after it commits.
+
+A change others react to (saas.messaging.domain_events names messaging's: a
+message received, a status changed, a template changed, a number's quality
+changed, a send settled) publishes events: ``publish(conn, [Event(...)])``
+writes them to the outbox (saas.outbox) with one batched INSERT in the
+caller's transaction, so a change that rolls back leaves no event and one
+that commits always has its events. ``commit(session)`` commits, then
+delivers what was published, in this process, at once. The sweep (``sweep``:
+every process's housekeeping, and ``flask events sweep``) delivers what a
+crash between the two left, and gives a failed consumer its events again.
+
+A consumer is ``handle(conn, events)``, registered with
+``subscribe(event_types, handle)``, usually in a ``consumers`` module of its
+area: ``discover()`` imports every such module when the app is built, so a
+new consumer is a new module and no existing one is edited. It is called in
+the delivering transaction: what it writes on ``conn`` commits as its events
+leave the outbox (once); anything else it does happens at least once, and an
+event may come again, with the same ``id``, after a failure. A consumer gets
+a stream's events in order (a conversation: a tenant and a customer; a
+template; a number), whichever process delivers them.
+
+An event no consumer wants is not written: nothing would read it (a consumer may serve only some
+tenants, those whose plan has its feature: see ``subscribe``).
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+from saas import outbox
+from saas.outbox import Event  # noqa: F401  (what publishers build and consumers get)
+from saas.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+# The sweep leaves younger events to the process that published them (it delivers them right after its commit).
+SWEEP_AFTER = timedelta(seconds=10)
+# The most events one delivering transaction takes (a batch of ten notifications holds about as many).
+CLAIM_LIMIT = 2000
+
+
+@dataclass(frozen=True)
+class Consumer:
+    name: str
+    types: frozenset
+    handle: Callable
+    # serves(conn, tenant_ids) -> the tenants among them whose events it wants; None: every tenant's.
+    serves: Callable | None = None
+
+
+_consumers: dict[str, Consumer] = {}
+# The streams this context published in since it last delivered (one set per thread, greenlet or task).
+_published: ContextVar[set | None] = ContextVar("domain_event_streams", default=None)
+
+
+def subscribe(event_types, handle: Callable, *, name: str | None = None, serves: Callable | None = None) -> Consumer:
+    """Register ``handle(conn, events)`` for ``event_types`` (a type, or several).
+
+    ``serves(conn, tenant_ids)``, when given, says which of those tenants the
+    consumer wants events of (a feature their plan has, a rule they set): it
+    is asked in the publishing transaction, and an event no consumer wants is
+    not written. ``name`` (by default the function's import path) must stay
+    the same from one release to the next: the outbox names the consumers
+    that still owe an event by it. Subscribing a name again replaces it.
+    """
+    types = frozenset((event_types,) if isinstance(event_types, str) else event_types)
+    name = name or f"{handle.__module__}.{handle.__qualname__}"
+    if "," in name or not 0 < len(name) <= 100:
+        raise ValueError(f"a consumer's name is 1 to 100 characters without commas, got {name!r}")
+    consumer = _consumers[name] = Consumer(name, types, handle, serves)
+    return consumer
+
+
+def unsubscribe(name: str) -> None:
+    _consumers.pop(name, None)
+
+
+def consumers() -> list[Consumer]:
+    """The registered consumers, in the order they subscribed (the order each event reaches them)."""
+    return list(_consumers.values())
+
+
+def wanted(event_type: str) -> bool:
+    """Whether any consumer subscribes to ``event_type`` (a publisher may skip building what nobody reads)."""
+    return any(event_type in consumer.types for consumer in _consumers.values())
+
+
+def audience(conn, event_type: str, tenant_ids) -> set[int]:
+    """The tenants among ``tenant_ids`` whose ``event_type`` events some consumer wants (see ``subscribe``)."""
+    tenant_ids = set(tenant_ids)
+    wanted_by: set[int] = set()
+    for consumer in _consumers.values():
+        if event_type in consumer.types:
+            if consumer.serves is None:
+                return tenant_ids
+            wanted_by |= set(consumer.serves(conn, tenant_ids - wanted_by)) & tenant_ids
+            if wanted_by == tenant_ids:
+                break
+    return wanted_by
+
+
+def discover(package: str = "saas") -> list[str]:
+    """Import every ``consumers`` module in ``package``'s tree (each subscribes its consumers); their names."""
+    root = importlib.import_module(package)
+    found = []
+    for base in root.__path__:
+        for directory, subdirectories, files in os.walk(base):
+            # Packages, plain or namespace ones (messaging's rooms have no __init__).
+            subdirectories[:] = sorted(d for d in subdirectories if d.isidentifier() and not d.startswith("__"))
+            if "consumers.py" in files:
+                relative = os.path.relpath(directory, base)
+                found.append(".".join([package, *([] if relative == "." else relative.split(os.sep)), "consumers"]))
+    for module in found:
+        importlib.import_module(module)
+    return found
+
+
+def publish(conn, events: list[Event]) -> int:
+    """Write ``events`` to the outbox on ``conn``, in the caller's transaction; how many were written.
+
+    One pipelined executemany (nothing for events no consumer wants). They
+    are delivered by ``commit`` (or ``deliver_published``) right after the
+    transaction commits, or else by the sweep; nothing if it rolls back.
+    """
+    tenants_by_type: dict[str, set[int]] = {}
+    for event in events:
+        tenants_by_type.setdefault(event.type, set()).add(event.tenant_id)
+    wanted_by_type = {event_type: audience(conn, event_type, tenant_ids)
+                      for event_type, tenant_ids in tenants_by_type.items()}
+    kept = [event for event in events if event.tenant_id in wanted_by_type[event.type]]
+    if not kept:
+        return 0
+    outbox.write(conn, kept, utcnow())
+    streams = _published.get()
+    if streams is None:
+        streams = set()
+        _published.set(streams)
+    streams.update(event.stream[:outbox.STREAM_LENGTH] for event in kept)
+    return len(kept)
+
+
+def commit(session) -> int:
+    """Commit ``session`` (raising what the commit raises), then deliver what was published; how many."""
+    session.commit()
+    return deliver_published(session)
+
+
+def deliver_published(session) -> int:
+    """Deliver the due events of the streams this context published in since its last delivery, in
+    transactions of ``session``'s own; how many were delivered. Call it right after the commit. Never
+    raises: what cannot be delivered now (an earlier event of its stream waits, a consumer fails, the
+    database is gone) waits for the sweep."""
+    streams = _published.get()
+    if not streams:
+        return 0
+    _published.set(None)
+    delivered = 0
+    try:
+        claim = outbox.in_streams(sorted(streams), limit=CLAIM_LIMIT)
+        while True:
+            batch = outbox.deliver(session, consumers(), claim, utcnow())
+            delivered += batch
+            if batch < CLAIM_LIMIT:
+                return delivered
+    except Exception:
+        log.exception("domain events of %d streams left for the sweep", len(streams))
+        try:
+            session.rollback()
+        except Exception:
+            log.debug("rollback after a failed delivery failed", exc_info=True)
+    return delivered
+
+
+def sweep(*, older_than: timedelta = SWEEP_AFTER, limit: int = CLAIM_LIMIT, rounds: int = 20,
+          now: datetime | None = None, session=None) -> int:
+    """Deliver events written before ``older_than`` ago that are still in the outbox; how many.
+
+    What a crash between commit and delivery left, and failed events whose
+    backoff is over. Safe in any number of processes at once: each event is
+    claimed by one, and a stream's events still go in order. Commits.
+    """
+    if session is None:
+        from saas.extensions import db
+
+        session = db.session
+    now = now or utcnow()
+    claim = outbox.left_over(cutoff=now - older_than, limit=limit)
+    delivered = 0
+    for _ in range(rounds):
+        batch = outbox.deliver(session, consumers(), claim, now)
+        delivered += batch
+        if batch == 0:
+            break
+    if delivered:
+        log.warning("delivered %d domain events left in the outbox", delivered)
+    return delivered
