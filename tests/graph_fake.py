@@ -115,6 +115,7 @@ class Call:
     query: dict
     body: object
     headers: dict
+    answer: object = None  # the JSON answered, once answered (calls answer side by side: pair them by this)
 
 
 @dataclass
@@ -249,9 +250,11 @@ class FakeGraph:
 
     def handle(self, method: str, path: str, query: dict, body, headers) -> tuple[int, dict, dict] | None:
         """(status, JSON, extra headers); None means: close the connection without answering."""
-        self.calls.append(Call(method, path, query, body, dict(headers)))
+        call = Call(method, path, query, body, dict(headers))
+        self.calls.append(call)
         answer = self._answer(method, path, query, body, headers)
         if answer is not None:
+            call.answer = answer[1]
             self.answers.append(answer[1])
         return answer
 

@@ -155,8 +155,8 @@ TEMPLATES = {
 
 def graph_call_answering(graph, wamid: str):
     """The Graph API call whose answer carried ``wamid``."""
-    [call] = [call for call, answer in zip(graph.calls, graph.answers)
-              if (answer.get("messages") or [{}])[0].get("id") == wamid]
+    [call] = [call for call in graph.calls
+              if isinstance(call.answer, dict) and (call.answer.get("messages") or [{}])[0].get("id") == wamid]
     return call
 
 
