@@ -331,17 +331,14 @@ class SlowCounting(Metering):
         return used
 
 
-def test_capped_opens_stay_exact_when_counting_is_slow(pg_only, app, client):
+def race_sixteen_sends(app, who, prefix: str) -> list[str]:
+    """Sixteen sends of ``who`` at once, each to its own contact, through SlowCounting: "sent" or "refused" each."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from saas.errors import QuotaExceeded
     from saas.messaging.outbound.transports import SandboxTransport
 
-    acme = sender(client)
-    with app.app_context():
-        set_quota("free", 5)
-        db.session.remove()
     barrier = threading.Barrier(16)
 
     def attempt(n):
@@ -349,8 +346,8 @@ def test_capped_opens_stay_exact_when_counting_is_slow(pg_only, app, client):
             service = send_service(SandboxTransport(), metering=SlowCounting())
             barrier.wait()
             try:
-                call_send(service, acme, {"messaging_product": "whatsapp", "to": f"1555500{n:04d}",
-                                          "type": "text", "text": {"body": "hi"}})
+                call_send(service, who, {"messaging_product": "whatsapp", "to": f"{prefix}{n:04d}",
+                                         "type": "text", "text": {"body": "hi"}})
                 return "sent"
             except QuotaExceeded:
                 return "refused"
@@ -358,7 +355,15 @@ def test_capped_opens_stay_exact_when_counting_is_slow(pg_only, app, client):
                 db.session.remove()
 
     with ThreadPoolExecutor(16) as pool:
-        outcomes = list(pool.map(attempt, range(16)))
+        return list(pool.map(attempt, range(16)))
+
+
+def test_capped_opens_stay_exact_when_counting_is_slow(pg_only, app, client):
+    acme = sender(client)
+    with app.app_context():
+        set_quota("free", 5)
+        db.session.remove()
+    outcomes = race_sixteen_sends(app, acme, "1555500")
     assert outcomes.count("sent") == 5 and outcomes.count("refused") == 11
     assert counter_values(app, acme.tenant_id)["conversations"] == 5
     assert_usage_equals_rows(app)

@@ -27,8 +27,8 @@ from saas.timeutil import utcnow
 from tests.factories import call_send, send_service, sender, set_quota, usage_values
 from tests.metering.test_concurrency import counter_values, pg_only, run_in_parallel  # noqa: F401
 from tests.metering.test_failures import (
-    CRASHES, FAILING, SessionGoneAfterSending, SlowCounting, assert_usage_equals_rows, sends_then_database_goes,
-    two_phase,
+    CRASHES, FAILING, SessionGoneAfterSending, assert_usage_equals_rows, race_sixteen_sends,
+    sends_then_database_goes, two_phase,
 )
 from tests.metering.test_reporting import (  # noqa: F401
     EVENT, METER_EVENTS, SETTLE, connect, make_reporter, meter_id, records, settled_clock, stripe_total,
@@ -267,31 +267,9 @@ def test_a_crash_at_any_step_bills_a_priced_message_once_or_not_at_all(app, clie
 
 
 def test_capped_priced_messages_stay_exact_when_counting_is_slow(pg_only, app, client):
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    from saas.errors import QuotaExceeded
-    from saas.messaging.outbound.transports import SandboxTransport
-
     message_plan(app, "replies", included=5, categories=("service",))
     replies = sender(client, "replies")
-    barrier = threading.Barrier(16)
-
-    def attempt(n):
-        with app.app_context():
-            service = send_service(SandboxTransport(), metering=SlowCounting())
-            barrier.wait()
-            try:
-                call_send(service, replies, {"messaging_product": "whatsapp", "to": f"1555700{n:04d}",
-                                             "type": "text", "text": {"body": "hi"}})
-                return "sent"
-            except QuotaExceeded:
-                return "refused"
-            finally:
-                db.session.remove()
-
-    with ThreadPoolExecutor(16) as pool:
-        outcomes = list(pool.map(attempt, range(16)))
+    outcomes = race_sixteen_sends(app, replies, "1555700")
     assert outcomes.count("sent") == 5 and outcomes.count("refused") == 11
     assert counter_values(app, replies.tenant_id)["messages.service"] == 5
     assert_usage_equals_rows(app)
