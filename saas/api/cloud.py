@@ -15,7 +15,7 @@ from saas.api.requests import (
     authenticate, current_rights, current_tenant, idempotency_key, json_object, load, rate_limit_headers,
 )
 from saas.messaging import services as messaging
-from saas.messaging.outbound import payloads
+from saas.messaging.outbound import payloads, send_service
 
 bp = Blueprint("cloud", __name__)
 bp.before_request(authenticate)
@@ -47,7 +47,7 @@ def send(version, phone_number_id):
         return jsonify({"success": True})
     message = payloads.outbound(body)
     # A live number forwards the body as validated: nulls dropped, a JSON-encoded object decoded.
-    outcome = current_app.extensions["send_service"].send(
+    outcome = send_service(current_app).send(
         tenant, current_rights(), phone_number_id, message.payload, idempotency_key=idempotency_key(),
         to_input=message.to_input, upstream=message.upstream)
     return jsonify(outcome.response_body)

@@ -10,7 +10,7 @@ from saas.api.requests import (
 from saas.api.serializers import message_json, number_json
 from saas.errors import InvalidRequest
 from saas.messaging import services as messaging
-from saas.messaging.outbound import payloads
+from saas.messaging.outbound import payloads, send_service
 from saas.messaging.numbers.phone_numbers import numbers_for
 from saas.metering.services import usage_summary
 
@@ -35,7 +35,7 @@ def send_message():
             raise InvalidRequest("This account has several numbers; say which sends with 'phone_number_id'.",
                                  details={"phone_number_id": ["Missing data for required field."]})
         phone_number_id = numbers[0].phone_number_id
-    outcome = current_app.extensions["send_service"].send(
+    outcome = send_service(current_app).send(
         tenant, current_rights(), phone_number_id, data, idempotency_key=idempotency_key(),
         upstream=message.upstream)
     response = jsonify(message_json(messaging.get_message(tenant, outcome.message_id)))

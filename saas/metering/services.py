@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from saas.billing.entitlements import subscribed_rights_apply
 from saas.billing.money import json_number, plain_decimal, unit_amount
-from saas.errors import QuotaExceeded
+from saas.metering.many import MeteringMany, quota_exceeded
 from saas.metering.models import (
     CATEGORIES, METRIC_CONVERSATIONS, METRIC_MESSAGES, UsageCounter, UsageEntry, UsageRecord, category_metric,
 )
@@ -90,8 +90,9 @@ INSERT_ENTRY = insert(UsageEntry)
 INSERT_RECORD = insert(UsageRecord)
 
 
-class Metering:
-    """Meters usage inside the caller's transaction (a SQLAlchemy Connection)."""
+class Metering(MeteringMany):
+    """Meters usage inside the caller's transaction (a SQLAlchemy Connection); ``meter_many`` for a
+    batch (saas.metering.many)."""
 
     def __init__(self, clock=utcnow):
         self.clock = clock
@@ -110,10 +111,7 @@ class Metering:
             self._lock_quota(conn, usage.tenant_id)
             used = self._used(conn, usage.tenant_id, usage.period_start, METRIC_CONVERSATIONS)
             if used + usage.conversations > cap:
-                raise QuotaExceeded(
-                    f"Your plan includes {cap} conversations this period and all of them are used. "
-                    "Upgrade your plan to send more.",
-                    details={"quota": cap, "used": used, "metric": METRIC_CONVERSATIONS}, upgrade=True)
+                raise quota_exceeded(cap, used)
         conn.execute(INSERT_ENTRY, {
             "tenant_id": usage.tenant_id, "period_start": usage.period_start, "category": usage.category,
             "messages": usage.messages, "conversations": usage.conversations, "created_at": now})

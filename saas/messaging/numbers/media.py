@@ -69,7 +69,7 @@ def _token(number_mode: str, ciphertext: str | None) -> str:
 def upload_number(tenant, rights, phone_number_id: str):
     """The number an upload goes from, once the plan allows media. Raises NotFound, FeatureNotInPlan,
     PaymentRequired, LiveNumberRequired (a sandbox number: nothing is stored)."""
-    from saas.messaging.outbound.send import payment_required
+    from saas.messaging.outbound.refusals import payment_required
 
     number = sending_number(tenant, phone_number_id)
     if not rights.may("media"):

@@ -291,3 +291,14 @@ def outbound_item(item) -> Outbound:
     if problem:
         raise InvalidRequest(problem)
     return outbound(item)
+
+
+def forwarded_body(payload: dict, upstream: dict | None) -> dict:
+    """What a live number sends to WhatsApp: the tenant's own body, our fields taken out, the
+    recipient and type as validated (the contact metered is the contact sent to)."""
+    if upstream is None:
+        return payload
+    body = {k: v for k, v in upstream.items() if k != "phone_number_id"}
+    body["to"] = payload["to"]
+    body["type"] = payload["type"]
+    return body
