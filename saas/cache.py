@@ -94,7 +94,15 @@ def cache_for(name: str) -> SnapshotCache:
     """This app's cache called ``name`` (ACCESS_CACHE_SECONDS long), made on first use."""
     from flask import current_app
 
-    return Caches(current_app)(name)
+    return _cache_of(current_app, name)
+
+
+def _cache_of(app, name: str) -> SnapshotCache:
+    caches = app.extensions.setdefault("snapshot_caches", {})
+    cache = caches.get(name)
+    if cache is None:
+        cache = caches[name] = SnapshotCache(app.config.get("ACCESS_CACHE_SECONDS", 5.0))
+    return cache
 
 
 class Caches:
@@ -105,8 +113,4 @@ class Caches:
         self.app = app
 
     def __call__(self, name: str) -> SnapshotCache:
-        caches = self.app.extensions.setdefault("snapshot_caches", {})
-        cache = caches.get(name)
-        if cache is None:
-            cache = caches[name] = SnapshotCache(self.app.config.get("ACCESS_CACHE_SECONDS", 5.0))
-        return cache
+        return _cache_of(self.app, name)

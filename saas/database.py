@@ -7,8 +7,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from flask import has_app_context
 from sqlalchemy import event, text
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import scoped_session, sessionmaker
 from sqlalchemy.types import NullType
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, PendingRollbackError
 
@@ -140,14 +142,10 @@ class AppSessions:
     """
 
     def __init__(self, app_session, engine):
-        from sqlalchemy.orm import scoped_session, sessionmaker
-
         self.app_session = app_session
         self.own = scoped_session(sessionmaker(bind=engine))
 
     def current(self):
-        from flask import has_app_context
-
         return self.app_session if has_app_context() else self.own
 
     def __getattr__(self, name):
