@@ -567,8 +567,7 @@ class Bench:
                              + (f"{drained:.1f} s after the run" if drained is not None else "NOT within the limit")
                              + " (machine load average {:.1f} before, {:.1f} after)".format(*r["load"]))
         lines += live_sends.report_lines(self)
-        lines += noisy_neighbour.report_lines(self)
-        lines += send_many.report_lines(self)
+        lines += noisy_neighbour.report_lines(self) + send_many.report_lines(self)
         if "ingest_verdict" in self.notes:
             lines.append(f"- Ingest check: {self.notes['ingest_verdict']}")
         if "usage_verdict" in self.notes:
