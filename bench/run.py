@@ -29,13 +29,17 @@ with PASS/FAIL against the targets, and the same as Markdown in
 bench/RESULTS.md. Exits 0 whatever the verdicts; non-zero only if the run
 itself broke.
 
+``send-many`` sends batches of 1,000 recipients from a process of its own with the send service's
+``send_many`` (bench/send_many.py), before the app's workloads, and reports recipients/s beside the
+API's sends/s; ``--before DIR`` serves another checkout's app for its new sends in the same run.
+
 ``noisy-neighbour`` serves the app while one tenant on the free plan hammers
 past its rate limit and the ten tenants send, and reports their rate with and
 without it and the server's CPU per refusal, with refusals paused as configured
 and answered at once (bench/noisy_neighbour.py).
 
 Workload names for --only: new chat forwarder forwarder-insert ten-tenants
-slow-sandbox slow-clients ingest live noisy-neighbour.
+slow-sandbox slow-clients ingest live noisy-neighbour send-many.
 """
 from __future__ import annotations
 
@@ -59,6 +63,7 @@ from pathlib import Path
 import psycopg
 import live_sends
 import noisy_neighbour
+import send_many
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -67,7 +72,7 @@ DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/relay_bench"
 FERNET_KEY = "x9Gj0eKqk0p2M1o5Y2m2f8qVZ0jv3QXb6Zy9yQ1K8fU="
 CONNECTIONS = (1, 16, 64)
 WORKLOADS = ("new", "chat", "forwarder", "forwarder-insert", "ten-tenants", "slow-sandbox", "slow-clients", "ingest",
-             "live", "noisy-neighbour")
+             "live", "noisy-neighbour", "send-many")
 APP_WORKLOADS = {"new", "chat", "ten-tenants", "slow-sandbox", "slow-clients", "live", "noisy-neighbour"}
 WRK_TIMEOUT_S = 10
 SLOW_CLIENTS = 200
@@ -562,7 +567,7 @@ class Bench:
                              + (f"{drained:.1f} s after the run" if drained is not None else "NOT within the limit")
                              + " (machine load average {:.1f} before, {:.1f} after)".format(*r["load"]))
         lines += live_sends.report_lines(self)
-        lines += noisy_neighbour.report_lines(self)
+        lines += noisy_neighbour.report_lines(self) + send_many.report_lines(self)
         if "ingest_verdict" in self.notes:
             lines.append(f"- Ingest check: {self.notes['ingest_verdict']}")
         if "usage_verdict" in self.notes:
@@ -610,7 +615,7 @@ class Bench:
         out.append(check(None if r is None else (r, slow["5xx"]), lambda v: v[0] >= 0.8 and v[1] == 0,
                          "slow sandbox at 256 >= 0.8x instant sandbox, no 5xx",
                          lambda v: f"{v[0]:.2f}x, {v[1]} 5xx"))
-        return out + live_sends.targets(self) + noisy_neighbour.targets(self)
+        return out + live_sends.targets(self) + noisy_neighbour.targets(self) + send_many.targets(self)
 
 
 def main(argv=None) -> int:
@@ -620,6 +625,7 @@ def main(argv=None) -> int:
                         help="seconds per measured point (default: BENCH_SECONDS or 15)")
     parser.add_argument("--only", nargs="+", metavar="WORKLOAD", help=f"run only these: {' '.join(WORKLOADS)}")
     parser.add_argument("--output", default=str(BENCH_DIR / "RESULTS.md"), help="Markdown report to write")
+    parser.add_argument("--before", metavar="DIR", help="another checkout whose app's new sends are measured too")
     args = parser.parse_args(argv)
     only = set(WORKLOADS)
     if args.only:
@@ -644,6 +650,10 @@ def main(argv=None) -> int:
             bench.run_forwarder("forwarder", insert=False)
         if "forwarder-insert" in only:
             bench.run_forwarder("forwarder-insert", insert=True)
+        if "send-many" in only:
+            send_many.run(bench)
+        if args.before:
+            send_many.run_before(bench, args.before)
         if only & APP_WORKLOADS:
             bench.run_app(only)
         if "ingest" in only:

@@ -87,67 +87,96 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_services(app: Flask) -> None:
-    """The send service and its collaborators, and the housekeeping every process runs."""
-
-    from saas import jobs
-    from saas.extensions import db
-    from saas.extensions import limiter
-    from saas.messaging.numbers.graph import Graph
-    from saas.messaging.outbound.rules import PairRate, WhatsAppRules
-    from saas.messaging.outbound.send import SendService
-    from saas.messaging.outbound.transports import SandboxTransport, Transports
-    from saas.metering.services import Metering
-
+    """The services the faces, the CLI and workers call, with their collaborators, and the housekeeping
+    every process runs."""
     from saas.billing import stripe_client
+    from saas.messaging.numbers.graph import Graph, pooled_session
+    from saas.messaging.numbers.info import NumberInfoClient
+    from saas.metering.services import Metering
 
     app.extensions["stripe"] = stripe_client.build(app.config)
     metering = Metering()
-    from saas.messaging.outbound.cloud_api import CloudApiTransport
-    from saas.messaging.numbers.graph import pooled_session
-
+    app.extensions["metering"] = metering
     # One pool of kept-alive connections to Graph for every caller in the process.
     graph_session = pooled_session(app.config["WHATSAPP_POOL_SIZE"])
-    transports = Transports(sandbox=SandboxTransport(latency=app.config["SANDBOX_LATENCY_MS"] / 1000),
-                            live=CloudApiTransport(app.config, graph_session))
-    # The pair rate lives where the plan rate limits do: Redis with REDIS_URL, else this process's memory.
-    rules = WhatsAppRules(PairRate(limiter.storage, burst=app.config["WHATSAPP_PAIR_RATE_BURST"],
-                                   seconds=app.config["WHATSAPP_PAIR_RATE_SECONDS"]))
-    from saas.database import Reconnecting
-    from saas.messaging.outbound import accept_journal
-    from saas.messaging.outbound.settle import recovery_age
+    service = register_send_service(app, metering, graph_session)
+    # Reads a live number's info from the Graph API (settings read per call).
+    app.extensions["number_info"] = NumberInfoClient(app.config, graph_session)
+    app.extensions["graph"] = Graph(app.config, graph_session)
+    if app.config["HOUSEKEEPING"]:
+        register_housekeeping(app, metering, service)
 
+
+def register_send_service(app: Flask, metering, graph_session):
+    """The send service, given everything it reads or writes (so it runs with no request or app
+    context), installed for ``saas.messaging.outbound.send_service(app)``."""
+    from saas import cache
+    from saas.crypto import TokenCipher
+    from saas.database import AppSessions, Reconnecting
+    from saas.extensions import db, limiter
+    from saas.messaging import outbound
+    from saas.messaging.numbers.phone_numbers import SendingNumbers
+    from saas.messaging.outbound import accept_journal
+    from saas.messaging.outbound.accounts import AccountState
+    from saas.messaging.outbound.rules import PairRate, WhatsAppRules
+    from saas.messaging.outbound.send import SendService
+    from saas.messaging.outbound.settle import recovery_age
+    from saas.messaging.templates.message_templates import SendableTemplates
+
+    with app.app_context():
+        session = AppSessions(db.session, db.engine)
+    caches = cache.Caches(app)
+    # The pair rate lives where the plan rate limits do: Redis with REDIS_URL, else this process's memory.
+    rules = WhatsAppRules(SendableTemplates(session, caches),
+                          PairRate(limiter.storage, burst=app.config["WHATSAPP_PAIR_RATE_BURST"],
+                                   seconds=app.config["WHATSAPP_PAIR_RATE_SECONDS"]))
     # Derived from the send's longest duration when unset; refused (ConfigError) when set shorter.
     after = recovery_age(app.config)
     app.config["RECOVER_SENDS_AFTER_SECONDS"] = after.total_seconds()
     reconnecting = Reconnecting.from_config(app.config)
     app.extensions["reconnecting"] = reconnecting
-    service = SendService(transports=transports, metering=metering, enqueue=jobs.enqueue, rules=rules,
-                          reconnecting=reconnecting, journal=accept_journal.build(app.config),
-                          interrupted_after=after)
-    app.extensions["metering"] = metering
-    app.extensions["send_service"] = service
-    # Reads a live number's info from the Graph API (settings read per call).
-    from saas.messaging.numbers.info import NumberInfoClient
+    service = SendService(
+        session=session, numbers=SendingNumbers(session, caches), accounts=AccountState(app, session, caches),
+        transports=build_transports(app, graph_session, TokenCipher(app.config)), metering=metering,
+        enqueue=app.extensions["background"].enqueue, rules=rules, reconnecting=reconnecting,
+        journal=accept_journal.build(app.config), interrupted_after=after,
+        concurrency=app.config["SEND_MANY_CONCURRENCY"])
+    outbound.install(app, service)
+    return service
 
-    app.extensions["number_info"] = NumberInfoClient(app.config, graph_session)
-    app.extensions["graph"] = Graph(app.config, graph_session)
+
+def build_transports(app: Flask, graph_session, cipher):
+    """How messages leave: the sandbox (SANDBOX_LATENCY_MS to rehearse a slow upstream) and WhatsApp's
+    Cloud API (the process's Graph pool, live numbers' tokens decrypted with ``cipher``)."""
+    from saas.messaging.outbound.cloud_api import CloudApiTransport
+    from saas.messaging.outbound.transports import SandboxTransport, Transports
+
+    return Transports(sandbox=SandboxTransport(latency=app.config["SANDBOX_LATENCY_MS"] / 1000),
+                      live=CloudApiTransport(app.config, graph_session, cipher=cipher))
+
+
+def register_housekeeping(app: Flask, metering, service) -> None:
+    """What every process runs in its background thread: the usage roll-up, accepts kept while the
+    database was away, interrupted sends, usage reports to Stripe, WhatsApp's upkeep."""
+    from saas.extensions import db
+
     background = app.extensions["background"]
-    if app.config["HOUSEKEEPING"]:
-        background.every("usage roll-up", 1.0, lambda: metering.roll_up_all(db.session))
-        # Accepts kept while the database was away are written as soon as it is back.
-        background.every("kept accepts", 1.0, service.write_kept_accepts)
-        # Checked twice per threshold: a stuck send is settled within 1.5x the threshold.
-        background.every("interrupted sends", after.total_seconds() / 2,
-                         lambda: service.recover_interrupted(older_than=after))
-        if app.extensions["stripe"] is not None:
-            from saas.metering.reporting import UsageReporter
+    after = service.interrupted_after
+    background.every("usage roll-up", 1.0, lambda: metering.roll_up_all(db.session))
+    # Accepts kept while the database was away are written as soon as it is back.
+    background.every("kept accepts", 1.0, service.write_kept_accepts)
+    # Checked twice per threshold: a stuck send is settled within 1.5x the threshold.
+    background.every("interrupted sends", after.total_seconds() / 2,
+                     lambda: service.recover_interrupted(older_than=after))
+    if app.extensions["stripe"] is not None:
+        from saas.metering.reporting import UsageReporter
 
-            # Overage to Stripe's meter. Bounded per run: this thread also rolls usage up and recovers sends.
-            background.every("usage report", app.config["USAGE_REPORT_SECONDS"],
-                             lambda: UsageReporter.from_config(app.config, app.extensions["stripe"]).report(budget=10))
-        register_whatsapp_housekeeping(app, background)
-        # Started with the first request, so a forked worker starts its own.
-        app.before_request(background.start)
+        # Overage to Stripe's meter. Bounded per run: this thread also rolls usage up and recovers sends.
+        background.every("usage report", app.config["USAGE_REPORT_SECONDS"],
+                         lambda: UsageReporter.from_config(app.config, app.extensions["stripe"]).report(budget=10))
+    register_whatsapp_housekeeping(app, background)
+    # Started with the first request, so a forked worker starts its own.
+    app.before_request(background.start)
 
 
 def register_event_consumers(app: Flask) -> None:

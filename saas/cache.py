@@ -94,8 +94,23 @@ def cache_for(name: str) -> SnapshotCache:
     """This app's cache called ``name`` (ACCESS_CACHE_SECONDS long), made on first use."""
     from flask import current_app
 
-    caches = current_app.extensions.setdefault("snapshot_caches", {})
+    return _cache_of(current_app, name)
+
+
+def _cache_of(app, name: str) -> SnapshotCache:
+    caches = app.extensions.setdefault("snapshot_caches", {})
     cache = caches.get(name)
     if cache is None:
-        cache = caches[name] = SnapshotCache(current_app.config.get("ACCESS_CACHE_SECONDS", 5.0))
+        cache = caches[name] = SnapshotCache(app.config.get("ACCESS_CACHE_SECONDS", 5.0))
     return cache
+
+
+class Caches:
+    """An app's snapshot caches by name, for code that runs with no app context (the send service's
+    collaborators): ``caches(name)`` is the very cache ``cache_for(name)`` gives in that app's context."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, name: str) -> SnapshotCache:
+        return _cache_of(self.app, name)

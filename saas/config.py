@@ -294,6 +294,8 @@ def _whatsapp_settings() -> dict:
         "WHATSAPP_TIMEOUT_SECONDS": env_seconds("WHATSAPP_TIMEOUT_SECONDS", 20.0),
         # Kept-alive connections to Graph per process (a gevent worker runs that many calls at once).
         "WHATSAPP_POOL_SIZE": env_int("WHATSAPP_POOL_SIZE", 256),
+        # Calls to WhatsApp one batch of sends (SendService.send_many) has in flight at once.
+        "SEND_MANY_CONCURRENCY": env_int("SEND_MANY_CONCURRENCY", 16),
         # A live send is tried again only when nothing can have gone out: a connection never made,
         # or Meta's throughput refusal (130429) with a Retry-After of at most the second setting.
         "WHATSAPP_SEND_RETRIES": env_int("WHATSAPP_SEND_RETRIES", 2),

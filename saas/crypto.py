@@ -22,6 +22,24 @@ def _multi_fernet(setting: str) -> MultiFernet:
     return MultiFernet([Fernet(key.encode("ascii")) for key in token_keys(setting)])
 
 
+UNREADABLE = "stored access token cannot be decrypted with any key in TOKEN_ENCRYPTION_KEY"
+
+
+class TokenCipher:
+    """TOKEN_ENCRYPTION_KEY's keys from the settings given (read at each use), for code that runs with
+    no app context: the send path's transport decrypts live numbers' tokens with it."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def decrypt(self, ciphertext: str) -> str:
+        """The token in clear; TokenUnreadable when no configured key decrypts it."""
+        try:
+            return _multi_fernet(self.config["TOKEN_ENCRYPTION_KEY"]).decrypt(ciphertext.encode()).decode()
+        except InvalidToken:
+            raise TokenUnreadable(UNREADABLE) from None
+
+
 def token_cipher() -> MultiFernet:
     """TOKEN_ENCRYPTION_KEY's keys: the first encrypts, each one decrypts."""
     return _multi_fernet(current_app.config["TOKEN_ENCRYPTION_KEY"])
@@ -33,10 +51,7 @@ def encrypt_token(token: str) -> str:
 
 def decrypt_token(ciphertext: str) -> str:
     """The token in clear; TokenUnreadable when no configured key decrypts it."""
-    try:
-        return token_cipher().decrypt(ciphertext.encode()).decode()
-    except InvalidToken:
-        raise TokenUnreadable("stored access token cannot be decrypted with any key in TOKEN_ENCRYPTION_KEY") from None
+    return TokenCipher(current_app.config).decrypt(ciphertext)
 
 
 def reencrypt_token(ciphertext: str) -> str:
@@ -44,4 +59,4 @@ def reencrypt_token(ciphertext: str) -> str:
     try:
         return token_cipher().rotate(ciphertext.encode()).decode()
     except InvalidToken:
-        raise TokenUnreadable("stored access token cannot be decrypted with any key in TOKEN_ENCRYPTION_KEY") from None
+        raise TokenUnreadable(UNREADABLE) from None

@@ -2,12 +2,16 @@
 new connection when the database dropped one or could not be reached for a moment."""
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import event
+from flask import has_app_context
+from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import scoped_session, sessionmaker
+from sqlalchemy.types import NullType
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, PendingRollbackError
 
 from saas.errors import ApiError
@@ -67,6 +71,85 @@ def _in_transaction(session) -> bool:
     # A scoped session proxies the session of this context; in_transaction is not proxied.
     inner = session.registry() if hasattr(session, "registry") else session
     return inner.in_transaction()
+
+
+def insert_many(conn, table, rows: list[dict], *, returning: tuple[str, ...] = (),
+                conflict: tuple[str, ...] = ()) -> list:
+    """Insert ``rows`` (dicts with the same keys) into ``table`` in set-based statements; the RETURNING
+    rows in the order of ``rows`` (less any left out by ``conflict``: ON CONFLICT (those columns) DO NOTHING).
+
+    On PostgreSQL one ``INSERT ... SELECT ... FROM unnest(...)``, each column's values in one array: a
+    short statement whatever the count, where a multi-row VALUES list of thousands of parameters costs
+    the driver more to prepare than the database to run. Rows are inserted in order, so identity ids
+    are handed out in order (what SQLAlchemy's own sorted multi-row inserts rely on). Elsewhere
+    SQLAlchemy's multi-row INSERTs (insertmanyvalues).
+    """
+    if not rows:
+        return []
+    columns = tuple(rows[0])
+    if conn.dialect.name == "postgresql":
+        result = conn.execute(_unnest_insert(conn.dialect, table, columns, returning, conflict),
+                              {name: [row[name] for row in rows] for name in columns})
+        return result.all() if returning else []
+    statement = sqlite.insert(table)
+    if conflict:
+        statement = statement.on_conflict_do_nothing(index_elements=list(conflict))
+    if not returning:
+        conn.execute(statement, rows)
+        return []
+    statement = statement.returning(*(table.c[name] for name in returning), sort_by_parameter_order=not conflict)
+    return conn.execute(statement, rows).all()
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_insert(dialect, table, columns: tuple, returning: tuple, conflict: tuple):
+    def array_type(name: str) -> str:
+        column = table.c[name]
+        type_ = column.type
+        if isinstance(type_, NullType):  # a foreign key's type is its target's
+            type_ = next(iter(column.foreign_keys)).column.type
+        return type_.compile(dialect=dialect)
+
+    arrays = ", ".join(f"CAST(:{name} AS {array_type(name)}[])" for name in columns)
+    names = ", ".join(columns)
+    sql = (f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) WITH ORDINALITY "
+           f"AS v({names}, ordinal) ORDER BY ordinal")
+    if conflict:
+        sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+    if returning:
+        sql += f" RETURNING {', '.join(returning)}"
+    return text(sql)
+
+
+def end_transaction(session) -> None:
+    """Roll back what ``session`` still has open (a read before a refusal): no connection stays checked
+    out, and on SQLite no write lock (taken at BEGIN) stays held. Never raises (it ends work that may
+    be raising already); a connection that died is reset all the same."""
+    try:
+        if _in_transaction(session):
+            session.rollback()
+    except Exception:
+        log.debug("rollback at the end of a unit of work failed", exc_info=True)
+
+
+class AppSessions:
+    """The scoped session a service is given, for callers with or without an app context.
+
+    Inside an app context it is Flask-SQLAlchemy's session of that context, so
+    a request's reads and its service's writes share one transaction's
+    connection (and SQLite's one writer). Elsewhere (a worker thread, a plain
+    function) it is a session per thread of its own, on the same engine.
+    """
+
+    def __init__(self, app_session, engine):
+        self.app_session = app_session
+        self.own = scoped_session(sessionmaker(bind=engine))
+
+    def current(self):
+        return self.app_session if has_app_context() else self.own
+
+    def __getattr__(self, name):
+        return getattr(self.current(), name)
 
 
 # What a step may meet when the server went away, restarted or failed over: the connection

@@ -103,19 +103,22 @@ def usage_values(app, tenant_id) -> dict:
     return values
 
 
-def send_service(transport, **collaborators):
-    """A SendService like the app's (its WhatsApp rules too), with ``transport`` for sandbox numbers
-    (and any collaborator replaced). Call it in an app context."""
+def service_with(transport, **collaborators):
+    """A SendService like the app's (its session, numbers, accounts, WhatsApp rules ...), with ``transport``
+    for sandbox numbers, a metering port of its own and no follow-ups (and any collaborator replaced).
+    Call it in an app context."""
+    from flask import current_app
+
+    from saas.messaging.outbound import send_service
     from saas.messaging.outbound.send import SendService
     from saas.messaging.outbound.transports import Transports
     from saas.metering.services import Metering
 
-    from flask import current_app
-
-    app_service = current_app.extensions["send_service"]
-    parts = {"transports": Transports(sandbox=transport), "metering": Metering(), "enqueue": lambda *a: None,
-             "rules": app_service.rules, "reconnecting": app_service.reconnecting, "journal": app_service.journal,
-             "interrupted_after": app_service.interrupted_after}
+    app_service = send_service(current_app)
+    parts = {name: getattr(app_service, name) for name in (
+        "session", "numbers", "accounts", "rules", "clock", "reconnecting", "journal", "interrupted_after",
+        "concurrency")}
+    parts.update(transports=Transports(sandbox=transport), metering=Metering(), enqueue=lambda *a: None)
     parts.update(collaborators)
     return SendService(**parts)
 

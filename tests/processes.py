@@ -49,14 +49,12 @@ class Hang:
 def send_and_hang(url: str, tenant_id: int, number: str):
     """Meter a send, then hang in the transport until the parent kills this process."""
     from saas.billing import entitlements
-    from saas.messaging.outbound.send import SendService
-    from saas.messaging.outbound.transports import Transports
-    from saas.metering.services import Metering
     from saas.tenants.services import tenant_snapshot
+    from tests.factories import service_with
 
     app = build_app(url)
     with app.app_context():
-        service = SendService(transports=Transports(sandbox=Hang()), metering=Metering(), enqueue=lambda *a: None)
+        service = service_with(Hang())
         tenant = tenant_snapshot(tenant_id)
         service.send(tenant, entitlements.for_tenant(tenant), number, {
             "messaging_product": "whatsapp", "to": "15551230077", "type": "text", "text": {"body": "lost"}})

@@ -15,6 +15,7 @@ from saas.api.requests import (
     authenticate, current_rights, current_tenant, idempotency_key, json_object, load, rate_limit_headers,
 )
 from saas.messaging import services as messaging
+from saas.messaging.outbound import payloads, send_service
 
 bp = Blueprint("cloud", __name__)
 bp.before_request(authenticate)
@@ -32,7 +33,6 @@ def register_converter(state):
     state.app.url_map.converters["graph_version"] = GraphVersion
 
 
-message_body = schemas.MessageBody()
 mark_read_body = schemas.MarkRead()
 
 
@@ -45,12 +45,11 @@ def send(version, phone_number_id):
         messaging.mark_read(tenant, phone_number_id, data["message_id"], graph=current_app.extensions["graph"],
                             typing_indicator=data.get("typing_indicator"))
         return jsonify({"success": True})
-    data = load(message_body, body)
-    to_input = data.pop("to_input")
+    message = payloads.outbound(body)
     # A live number forwards the body as validated: nulls dropped, a JSON-encoded object decoded.
-    outcome = current_app.extensions["send_service"].send(
-        tenant, current_rights(), phone_number_id, data, idempotency_key=idempotency_key(), to_input=to_input,
-        upstream=schemas.graph_form(body))
+    outcome = send_service(current_app).send(
+        tenant, current_rights(), phone_number_id, message.payload, idempotency_key=idempotency_key(),
+        to_input=message.to_input, upstream=message.upstream)
     return jsonify(outcome.response_body)
 
 

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 
 from flask import current_app, g, request
-from marshmallow import ValidationError
 
 from saas.billing import entitlements
 from saas.errors import InvalidRequest, RateLimited, TenantSuspended
 from saas.extensions import db
+# How a body is checked is messaging's (every sender checks it the same way); the views call these.
+from saas.messaging.outbound.payloads import json_problem, load  # noqa: F401  (load: the views' schema loader)
 from saas.tenants.services import api_key_digest, authenticate_api_key
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -96,50 +96,6 @@ def json_object() -> dict:
     if problem:
         raise InvalidRequest(problem)
     return body
-
-
-MAX_DEPTH = 32
-
-
-def json_problem(value) -> str | None:
-    """Why a parsed body cannot be stored or forwarded, or None.
-
-    JSON admits what text columns and WhatsApp do not: NUL characters, lone
-    surrogates, numbers too large for a float, and nesting deep enough to
-    exhaust the stack of whatever walks it next.
-    """
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return f"The request body is nested more than {MAX_DEPTH} levels deep."
-        if isinstance(item, dict):
-            stack.extend((k, depth + 1) for k in item)
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-        elif isinstance(item, str):
-            if "\x00" in item:
-                return "Strings in the request body must not contain NUL characters."
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return "The request body contains text that is not valid Unicode."
-        elif isinstance(item, float) and not math.isfinite(item):
-            return "Numbers in the request body must be finite."
-        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > 2**53:
-            return "A number in the request body is too large."
-    return None
-
-
-def load(schema, data):
-    """Validate ``data`` with a marshmallow schema; InvalidRequest with per-field details."""
-    try:
-        return schema.load(data)
-    except ValidationError as exc:
-        raise InvalidRequest("Some fields are missing or invalid.", details=exc.normalized_messages()) from None
-    except RecursionError:
-        raise InvalidRequest("The request body is nested too deeply.") from None
 
 
 def idempotency_key() -> str | None:

@@ -10,6 +10,7 @@ from saas.api.requests import (
 from saas.api.serializers import message_json, number_json
 from saas.errors import InvalidRequest
 from saas.messaging import services as messaging
+from saas.messaging.outbound import payloads, send_service
 from saas.messaging.numbers.phone_numbers import numbers_for
 from saas.metering.services import usage_summary
 
@@ -25,8 +26,8 @@ pagination = schemas.Pagination()
 def send_message():
     tenant = current_tenant()
     body = json_object()
-    data = load(send_body, body)
-    data.pop("to_input")
+    message = payloads.outbound(body, send_body)
+    data = message.payload
     phone_number_id = data.pop("phone_number_id", None)
     if phone_number_id is None:
         numbers = numbers_for(tenant)
@@ -34,9 +35,9 @@ def send_message():
             raise InvalidRequest("This account has several numbers; say which sends with 'phone_number_id'.",
                                  details={"phone_number_id": ["Missing data for required field."]})
         phone_number_id = numbers[0].phone_number_id
-    outcome = current_app.extensions["send_service"].send(
+    outcome = send_service(current_app).send(
         tenant, current_rights(), phone_number_id, data, idempotency_key=idempotency_key(),
-        upstream=schemas.graph_form(body))
+        upstream=message.upstream)
     response = jsonify(message_json(messaging.get_message(tenant, outcome.message_id)))
     response.status_code = 200 if outcome.replayed else 201
     response.headers["Location"] = url_for("api.get_message", message_id=outcome.message_id)

@@ -35,6 +35,7 @@ from saas.billing.pricing import (
 )
 from saas.metering import statements
 from saas.metering.ledger import Ledger
+from saas.metering.many import MeteringMany
 from saas.metering.models import UsageEntry, UsageRecord
 from saas.timeutil import month_start, next_month_start, utcnow
 
@@ -100,8 +101,9 @@ INSERT_ENTRY = insert(UsageEntry)
 INSERT_RECORD = insert(UsageRecord)
 
 
-class Metering(Ledger):
-    """Meters usage inside the caller's transaction (a SQLAlchemy Connection).
+class Metering(Ledger, MeteringMany):
+    """Meters usage inside the caller's transaction (a SQLAlchemy Connection); ``meter_many`` for a
+    batch of sends (saas.metering.many).
 
     ``pricing`` is billing's pricing policy; ``rights_of(tenant_id)`` gives a
     tenant's rights when a caller meters a send without them.

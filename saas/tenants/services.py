@@ -117,10 +117,11 @@ def authenticate(email: str, password: str) -> User | None:
     return user
 
 
-def tenant_verified(tenant_id: int) -> bool:
-    """A tenant is verified when its owner has verified their email address."""
-    return db.session.scalar(select(User.id).where(User.tenant_id == tenant_id, User.role == ROLE_OWNER,
-                                                   User.email_verified_at.is_not(None)).limit(1)) is not None
+def tenant_verified(tenant_id: int, *, session=None) -> bool:
+    """A tenant is verified when its owner has verified their email address. Read in ``session``
+    (default: the app context's)."""
+    return (session or db.session).scalar(select(User.id).where(
+        User.tenant_id == tenant_id, User.role == ROLE_OWNER, User.email_verified_at.is_not(None)).limit(1)) is not None
 
 
 def create_platform_admin(email: str, password: str | None) -> tuple[User, bool]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from saas.messaging.outbound import send_service
 from tests.factories import sender
 from tests.messaging.live import live_number_with
 
@@ -33,7 +34,7 @@ def pair_rate(app):
     from saas.extensions import limiter
     from saas.messaging.outbound.rules import PairRate
 
-    rules = app.extensions["send_service"].rules
+    rules = send_service(app).rules
     saved = rules.pair_rate
     rules.pair_rate = PairRate(limiter.storage, burst=5, seconds=6.0)
     yield rules.pair_rate

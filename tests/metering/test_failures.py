@@ -20,12 +20,13 @@ from saas.billing.catalog import plan_by_code
 from saas.database import DatabaseUnavailable
 from saas.errors import UpstreamError
 from saas.extensions import db
+from saas.messaging.outbound import send_service
 from saas.messaging.outbound.billed import billed_units
 from saas.metering.audit import audit_usage
 from saas.messaging.models import Conversation, Message
 from saas.metering.services import Metering
 from tests import processes
-from tests.factories import call_send, send_service, sender, set_quota, usage_values
+from tests.factories import call_send, sender, service_with, set_quota, usage_values
 from tests.metering.test_concurrency import THREADS, counter_values, pg_only, run_in_parallel  # noqa: F401
 
 FAILING = "15550000131"  # the sandbox refuses every send to it (131026)
@@ -57,7 +58,7 @@ def parallel_two_phase_sends(app, acme, recipients):
     def worker(chunk):
         outcomes = []
         with app.app_context():
-            service = send_service(two_phase())
+            service = service_with(two_phase())
             barrier.wait()
             for to in chunk:
                 try:
@@ -153,7 +154,7 @@ def test_a_worker_killed_mid_send_is_settled_unbilled_by_recovery(app, client):
         child.join(timeout=30)
     assert usage_values(app, acme.tenant_id) == {"messages": 1, "conversations": 1, "conversations.service": 1}
     with app.app_context():
-        assert app.extensions["send_service"].recover_interrupted(older_than=timedelta(0)) == 1
+        assert send_service(app).recover_interrupted(older_than=timedelta(0)) == 1
         message = db.session.scalar(select(Message))
         assert (message.status, message.error_code) == ("failed", 131000)
         db.session.remove()
@@ -286,7 +287,7 @@ def test_a_crash_at_any_step_counts_nothing_twice_and_leaves_nothing_pending(app
         if parts.pop("session", None):
             parts["session"] = SessionGoneAfterSending(db.session)
             parts["transport"] = sends_then_database_goes(parts["session"])
-        service = send_service(parts.pop("transport"), **parts)
+        service = service_with(parts.pop("transport"), **parts)
         send = lambda: call_send(service, acme, {  # noqa: E731
             "messaging_product": "whatsapp", "to": "15551230002", "type": "text", "text": {"body": "crash"}})
         if raised is None:
@@ -296,14 +297,14 @@ def test_a_crash_at_any_step_counts_nothing_twice_and_leaves_nothing_pending(app
                 send()
         db.session.remove()
     with app.app_context():
-        app.extensions["send_service"].recover_interrupted(older_than=timedelta(0))
+        send_service(app).recover_interrupted(older_than=timedelta(0))
         app.extensions["metering"].roll_up_all(db.session)
         db.session.remove()
     assert_usage_equals_rows(app)
     # A second recovery and roll-up change nothing.
     before = usage_values(app, acme.tenant_id)
     with app.app_context():
-        assert app.extensions["send_service"].recover_interrupted(older_than=timedelta(0)) == 0
+        assert send_service(app).recover_interrupted(older_than=timedelta(0)) == 0
         app.extensions["metering"].roll_up_all(db.session)
         db.session.remove()
     assert usage_values(app, acme.tenant_id) == before
@@ -313,7 +314,7 @@ def test_a_crash_at_any_step_counts_nothing_twice_and_leaves_nothing_pending(app
 def test_a_refused_send_is_never_billed_even_when_it_opened_a_window_others_joined(app, client):
     acme = sender(client, "starter")
     with app.app_context():
-        service = send_service(two_phase())
+        service = service_with(two_phase())
         with pytest.raises(UpstreamError):
             call_send(service, acme, {"messaging_product": "whatsapp", "to": FAILING, "type": "text",
                                       "text": {"body": "x"}})
@@ -343,7 +344,7 @@ def race_sixteen_sends(app, who, prefix: str) -> list[str]:
 
     def attempt(n):
         with app.app_context():
-            service = send_service(SandboxTransport(), metering=SlowCounting())
+            service = service_with(SandboxTransport(), metering=SlowCounting())
             barrier.wait()
             try:
                 call_send(service, who, {"messaging_product": "whatsapp", "to": f"{prefix}{n:04d}",

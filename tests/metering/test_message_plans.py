@@ -20,11 +20,12 @@ from saas.billing.models import Plan
 from saas.errors import UpstreamError
 from saas.extensions import db
 from saas.messaging.models import Message
+from saas.messaging.outbound import send_service
 from saas.messaging.inbound.statuses import apply_status
 from saas.metering.reconciliation import reconcile
 from saas.metering.reporting import UsageReporter
 from saas.timeutil import utcnow
-from tests.factories import call_send, send_service, sender, set_quota, usage_values
+from tests.factories import call_send, sender, service_with, set_quota, usage_values
 from tests.metering.test_concurrency import counter_values, pg_only, run_in_parallel  # noqa: F401
 from tests.metering.test_failures import (
     CRASHES, FAILING, SessionGoneAfterSending, assert_usage_equals_rows, race_sixteen_sends,
@@ -142,7 +143,7 @@ def test_a_refused_send_gives_its_message_back(app, client):
     message_plan(app, included=1)
     bulk = sender(client, "bulk")
     with app.app_context():
-        service = send_service(two_phase())
+        service = service_with(two_phase())
         with pytest.raises(UpstreamError):
             call_send(service, bulk, template(MARKETING, FAILING))  # metered, then WhatsApp refuses it
         db.session.remove()
@@ -157,7 +158,7 @@ def test_a_refused_send_gives_its_message_back(app, client):
 def sent_and_accepted(app, bulk, to: str) -> str:
     """A priced message WhatsApp accepted (no status walk after it); its WhatsApp id."""
     with app.app_context():
-        outcome = call_send(send_service(two_phase()), bulk, template(MARKETING, to))
+        outcome = call_send(service_with(two_phase()), bulk, template(MARKETING, to))
         db.session.remove()
     return outcome.wa_message_id
 
@@ -250,7 +251,7 @@ def test_a_crash_at_any_step_bills_a_priced_message_once_or_not_at_all(app, clie
         if parts.pop("session", None):
             parts["session"] = SessionGoneAfterSending(db.session)
             parts["transport"] = sends_then_database_goes(parts["session"])
-        service = send_service(parts.pop("transport"), **parts)
+        service = service_with(parts.pop("transport"), **parts)
         payload = {"messaging_product": "whatsapp", "to": "15551230002", "type": "text", "text": {"body": "crash"}}
         if raised is None:
             assert call_send(service, replies, payload).wa_message_id
@@ -259,7 +260,7 @@ def test_a_crash_at_any_step_bills_a_priced_message_once_or_not_at_all(app, clie
                 call_send(service, replies, payload)
         db.session.remove()
     with app.app_context():
-        app.extensions["send_service"].recover_interrupted(older_than=timedelta(0))
+        send_service(app).recover_interrupted(older_than=timedelta(0))
         db.session.remove()
     assert_usage_equals_rows(app)
     assert usage_values(app, replies.tenant_id)["messages.service"] == 1 + went_out

@@ -10,7 +10,7 @@ from saas.extensions import db
 from saas.messaging.models import Conversation, Message
 from saas.metering.models import UsageRecord
 from saas.errors import UpstreamError
-from tests.factories import call_send, send_service, sender, set_quota, usage_values
+from tests.factories import call_send, service_with, sender, set_quota, usage_values
 
 
 @pytest.fixture
@@ -172,7 +172,7 @@ class BrokenNetwork:
 
 def test_a_transport_that_raises_bills_nothing_and_answers_502(app, acme):
     with app.app_context():
-        service = send_service(BrokenNetwork())
+        service = service_with(BrokenNetwork())
         with pytest.raises(UpstreamError) as raised:
             call_send(service, acme, {"messaging_product": "whatsapp", "to": "15551230001", "type": "text",
                                       "text": {"body": "hi"}})

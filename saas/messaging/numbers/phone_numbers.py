@@ -72,24 +72,36 @@ def _not_found(phone_number_id) -> NotFound:
         "cannot be loaded due to missing permissions, or does not support this operation.")
 
 
+class SendingNumbers:
+    """The send path's numbers: a tenant's number by Meta's id, read in ``session`` (a scoped session)
+    and kept in the snapshot cache ``caches("numbers")``; no app context needed."""
+
+    def __init__(self, session, caches):
+        self.session = session
+        self.caches = caches
+
+    def get(self, tenant_id: int, phone_number_id: str) -> NumberSnapshot:
+        """NotFound for a number that is not the tenant's, or was disconnected, exactly as for one
+        that does not exist."""
+        phone_number_id = str(phone_number_id)
+
+        def load():
+            row = self.session.execute(select(
+                PhoneNumber.id, PhoneNumber.tenant_id, PhoneNumber.phone_number_id, PhoneNumber.mode,
+                PhoneNumber.access_token_encrypted, PhoneNumber.waba_id, PhoneNumber.messaging_limit_tier,
+                PhoneNumber.disconnected_at).where(PhoneNumber.phone_number_id == phone_number_id)).first()
+            if row is None or row.disconnected_at is not None:
+                return None
+            return NumberSnapshot(*row[:7])
+
+        # Meta's ids are digits; anything else names no number (and never reaches the database).
+        wellformed = phone_number_id.isascii() and phone_number_id.isdigit() and len(phone_number_id) <= 64
+        number = self.caches("numbers").get(phone_number_id, load) if wellformed else None
+        if number is None or number.tenant_id != tenant_id:
+            raise _not_found(phone_number_id)
+        return number
+
+
 def sending_number(tenant, phone_number_id: str) -> NumberSnapshot:
-    """The tenant's number with Meta's ``phone_number_id`` from the per-process cache.
-
-    NotFound for a number that is not the tenant's, or was disconnected,
-    exactly as for one that does not exist.
-    """
-    phone_number_id = str(phone_number_id)
-
-    def load():
-        row = db.session.scalar(select(PhoneNumber).where(PhoneNumber.phone_number_id == phone_number_id))
-        if row is None or row.disconnected_at is not None:
-            return None
-        return NumberSnapshot(row.id, row.tenant_id, row.phone_number_id, row.mode, row.access_token_encrypted,
-                              row.waba_id, row.messaging_limit_tier)
-
-    # Meta's ids are digits; anything else names no number (and never reaches the database).
-    wellformed = phone_number_id.isascii() and phone_number_id.isdigit() and len(phone_number_id) <= 64
-    number = cache.cache_for("numbers").get(phone_number_id, load) if wellformed else None
-    if number is None or number.tenant_id != tenant.id:
-        raise _not_found(phone_number_id)
-    return number
+    """The tenant's number with Meta's ``phone_number_id`` from the per-process cache (see SendingNumbers)."""
+    return SendingNumbers(db.session, cache.cache_for).get(tenant.id, phone_number_id)

@@ -169,3 +169,30 @@ def accept_alone(session, accept, then) -> bool:
         session.rollback()
         raise
     return row is not None
+
+
+def accept_many(session, accepts: list, now: datetime) -> set[int]:
+    """Write a batch's live sends accepted (``accepts``: saas.messaging.outbound.accept_journal.KeptAccept)
+    in one grouped UPDATE on PostgreSQL, one UPDATE each elsewhere, in one transaction. Commits.
+
+    Returns the ids written; the others were no longer pending (see ``accept_send``). Raises what the
+    database raised; the caller tries again on a new connection.
+    """
+    if not accepts:
+        return set()
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            written = set(session.connection(execution_options=single_statement(session)).execute(GROUP_ACCEPT, {
+                "now": now, "ids": [a.message_id for a in accepts], "wamids": [a.wamid for a in accepts],
+                "message_statuses": [a.message_status for a in accepts],
+                "bodies": [json.dumps(a.body) if a.body is not None else None for a in accepts]}).scalars())
+        else:
+            conn = session.connection()
+            written = {a.message_id for a in accepts if conn.execute(ACCEPT, {
+                "message_id": a.message_id, "wamid": a.wamid, "body": a.body, "message_status": a.message_status,
+                "now": now}).rowcount}
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return written

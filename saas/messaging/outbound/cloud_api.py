@@ -26,7 +26,7 @@ from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
 
 from saas.messaging.numbers.graph import pooled_session
-from saas.crypto import decrypt_token
+from saas.crypto import TokenCipher
 from saas.messaging.outbound.transports import SendResult
 
 log = logging.getLogger(__name__)
@@ -41,18 +41,20 @@ class TokenCache:
     """Decrypted access tokens by ciphertext: one Fernet decryption per token and process.
 
     A reconnected or rotated token is a new ciphertext, so an entry never goes stale;
-    the cache is bounded and simply emptied when full.
+    the cache is bounded and simply emptied when full. ``decrypt`` is the cipher's
+    (saas.crypto.TokenCipher.decrypt).
     """
 
-    def __init__(self, max_entries: int = 10_000):
+    def __init__(self, decrypt, max_entries: int = 10_000):
         self.max_entries = max_entries
+        self.decrypt = decrypt
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def token(self, ciphertext: str) -> str:
         token = self._tokens.get(ciphertext)
         if token is None:
-            token = decrypt_token(ciphertext)
+            token = self.decrypt(ciphertext)
             with self._lock:
                 if len(self._tokens) >= self.max_entries:
                     self._tokens.clear()
@@ -67,10 +69,11 @@ class CloudApiTransport:
     # A send may reach WhatsApp before any answer comes back: it is metered first.
     side_effect_free = False
 
-    def __init__(self, config, session: requests.Session | None = None, *, sleep=time.sleep):
+    def __init__(self, config, session: requests.Session | None = None, *, cipher=None, sleep=time.sleep):
         self.config = config
         self.session = session or pooled_session(config.get("WHATSAPP_POOL_SIZE", 256))
-        self.tokens = TokenCache()
+        # The cipher the factory gives; without one, TOKEN_ENCRYPTION_KEY's keys in ``config``.
+        self.tokens = TokenCache((cipher or TokenCipher(config)).decrypt)
         self.sleep = sleep
 
     def url(self, phone_number_id: str) -> str:

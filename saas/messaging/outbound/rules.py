@@ -31,13 +31,14 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import Integer, bindparam, distinct, exists, func, select, text
 
-from saas.errors import MessagingLimitReached, OutsideCustomerServiceWindow, PairRateLimited
+from saas.errors import MessagingLimitReached, OutsideCustomerServiceWindow, PairRateLimited, WhatsAppRule
 from saas.messaging.outbound.bodies import category_for
 from saas.messaging.models import MODE_SANDBOX, Message
 from saas.messaging.numbers.phone_numbers import SANDBOX_MESSAGING_LIMIT_TIER
-from saas.messaging.templates.message_templates import template_for_send
 from saas.messaging.outbound.types import TYPES
-from saas.messaging.outbound.windows import customer_service_window_open, sandbox_window_open
+from saas.messaging.outbound.windows import (
+    contact_histories, customer_service_window_open, sandbox_window_open, service_windows_of, wrote_within_window,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +108,11 @@ class Admission:
 
 
 class WhatsAppRules:
-    """The rules a send must pass; built once per app with the pair-rate store."""
+    """The rules a send must pass; built once per app with the templates a number may send (a
+    saas.messaging.templates.message_templates.SendableTemplates) and the pair-rate store."""
 
-    def __init__(self, pair_rate: PairRate | None = None):
+    def __init__(self, templates, pair_rate: PairRate | None = None):
+        self.templates = templates
         self.pair_rate = pair_rate if pair_rate is not None else PairRate()
 
     def admit(self, conn, tenant_id: int, number, payload: dict, now: datetime) -> Admission:
@@ -119,14 +122,41 @@ class WhatsAppRules:
         TemplateNotApproved, TemplatePaused, TemplateDisabled,
         OutsideCustomerServiceWindow or PairRateLimited.
         """
+        is_template = TYPES[payload["type"]].template
+        terms = self._template(number, payload) if is_template else None
+        window_open = self.window_open(conn, tenant_id, number, payload["to"], now, free_form=not is_template)
+        return self._decide(number, payload, terms, window_open)
+
+    def admit_many(self, conn, tenant_id: int, number, payloads: list[dict], now: datetime) -> list:
+        """``admit`` for each payload of a batch, in order: its Admission, or the WhatsAppRule refusing it.
+
+        Read-only in ``conn``: the contacts' windows are read for the whole
+        batch at once (one statement). A sandbox recipient that the batch
+        sends a free-form message counts as having written from then on, as
+        it would after that message sent alone.
+        """
+        windows = ContactWindows.read(conn, tenant_id, number, sorted({p["to"] for p in payloads}), now)
+        decided = []
+        for payload in payloads:
+            free_form = not TYPES[payload["type"]].template
+            try:
+                terms = None if free_form else self._template(number, payload)
+                decided.append(self._decide(number, payload, terms, windows.open(payload["to"], free_form=free_form)))
+            except WhatsAppRule as exc:
+                decided.append(exc)
+                continue
+            if free_form:
+                windows.wrote(payload["to"])
+        return decided
+
+    def _template(self, number, payload: dict):
+        template = payload["template"]
+        return self.templates(number, template["name"], template["language"]["code"])
+
+    def _decide(self, number, payload: dict, terms, window_open: bool) -> Admission:
         contact = payload["to"]
         is_template = TYPES[payload["type"]].template
-        terms = None
-        if is_template:
-            template = payload["template"]
-            terms = template_for_send(number, template["name"], template["language"]["code"])
         category = category_for(payload, terms)
-        window_open = self.window_open(conn, tenant_id, number, contact, now, free_form=not is_template)
         if not is_template and not window_open:
             raise OutsideCustomerServiceWindow(details={"contact": contact})
         wait = self.pair_rate.take(number.phone_number_id, contact)
@@ -144,6 +174,38 @@ class WhatsAppRules:
         if contact == SANDBOX_SILENT_RECIPIENT:
             return False
         return sandbox_window_open(conn, tenant_id, number.id, contact, now, free_form=free_form)
+
+
+class ContactWindows:
+    """A batch's contacts' customer-service windows, read at once: on a live number the windows
+    inbound messages keep, on the sandbox each contact's history (see sandbox_window_open)."""
+
+    def __init__(self, number, now: datetime, expires: dict, histories: dict):
+        self.number = number
+        self.now = now
+        self.expires = expires
+        self.histories = histories
+
+    @classmethod
+    def read(cls, conn, tenant_id: int, number, contacts: list[str], now: datetime) -> "ContactWindows":
+        if number.mode != MODE_SANDBOX:
+            return cls(number, now, service_windows_of(conn, tenant_id, number.id, contacts), {})
+        return cls(number, now, {}, contact_histories(conn, tenant_id, number.id, contacts))
+
+    def open(self, contact: str, *, free_form: bool) -> bool:
+        if self.number.mode != MODE_SANDBOX:
+            expires_at = self.expires.get(contact)
+            return expires_at is not None and expires_at > self.now
+        if contact == SANDBOX_SILENT_RECIPIENT:
+            return False
+        last_inbound, first_free_form = self.histories.get(contact, (None, None))
+        return wrote_within_window(last_inbound, first_free_form, self.now, free_form=free_form)
+
+    def wrote(self, contact: str) -> None:
+        """A free-form message to ``contact`` goes out in this batch: on the sandbox it has written now."""
+        last_inbound, first_free_form = self.histories.get(contact, (None, None))
+        if first_free_form is None:
+            self.histories[contact] = (last_inbound, self.now)
 
 
 def _reached(*conditions):
@@ -179,8 +241,55 @@ def enforce_messaging_limit(conn, tenant_id: int, number_pk: int, contact: str, 
     reached = conn.execute(USERS_REACHED, params).scalar() or 0
     if reached < limit:
         return
+    raise _limit_reached(contact, limit, reached, _wait_for_a_place(conn, params, now))
+
+
+_ALREADY_REACHED_OF = select(distinct(Message.wa_id)).where(*_reached(
+    Message.wa_id.in_(bindparam("contacts", expanding=True))))
+
+
+def within_messaging_limit(conn, tenant_id: int, number_pk: int, contacts: list[str], limit: int,
+                           now: datetime) -> dict[int, MessagingLimitReached]:
+    """``enforce_messaging_limit`` for a batch's business-initiated sends (``contacts`` in the batch's
+    order): which of them the limit refuses, by position, each with the refusal the send alone would get.
+
+    Under the same lock, in the send's transaction: users already reached pass,
+    as does a user an earlier send of the batch reaches; each new user takes a
+    place while the number has one, and the first new user past the limit and
+    every one after it are refused.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:space, :number)"),
+                     {"space": REACH_LOCK_SPACE, "number": number_pk})
+    params = {"tenant_id": tenant_id, "number_id": number_pk, "since": now - REACH_WINDOW}
+    reached_before = {row[0] for part in _parts(sorted(set(contacts)))
+                      for row in conn.execute(_ALREADY_REACHED_OF, {**params, "contacts": part})}
+    reached = conn.execute(USERS_REACHED, params).scalar() or 0
+    passing, refused, wait = set(reached_before), {}, None
+    for position, contact in enumerate(contacts):
+        if contact in passing:
+            continue
+        if reached < limit:
+            reached += 1
+            passing.add(contact)
+            continue
+        wait = wait or _wait_for_a_place(conn, params, now)
+        refused[position] = _limit_reached(contact, limit, reached, wait)
+    return refused
+
+
+def _wait_for_a_place(conn, params: dict, now: datetime) -> int:
+    """Whole seconds until the earliest reached user leaves the moving window."""
     frees_at = conn.execute(SLOT_FREES_AT, params).scalar()
-    wait = max(1, math.ceil(((frees_at + REACH_WINDOW) - now).total_seconds())) if frees_at else 1
-    raise MessagingLimitReached(details={"contact": contact, "messaging_limit": limit, "users_reached": reached,
-                                         "retry_after": wait},
-                                headers={"Retry-After": str(wait)})
+    return max(1, math.ceil(((frees_at + REACH_WINDOW) - now).total_seconds())) if frees_at else 1
+
+
+def _limit_reached(contact: str, limit: int, reached: int, wait: int) -> MessagingLimitReached:
+    return MessagingLimitReached(details={"contact": contact, "messaging_limit": limit, "users_reached": reached,
+                                          "retry_after": wait},
+                                 headers={"Retry-After": str(wait)})
+
+
+def _parts(values: list, size: int = 1000):
+    for start in range(0, len(values), size):
+        yield values[start:start + size]

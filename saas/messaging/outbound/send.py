@@ -31,30 +31,28 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from saas import cache, events
-from saas.database import Reconnecting
+from saas import events
+from saas.database import Reconnecting, end_transaction
 from saas.database import single_statement as _single_statement
-from saas.errors import (
-    EmailNotVerified, IdempotencyConflict, TenantSuspended, UpstreamError, UpstreamTimeout,
-)
-from saas.extensions import db
+from saas.errors import EmailNotVerified, IdempotencyConflict, TenantSuspended, UpstreamError
 from saas.messaging.outbound import callback_data
 from saas.messaging.outbound.accept_journal import KeptAccept
 from saas.messaging.outbound.accepts import GroupAccepts
+from saas.messaging.outbound.batch import PENDING, SendingMany
 from saas.messaging.outbound.bodies import graph_response, request_hash, summarise
+from saas.messaging.outbound.payloads import forwarded_body
 from saas.messaging.models import MODE_LIVE, Message
-from saas.messaging.numbers.phone_numbers import sending_number
-from saas.messaging.outbound.rules import Admission, WhatsAppRules, enforce_messaging_limit
+from saas.messaging.outbound.refusals import check_feature, refusal
+from saas.messaging.outbound.rules import Admission, enforce_messaging_limit
 from saas.messaging.outbound.settle import DEFAULT_RECOVERY, Settling
 from saas.messaging.outbound.transports import SendResult
-from saas.messaging.outbound.types import TYPES
-from saas.tenants.services import tenant_verified
 from saas.messaging.outbound.windows import INSERT_MESSAGE, ONE_STATEMENT_SEND, WINDOW, open_window
 from saas.billing.pricing import Send
 from saas.metering.services import current_period
 from saas.timeutil import utcnow
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class SendOutcome:
@@ -64,46 +62,37 @@ class SendOutcome:
     replayed: bool
 
 
+class SendService(Settling, SendingMany):
+    """Sends messages; built once per app by the factory with its collaborators, and usable from
+    anywhere (a request, a worker, a command, a plain function): it reaches nothing else.
 
-
-# A message written before its transport answers.
-PENDING = {"status": "pending", "wa_message_id": None, "response_status": None, "response_body": None}
-
-
-def _refusal(result: SendResult, message_id: int) -> UpstreamError:
-    if result.timed_out:
-        return UpstreamTimeout(result.error_title, details={"whatsapp_code": result.error_code,
-                                                            "message_id": message_id})
-    if result.graph_error is not None:
-        return UpstreamError.from_graph(result.http_status, result.graph_error, retry_after=result.retry_after,
-                                        details={"message_id": message_id})
-    return UpstreamError(result.error_title or UpstreamError.message,
-                         details={"whatsapp_code": result.error_code, "message_id": message_id},
-                         graph_code=result.error_code)
-
-
-class SendService(Settling):
-    """Sends messages; built once per app by the factory with its collaborators.
-
-    ``transports`` chooses a transport per number, ``metering`` is the
-    metering port, ``enqueue(path, *args)`` runs follow-ups after the
-    response, ``rules`` are WhatsApp's (saas.messaging.outbound.rules; its pair-rate
-    store shared by every process), ``clock`` says what time it is,
-    ``reconnecting`` how database steps are retried on a new connection,
-    ``journal`` where accepts wait while the database is away (None: nowhere,
-    the send answers 503), ``interrupted_after`` how old a pending send is
-    before recovery settles it (saas.messaging.outbound.settle.recovery_age).
+    ``session`` is the scoped session every step works in (saas.database.AppSessions),
+    ``numbers`` finds the sending number (saas.messaging.numbers.phone_numbers.SendingNumbers),
+    ``accounts`` answers for the tenant's rights and verification (saas.messaging.outbound.accounts),
+    ``transports`` chooses a transport per number (the Cloud API's holds the token cipher),
+    ``metering`` is the metering port, ``enqueue(path, *args)`` the queue that runs
+    follow-ups after the answer, ``rules`` are WhatsApp's (saas.messaging.outbound.rules: the
+    templates a number may send, and the pair-rate store every process shares), ``clock``
+    says what time it is, ``reconnecting`` how database steps are retried on a new
+    connection, ``journal`` where accepts wait while the database is away (None: nowhere,
+    the send answers 503), ``interrupted_after`` how old a pending send is before recovery
+    settles it (saas.messaging.outbound.settle.recovery_age), and ``concurrency`` how many
+    calls to WhatsApp one ``send_many`` makes at once.
     """
 
-    def __init__(self, *, transports, metering, enqueue, rules=None, clock=utcnow, session=None,
-                 reconnecting: Reconnecting | None = None, journal=None, interrupted_after: timedelta | None = None):
+    def __init__(self, *, session, numbers, accounts, transports, metering, enqueue, rules, clock=utcnow,
+                 reconnecting: Reconnecting | None = None, journal=None, interrupted_after: timedelta | None = None,
+                 concurrency: int = 16):
+        self.session = session
+        self.numbers = numbers
+        self.accounts = accounts
         self.transports = transports
         self.metering = metering
         self.enqueue = enqueue
-        self.rules = rules if rules is not None else WhatsAppRules()
+        self.rules = rules
         self.clock = clock
-        self.session = session or db.session
         self.reconnecting = reconnecting or Reconnecting()
+        self.concurrency = concurrency
         self.journal = journal
         self.interrupted_after = interrupted_after or DEFAULT_RECOVERY
         # Live sends' accepts, written in groups on PostgreSQL (saas.messaging.outbound.accepts).
@@ -113,10 +102,10 @@ class SendService(Settling):
              to_input: str | None = None, upstream: dict | None = None) -> SendOutcome:
         """Send one validated Cloud API message body from the tenant's number ``phone_number_id``.
 
-        ``payload`` is the body as validated (the recipient normalised, only
-        the type's own object); ``upstream`` the tenant's body as it came, which
-        a live number forwards to WhatsApp (so fields we do not read travel
-        unchanged), with the normalised recipient.
+        ``payload`` is the body as validated (saas.messaging.outbound.payloads: the
+        recipient normalised, only the type's own object); ``upstream`` the tenant's body
+        as it came, which a live number forwards to WhatsApp (so fields we do not read
+        travel unchanged), with the normalised recipient.
 
         Metered exactly once, before the transport is called; a send the
         transport refuses (or that raises) is un-billed. With an
@@ -128,15 +117,27 @@ class SendService(Settling):
         outside the customer-service window, unknown or unapproved template, pair rate,
         messaging limit; nothing sent or billed), IdempotencyConflict or UpstreamError.
         """
+        try:
+            return self._send(tenant, rights, phone_number_id, payload, idempotency_key, to_input, upstream)
+        finally:
+            end_transaction(self.session)
+
+    def sending_number(self, tenant, rights, phone_number_id: str):
+        """The number ``tenant`` sends from, or the refusal of any send from it: TenantSuspended,
+        NotFound (another tenant's number, or none), EmailNotVerified (a live number, its owner's
+        email not verified)."""
         if rights.suspended:
             raise TenantSuspended()
-        number = sending_number(tenant, phone_number_id)
-        if number.mode == MODE_LIVE and not _verified(tenant.id):
+        number = self.numbers.get(tenant.id, phone_number_id)
+        if number.mode == MODE_LIVE and not self.accounts.verified(tenant.id):
             raise EmailNotVerified()
+        return number
+
+    def _send(self, tenant, rights, phone_number_id, payload, idempotency_key, to_input, upstream) -> SendOutcome:
+        number = self.sending_number(tenant, rights, phone_number_id)
         kind = payload["type"]
-        feature = TYPES[kind].feature
-        rights.require(feature, f"'{kind}' messages", type=kind)
-        forwarded = _upstream_body(payload, upstream)
+        check_feature(rights, kind)
+        forwarded = forwarded_body(payload, upstream)
         # What is forwarded decides whether a retry is the same request, fields we do not read included.
         digest = request_hash(number.phone_number_id, forwarded) if idempotency_key else None
         if idempotency_key:
@@ -164,7 +165,7 @@ class SendService(Settling):
                             {**forwarded, callback_data.FIELD: callback_data.for_whatsapp(message_id, tenant_value)})
         if not result.ok:
             self.settle_refused(tenant.id, message_id, result.error_code, result.error_title, result.error_details)
-            raise _refusal(result, message_id)
+            raise refusal(result, message_id)
         body = graph_response(result.wa_message_id, result.wa_id or payload["to"], to_input or payload["to"], kind,
                               message_status=result.message_status)
         self.record_accept(KeptAccept(tenant.id, message_id, result.wa_message_id, result.message_status,
@@ -198,7 +199,7 @@ class SendService(Settling):
                 lambda: self._record_refused(tenant.id, number.id, payload, result, idempotency_key, digest))
             if isinstance(message_id, SendOutcome):
                 return message_id
-            raise _refusal(result, message_id)
+            raise refusal(result, message_id)
         body = graph_response(result.wa_message_id, payload["to"], to_input or payload["to"], payload["type"])
         answer = {"status": "accepted", "wa_message_id": result.wa_message_id, "response_status": 200,
                   "response_body": body if idempotency_key else None}
@@ -351,19 +352,3 @@ class SendService(Settling):
                                 details={"whatsapp_code": earlier.error_code, "message_id": earlier.id},
                                 graph_code=earlier.error_code)
         return SendOutcome(earlier.id, earlier.wa_message_id, earlier.response_body, replayed=True)
-
-
-def _upstream_body(payload: dict, upstream: dict | None) -> dict:
-    """What a live number sends to WhatsApp: the tenant's own body, our fields taken out, the
-    recipient and type as validated (the contact metered is the contact sent to)."""
-    if upstream is None:
-        return payload
-    body = {k: v for k, v in upstream.items() if k != "phone_number_id"}
-    body["to"] = payload["to"]
-    body["type"] = payload["type"]
-    return body
-
-
-def _verified(tenant_id: int) -> bool:
-    """tenant_verified, remembered once true (an address, once verified, stays verified)."""
-    return bool(cache.cache_for("verified_tenants").get(tenant_id, lambda: tenant_verified(tenant_id) or None))

@@ -3,7 +3,8 @@
 Both forms of a send's transaction live here: ``open_window`` (then the
 message row and ``Metering.meter_send``) for any database, and
 ``ONE_STATEMENT_SEND``, the same rows, locks and order in one PostgreSQL
-statement, for sends metering never refuses.
+statement, for sends metering never refuses; and a batch's (``open_windows``),
+the same locks taken for many contacts in a few set-based statements.
 
 The customer-service window is WhatsApp's, not a billing unit: it is open for
 24 hours after the contact's latest message to the number, and only while it
@@ -14,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, and_, bindparam, case, func, insert, select
+from sqlalchemy import Integer, and_, bindparam, case, func, insert, select, text
 from sqlalchemy.engine import Connection
 
-from saas.database import insert_for
+from saas.database import insert_for, insert_many
 from saas.messaging.models import Conversation, Message, ServiceWindow
 
 WINDOW = timedelta(hours=24)
@@ -74,6 +75,72 @@ def open_window(conn, tenant_id: int, contact: str, category: str, now: datetime
     raise RuntimeError("could not open or join a conversation window")
 
 
+# -- a batch's windows ---------------------------------------------------------------------------
+# The latest window of each (contact, category) of a batch, locked in the order given (PostgreSQL):
+# one statement for the lot, the same lock as LATEST_WINDOW takes for one send.
+_LATEST_WINDOWS_PG = text("""
+SELECT k.contact, k.category, c.id, c.seq, c.expires_at, c.period_start
+  FROM unnest(CAST(:contacts AS varchar[]), CAST(:categories AS varchar[])) WITH ORDINALITY AS k(contact, category, n)
+ CROSS JOIN LATERAL (
+       SELECT id, seq, expires_at, period_start FROM conversations
+        WHERE tenant_id = :tenant_id AND contact = k.contact AND category = k.category
+        ORDER BY seq DESC LIMIT 1 FOR NO KEY UPDATE) AS c
+ ORDER BY k.n""")
+# Elsewhere (SQLite, whose BEGIN IMMEDIATE already serialises writers): the contacts' windows, the latest kept.
+_WINDOWS_OF = (
+    select(Conversation.id, Conversation.contact, Conversation.category, Conversation.seq, Conversation.expires_at,
+           Conversation.period_start)
+    .where(Conversation.tenant_id == bindparam("tenant_id"),
+           Conversation.contact.in_(bindparam("contacts", expanding=True))))
+def _latest_windows(conn, tenant_id: int, keys: list[tuple[str, str]]) -> dict:
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(_LATEST_WINDOWS_PG, {"tenant_id": tenant_id, "contacts": [k[0] for k in keys],
+                                                 "categories": [k[1] for k in keys]})
+        return {(row.contact, row.category): row for row in rows}
+    wanted, latest = set(keys), {}
+    for part in _parts(sorted({contact for contact, _ in keys})):
+        for row in conn.execute(_WINDOWS_OF, {"tenant_id": tenant_id, "contacts": part}):
+            key = (row.contact, row.category)
+            if key in wanted and (key not in latest or row.seq > latest[key].seq):
+                latest[key] = row
+    return latest
+
+
+def open_windows(conn, tenant_id: int, keys: list[tuple[str, str]], now: datetime,
+                 period_start: datetime) -> dict[tuple[str, str], Window]:
+    """``open_window`` for a batch: the open window of each (contact, category), opening those none is.
+
+    In set-based statements: the latest windows locked (in key order, so two
+    batches never wait on each other crosswise), then the missing ones
+    inserted in one statement under the unique (tenant, contact, category,
+    seq) constraint (saas.database.insert_many). A window a concurrent send opened first is
+    read again and joined, as ``open_window`` does.
+    """
+    pending, found = sorted(set(keys)), {}
+    if not pending:
+        return found
+    for _ in range(5):
+        latest = _latest_windows(conn, tenant_id, pending)
+        new_rows = []
+        for key in pending:
+            row = latest.get(key)
+            if row is not None and row.expires_at > now:
+                found[key] = Window(row.id, False, row.period_start)
+            else:
+                new_rows.append({"tenant_id": tenant_id, "contact": key[0], "category": key[1],
+                                 "seq": (row.seq + 1) if row is not None else 1, "opened_at": now,
+                                 "expires_at": now + WINDOW, "origin": "business_initiated",
+                                 "period_start": period_start})
+        for window_id, contact, category in insert_many(conn, Conversation.__table__, new_rows,
+                                                        returning=("id", "contact", "category"),
+                                                        conflict=("tenant_id", "contact", "category", "seq")):
+            found[(contact, category)] = Window(window_id, True, period_start)
+        pending = [key for key in pending if key not in found]
+        if not pending:
+            return found
+    raise RuntimeError("could not open or join a conversation window")
+
+
 INSERT_MESSAGE = insert(Message).returning(Message.id)
 
 
@@ -120,10 +187,36 @@ def sandbox_window_open(conn_or_session, tenant_id: int, phone_number_pk: int, c
     """
     last_inbound, first_free_form = _connection(conn_or_session).execute(CONTACT_HISTORY, {
         "tenant_id": tenant_id, "number_id": phone_number_pk, "contact": contact}).one()
+    return wrote_within_window(last_inbound, first_free_form, now, free_form=free_form)
+
+
+def wrote_within_window(last_inbound: datetime | None, first_free_form: datetime | None, now: datetime, *,
+                        free_form: bool) -> bool:
+    """A sandbox contact's window from its history (see sandbox_window_open)."""
     if first_free_form is None and free_form:
         first_free_form = now
     wrote = max((t for t in (last_inbound, first_free_form) if t is not None), default=None)
     return wrote is not None and wrote > now - CUSTOMER_SERVICE_WINDOW
+
+
+# A batch's contacts at once (ix_messages_contact and the service windows' key serve both).
+_HISTORIES = (
+    select(Message.wa_id, func.max(Message.created_at).filter(Message.direction == "in"),
+           func.min(Message.created_at).filter(Message.direction == "out", Message.type != "template"))
+    .where(Message.tenant_id == bindparam("tenant_id", type_=Integer),
+           Message.phone_number_id == bindparam("number_id"), Message.wa_id.in_(bindparam("contacts", expanding=True)))
+    .group_by(Message.wa_id))
+
+
+def contact_histories(conn, tenant_id: int, phone_number_pk: int, contacts: list[str]) -> dict:
+    """Each contact's (latest inbound, first free-form outbound) on the number; contacts with no
+    message are left out. Read-only, one statement per thousand contacts."""
+    found = {}
+    for part in _parts(contacts):
+        for contact, last_inbound, first_free_form in conn.execute(_HISTORIES, {
+                "tenant_id": tenant_id, "number_id": phone_number_pk, "contacts": part}):
+            found[contact] = (last_inbound, first_free_form)
+    return found
 
 # A send's whole transaction as one PostgreSQL statement, for sends metering never refuses:
 # the same rows, locks and order as open_window + INSERT_MESSAGE + Metering.meter_send, in one
@@ -212,3 +305,25 @@ OPEN_SERVICE_WINDOW = (
     .where(ServiceWindow.tenant_id == bindparam("tenant_id"),
            ServiceWindow.phone_number_id == bindparam("phone_number_id"),
            ServiceWindow.contact == bindparam("contact")))
+
+
+_SERVICE_WINDOWS = (
+    select(ServiceWindow.contact, ServiceWindow.expires_at)
+    .where(ServiceWindow.tenant_id == bindparam("tenant_id"),
+           ServiceWindow.phone_number_id == bindparam("phone_number_id"),
+           ServiceWindow.contact.in_(bindparam("contacts", expanding=True))))
+
+
+def service_windows_of(conn, tenant_id: int, phone_number_pk: int, contacts: list[str]) -> dict:
+    """When each contact's customer-service window on the number ends; contacts with none are left
+    out. Read-only, one statement per thousand contacts."""
+    found = {}
+    for part in _parts(contacts):
+        found.update(conn.execute(_SERVICE_WINDOWS, {
+            "tenant_id": tenant_id, "phone_number_id": phone_number_pk, "contacts": part}).all())
+    return found
+
+
+def _parts(values: list, size: int = 1000):
+    for start in range(0, len(values), size):
+        yield values[start:start + size]

@@ -71,40 +71,47 @@ SANDBOX_TEMPLATES = {(t.name, t.language): t for t in (
 cache.watch(Template)
 
 
-def template_for_send(number, name: str, language: str) -> TemplateTerms:
-    """The template ``number`` (a NumberSnapshot) may send as (name, language), or the refusal Meta would give.
+class SendableTemplates:
+    """What the send path checks of a template: read in ``session`` (a scoped session) and kept in the
+    snapshot cache ``caches("templates")``; no app context needed."""
 
-    Raises TemplateNotFound (132001), TemplateNotApproved (132001: pending,
-    rejected, in appeal ...), TemplatePaused (132015) or TemplateDisabled
-    (132016). Read from the per-process snapshot cache (ACCESS_CACHE_SECONDS):
-    a status change committed elsewhere is honoured here within that time.
-    """
-    details = {"template": name, "language": language}
-    if number.mode == MODE_SANDBOX:
-        terms = SANDBOX_TEMPLATES.get((name, language))
-    elif number.waba_id is None:
-        terms = None
-    else:
-        key = (number.tenant_id, number.waba_id, name, language)
-        terms = cache.cache_for("templates").get(key, lambda: _load_terms(*key))
-    if terms is None:
-        raise TemplateNotFound(details=details)
-    if terms.status == SENDABLE:
-        return terms
-    details["status"] = terms.status
-    if terms.status == "PAUSED":
-        raise TemplatePaused(details=details)
-    if terms.status == "DISABLED":
-        raise TemplateDisabled(details=details)
-    raise TemplateNotApproved(f"This template is {terms.status.lower().replace('_', ' ')}, not approved by "
-                              "WhatsApp, so it cannot be sent.", details=details)
+    def __init__(self, session, caches):
+        self.session = session
+        self.caches = caches
 
+    def __call__(self, number, name: str, language: str) -> TemplateTerms:
+        """The template ``number`` (a NumberSnapshot) may send as (name, language), or the refusal Meta would give.
 
-def _load_terms(tenant_id, waba_id, name, language) -> TemplateTerms | None:
-    row = db.session.execute(select(Template.name, Template.language, Template.status, Template.category).where(
-        Template.tenant_id == tenant_id, Template.waba_id == waba_id, Template.name == name,
-        Template.language == language)).first()
-    return TemplateTerms(*row) if row is not None else None
+        Raises TemplateNotFound (132001), TemplateNotApproved (132001: pending,
+        rejected, in appeal ...), TemplatePaused (132015) or TemplateDisabled
+        (132016). Read from the per-process snapshot cache (ACCESS_CACHE_SECONDS):
+        a status change committed elsewhere is honoured here within that time.
+        """
+        details = {"template": name, "language": language}
+        if number.mode == MODE_SANDBOX:
+            terms = SANDBOX_TEMPLATES.get((name, language))
+        elif number.waba_id is None:
+            terms = None
+        else:
+            key = (number.tenant_id, number.waba_id, name, language)
+            terms = self.caches("templates").get(key, lambda: self._load_terms(*key))
+        if terms is None:
+            raise TemplateNotFound(details=details)
+        if terms.status == SENDABLE:
+            return terms
+        details["status"] = terms.status
+        if terms.status == "PAUSED":
+            raise TemplatePaused(details=details)
+        if terms.status == "DISABLED":
+            raise TemplateDisabled(details=details)
+        raise TemplateNotApproved(f"This template is {terms.status.lower().replace('_', ' ')}, not approved by "
+                                  "WhatsApp, so it cannot be sent.", details=details)
+
+    def _load_terms(self, tenant_id, waba_id, name, language) -> TemplateTerms | None:
+        row = self.session.execute(select(Template.name, Template.language, Template.status, Template.category).where(
+            Template.tenant_id == tenant_id, Template.waba_id == waba_id, Template.name == name,
+            Template.language == language)).first()
+        return TemplateTerms(*row) if row is not None else None
 
 
 # -- reading ---------------------------------------------------------------------------------------

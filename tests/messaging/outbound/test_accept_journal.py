@@ -25,7 +25,7 @@ from saas.messaging.outbound.accept_journal import (
 from saas.messaging.models import Message
 from saas.messaging.outbound.transports import SandboxTransport
 from saas.timeutil import utcnow
-from tests.factories import send_service, sender, usage_values
+from tests.factories import service_with, sender, usage_values
 from tests.messaging.live import BILLED_ONCE
 from tests.messaging.outbound.test_database_faults import send_with_the_database_away
 from tests.metering.test_failures import assert_usage_equals_rows
@@ -60,7 +60,7 @@ def send_while_the_database_is_away(app, acme, journal) -> str:
 
 def write_kept(app, journal) -> int:
     with app.app_context():
-        written = send_service(SandboxTransport(), journal=journal).write_kept_accepts()
+        written = service_with(SandboxTransport(), journal=journal).write_kept_accepts()
         db.session.remove()
     return written
 

@@ -16,9 +16,10 @@ from sqlalchemy.exc import OperationalError
 
 from saas import cache, create_app
 from saas.extensions import db
+from saas.messaging.outbound import send_service
 from saas.messaging.models import Message
 from saas.messaging.outbound.transports import SandboxTransport
-from tests.factories import call_send, send_service, sender, settle, usage_values
+from tests.factories import call_send, sender, service_with, settle, usage_values
 from tests.messaging.live import BILLED_ONCE, CONTACT, text_payload
 from tests.metering.test_concurrency import pg_only  # noqa: F401
 from tests.metering.test_failures import assert_usage_equals_rows
@@ -89,7 +90,7 @@ def send_with_the_database_away(acme, times: int, **collaborators):
             session.away = session.times
             return result
 
-    outcome = call_send(send_service(LikeLive(), session=session, **collaborators), acme, text_payload(CONTACT, "hi"))
+    outcome = call_send(service_with(LikeLive(), session=session, **collaborators), acme, text_payload(CONTACT, "hi"))
     return outcome, session
 
 
@@ -140,7 +141,7 @@ def test_a_database_unreachable_for_a_while_after_whatsapp_took_the_send(
     proxy.restore()
     with proxied.app_context():
         # Recovery writes what was kept before it settles anything: nothing is settled as failed.
-        assert proxied.extensions["send_service"].recover_interrupted(older_than=timedelta(0)) == 0
+        assert send_service(proxied).recover_interrupted(older_than=timedelta(0)) == 0
         db.session.remove()
     [message] = out_messages(app, acme.tenant_id)
     assert (message.status, message.wa_message_id) == ("accepted", wamid)
@@ -160,7 +161,7 @@ def test_under_v1_a_send_whose_message_cannot_be_read_back_answers_503_and_is_st
     assert response.get_json()["error"]["code"] == "service_unavailable"
     proxy.restore()
     with proxied.app_context():
-        assert proxied.extensions["send_service"].write_kept_accepts() == 1
+        assert send_service(proxied).write_kept_accepts() == 1
         db.session.remove()
     [message] = out_messages(app, acme.tenant_id)
     assert (message.status, message.wa_message_id) == ("accepted", graph.answers[-1]["messages"][0]["id"])

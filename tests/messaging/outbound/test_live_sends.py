@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from saas.extensions import db
 from saas.messaging.models import Message
+from saas.messaging.outbound import send_service
 from tests.factories import sender, usage_values
 from tests.messaging.live import CONTACT, add_template, inbound, live_number, tenant_sends, without_our_mark
 from tests.metering.test_concurrency import pg_only  # noqa: F401
@@ -314,7 +315,7 @@ def test_a_refused_connection_is_retried_then_reported_unbilled(app, graph, acme
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     app.config["WHATSAPP_GRAPH_URL"] = f"http://127.0.0.1:{closed}"
-    transport = app.extensions["send_service"].transports.live
+    transport = send_service(app).transports.live
     slept = []
     saved, transport.sleep = transport.sleep, slept.append
     try:

@@ -17,6 +17,7 @@ from saas import create_app
 from saas.billing import entitlements
 from saas.config import ConfigError
 from saas.extensions import db
+from saas.messaging.outbound import send_service
 from saas.messaging.outbound.accept_journal import KeptAccept
 from saas.messaging.models import Message, WebhookDelivery
 from saas.messaging.outbound.transports import SandboxTransport, Transports
@@ -24,7 +25,7 @@ from saas.tenants.services import tenant_snapshot
 from saas.timeutil import utcnow
 from tests import processes
 from tests import whatsapp_payloads as wa
-from tests.factories import send_service, sender, usage_values
+from tests.factories import sender, service_with, usage_values
 from tests.messaging.live import BILLED_ONCE, CONTACT, OUR_MARK, inbound, live_number, text_payload
 from tests.messaging.tenant_webhooks.test_forwarding import forwarding, receiver  # noqa: F401
 from tests.metering.test_failures import Killed, assert_usage_equals_rows
@@ -71,7 +72,7 @@ def out_message(app, tenant_id) -> Message:
 
 def recover(app, older_than=None) -> int:
     with app.app_context():
-        settled = app.extensions["send_service"].recover_interrupted(older_than=older_than)
+        settled = send_service(app).recover_interrupted(older_than=older_than)
         db.session.remove()
     return settled
 
@@ -98,7 +99,7 @@ def test_an_accept_for_a_send_recovery_settled_meanwhile_is_applied_and_billed_o
     assert_usage_equals_rows(app)
     # The same accept again (a kept copy replayed) changes nothing, and the key replays the answer.
     with app.app_context():
-        service = app.extensions["send_service"]
+        service = send_service(app)
         assert service.write_accept(KeptAccept(acme.tenant_id, message.id, wamid, None, None, utcnow())) is True
         db.session.remove()
     assert usage_values(app, acme.tenant_id) == BILLED_ONCE
@@ -194,8 +195,8 @@ class DiesOnceWhatsAppTookIt:
 
 def send_and_die(app, acme, number, body):
     with app.app_context():
-        live = app.extensions["send_service"].transports.live
-        service = send_service(SandboxTransport(), transports=Transports(SandboxTransport(),
+        live = send_service(app).transports.live
+        service = service_with(SandboxTransport(), transports=Transports(SandboxTransport(),
                                                                          DiesOnceWhatsAppTookIt(live)))
         tenant = tenant_snapshot(acme.tenant_id)
         with pytest.raises(Killed):
