@@ -20,6 +20,7 @@ from saas.messaging.domain_events import (
     MESSAGE_RECEIVED, NUMBER_QUALITY_CHANGED, SEND_SETTLED, STATUS_CHANGED, TEMPLATE_CHANGED, conversation,
 )
 from saas.messaging.models import Message, WebhookDelivery, WhatsAppNotification
+from saas.messaging.outbound import send_service
 from saas.messaging.templates.updates import apply_template_change, apply_template_webhook
 from saas.outbox import OutboxEvent
 from saas.timeutil import utcnow
@@ -136,7 +137,7 @@ def test_a_send_recovery_settled_while_whatsapp_held_it_is_settled_again_accepte
         app, graph, acme, number, recorder):
     def recover(body):
         with app.app_context():
-            app.extensions["send_service"].recover_interrupted(older_than=timedelta(0))
+            send_service(app).recover_interrupted(older_than=timedelta(0))
             db.session.remove()
 
     graph.while_sending(recover)
