@@ -277,17 +277,22 @@ CRASHES = {
 }
 
 
+def crashing_service(step: str):
+    """(the send service that crashes at ``step``, what the send raises, whether WhatsApp took it); in an app context."""
+    make, raised, went_out = CRASHES[step]
+    parts = make()
+    if parts.pop("session", None):
+        parts["session"] = SessionGoneAfterSending(db.session)
+        parts["transport"] = sends_then_database_goes(parts["session"])
+    return service_with(parts.pop("transport"), **parts), raised, went_out
+
+
 @pytest.mark.parametrize("step", list(CRASHES))
 def test_a_crash_at_any_step_counts_nothing_twice_and_leaves_nothing_pending(app, client, step):
     acme = sender(client, "starter")
     assert acme.send(to="15551230001").status_code == 200  # usage before the crash
-    make, raised, went_out = CRASHES[step]
-    parts = make()
     with app.app_context():
-        if parts.pop("session", None):
-            parts["session"] = SessionGoneAfterSending(db.session)
-            parts["transport"] = sends_then_database_goes(parts["session"])
-        service = service_with(parts.pop("transport"), **parts)
+        service, raised, went_out = crashing_service(step)
         send = lambda: call_send(service, acme, {  # noqa: E731
             "messaging_product": "whatsapp", "to": "15551230002", "type": "text", "text": {"body": "crash"}})
         if raised is None:

@@ -28,8 +28,7 @@ from saas.timeutil import utcnow
 from tests.factories import call_send, sender, service_with, set_quota, usage_values
 from tests.metering.test_concurrency import counter_values, pg_only, run_in_parallel  # noqa: F401
 from tests.metering.test_failures import (
-    CRASHES, FAILING, SessionGoneAfterSending, assert_usage_equals_rows, race_sixteen_sends,
-    sends_then_database_goes, two_phase,
+    CRASHES, FAILING, assert_usage_equals_rows, crashing_service, race_sixteen_sends, two_phase,
 )
 from tests.metering.test_reporting import (  # noqa: F401
     EVENT, METER_EVENTS, SETTLE, connect, make_reporter, meter_id, records, settled_clock, stripe_total,
@@ -245,13 +244,8 @@ def test_a_crash_at_any_step_bills_a_priced_message_once_or_not_at_all(app, clie
     message_plan(app, "replies", included=0, categories=("service",), overage=Decimal("0.2"))
     replies = sender(client, "replies")
     assert replies.send(to="15551230001").status_code == 200
-    make, raised, went_out = CRASHES[step]
-    parts = make()
     with app.app_context():
-        if parts.pop("session", None):
-            parts["session"] = SessionGoneAfterSending(db.session)
-            parts["transport"] = sends_then_database_goes(parts["session"])
-        service = service_with(parts.pop("transport"), **parts)
+        service, raised, went_out = crashing_service(step)
         payload = {"messaging_product": "whatsapp", "to": "15551230002", "type": "text", "text": {"body": "crash"}}
         if raised is None:
             assert call_send(service, replies, payload).wa_message_id
