@@ -96,6 +96,12 @@ class Plan(PlanRules, db.Model):
     rate_limit_per_minute: Mapped[int] = mapped_column(Integer, default=60)
     phone_numbers_allowed: Mapped[int] = mapped_column(Integer, default=1)
     features: Mapped[list] = mapped_column(JSON, default=list)
+    # How many contacts a tenant may store, and recipients a broadcast may have; None: no limit.
+    max_contacts: Mapped[int | None] = mapped_column(Integer)
+    max_broadcast_recipients: Mapped[int | None] = mapped_column(Integer)
+    # True: the tenant records consent in its own systems, and marketing sends are not checked
+    # against our opt-ins (opt-outs still are).
+    consent_managed_by_tenant: Mapped[bool] = mapped_column(Boolean, default=False)
     stripe_product_id: Mapped[str | None] = mapped_column(String(255))
     stripe_price_id: Mapped[str | None] = mapped_column(String(255))
     stripe_metered_price_id: Mapped[str | None] = mapped_column(String(255))
