@@ -12,10 +12,9 @@ accepted and refused, seconds, recipients/s, per-call latency, CPU). The
 bench reports it beside the API's sends/s of the same run (``app new``,
 served by gunicorn as the Procfile serves it), and the target: at least 3x.
 
-``--before DIR`` serves another checkout's app (say the commit before the
-send service was reshaped, ``git archive 1b2a625``, with ``.venv`` linked)
-on the same database in the same run, and measures its ``new`` sends at 16
-and 64 connections beside this one's: the API send no slower than before.
+With ``--before DIR`` (bench/before.py), the report puts another checkout's
+new sends at 16 and 64 connections beside this one's, each as a ratio to the
+forwarder of the same run: the API send no slower than before.
 """
 from __future__ import annotations
 
@@ -30,9 +29,10 @@ import sys
 import time
 from pathlib import Path
 
+import before
+
 BATCH = 1000
 LABEL = "send_many, 1,000 recipients a call (recipients/s)"
-BEFORE = "before app new"
 
 
 def run(bench) -> None:
@@ -60,18 +60,6 @@ def run(bench) -> None:
           "after", flush=True)
 
 
-def run_before(bench, before_dir: str) -> None:
-    """The other checkout's app, served the same way on the same database: its new sends at 16 and 64."""
-    print(f"before: {bench.web_command} from {before_dir}", flush=True)
-    proc, port = bench.serve("before", bench.web_command, Path(before_dir), {"SANDBOX_LATENCY_MS": "0"})
-    try:
-        bench.warm_up(port, [bench.main])
-        for connections in (16, 64):
-            bench.measure(BEFORE, port, "new", connections, [bench.main])
-    finally:
-        bench.procs.stop(proc)
-
-
 def report_lines(bench) -> list[str]:
     lines = []
     many = bench.notes.get(LABEL)
@@ -86,14 +74,14 @@ def report_lines(bench) -> list[str]:
                      f"the loader's CPU {many['cpu_ms_per_recipient']:.3f} ms a recipient (its sandbox receipts "
                      f"included, done {many['receipts_s']:.1f} s after the last call)")
     for connections in (16, 64):
-        before, now = bench.get(BEFORE, connections), bench.get("app new", connections)
+        then, now = bench.get(before.LABEL, connections), bench.get(before.NOW, connections)
         forwarder = bench.get("forwarder new", connections)
-        if before and now:
-            line = (f"- API new sends at {connections}, this code / before: {now['rps']:.1f} / {before['rps']:.1f} "
-                    f"req/s = {now['rps'] / before['rps']:.2f}")
+        if then and now:
+            line = (f"- API new sends at {connections}, this code / before: {now['rps']:.1f} / {then['rps']:.1f} "
+                    f"req/s = {now['rps'] / then['rps']:.2f}")
             if forwarder:
                 line += (f"; ratio to the forwarder {now['rps'] / forwarder['rps']:.2f} vs "
-                         f"{before['rps'] / forwarder['rps']:.2f}")
+                         f"{then['rps'] / forwarder['rps']:.2f}")
             lines.append(line)
     return lines
 
@@ -106,13 +94,13 @@ def targets(bench) -> list[tuple[str, str]]:
         out.append(("PASS" if ratio >= 3 else "FAIL",
                     f"send_many recipients/s >= 3x API sends/s at 16 connections (got {ratio:.2f}x)"))
     for connections in (16, 64):
-        before, now = bench.get(BEFORE, connections), bench.get("app new", connections)
-        if before and now:
-            ratio = now["rps"] / before["rps"]
-            if before["non2xx"] or now["non2xx"]:
+        then, now = bench.get(before.LABEL, connections), bench.get(before.NOW, connections)
+        if then and now:
+            ratio = now["rps"] / then["rps"]
+            if then["non2xx"] or now["non2xx"]:
                 # Refusals are fast: a server that answered errors (an old app on a newer schema) measured nothing.
                 out.append(("FAIL", f"API new sends at {connections} compared with before: not measured, "
-                                    f"{before['non2xx']} non-2xx before, {now['non2xx']} now"))
+                                    f"{then['non2xx']} non-2xx before, {now['non2xx']} now"))
                 continue
             # Two servers measured one after the other on a shared machine: 10% is noise, not a loss.
             out.append(("PASS" if ratio >= 0.9 else "FAIL",
