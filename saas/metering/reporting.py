@@ -2,12 +2,11 @@
 
 Every billable unit (a conversation, or a message of a category a per-message
 plan prices) writes a UsageRecord (the outbox) in the send's own transaction;
-a refused send voids it. Each priced unit has its own Billing Meter
-(saas.billing.meters): a record's overage goes to the meter of the unit its
-metric counts, whose event name the settings give, and a subscription's one
-metered price, its plan's price per unit, counts its plan's unit's meter. The
-reporter works through the outbox in two steps, and any number of reporters
-may run at once:
+a refused send voids it. Each priced unit, conversations or messages, has its
+own Billing Meter (saas.billing.meters), named by an event name from the
+settings: a record's overage goes to the meter of the unit its metric counts,
+which the metered price of a plan pricing that unit counts. The reporter works
+through the outbox in two steps, and any number of reporters may run at once:
 
 1. **Decide.** Once a record has settled (sends settle within 1.5x
    RECOVER_SENDS_AFTER_SECONDS; records are decided after ``settle_after``,
@@ -21,10 +20,9 @@ may run at once:
    with ``last_error`` saying why. One tenant is decided by one reporter at a
    time (a PostgreSQL advisory lock; SQLite has one writer).
 2. **Send.** Each overage record becomes one meter event, under its unit's
-   event name, whose ``identifier``
-   and idempotency key are the record's identifier, so a resend (a crash
-   between "Stripe accepted" and "marked reported", a timeout after Stripe
-   counted it) is counted once by Stripe. A batch is claimed with FOR UPDATE
+   event name, whose ``identifier`` and idempotency key are the record's
+   identifier, so a resend (a crash between "Stripe accepted" and "marked
+   reported", a timeout after Stripe counted it) is counted once by Stripe. A batch is claimed with FOR UPDATE
    SKIP LOCKED on PostgreSQL, so two reporters never send one record at the
    same time. A failed send counts an attempt and waits (30 s, doubling, at
    most an hour): Stripe down for an hour loses nothing. Stripe refuses events
