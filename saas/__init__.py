@@ -172,7 +172,8 @@ def register_housekeeping(app: Flask, metering, service) -> None:
     if app.extensions["stripe"] is not None:
         from saas.metering.reporting import UsageReporter
 
-        # Overage to Stripe's meter. Bounded per run: this thread also rolls usage up and recovers sends.
+        # Overage to Stripe's meters, one per unit. Bounded per run: this thread also rolls usage up and
+        # recovers sends.
         background.every("usage report", app.config["USAGE_REPORT_SECONDS"],
                          lambda: UsageReporter.from_config(app.config, app.extensions["stripe"]).report(budget=10))
     register_whatsapp_housekeeping(app, background)

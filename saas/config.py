@@ -266,7 +266,12 @@ def _mail_settings() -> dict:
 
 
 def _stripe_settings() -> dict:
-    """Stripe: the account, the client's timeouts, the meter and how often usage is reported."""
+    """Stripe: the account, the client's timeouts, the meters and how often usage is reported."""
+    conversations = env_str("STRIPE_METER_EVENT_NAME", "whatsapp_conversations")
+    messages = env_str("STRIPE_MESSAGES_METER_EVENT_NAME", "whatsapp_messages")
+    if conversations == messages:
+        raise ConfigError("STRIPE_METER_EVENT_NAME and STRIPE_MESSAGES_METER_EVENT_NAME must differ: "
+                          "conversations and messages each have their own Billing Meter")
     return {
         "STRIPE_SECRET_KEY": env_str("STRIPE_SECRET_KEY"),
         "STRIPE_WEBHOOK_SECRET": env_str("STRIPE_WEBHOOK_SECRET"),
@@ -274,8 +279,10 @@ def _stripe_settings() -> dict:
         "STRIPE_API_VERSION": STRIPE_API_VERSION,
         "STRIPE_TIMEOUT_SECONDS": env_float("STRIPE_TIMEOUT_SECONDS", 20.0),
         "STRIPE_MAX_RETRIES": env_int("STRIPE_MAX_RETRIES", 2),
-        # The Billing Meter's event name: one meter per billable unit (a conversation), shared by plans.
-        "STRIPE_METER_EVENT_NAME": env_str("STRIPE_METER_EVENT_NAME", "whatsapp_conversations"),
+        # The Billing Meters' event names, one meter per priced unit, each shared by the plans pricing it:
+        # conversations (the setting's name kept from when it was the only meter), and messages.
+        "STRIPE_METER_EVENT_NAME": conversations,
+        "STRIPE_MESSAGES_METER_EVENT_NAME": messages,
         # Usage records are reported once their send has surely settled (sends settle within
         # 1.5x RECOVER_SENDS_AFTER_SECONDS), in batches, by every web process or `flask usage report`.
         "USAGE_REPORT_SECONDS": env_float("USAGE_REPORT_SECONDS", 60.0),

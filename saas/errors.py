@@ -55,7 +55,7 @@ class QuotaExceeded(ApiError):
     status = 402
     code = "quota_exceeded"
     graph_code = 4020
-    message = "Your plan's conversation quota for this period is used up."
+    message = "Your plan's quota for this period is used up."
 
 
 class FeatureNotInPlan(ApiError):

@@ -11,7 +11,7 @@ from saas.config import ConfigError, database_url, load
 
 SETTINGS = ("APP_ENV", "SECRET_KEY", "DATABASE_URL", "TOKEN_ENCRYPTION_KEY", "PAST_DUE_GRACE_DAYS",
             "MAX_REQUEST_BYTES", "REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "LOG_LEVEL",
-            "PUBLIC_BASE_URL", "TRUSTED_HOSTS", "HSTS")
+            "PUBLIC_BASE_URL", "TRUSTED_HOSTS", "HSTS", "STRIPE_METER_EVENT_NAME", "STRIPE_MESSAGES_METER_EVENT_NAME")
 
 
 @pytest.fixture
@@ -235,3 +235,20 @@ def test_trusted_hosts_is_a_comma_separated_list(env, instance):
     settings = load(str(instance))
     assert settings["TRUSTED_HOSTS"] == ["relay.example.com", ".relay.example.com"]
     assert settings["HSTS"] is False
+
+
+def test_each_priced_unit_has_its_own_meter_event_name(env, instance):
+    settings = load(str(instance))
+    assert (settings["STRIPE_METER_EVENT_NAME"], settings["STRIPE_MESSAGES_METER_EVENT_NAME"]) == (
+        "whatsapp_conversations", "whatsapp_messages")
+    env.setenv("STRIPE_METER_EVENT_NAME", "relay_conversations")
+    env.setenv("STRIPE_MESSAGES_METER_EVENT_NAME", " relay_messages ")
+    settings = load(str(instance))
+    assert (settings["STRIPE_METER_EVENT_NAME"], settings["STRIPE_MESSAGES_METER_EVENT_NAME"]) == (
+        "relay_conversations", "relay_messages")
+
+
+def test_one_event_name_for_both_meters_is_refused(env, instance):
+    env.setenv("STRIPE_MESSAGES_METER_EVENT_NAME", "whatsapp_conversations")
+    with pytest.raises(ConfigError, match="STRIPE_METER_EVENT_NAME and STRIPE_MESSAGES_METER_EVENT_NAME must differ"):
+        load(str(instance))

@@ -117,9 +117,10 @@ class PlanForm(FlaskForm):
         description="Messages of the categories not ticked are free and count against nothing.")
     overage_cents = CentsField("Price per extra conversation, in cents",
                                validators=[Optional(), _positive_cents],
-                               description="Per extra message on plans billed per message. Fractions of a cent are "
-                                           "allowed, such as 0.5 or 1.25 (at most 12 decimal places). Leave empty "
-                                           "for a hard cap: nothing past the included amount.")
+                               description="Per extra conversation, or per extra message on plans billed per "
+                                           "message. Fractions of a cent are allowed, such as 0.5 or 1.25 (at most "
+                                           "12 decimal places). Leave empty for a hard cap: nothing past the "
+                                           "included amount.")
     rate_limit_per_minute = _count("API requests per minute", minimum=1, default=60)
     phone_numbers_allowed = _count("Phone numbers allowed", minimum=1, default=1,
                                    description="Live numbers a tenant may connect (the sandbox number does not "
@@ -128,6 +129,12 @@ class PlanForm(FlaskForm):
                                    widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
     trial_days = _count("Free trial, in days", maximum=TRIAL_DAYS_MAX, description="0 for none.", default=0)
     sort_order = _count("Sort order", description="Plans are listed from the lowest.", default=0)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The price is per unit of what the plan bills: say which, as the plan (or the form sent) has it.
+        if self.billing_unit.data == UNIT_MESSAGES:
+            self.overage_cents.label.text = "Price per extra message, in cents"
 
     def validate(self, extra_validators=None) -> bool:
         valid = super().validate(extra_validators)

@@ -15,9 +15,10 @@ from saas.extensions import db
 FREE_CODE = "free"
 # Every Stripe object we make carries metadata {"app": APP, ...} naming us.
 APP = "relay"
-# The terms Stripe holds (product name and description, the prices): changing one makes
-# the plan "not synced" until the next sync.
-STRIPE_TERMS = ("name", "description", "price_cents", "currency", "interval", "overage_cents", "active")
+# The terms Stripe holds (product name and description, the prices, the meter the metered price
+# counts: its unit's): changing one makes the plan "not synced" until the next sync.
+STRIPE_TERMS = ("name", "description", "price_cents", "currency", "interval", "billing_unit", "overage_cents",
+                "active")
 # What an admin may change on a plan (its code is fixed: Stripe's lookup keys are made from it).
 EDITABLE_TERMS = ("name", "description", "price_cents", "currency", "interval", "billing_unit",
                   "included_conversations", "included_messages", "message_categories", "overage_cents",
@@ -124,6 +125,13 @@ def subscriber_counts() -> dict[int, int]:
     return {plan_id: n for plan_id, n in rows}
 
 
+def stripe_subscriber_count(plan: Plan) -> int:
+    """Subscriptions on ``plan`` that Stripe bills and that have not ended."""
+    return db.session.scalar(select(func.count()).select_from(Subscription).where(
+        Subscription.plan_id == plan.id, Subscription.stripe_subscription_id.is_not(None),
+        Subscription.status.not_in(ENDED_STATUSES)))
+
+
 class PlanError(ValueError):
     """A change to a plan that is refused; ``field`` names the form field it concerns."""
 
@@ -168,10 +176,15 @@ def update_plan(plan: Plan, terms: dict, *, actor) -> list[str]:
 
     A change to what Stripe holds marks the plan not synced. Current subscribers keep
     the price they pay until they change plan (Stripe renews archived prices).
-    Raises PlanError when the free plan would stop being free.
+    Raises PlanError when the free plan would stop being free, or when the unit billed
+    would change under subscribers paying through Stripe.
     """
     if plan.code == FREE_CODE and terms.get("price_cents", 0) != 0:
         raise PlanError("price_cents", "The free plan stays free: tenants whose payments lapse fall back to it.")
+    if terms.get("billing_unit", plan.billing_unit) != plan.billing_unit and stripe_subscriber_count(plan):
+        # Their metered price counts the old unit's meter, and usage goes to the new unit's: unbilled.
+        raise PlanError("billing_unit", f"Tenants pay for this plan through Stripe, their overage priced per "
+                        f"{plan.billing_unit[:-1]}: it keeps its unit. Make a new plan billed the other way.")
     changed = {name: (getattr(plan, name), terms[name]) for name in EDITABLE_TERMS
                if name in terms and getattr(plan, name) != terms[name]}
     if not changed:

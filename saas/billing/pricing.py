@@ -39,6 +39,16 @@ def message_metric(category: str) -> str:
     return f"{METRIC_MESSAGES}.{category}"
 
 
+def metric_unit(metric: str) -> str | None:
+    """The priced unit a billable unit's metric counts (``conversations``, ``messages.marketing``), whose
+    Billing Meter its overage goes to; None for a metric that is no billable unit."""
+    if metric == METRIC_CONVERSATIONS:
+        return UNIT_CONVERSATIONS
+    if metric.startswith(f"{METRIC_MESSAGES}.") and metric.split(".", 1)[1] in CATEGORIES:
+        return UNIT_MESSAGES
+    return None
+
+
 def conversation_subject(conversation_id) -> str:
     return f"{CONVERSATION}:{conversation_id}"
 

@@ -1,5 +1,6 @@
 """Our plans on Stripe: a Product, a flat recurring Price and, for plans with overage, a metered
-Price on the one Billing Meter, each made to match the plan's terms.
+Price on the Billing Meter of the unit the plan prices (saas.billing.meters), each made to match the
+plan's terms.
 
 The sync compares before it writes, so running it again changes nothing. It finds what
 exists before it creates (by the ids stored on the plan, by lookup key, by the meter's
@@ -17,9 +18,11 @@ from flask import current_app
 from sqlalchemy import select
 
 from saas.audit import services as audit
+from saas.billing import meters
 from saas.billing.catalog import APP, overage_lookup_key
 from saas.billing.models import Plan
 from saas.billing.money import plain_decimal
+from saas.billing.stripe_calls import create, retrieve
 from saas.billing.stripe_fields import UnstorableStripeObject, is_stripe_id, storable_text
 from saas.errors import BillingUnavailable
 from saas.extensions import db
@@ -27,10 +30,6 @@ from saas.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-METER_DISPLAY_NAME = "WhatsApp conversations"
-# The keys of a meter event's payload (the overage reporter sends the same).
-METER_CUSTOMER_KEY = "stripe_customer_id"
-METER_VALUE_KEY = "value"
 ERROR_LENGTH = 500
 
 
@@ -55,7 +54,7 @@ def sync_plans(client: stripe.StripeClient, plans=None, *, actor=None) -> list[s
     """
     if plans is None:
         plans = db.session.scalars(select(Plan).order_by(Plan.sort_order, Plan.id))
-    sync = CatalogSync(client, current_app.config["STRIPE_METER_EVENT_NAME"])
+    sync = CatalogSync(client, meters.event_names(current_app.config))
     lines: list[str] = []
     for plan in list(plans):
         try:
@@ -73,7 +72,7 @@ def sync_plan(client: stripe.StripeClient, plan: Plan, *, actor=None, audit_unch
     admin asked for the sync). Raises CatalogSyncFailed when Stripe fails; the plan is
     then marked not synced, with the reason.
     """
-    sync = CatalogSync(client, current_app.config["STRIPE_METER_EVENT_NAME"])
+    sync = CatalogSync(client, meters.event_names(current_app.config))
     return [sync.plan(plan, actor=actor, audit_unchanged=audit_unchanged)]
 
 
@@ -130,12 +129,14 @@ def _reason(exc: stripe.StripeError | UnstorableStripeObject) -> str:
 
 
 class CatalogSync:
-    """One sync run. Holds the meter once found, so plans sharing it look it up once."""
+    """One sync run. Holds the meters once found, so plans sharing one look it up once.
 
-    def __init__(self, client: stripe.StripeClient, event_name: str):
+    ``event_names``: each priced unit's meter event name (saas.billing.meters.event_names).
+    """
+
+    def __init__(self, client: stripe.StripeClient, event_names: dict[str, str]):
         self.client = client
-        self.event_name = event_name
-        self._meter: dict | None = None
+        self._meters = meters.MeterSync(client, event_names)
 
     # -- one plan ------------------------------------------------------------------------
     def plan(self, plan: Plan, *, actor=None, audit_unchanged: bool = False) -> str:
@@ -186,13 +187,13 @@ class CatalogSync:
     def _sync_archived(self, plan: Plan, changes: Changes) -> None:
         # Archived: nothing is created and its prices stay active, so current subscriptions
         # renew; only the product's name and description follow the plan (invoices show them).
-        product = self._retrieve(self.client.v1.products, plan.stripe_product_id)
+        product = retrieve(self.client.v1.products, plan.stripe_product_id)
         if product is not None:
             self._update_product(plan, product, changes, reactivate=False)
 
     # -- the product -----------------------------------------------------------------------
     def _product(self, plan: Plan, changes: Changes, holders: dict) -> dict:
-        product = self._retrieve(self.client.v1.products, plan.stripe_product_id)
+        product = retrieve(self.client.v1.products, plan.stripe_product_id)
         if product is None:
             product = self._find_product(plan, holders)
             if product is not None:
@@ -201,7 +202,7 @@ class CatalogSync:
             params = {"name": plan.name, "metadata": _metadata(plan)}
             if plan.description:
                 params["description"] = plan.description
-            product = self._create(self.client.v1.products, params, f"plan-{plan.code}-product")
+            product = create(self.client.v1.products, params, f"plan-{plan.code}-product")
             changes.add("created", f"product {product['id']}")
         if plan.stripe_product_id != product["id"]:
             plan.stripe_product_id = _stored_id(product)
@@ -213,7 +214,7 @@ class CatalogSync:
         for key in (plan.code, overage_lookup_key(plan.code)):
             price = self._holder(key, holders)
             if price is not None and price.get("product"):
-                found = self._retrieve(self.client.v1.products, price["product"])
+                found = retrieve(self.client.v1.products, price["product"])
                 if found is not None:
                     return found
         for product in self.client.v1.products.list(params={"limit": 100}).auto_paging_iter():
@@ -247,7 +248,7 @@ class CatalogSync:
         key = plan.code if kind == "flat" else overage_lookup_key(plan.code)
         column = "stripe_price_id" if kind == "flat" else "stripe_metered_price_id"
         stored_id = getattr(plan, column)
-        stored = self._retrieve(self.client.v1.prices, stored_id)
+        stored = retrieve(self.client.v1.prices, stored_id)
         if stored is not None and self._matches(stored, plan, kind, product_id, meter_id) \
                 and stored.get("lookup_key") == key:
             return stored
@@ -293,7 +294,7 @@ class CatalogSync:
         # earlier amount within Stripe's 24 hours makes a new price, not a replay of the old.
         idempotency_key = (f"plan-{plan.code}-{kind}-price-{amount}-{plan.currency}-{plan.interval}"
                            f"-{product_id}-after-{replaces['id'] if replaces else 'none'}")
-        return self._create(self.client.v1.prices, params, idempotency_key)
+        return create(self.client.v1.prices, params, idempotency_key)
 
     def _matches(self, price: dict, plan: Plan, kind: str, product_id: str, meter_id: str | None) -> bool:
         recurring = price.get("recurring") or {}
@@ -331,61 +332,9 @@ class CatalogSync:
 
     # -- the meter -------------------------------------------------------------------------
     def _meter_for(self, plan: Plan, changes: Changes) -> dict:
-        """The one meter of conversations, shared by every plan with overage."""
-        if self._meter is None:
-            meter = None
-            known = [plan.stripe_meter_id] + list(db.session.scalars(
-                select(Plan.stripe_meter_id).where(Plan.stripe_meter_id.is_not(None)).distinct()))
-            for meter_id in dict.fromkeys(m for m in known if m):
-                candidate = self._retrieve(self.client.v1.billing.meters, meter_id)
-                if candidate is not None and candidate.get("event_name") == self.event_name:
-                    meter = candidate
-                    break
-            if meter is None:
-                # Meters have no metadata and no filter by event name: list them all.
-                for candidate in self.client.v1.billing.meters.list(params={"limit": 100}).auto_paging_iter():
-                    if candidate["event_name"] == self.event_name:
-                        meter = candidate.to_dict()
-                        changes.add("found", f"meter {meter['id']} (event {self.event_name})")
-                        break
-            if meter is None:
-                meter = self._create(self.client.v1.billing.meters, {
-                    "display_name": METER_DISPLAY_NAME, "event_name": self.event_name,
-                    "default_aggregation": {"formula": "sum"},
-                    "customer_mapping": {"type": "by_id", "event_payload_key": METER_CUSTOMER_KEY},
-                    "value_settings": {"event_payload_key": METER_VALUE_KEY},
-                }, f"meter-{self.event_name}")
-                changes.add("created", f"meter {meter['id']} (event {self.event_name})")
-            if meter.get("status", "active") != "active":
-                # A deactivated meter keeps its event name and takes no prices: bring it back.
-                meter = self.client.v1.billing.meters.reactivate(meter["id"]).to_dict()
-                changes.add("reactivated", f"meter {meter['id']}")
-            self._meter = meter
-        if plan.stripe_meter_id != self._meter["id"]:
-            plan.stripe_meter_id = _stored_id(self._meter)
+        """The meter of the unit the plan prices, shared by every plan with overage of that unit."""
+        meter = self._meters.of_unit(meters.plan_unit(plan), plan.stripe_meter_id, changes)
+        if plan.stripe_meter_id != meter["id"]:
+            plan.stripe_meter_id = _stored_id(meter)
             db.session.commit()
-        return self._meter
-
-    # -- calls -----------------------------------------------------------------------------
-    def _retrieve(self, service, object_id: str | None) -> dict | None:
-        """The object, or None when there is no id or Stripe has no such object."""
-        if not object_id:
-            return None
-        try:
-            return service.retrieve(object_id).to_dict()
-        except stripe.InvalidRequestError as exc:
-            if exc.http_status == 404:
-                return None
-            raise
-
-    def _create(self, service, params: dict, idempotency_key: str) -> dict:
-        try:
-            return service.create(params=params, options={"idempotency_key": idempotency_key}).to_dict()
-        except stripe.APIError as exc:
-            # Stripe keeps a 500 under its key for a day and replays it. The lookups before
-            # this create found nothing, so the failed request made nothing: a new key is safe.
-            headers = exc.headers or {}
-            if (exc.http_status or 0) < 500 or headers.get("idempotent-replayed") != "true":
-                raise
-            retry_key = f"{idempotency_key}-after-{headers.get('original-request') or 'error'}"
-            return service.create(params=params, options={"idempotency_key": retry_key}).to_dict()
+        return meter

@@ -10,8 +10,9 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from saas import logs
-from saas.billing import stripe_client
+from saas.billing import meters, stripe_client
 from saas.metering.reconciliation import reconcile
+from saas.metering.report_run import units_text
 from saas.metering.reporting import UsageReporter
 
 usage_cli = AppGroup("usage", help="Usage counters and the ledger behind them.")
@@ -31,7 +32,8 @@ def usage_rollup_command():
 @usage_cli.command("check")
 def usage_check_command():
     """Check that every tenant's usage equals its rows (messages sent, windows opened) and that its overage
-    was reported, and with Stripe configured that Stripe's meter counts what was reported. Exits 1 if not."""
+    was reported, and with Stripe configured that each Billing Meter (conversations, messages) counts what was
+    reported of its unit. Exits 1 if not."""
     from saas.extensions import db
     from saas.messaging.outbound.billed import billed_units
     from saas.metering.audit import audit_usage
@@ -40,7 +42,7 @@ def usage_check_command():
     for problem in problems:
         click.echo(problem)
     client = stripe_client.client() if stripe_client.configured() else None
-    reported = reconcile(db.session, client, event_name=current_app.config["STRIPE_METER_EVENT_NAME"])
+    reported = reconcile(db.session, client, event_names=meters.event_names(current_app.config))
     for problem in reported.problems:
         click.echo(problem)
     if not reported.stripe_compared:
@@ -56,7 +58,8 @@ def usage_check_command():
 
 @usage_cli.command("report")
 def usage_report_command():
-    """Report settled overage to Stripe's Billing Meter now (web processes do it every USAGE_REPORT_SECONDS)."""
+    """Report settled overage to Stripe's Billing Meters now, conversations and messages each to their own
+    (web processes do it every USAGE_REPORT_SECONDS)."""
     if not stripe_client.configured():
         raise click.ClickException("Stripe is not configured (STRIPE_SECRET_KEY is not set): nothing was reported.")
     run = UsageReporter.from_config(current_app.config, stripe_client.client()).report()
@@ -66,7 +69,7 @@ def usage_report_command():
     if run.stopped:
         click.echo(f"Stopped early: {run.stopped}.")
     if run.too_old:
-        click.echo(f"{run.too_old} overage conversations are older than Stripe accepts and were not sent; "
+        click.echo(f"Not sent, older than Stripe accepts: {units_text(run.too_old_units, 'overage')}; "
                    "'flask usage check' lists them.")
     if run.all_failed:
         raise click.ClickException(f"Every attempt failed ({run.failed}); nothing was reported. "
@@ -106,7 +109,7 @@ def _stripe_calls_logged(verbose: bool):
 @click.option("--plan", "codes", multiple=True, metavar="CODE", help="Only this plan (may be repeated).")
 @click.option("--verbose", "-v", is_flag=True, help="Log every call to Stripe, on stderr.")
 def plans_sync_command(codes, verbose):
-    """Create or update the plans' Products, Prices and Meter on Stripe (safe to run again).
+    """Create or update the plans' Products, Prices and Meters on Stripe (safe to run again).
 
     Prints one line per plan saying what changed; warnings and errors are logged as usual.
     """

@@ -1,16 +1,16 @@
 """The check of what was reported: per tenant and period with overage, the counters, the usage records
-decided and reported, and Stripe's meter event summary must agree (``flask usage check``).
+decided and reported, and each Billing Meter's event summary must agree (``flask usage check``).
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import stripe
 from sqlalchemy import case, func, select
 
-from saas.billing.models import Plan
-from saas.billing.pricing import METRIC_MESSAGES
+from saas.billing.pricing import METRIC_MESSAGES, metric_unit
 from saas.metering.models import UsageRecord
 from saas.metering.reporting import TOO_OLD, describe, unix
 from saas.metering.services import Metering
@@ -29,16 +29,18 @@ def _floor_minute(seconds: int) -> int:
     return seconds - seconds % 60
 
 
-def reconcile(session, client=None, *, event_name: str, now: datetime | None = None) -> Reconciliation:
+def reconcile(session, client=None, *, event_names: dict[str, str], now: datetime | None = None) -> Reconciliation:
     """Compare what was reported with the local counters and, given a client, with Stripe. Read-only.
 
     For every tenant and period with overage, for each metric billed: the
     units counted must equal the usage records kept; every overage record
     must be reported (else it is listed as waiting or failed, with its
-    error). And Stripe's meter event summary for the tenant's customer over
-    the period (one meter, whatever unit the plan prices) must equal what was
-    reported. Stripe aggregates asynchronously, so run it a few minutes after
-    the last report. Without ``client``, only the local side is checked.
+    error). And for each priced unit (``event_names``: unit -> its meter's
+    event name), the event summary of that unit's meter for the tenant's
+    customer over the period must equal what was reported of that unit (0
+    when none was: an event sent to the wrong meter shows on both). Stripe
+    aggregates asynchronously, so run it a few minutes after the last
+    report. Without ``client``, only the local side is checked.
     """
     now = now or utcnow()
     result = Reconciliation(stripe_compared=client is not None)
@@ -53,7 +55,7 @@ def reconcile(session, client=None, *, event_name: str, now: datetime | None = N
             .where(UsageRecord.overage.is_(True), UsageRecord.voided_at.is_(None))
             .group_by(UsageRecord.tenant_id, UsageRecord.period_start, UsageRecord.metric)
             .order_by(UsageRecord.tenant_id, UsageRecord.period_start, UsageRecord.metric)).all()
-        meter_id = _meter_id(session, client, event_name, result) if client is not None and rows else None
+        found = _meters(client, event_names, result) if client is not None and rows else None
         periods: dict[tuple, list] = {}
         for tenant_id, period_start, metric, overage, sent, failures in rows:
             periods.setdefault((tenant_id, period_start), []).append((metric, int(overage), int(sent), int(failures)))
@@ -61,8 +63,8 @@ def reconcile(session, client=None, *, event_name: str, now: datetime | None = N
             where = f"tenant {tenant_id} period {period_start:%Y-%m-%d}"
             for figures in metrics:
                 _check_local(session, result, tenant_id, period_start, where, *figures)
-            if meter_id is not None:
-                _check_stripe(session, client, meter_id, result, tenant_id, period_start, where, metrics, now)
+            if found is not None:
+                _check_stripe(session, client, found, result, tenant_id, period_start, where, metrics, now)
     finally:
         session.rollback()
     return result
@@ -96,41 +98,50 @@ def _check_local(session, result: Reconciliation, tenant_id: int, period_start: 
             f"{failures} failed" + (f" (last error: {' | '.join(errors)})" if errors else ""))
 
 
-def _check_stripe(session, client, meter_id: str, result: Reconciliation, tenant_id: int, period_start: datetime,
+def _check_stripe(session, client, found: dict, result: Reconciliation, tenant_id: int, period_start: datetime,
                   where: str, metrics: list, now: datetime) -> None:
-    """Stripe's meter event summary of the tenant's customer over the period against what was reported."""
+    """Each meter's event summary of the tenant's customer over the period against what was reported of its unit."""
     customer = session.scalar(select(Tenant.stripe_customer_id).where(Tenant.id == tenant_id))
     if not customer:
         return
-    result.checked += 1
-    sent = sum(figures[2] for figures in metrics)
-    noun = _noun(metrics[0][0]) if len(metrics) == 1 else "units"
+    sent = Counter()
+    for metric, _, reported, _ in metrics:
+        sent[metric_unit(metric)] += reported
     start, end = _window(session, tenant_id, period_start, now)
-    try:
-        summaries = client.v1.billing.meters.event_summaries.list(
-            meter_id, params={"customer": customer, "start_time": start, "end_time": end})
-    except stripe.StripeError as exc:
-        result.problems.append(f"{where}: Stripe's meter event summary could not be read: {describe(exc)}")
-        return
-    total = sum(float(s.aggregated_value) for s in summaries.data)
-    if total != sent:
-        result.problems.append(f"{where}: Stripe counts {total:g} overage {noun} for {customer}, {sent} were reported")
+    for unit, (event_name, meter_id) in found.items():
+        if meter_id is None:
+            if sent[unit]:
+                result.checked += 1
+                result.problems.append(f"{where}: {sent[unit]} overage {unit} were reported, but Stripe has no "
+                                       f"Billing Meter for the event name {event_name!r}")
+            continue
+        result.checked += 1
+        try:
+            summaries = client.v1.billing.meters.event_summaries.list(
+                meter_id, params={"customer": customer, "start_time": start, "end_time": end})
+        except stripe.StripeError as exc:
+            result.problems.append(f"{where}: the summary of Stripe's {unit} meter could not be read: "
+                                   f"{describe(exc)}")
+            continue
+        total = sum(float(s.aggregated_value) for s in summaries.data)
+        if total != sent[unit]:
+            result.problems.append(f"{where}: Stripe counts {total:g} overage {unit} for {customer}, {sent[unit]} "
+                                   f"were reported (meter {meter_id}, event {event_name})")
 
 
-def _meter_id(session, client, event_name: str, result: Reconciliation) -> str | None:
-    """The Billing Meter of ``event_name``: from the plans, else found in Stripe by its event name."""
-    found = session.scalar(select(Plan.stripe_meter_id).where(Plan.stripe_meter_id.is_not(None)).limit(1))
-    if found:
-        return found
+def _meters(client, event_names: dict[str, str], result: Reconciliation) -> dict | None:
+    """Unit -> (its event name, the id of Stripe's Billing Meter of that name, None if there is none); None
+    when Stripe's meters cannot be listed."""
+    by_name: dict[str, str] = {}
     try:
+        # Meters have no filter by event name: list them all (an active one wins over a deactivated one).
         for meter in client.v1.billing.meters.list(params={"limit": 100}).auto_paging_iter():
-            if meter.event_name == event_name:
-                return meter.id
+            if meter.event_name not in by_name or meter.status == "active":
+                by_name[meter.event_name] = meter.id
     except stripe.StripeError as exc:
         result.problems.append(f"Stripe's meters could not be listed: {describe(exc)}")
         return None
-    result.problems.append(f"Stripe has no Billing Meter for the event name {event_name!r}: overage was not compared")
-    return None
+    return {unit: (name, by_name.get(name)) for unit, name in event_names.items()}
 
 
 def _window(session, tenant_id: int, period_start: datetime, now: datetime) -> tuple[int, int]:

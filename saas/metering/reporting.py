@@ -2,10 +2,11 @@
 
 Every billable unit (a conversation, or a message of a category a per-message
 plan prices) writes a UsageRecord (the outbox) in the send's own transaction;
-a refused send voids it. Every unit goes to the one Billing Meter: a
-subscription holds one metered price, its plan's price per unit. The reporter
-works through the outbox in two steps, and any number of reporters may run at
-once:
+a refused send voids it. Each priced unit, conversations or messages, has its
+own Billing Meter (saas.billing.meters), named by an event name from the
+settings: a record's overage goes to the meter of the unit its metric counts,
+which the metered price of a plan pricing that unit counts. The reporter works
+through the outbox in two steps, and any number of reporters may run at once:
 
 1. **Decide.** Once a record has settled (sends settle within 1.5x
    RECOVER_SENDS_AFTER_SECONDS; records are decided after ``settle_after``,
@@ -18,10 +19,10 @@ once:
    tenant on an overage plan without a Stripe customer or subscription waits,
    with ``last_error`` saying why. One tenant is decided by one reporter at a
    time (a PostgreSQL advisory lock; SQLite has one writer).
-2. **Send.** Each overage record becomes one meter event whose ``identifier``
-   and idempotency key are the record's identifier, so a resend (a crash
-   between "Stripe accepted" and "marked reported", a timeout after Stripe
-   counted it) is counted once by Stripe. A batch is claimed with FOR UPDATE
+2. **Send.** Each overage record becomes one meter event, under its unit's
+   event name, whose ``identifier`` and idempotency key are the record's
+   identifier, so a resend (a crash between "Stripe accepted" and "marked
+   reported", a timeout after Stripe counted it) is counted once by Stripe. A batch is claimed with FOR UPDATE
    SKIP LOCKED on PostgreSQL, so two reporters never send one record at the
    same time. A failed send counts an attempt and waits (30 s, doubling, at
    most an hour): Stripe down for an hour loses nothing. Stripe refuses events
@@ -35,17 +36,18 @@ import calendar
 import logging
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import stripe
 from sqlalchemy import case, func, or_, select, text, update
 
-from saas.billing import entitlements
-from saas.billing.pricing import quota, split_overage
+from saas.billing import entitlements, meters
+from saas.billing.pricing import metric_unit, quota, split_overage
 from saas.billing.services import subscription_for
 from saas.extensions import db
 from saas.metering.models import UsageRecord
+from saas.metering.report_run import ReportRun
 from saas.tenants.models import Tenant
 from saas.timeutil import utcnow
 
@@ -85,40 +87,12 @@ def describe(exc: stripe.StripeError) -> str:
     return f"{type(exc).__name__}{status}: {exc.user_message or exc}"[:500]
 
 
-@dataclass
-class ReportRun:
-    """What one run did (conversations, not records: a record may stand for several)."""
-
-    reported: int = 0                 # overage conversations Stripe accepted in this run
-    tenants: set = field(default_factory=set)  # whose overage was reported in this run
-    included: int = 0                 # decided inside included amounts in this run (nothing sent)
-    attempted: int = 0                # meter events tried in this run
-    failed: int = 0                   # of those, refused or not answered
-    errors: Counter = field(default_factory=Counter)  # error -> failed attempts in this run
-    stopped: str | None = None        # why sending stopped before the outbox was empty
-    waiting: dict = field(default_factory=dict)  # after the run: reason -> conversations not reported yet
-    too_old: int = 0                  # after the run: overage conversations Stripe will no longer take
-
-    @property
-    def all_failed(self) -> bool:
-        return self.attempted > 0 and self.failed == self.attempted
-
-    def summary(self) -> str:
-        waiting = sum(self.waiting.values())
-        reasons = "; ".join(f"{n} {reason}" for reason, n in sorted(self.waiting.items()))
-        return (f"Reported {_count(self.reported, 'overage conversation')} for {_count(len(self.tenants), 'tenant')}; "
-                f"{self.included} within included amounts; {waiting} waiting" + (f" ({reasons})" if reasons else ""))
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 @dataclass(frozen=True)
 class Claimed:
     id: int
     tenant_id: int
     identifier: str
+    metric: str
     quantity: int
     created_at: datetime
     attempts: int
@@ -126,17 +100,18 @@ class Claimed:
 
 
 class UsageReporter:
-    """Reports settled overage to Stripe's Billing Meter; see the module's docstring.
+    """Reports settled overage to Stripe's Billing Meters; see the module's docstring.
 
-    ``client`` is the app's StripeClient; ``clock`` says what time it is;
-    ``settle_after`` is how old a record must be to be decided; ``batch`` is
-    how many records one claim takes.
+    ``client`` is the app's StripeClient; ``event_names`` maps each priced
+    unit to its meter's event name (saas.billing.meters.event_names);
+    ``clock`` says what time it is; ``settle_after`` is how old a record
+    must be to be decided; ``batch`` is how many records one claim takes.
     """
 
-    def __init__(self, client, *, event_name: str, settle_after: timedelta, batch: int = 100,
+    def __init__(self, client, *, event_names: dict[str, str], settle_after: timedelta, batch: int = 100,
                  clock=utcnow, session=None):
         self.client = client
-        self.event_name = event_name
+        self.event_names = event_names
         self.settle_after = settle_after
         self.batch = batch
         self.clock = clock
@@ -145,7 +120,7 @@ class UsageReporter:
     @classmethod
     def from_config(cls, config, client, **overrides) -> "UsageReporter":
         """The app's reporter: records settle after 2x RECOVER_SENDS_AFTER_SECONDS."""
-        options = {"event_name": config["STRIPE_METER_EVENT_NAME"],
+        options = {"event_names": meters.event_names(config),
                    "settle_after": timedelta(seconds=2 * config["RECOVER_SENDS_AFTER_SECONDS"])}
         options.update(overrides)
         return cls(client, **options)
@@ -168,7 +143,7 @@ class UsageReporter:
             claimed = self._send_batch(run, deadline)
             if claimed < self.batch:
                 break
-        run.waiting, run.too_old = self.outstanding()
+        run.waiting, run.too_old_units = self.outstanding()
         if run.attempted or run.included:
             log.info("usage report: %s; %d failed", run.summary(), run.failed)
         return run
@@ -294,8 +269,8 @@ class UsageReporter:
         session = self.session
         now = self.clock()
         query = (
-            select(UsageRecord.id, UsageRecord.tenant_id, UsageRecord.identifier, UsageRecord.quantity,
-                   UsageRecord.created_at, UsageRecord.attempts, Tenant.stripe_customer_id)
+            select(UsageRecord.id, UsageRecord.tenant_id, UsageRecord.identifier, UsageRecord.metric,
+                   UsageRecord.quantity, UsageRecord.created_at, UsageRecord.attempts, Tenant.stripe_customer_id)
             .join(Tenant, Tenant.id == UsageRecord.tenant_id)
             .where(UsageRecord.overage.is_(True), UsageRecord.reported_at.is_(None), UsageRecord.voided_at.is_(None),
                    or_(UsageRecord.next_attempt_at.is_(None), UsageRecord.next_attempt_at <= now),
@@ -330,18 +305,23 @@ class UsageReporter:
             raise
         run.attempted += len(accepted) + len(failed)
         run.failed += len(failed)
-        run.reported += sum(r.quantity for r in accepted)
+        for record in accepted:
+            run.reported_units[metric_unit(record.metric)] += record.quantity
         run.tenants.update(r.tenant_id for r in accepted)
         run.errors.update(message for _, message in failed)
         return len(claimed)
 
     def _send(self, record: Claimed) -> tuple[str, bool] | None:
-        """One meter event; None when Stripe accepted it, else (the error, whether Stripe is unavailable)."""
+        """One meter event, to the meter of the record's unit; None when Stripe accepted it, else (the error,
+        whether Stripe is unavailable)."""
         if not record.stripe_customer_id:
             return NO_CUSTOMER, False
+        event_name = self.event_names.get(metric_unit(record.metric))
+        if event_name is None:
+            return f"Not sent: no Billing Meter counts the metric {record.metric!r}.", False
         try:
             self.client.v1.billing.meter_events.create(
-                params={"event_name": self.event_name,
+                params={"event_name": event_name,
                         "payload": {"stripe_customer_id": record.stripe_customer_id, "value": str(record.quantity)},
                         "identifier": record.identifier,
                         "timestamp": unix(record.created_at)},
@@ -367,8 +347,8 @@ class UsageReporter:
                         next_attempt_at=now + retry_delay(record.attempts + 1)))
 
     # -- what is left ----------------------------------------------------------------------------
-    def outstanding(self) -> tuple[dict[str, int], int]:
-        """Conversations not reported yet, by reason, and how many Stripe will no longer take. Read-only."""
+    def outstanding(self) -> tuple[dict[str, int], Counter]:
+        """Units not reported yet, by reason, and those Stripe will no longer take, by priced unit. Read-only."""
         session = self.session
         now = self.clock()
         reason = case(
@@ -381,11 +361,15 @@ class UsageReporter:
             else_="due now")
         try:
             rows = session.execute(
-                select(reason, func.sum(UsageRecord.quantity))
+                select(reason, UsageRecord.metric, func.sum(UsageRecord.quantity))
                 .where(UsageRecord.reported_at.is_(None), UsageRecord.voided_at.is_(None))
-                .group_by(reason)).all()
+                .group_by(reason, UsageRecord.metric)).all()
         finally:
             session.rollback()
-        waiting = {name: int(n) for name, n in rows if name != "too old" and n}
-        too_old = next((int(n) for name, n in rows if name == "too old"), 0)
-        return waiting, too_old
+        waiting, too_old = Counter(), Counter()
+        for name, metric, n in rows:
+            if name == "too old":
+                too_old[metric_unit(metric)] += int(n)
+            elif n:
+                waiting[name] += int(n)
+        return dict(waiting), too_old

@@ -1,8 +1,11 @@
 """Plans billed per message, made and edited in the admin's plan form."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from saas.extensions import db
 from tests.admin.test_plans import admin, field_errors, page_of, stored_plan  # noqa: F401
 
 PER_MESSAGE = {"code": "bulk", "name": "Bulk", "description": "", "price_cents": "4900", "currency": "usd",
@@ -67,3 +70,50 @@ def test_a_conversation_plan_becomes_a_message_plan_by_edit(app, admin):
     assert (plan.billing_unit, plan.included_messages, plan.message_categories) == (
         "messages", 500, ["authentication"])
     assert plan.included_conversations == 1000  # kept, unused while messages are priced
+
+
+# -- what the console says of a plan's unit -------------------------------------------------------
+
+def test_the_price_past_the_quota_is_labelled_per_unit_of_what_the_plan_bills(app, admin):
+    assert "Price per extra conversation, in cents" in page_of(admin.client.get("/admin/plans/new"))
+    assert admin.post("/admin/plans/new", PER_MESSAGE).status_code == 302
+    page = page_of(admin.client.get("/admin/plans/bulk/edit"))
+    assert "Price per extra message, in cents" in page and "Price per extra conversation" not in page
+    # Sent back with an error, the form says what it was sent with.
+    refused = admin.post("/admin/plans/new", {**PER_MESSAGE, "code": "bulk-2", "message_categories": []})
+    assert refused.status_code == 400 and "Price per extra message, in cents" in page_of(refused)
+
+
+def test_the_lists_say_which_unit_each_plan_and_tenant_counts(app, admin):
+    from tests.admin.test_tenants import tenant_rows
+    from tests.factories import make_tenant
+
+    assert admin.post("/admin/plans/new", PER_MESSAGE).status_code == 302
+    with app.app_context():
+        bulk, starter = make_tenant("bulk"), make_tenant("starter")
+        slugs = (bulk.slug, starter.slug)
+        db.session.remove()
+    listing = page_of(admin.client.get("/admin/plans"))
+    assert re.search(r'data-label="Included">\s*1,000 conversations\s*</td>', listing)
+    rows = tenant_rows(page_of(admin.client.get("/admin/tenants")))
+    assert [rows[slug][6] for slug in slugs] == ["0 / 3000 messages", "0 / 1000 conversations"]
+    assert "<th>Usage</th>" in page_of(admin.client.get("/admin/tenants"))
+
+
+def test_a_plan_paid_for_through_stripe_keeps_its_unit_and_the_form_says_why(app, admin):
+    from tests.admin.test_tenants import set_subscription
+    from tests.factories import make_tenant
+
+    with app.app_context():
+        tenant_id = make_tenant("starter").id
+        db.session.remove()
+    set_subscription(app, tenant_id, stripe_subscription_id="sub_paying", status="active")
+
+    response = admin.edit("starter", billing_unit="messages", included_messages="500",
+                          message_categories=["authentication"])
+
+    assert response.status_code == 400
+    assert field_errors(page_of(response)) == {"billing_unit": (
+        "Tenants pay for this plan through Stripe, their overage priced per conversation: it keeps its unit. "
+        "Make a new plan billed the other way.")}
+    assert stored_plan(app, "starter").billing_unit == "conversations"

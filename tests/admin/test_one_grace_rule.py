@@ -62,8 +62,8 @@ def test_rights_follow_the_configured_grace(app, late_payers):
 
 def test_each_tenants_revenue_follows_the_configured_grace(app, admin, late_payers):
     rows = tenant_rows(text_of(admin.get("/admin/tenants")))
-    assert rows[late_payers["inside"][1]][4:] == ["Pro", "past due", "0 / 5000", "USD 99.00"]
-    assert rows[late_payers["past"][1]][4:] == ["Pro (Free rights)", "past due", "0 / 250", "USD 0.00"]
+    assert rows[late_payers["inside"][1]][4:] == ["Pro", "past due", "0 / 5000 conversations", "USD 99.00"]
+    assert rows[late_payers["past"][1]][4:] == ["Pro (Free rights)", "past due", "0 / 250 conversations", "USD 0.00"]
     for which, revenue in (("inside", "USD 99.00"), ("past", "USD 0.00")):
         page = text_of(admin.get(f"/admin/tenants/{late_payers[which][0]}"))
         assert {row[0]: row[1] for row in cells(page, "subscription")}["Monthly revenue"] == revenue

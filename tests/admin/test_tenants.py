@@ -43,7 +43,7 @@ def cells(page: str, table_id: str) -> list[list[str]]:
 
 
 def tenant_rows(page: str, table_id: str = "tenant-list") -> dict[str, list[str]]:
-    """{slug: [name, slug, owner, status, plan, subscription, conversations, revenue]}."""
+    """{slug: [name, slug, owner, status, plan, subscription, usage, revenue]}."""
     return {row[1]: row for row in cells(page, table_id) if len(row) == 8}
 
 
@@ -258,14 +258,16 @@ def test_tenant_list_shows_plan_status_usage_and_revenue(app, admin, mixed):
         slugs = {key: db.session.get(Tenant, tid).slug for key, tid in mixed.items()}
         free_slug = db.session.get(Tenant, free.tenant_id).slug
         db.session.remove()
-    assert rows[free_slug][3:] == ["active", "Free", "active", "2 / 250", "USD 0.00"]
-    assert rows[slugs["pro"]][3:] == ["active", "Pro", "active", "0 / 5000", "USD 99.00"]
-    assert rows[slugs["starter_late"]][3:] == ["active", "Starter", "past due", "0 / 1000", "USD 29.00"]
+    assert rows[free_slug][3:] == ["active", "Free", "active", "2 / 250 conversations", "USD 0.00"]
+    assert rows[slugs["pro"]][3:] == ["active", "Pro", "active", "0 / 5000 conversations", "USD 99.00"]
+    assert rows[slugs["starter_late"]][3:] == ["active", "Starter", "past due", "0 / 1000 conversations", "USD 29.00"]
     # Past the grace period: free rights, and nothing earned.
-    assert rows[slugs["lapsed"]][3:] == ["active", "Enterprise (Free rights)", "past due", "0 / 250", "USD 0.00"]
-    assert rows[slugs["canceled"]][3:] == ["active", "Pro (Free rights)", "canceled", "0 / 250", "USD 0.00"]
-    assert rows[slugs["trial"]][3:] == ["active", "Starter", "trialing", "0 / 1000", "USD 29.00"]
-    assert rows[slugs["eur"]][3:] == ["active", "Pro (EUR, yearly)", "active", "0 / 60000", "EUR 100.00"]
+    assert rows[slugs["lapsed"]][3:] == ["active", "Enterprise (Free rights)", "past due", "0 / 250 conversations",
+                                         "USD 0.00"]
+    assert rows[slugs["canceled"]][3:] == ["active", "Pro (Free rights)", "canceled", "0 / 250 conversations",
+                                           "USD 0.00"]
+    assert rows[slugs["trial"]][3:] == ["active", "Starter", "trialing", "0 / 1000 conversations", "USD 29.00"]
+    assert rows[slugs["eur"]][3:] == ["active", "Pro (EUR, yearly)", "active", "0 / 60000 conversations", "EUR 100.00"]
     assert rows[slugs["suspended"]][3] == "suspended"
     assert rows[slugs["pro"]][0] == "Pro Co"
     assert rows[slugs["pro"]][2].startswith("owner") and rows[slugs["pro"]][2].endswith(".example.com")
@@ -284,9 +286,9 @@ def test_usage_in_the_list_is_the_current_stripe_period_not_the_calendar_month(a
     with app.app_context():
         app.extensions["metering"].roll_up_all(db.session)
         db.session.remove()
-    assert tenant_rows(text_of(admin.get("/admin/tenants")))[slug][6] == "0 / 250"
+    assert tenant_rows(text_of(admin.get("/admin/tenants")))[slug][6] == "0 / 250 conversations"
     set_subscription(app, acme.tenant_id, current_period_start=None, current_period_end=None)
-    assert tenant_rows(text_of(admin.get("/admin/tenants")))[slug][6] == "1 / 250"
+    assert tenant_rows(text_of(admin.get("/admin/tenants")))[slug][6] == "1 / 250 conversations"
 
 
 def test_search_matches_name_slug_and_owner_email_in_any_case(app, admin):

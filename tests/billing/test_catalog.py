@@ -62,7 +62,7 @@ def test_sync_from_empty_creates_a_product_prices_and_one_meter_per_the_conventi
     meter_calls = stripe.requests("POST", "/v1/billing/meters")
     assert len(meter_calls) == 1
     assert meter_calls[0].params == {
-        "display_name": "WhatsApp conversations", "event_name": "whatsapp_conversations",
+        "display_name": "WhatsApp conversations past the plan's included ones", "event_name": "whatsapp_conversations",
         "default_aggregation": {"formula": "sum"},
         "customer_mapping": {"type": "by_id", "event_payload_key": "stripe_customer_id"},
         "value_settings": {"event_payload_key": "value"}}

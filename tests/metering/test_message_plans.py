@@ -31,7 +31,8 @@ from tests.metering.test_failures import (
     CRASHES, FAILING, assert_usage_equals_rows, crashing_service, race_sixteen_sends, two_phase,
 )
 from tests.metering.test_reporting import (  # noqa: F401
-    EVENT, METER_EVENTS, SETTLE, connect, make_reporter, meter_id, records, settled_clock, stripe_total,
+    EVENTS, MESSAGES_EVENT, METER_EVENTS, SETTLE, connect, make_reporter, messages_meter_id, meter_id, records,
+    settled_clock, stripe_total,
 )
 
 
@@ -101,10 +102,11 @@ def test_included_messages_then_the_hard_cap_refuses_the_next_priced_one(app, cl
     assert_usage_equals_rows(app)
 
 
-def test_each_priced_message_past_the_included_ones_is_overage_reported_to_stripe(app, client, stripe, meter_id):
+def test_each_priced_message_past_the_included_ones_is_overage_reported_to_the_messages_meter(
+        app, client, stripe, meter_id, messages_meter_id):
     message_plan(app, included=1, overage=Decimal("0.8"))
     bulk = sender(client, "bulk")
-    customer = connect(app, stripe, meter_id, bulk.tenant_id)
+    customer = connect(app, stripe, messages_meter_id, bulk.tenant_id)
     assert bulk.send(to="15551230001").status_code == 200  # free
     for to in ("15551230001", "15551230001", "15551230002"):
         assert bulk.send(payload=template(MARKETING, to)).status_code == 200
@@ -113,7 +115,7 @@ def test_each_priced_message_past_the_included_ones_is_overage_reported_to_strip
     with app.app_context():
         run = make_reporter(settled_clock()).report()
         rows = records(bulk.tenant_id)
-        check = reconcile(db.session, stripe_client.client(), event_name=EVENT, now=utcnow() + timedelta(minutes=2))
+        check = reconcile(db.session, stripe_client.client(), event_names=EVENTS, now=utcnow() + timedelta(minutes=2))
         db.session.remove()
 
     assert (run.included, run.reported, run.failed) == (1, 2, 0)
@@ -121,9 +123,13 @@ def test_each_priced_message_past_the_included_ones_is_overage_reported_to_strip
                                                      ("messages.marketing", True)]
     calls = stripe.requests("POST", METER_EVENTS)
     assert [call.params["identifier"] for call in calls] == [r.identifier for r in rows[1:]]
+    assert {call.params["event_name"] for call in calls} == {MESSAGES_EVENT}
     assert all(call.params["payload"] == {"stripe_customer_id": customer, "value": "1"} for call in calls)
     assert stripe_total(stripe, customer) == 2
-    assert (check.problems, check.checked) == ([], 3)
+    # Two local figures, then each meter: the messages meter has both, the conversations meter none.
+    assert (check.problems, check.checked) == ([], 4)
+    assert [c.path for c in stripe.requests("GET", "/v1/billing/meters/")] == [
+        f"/v1/billing/meters/{meter_id}/event_summaries", f"/v1/billing/meters/{messages_meter_id}/event_summaries"]
 
 
 def test_service_messages_priced_in_one_statement_are_billed_per_message(app, client):
@@ -174,7 +180,8 @@ def test_a_failed_status_gives_the_message_back_unless_stripe_has_it(app, client
     decided = sent_and_accepted(app, bulk, "15551230001")
     with app.app_context():
         # The reporter decides it (within the included messages): it is Stripe's now.
-        assert UsageReporter(None, event_name=EVENT, settle_after=SETTLE, clock=settled_clock()).decide().included == 1
+        reporter = UsageReporter(None, event_names=EVENTS, settle_after=SETTLE, clock=settled_clock())
+        assert reporter.decide().included == 1
         db.session.remove()
     given_back = sent_and_accepted(app, bulk, "15551230002")
     assert usage(bulk)["used"] == 2

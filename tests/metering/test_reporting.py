@@ -31,6 +31,9 @@ from saas.timeutil import utcnow
 from tests.factories import make_tenant, sender, set_quota
 
 EVENT = "whatsapp_conversations"
+MESSAGES_EVENT = "whatsapp_messages"
+# Each priced unit's meter event name, as the settings give them by default.
+EVENTS = {"conversations": EVENT, "messages": MESSAGES_EVENT}
 # What a send that opens a service conversation counts.
 CONVERSATION_SENT = {"messages": 1, "conversations": 1, "conversations.service": 1}
 SETTLE = timedelta(seconds=60)
@@ -62,23 +65,34 @@ def settled_clock() -> Clock:
 
 
 def make_reporter(clock, client=None, **options) -> UsageReporter:
-    return UsageReporter(client or stripe_client.client(), event_name=EVENT, settle_after=SETTLE, clock=clock,
+    return UsageReporter(client or stripe_client.client(), event_names=EVENTS, settle_after=SETTLE, clock=clock,
                          **options)
+
+
+def create_meter(app, event_name: str, unit: str) -> str:
+    """A Billing Meter created through the API, its id on every plan of ``unit`` (as the catalog sync leaves it)."""
+    with app.app_context():
+        meter = stripe_client.client().v1.billing.meters.create(params={
+            "display_name": f"WhatsApp {unit}", "event_name": event_name,
+            "default_aggregation": {"formula": "sum"},
+            "customer_mapping": {"event_payload_key": "stripe_customer_id", "type": "by_id"},
+            "value_settings": {"event_payload_key": "value"}})
+        db.session.execute(update(Plan).where(Plan.billing_unit == unit).values(stripe_meter_id=meter.id))
+        db.session.commit()
+        db.session.remove()
+    return meter.id
 
 
 @pytest.fixture
 def meter_id(app, stripe):
-    """The Billing Meter, created through the API, its id on every plan (as the catalog sync leaves it)."""
-    with app.app_context():
-        meter = stripe_client.client().v1.billing.meters.create(params={
-            "display_name": "WhatsApp conversations", "event_name": EVENT,
-            "default_aggregation": {"formula": "sum"},
-            "customer_mapping": {"event_payload_key": "stripe_customer_id", "type": "by_id"},
-            "value_settings": {"event_payload_key": "value"}})
-        db.session.execute(update(Plan).values(stripe_meter_id=meter.id))
-        db.session.commit()
-        db.session.remove()
-    return meter.id
+    """The conversations meter."""
+    return create_meter(app, EVENT, "conversations")
+
+
+@pytest.fixture
+def messages_meter_id(app, stripe):
+    """The messages meter."""
+    return create_meter(app, MESSAGES_EVENT, "messages")
 
 
 def connect(app, stripe, meter_id, tenant_id, *, customer=True, subscription=True) -> str | None:
@@ -287,7 +301,8 @@ def test_records_newer_than_the_settle_delay_wait(app, ctx, stripe, meter_id):
 def test_settle_delay_is_twice_the_recovery_threshold(app):
     reporter = UsageReporter.from_config({**app.config, "RECOVER_SENDS_AFTER_SECONDS": 30.0}, client=None)
     assert reporter.settle_after == timedelta(seconds=60)
-    assert reporter.event_name == app.config["STRIPE_METER_EVENT_NAME"]
+    assert reporter.event_names == {"conversations": app.config["STRIPE_METER_EVENT_NAME"],
+                                    "messages": app.config["STRIPE_MESSAGES_METER_EVENT_NAME"]} == EVENTS
 
 
 def test_a_tenant_without_customer_or_subscription_waits_and_says_why(app, ctx, stripe, meter_id):
@@ -458,7 +473,7 @@ def test_records_older_than_stripe_accepts_are_marked_not_retried_and_listed(app
     old = records(tenant_id)[:2]
     assert {(r.overage, r.reported_at, r.last_error) for r in old} == {(True, None, TOO_OLD)}
     assert stripe_total(stripe, customer) == 1
-    check = reconcile(db.session, stripe_client.client(), event_name=EVENT, now=clock.now)
+    check = reconcile(db.session, stripe_client.client(), event_names=EVENTS, now=clock.now)
     assert any("2 overage conversations, 0 reported, 0 waiting, 2 failed" in p and TOO_OLD in p
                for p in check.problems), check.problems
 
