@@ -90,17 +90,26 @@ def register_extensions(app: Flask) -> None:
 def register_services(app: Flask) -> None:
     """The services the faces, the CLI and workers call, with their collaborators, and the housekeeping
     every process runs."""
+    from saas import cache
     from saas.billing import stripe_client
+    from saas.billing.entitlements import Rights
+    from saas.database import AppSessions
+    from saas.extensions import db
     from saas.messaging.numbers.graph import Graph, pooled_session
     from saas.messaging.numbers.info import NumberInfoClient
     from saas.metering.services import Metering
 
     app.extensions["stripe"] = stripe_client.build(app.config)
-    metering = Metering()
+    with app.app_context():
+        session = AppSessions(db.session, db.engine)
+    caches = cache.Caches(app)
+    # Tenants' rights as billing reads them, with no app context: the send service's and metering's.
+    rights = Rights(session, caches, app.config)
+    metering = Metering(rights_of=rights.for_tenant_id)
     app.extensions["metering"] = metering
     # One pool of kept-alive connections to Graph for every caller in the process.
     graph_session = pooled_session(app.config["WHATSAPP_POOL_SIZE"])
-    service = register_send_service(app, metering, graph_session)
+    service = register_send_service(app, metering, graph_session, session=session, caches=caches, rights=rights)
     # Reads a live number's info from the Graph API (settings read per call).
     app.extensions["number_info"] = NumberInfoClient(app.config, graph_session)
     app.extensions["graph"] = Graph(app.config, graph_session)
@@ -108,13 +117,13 @@ def register_services(app: Flask) -> None:
         register_housekeeping(app, metering, service)
 
 
-def register_send_service(app: Flask, metering, graph_session):
+def register_send_service(app: Flask, metering, graph_session, *, session, caches, rights):
     """The send service, given everything it reads or writes (so it runs with no request or app
-    context), installed for ``saas.messaging.outbound.send_service(app)``."""
-    from saas import cache
+    context), installed for ``saas.messaging.outbound.send_service(app)``: ``session`` (AppSessions),
+    the app's snapshot ``caches`` and billing's reader of tenants' ``rights`` in that session."""
     from saas.crypto import TokenCipher
-    from saas.database import AppSessions, Reconnecting
-    from saas.extensions import db, limiter
+    from saas.database import Reconnecting
+    from saas.extensions import limiter
     from saas.messaging import outbound
     from saas.messaging.numbers.phone_numbers import SendingNumbers
     from saas.messaging.outbound import accept_journal
@@ -124,9 +133,6 @@ def register_send_service(app: Flask, metering, graph_session):
     from saas.messaging.outbound.settle import recovery_age
     from saas.messaging.templates.message_templates import SendableTemplates
 
-    with app.app_context():
-        session = AppSessions(db.session, db.engine)
-    caches = cache.Caches(app)
     # The pair rate lives where the plan rate limits do: Redis with REDIS_URL, else this process's memory.
     rules = WhatsAppRules(SendableTemplates(session, caches),
                           PairRate(limiter.storage, burst=app.config["WHATSAPP_PAIR_RATE_BURST"],
@@ -137,7 +143,7 @@ def register_send_service(app: Flask, metering, graph_session):
     reconnecting = Reconnecting.from_config(app.config)
     app.extensions["reconnecting"] = reconnecting
     service = SendService(
-        session=session, numbers=SendingNumbers(session, caches), accounts=AccountState(app, session, caches),
+        session=session, numbers=SendingNumbers(session, caches), accounts=AccountState(rights, session, caches),
         transports=build_transports(app, graph_session, TokenCipher(app.config)), metering=metering,
         enqueue=app.extensions["background"].enqueue, rules=rules, reconnecting=reconnecting,
         journal=accept_journal.build(app.config), interrupted_after=after,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from flask import has_app_context
@@ -130,6 +131,19 @@ def end_transaction(session) -> None:
             session.rollback()
     except Exception:
         log.debug("rollback at the end of a unit of work failed", exc_info=True)
+
+
+@contextmanager
+def reading(session):
+    """Around reads in ``session``: a transaction they begin (none was open) is ended after them, so no
+    connection stays checked out and on SQLite no write lock (taken at BEGIN) stays held; one already
+    open is left as it was. Only for reads: what the block began is rolled back."""
+    began = not _in_transaction(session)
+    try:
+        yield
+    finally:
+        if began:
+            end_transaction(session)
 
 
 class AppSessions:

@@ -2,19 +2,22 @@
 
 Plans and subscriptions are read through a per-process cache of immutable
 snapshots (see saas.cache): a change committed in this process is seen at
-once, elsewhere within ACCESS_CACHE_SECONDS.
+once, elsewhere within ACCESS_CACHE_SECONDS. The rule is ``Rights``, given
+its session, caches and settings (so it runs with no app context: the send
+service's); the module's functions ask it with the current app's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from flask import current_app
 from sqlalchemy import select
 
 from saas import cache
 from saas.billing.models import Plan, PlanRules, Subscription
-from saas.billing.standing import FREE_RIGHTS, subscribed_rights_apply
+from saas.billing.standing import FREE_RIGHTS, PastDueGrace, subscribed_rights_apply
 from saas.errors import FeatureNotInPlan, PaymentRequired
 from saas.extensions import db
 from saas.timeutil import utcnow
@@ -81,6 +84,8 @@ class Entitlements:
     notice: str | None         # a sentence for the tenant when rights are reduced or at risk
     suspended: bool
     subscription: SubscriptionState | None = None
+    # The past-due grace these rights were read under: what the subscription's period is judged by too.
+    grace: PastDueGrace | None = field(default=None, compare=False)
 
     @property
     def features(self) -> frozenset[str]:
@@ -149,61 +154,103 @@ def plans_with(feature: str) -> list[Plan]:
     return [plan for plan in plans if feature in (plan.features or ())]
 
 
-def plan_terms(plan_id: int) -> PlanTerms | None:
-    def load():
-        plan = db.session.get(Plan, plan_id)
-        return PlanTerms.of(plan) if plan is not None else None
+class Rights:
+    """What tenants may do now, read with what it is given: ``session`` (a SQLAlchemy session, or a
+    scoped one), ``caches(name)`` (the snapshot caches: saas.cache.Caches, or ``cache.cache_for``) and
+    ``config`` (the settings, read per call: PAST_DUE_GRACE_DAYS). Reaches nothing else, so it answers
+    with or without an app context; the factory builds the app's once."""
 
-    return cache.cache_for("plans").get(plan_id, load)
+    def __init__(self, session, caches, config):
+        self.session = session
+        self.caches = caches
+        self.config = config
+
+    @property
+    def grace(self) -> PastDueGrace:
+        return PastDueGrace.configured(self.config)
+
+    def plan_terms(self, plan_id: int) -> PlanTerms | None:
+        def load():
+            plan = self.session.get(Plan, plan_id)
+            return PlanTerms.of(plan) if plan is not None else None
+
+        return self.caches("plans").get(plan_id, load)
+
+    def plan_terms_by_code(self, code: str) -> PlanTerms | None:
+        def load():
+            plan = self.session.scalar(select(Plan).where(Plan.code == code))
+            return PlanTerms.of(plan) if plan is not None else None
+
+        return self.caches("plans").get(("code", code), load)
+
+    def subscription_state(self, tenant_id: int) -> SubscriptionState | None:
+        def load():
+            subscription = self.session.scalar(select(Subscription).where(Subscription.tenant_id == tenant_id))
+            return SubscriptionState.of(subscription) if subscription is not None else None
+
+        return self.caches("subscriptions").get(tenant_id, load)
+
+    def for_tenant_id(self, tenant_id: int) -> Entitlements:
+        """``for_tenant`` of the tenant ``tenant_id`` (its snapshot read in the same session and caches)."""
+        from saas.tenants.services import tenant_snapshot
+
+        return self.for_tenant(tenant_snapshot(tenant_id, session=self.session, caches=self.caches))
+
+    def for_tenant(self, tenant, subscription: Subscription | SubscriptionState | None = None,
+                   *, now: datetime | None = None) -> Entitlements:
+        """What ``tenant`` may do now, from its subscription's plan and status.
+
+        ``past_due`` keeps the plan for PAST_DUE_GRACE_DAYS; unpaid, canceled,
+        incomplete, incomplete_expired and paused fall back to the free plan.
+        ``tenant`` is a Tenant or any snapshot with ``id`` and ``is_active``.
+        """
+        now = now or utcnow()
+        grace = self.grace
+        if isinstance(subscription, Subscription):
+            state = SubscriptionState.of(subscription)
+        else:
+            state = subscription or self.subscription_state(tenant.id)
+        suspended = not tenant.is_active
+        if state is None:
+            free = self.plan_terms_by_code("free")
+            return Entitlements(plan=free, effective=free, status="none",
+                                notice="No subscription.", suspended=suspended, grace=grace)
+        plan = self.plan_terms(state.plan_id)
+        status = state.status
+        effective, notice = plan, None
+        if status == "past_due":
+            if not subscribed_rights_apply(state, now, grace):
+                effective = self.plan_terms_by_code("free")
+                notice = "Your payment is overdue and the grace period has ended: free plan limits apply."
+            else:
+                notice = "Your last payment failed. Update your card to keep your plan."
+        elif status in FREE_RIGHTS and not plan.is_free:
+            effective = self.plan_terms_by_code("free")
+            notice = f"Your subscription is {status.replace('_', ' ')}: free plan limits apply."
+        if suspended:
+            notice = "This account is suspended. Contact support."
+        return Entitlements(plan=plan, effective=effective, status=status, notice=notice, suspended=suspended,
+                            subscription=state, grace=grace)
+
+
+def in_app() -> Rights:
+    """The rights of the current app context: its session, its caches, its settings."""
+    return Rights(db.session, cache.cache_for, current_app.config)
+
+
+def plan_terms(plan_id: int) -> PlanTerms | None:
+    return in_app().plan_terms(plan_id)
 
 
 def plan_terms_by_code(code: str) -> PlanTerms | None:
-    def load():
-        plan = db.session.scalar(select(Plan).where(Plan.code == code))
-        return PlanTerms.of(plan) if plan is not None else None
-
-    return cache.cache_for("plans").get(("code", code), load)
+    return in_app().plan_terms_by_code(code)
 
 
 def subscription_state(tenant_id: int) -> SubscriptionState | None:
-    def load():
-        subscription = db.session.scalar(select(Subscription).where(Subscription.tenant_id == tenant_id))
-        return SubscriptionState.of(subscription) if subscription is not None else None
-
-    return cache.cache_for("subscriptions").get(tenant_id, load)
+    return in_app().subscription_state(tenant_id)
 
 
 def for_tenant(tenant, subscription: Subscription | SubscriptionState | None = None,
                *, now: datetime | None = None) -> Entitlements:
-    """What ``tenant`` may do now, from its subscription's plan and status.
-
-    ``past_due`` keeps the plan for PAST_DUE_GRACE_DAYS; unpaid, canceled,
-    incomplete, incomplete_expired and paused fall back to the free plan.
-    ``tenant`` is a Tenant or any snapshot with ``id`` and ``is_active``.
-    """
-    now = now or utcnow()
-    if isinstance(subscription, Subscription):
-        state = SubscriptionState.of(subscription)
-    else:
-        state = subscription or subscription_state(tenant.id)
-    suspended = not tenant.is_active
-    if state is None:
-        free = plan_terms_by_code("free")
-        return Entitlements(plan=free, effective=free, status="none",
-                            notice="No subscription.", suspended=suspended)
-    plan = plan_terms(state.plan_id)
-    status = state.status
-    effective, notice = plan, None
-    if status == "past_due":
-        if not subscribed_rights_apply(state, now):
-            effective = plan_terms_by_code("free")
-            notice = "Your payment is overdue and the grace period has ended: free plan limits apply."
-        else:
-            notice = "Your last payment failed. Update your card to keep your plan."
-    elif status in FREE_RIGHTS and not plan.is_free:
-        effective = plan_terms_by_code("free")
-        notice = f"Your subscription is {status.replace('_', ' ')}: free plan limits apply."
-    if suspended:
-        notice = "This account is suspended. Contact support."
-    return Entitlements(plan=plan, effective=effective, status=status, notice=notice, suspended=suspended,
-                        subscription=state)
+    """``Rights.for_tenant`` in the current app context (a request, a command, a job)."""
+    return in_app().for_tenant(tenant, subscription, now=now)

@@ -53,7 +53,7 @@ class Period:
         return self.end - timedelta(microseconds=1)
 
 
-def current_period(subscription, now: datetime | None = None) -> Period:
+def current_period(subscription, now: datetime | None = None, grace=None) -> Period:
     """The billing period ``now`` falls in, for the rights in force at ``now``.
 
     While the subscribed plan's own rights apply, its period is Stripe's.
@@ -62,12 +62,14 @@ def current_period(subscription, now: datetime | None = None) -> Period:
     one Stripe has not renewed yet) it is the calendar month in UTC, so what
     was used this month under the free plan keeps counting against its cap
     whatever period a new Stripe subscription starts. ``subscription`` is a
-    Subscription, a SubscriptionState, or None.
+    Subscription, a SubscriptionState, or None; ``grace`` the past-due grace
+    (saas.billing.standing.PastDueGrace; None: the current app's).
     """
     now = now or utcnow()
     start = getattr(subscription, "current_period_start", None)
     end = getattr(subscription, "current_period_end", None)
-    if start is not None and end is not None and start <= now < end and subscribed_rights_apply(subscription, now):
+    if (start is not None and end is not None and start <= now < end
+            and subscribed_rights_apply(subscription, now, grace)):
         return Period(start, end)
     return Period(month_start(now), next_month_start(now))
 
@@ -90,10 +92,9 @@ class Receipt:
 
 
 def current_rights(tenant_id: int):
-    """The tenant's rights now (for pricing a send whose caller has none at hand)."""
-    from saas.tenants.services import tenant_snapshot
-
-    return entitlements.for_tenant(tenant_snapshot(tenant_id))
+    """The tenant's rights now, in the current app context (for pricing a send whose caller has none at
+    hand; the app's Metering is given its own ``rights_of``, which needs no app context)."""
+    return entitlements.in_app().for_tenant_id(tenant_id)
 
 
 # Built once: the send path runs these on every send.

@@ -218,12 +218,16 @@ class KeySnapshot:
     last_used_at: datetime | None
 
 
-def tenant_snapshot(tenant_id: int) -> TenantSnapshot | None:
+def tenant_snapshot(tenant_id: int, *, session=None, caches=None) -> TenantSnapshot | None:
+    """The tenant's snapshot, read in ``session`` through ``caches(name)`` (default: the app context's)."""
+    session = db.session if session is None else session
+    caches = cache.cache_for if caches is None else caches
+
     def load():
-        tenant = db.session.get(Tenant, tenant_id)
+        tenant = session.get(Tenant, tenant_id)
         return TenantSnapshot(tenant.id, tenant.name, tenant.slug, tenant.status) if tenant else None
 
-    return cache.cache_for("tenants").get(tenant_id, load)
+    return caches("tenants").get(tenant_id, load)
 
 
 def _key_snapshot(digest: str) -> KeySnapshot | None:

@@ -1,40 +1,33 @@
 """What the send path asks of a tenant's account: what it may do now, and whether it is verified."""
 from __future__ import annotations
 
-from contextlib import nullcontext
-
-from flask import current_app, has_app_context
-
 from saas.billing import entitlements
+from saas.database import reading
 from saas.tenants.services import tenant_verified
 
 
 class AccountState:
-    """The account state the send service is given (built by the factory).
+    """The account state the send service is given (built by the factory), reaching nothing else.
 
-    ``rights`` are billing's (saas.billing.entitlements.for_tenant), which read
-    plans and subscriptions through the app's snapshot caches and settings: it
-    is asked in the app's context, pushed here when the caller has none (a
-    worker thread, a plain function). Whether the tenant is verified is read in
-    the send service's ``session`` and remembered once true (an address, once
-    verified, stays verified).
+    ``rights`` are billing's (saas.billing.entitlements.Rights: plans and
+    subscriptions read in the send service's session through the app's
+    snapshot caches, under the app's settings), so they are answered with no
+    app context; a transaction their reads begin ends with them (a caller may
+    ask for rights and send nothing). Whether the tenant is verified is read
+    in ``session`` and remembered in ``caches("verified_tenants")`` once true
+    (an address, once verified, stays verified).
     """
 
-    def __init__(self, app, session, caches):
-        self.app = app
+    def __init__(self, rights: entitlements.Rights, session, caches):
+        self.entitlements = rights
         self.session = session
         self.caches = caches
 
     def rights(self, tenant) -> entitlements.Entitlements:
         """What ``tenant`` (a snapshot with ``id`` and ``is_active``) may do now."""
-        with self._in_app():
-            return entitlements.for_tenant(tenant)
+        with reading(self.session):
+            return self.entitlements.for_tenant(tenant)
 
     def verified(self, tenant_id: int) -> bool:
         return bool(self.caches("verified_tenants").get(
             tenant_id, lambda: tenant_verified(tenant_id, session=self.session) or None))
-
-    def _in_app(self):
-        if has_app_context() and current_app._get_current_object() is self.app:
-            return nullcontext()
-        return self.app.app_context()

@@ -213,7 +213,7 @@ class SendingMany:
         no usage; the others accepted (answered) or pending.
         """
         now = self.clock()
-        period = current_period(rights.subscription, now)
+        period = current_period(rights.subscription, now, rights.grace)
         session = self.session
         decided: dict = {}
         try:

@@ -256,7 +256,7 @@ class SendService(Settling, SendingMany):
         settled = self.settles_in_send(answer)
         answer = {**(answer or PENDING), "category": admission.category, "callback_data": kept_callback_data}
         now = self.clock()
-        period = current_period(rights.subscription, now)
+        period = current_period(rights.subscription, now, rights.grace)
         category = admission.category
         limited = admission.business_initiated and admission.messaging_limit is not None
         session = self.session
