@@ -123,6 +123,8 @@ def register_send_service(app: Flask, metering, graph_session):
     from saas.messaging.outbound.send import SendService
     from saas.messaging.outbound.settle import recovery_age
     from saas.messaging.templates.message_templates import SendableTemplates
+    # Consent is the contacts room's, above messaging: the send service gets its check as a collaborator.
+    from saas.contacts.consent.check import RecordedConsent
 
     with app.app_context():
         session = AppSessions(db.session, db.engine)
@@ -141,7 +143,7 @@ def register_send_service(app: Flask, metering, graph_session):
         transports=build_transports(app, graph_session, TokenCipher(app.config)), metering=metering,
         enqueue=app.extensions["background"].enqueue, rules=rules, reconnecting=reconnecting,
         journal=accept_journal.build(app.config), interrupted_after=after,
-        concurrency=app.config["SEND_MANY_CONCURRENCY"])
+        concurrency=app.config["SEND_MANY_CONCURRENCY"], consent=RecordedConsent())
     outbound.install(app, service)
     return service
 
