@@ -40,7 +40,11 @@ class ConsentView:
     contact: Contact
     numbers: list[NumberConsent]
     history: list[ContactEvent]  # consent changes, newest first (at most HISTORY)
-    display: dict                # our number id -> its display number, for the history
+    numbers_by_id: dict          # our number id -> (Meta's phone_number_id, display number), for the history
+
+    def number_of_change(self, event: ContactEvent) -> tuple[str | None, str | None]:
+        """The number a history entry is about: (Meta's phone_number_id, display number), or Nones."""
+        return self.numbers_by_id.get((event.detail or {}).get("phone_number_id"), (None, None))
 
 
 def contact_of(tenant, contact_id) -> Contact:
@@ -66,7 +70,7 @@ def consent_of(tenant, contact) -> ConsentView:
     history = list(db.session.scalars(select(ContactEvent).where(
         ContactEvent.tenant_id == tenant.id, ContactEvent.contact_id == contact.id,
         ContactEvent.kind.in_(records.STATES)).order_by(ContactEvent.id.desc()).limit(HISTORY)))
-    return ConsentView(contact, shown, history, {n.id: n.display_number for n in numbers})
+    return ConsentView(contact, shown, history, {n.id: (n.phone_number_id, n.display_number) for n in numbers})
 
 
 def number_of(tenant, *, phone_number_id: str | None = None, number_id: int | None = None) -> PhoneNumber:
