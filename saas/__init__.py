@@ -214,14 +214,17 @@ def register_blueprints(app: Flask) -> None:
     from saas.admin.routes import bp as admin_bp
     from saas.api.cloud import bp as cloud_bp
     from saas.api.openapi import bp as openapi_bp
+    from saas.api.routes import NESTED as api_nested
     from saas.api.routes import bp as api_bp
     from saas.extensions import csrf
     from saas.portal import routes as portal
     from saas.webhooks.stripe import bp as webhooks_bp
     from saas.webhooks.whatsapp import bp as whatsapp_webhooks_bp
 
-    # API clients authenticate with a bearer key, not a session cookie: no CSRF.
+    # API clients authenticate with a bearer key, not a session cookie: no CSRF (nested blueprints too).
     csrf.exempt(api_bp)
+    for nested in api_nested:
+        csrf.exempt(nested)
     csrf.exempt(cloud_bp)
     # Stripe signs its webhooks; there is no session to forge.
     csrf.exempt(webhooks_bp)
