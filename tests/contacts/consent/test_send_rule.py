@@ -14,6 +14,7 @@ from saas.messaging.models import Message
 from saas.messaging.outbound import send_service
 from saas.tenants.services import tenant_snapshot
 from tests import whatsapp_payloads as wa
+from tests.admin.test_plans import admin  # noqa: F401  (the fixture: a platform admin logged in)
 from tests.contacts.consent.conftest import states, webhook_number
 from tests.contacts.consent.factories import consent_managed_by_tenant, opt_in, opt_out
 from tests.factories import sender, usage_values
@@ -203,3 +204,14 @@ def test_one_tenants_consent_is_nothing_to_another(app, client, acme):
     assert other.send(payload=template_payload(ADA, MARKETING)).get_json()["error"]["reason"] == "consent_required"
     assert acme.send(payload=template_payload(BEN, MARKETING)).status_code == 200
     assert usage_values(app, other.tenant_id) == {}
+
+
+def test_the_admins_plan_setting_leaves_consent_to_the_plans_tenants(app, admin, acme):
+    assert acme.send(payload=template_payload(ADA, MARKETING)).status_code == 403
+    page = admin.client.get("/admin/plans/pro/edit").get_data(as_text=True)
+    assert 'id="consent_managed_by_tenant"' in page
+
+    assert admin.edit("pro", consent_managed_by_tenant="y").status_code == 302
+    assert acme.send(payload=template_payload(ADA, MARKETING)).status_code == 200
+    assert admin.edit("pro").status_code == 302  # unticked again
+    assert acme.send(payload=template_payload(BEN, MARKETING)).get_json()["error"]["reason"] == "consent_required"
