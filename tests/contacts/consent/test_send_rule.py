@@ -215,3 +215,17 @@ def test_the_admins_plan_setting_leaves_consent_to_the_plans_tenants(app, admin,
     assert acme.send(payload=template_payload(ADA, MARKETING)).status_code == 200
     assert admin.edit("pro").status_code == 302  # unticked again
     assert acme.send(payload=template_payload(BEN, MARKETING)).get_json()["error"]["reason"] == "consent_required"
+
+
+def test_other_tenants_contacts_with_the_same_wa_id_never_mask_an_opt_out(app, client):
+    consent_managed_by_tenant(app, "pro")
+    # The same people are contacts of tenants made before ours and after it, whichever order rows come in.
+    before, acme, after = sender(client, "pro"), sender(client, "pro"), sender(client, "pro")
+    opt_in(app, before.tenant_id, before.number, BEN, CEM)
+    opt_out(app, acme.tenant_id, acme.number, BEN, CEM)
+    opt_in(app, after.tenant_id, after.number, BEN, CEM)
+    refused = acme.send(payload=template_payload(BEN, MARKETING))
+    assert refused.status_code == 403 and refused.get_json()["error"]["reason"] == "opted_out"
+    results = send_service(app).send_many(snapshot(app, acme.tenant_id), acme.number,
+                                          [template_payload(CEM, MARKETING), template_payload(ADA, MARKETING)])
+    assert [r.accepted for r in results] == [False, True]
