@@ -26,6 +26,12 @@ from saas.timeutil import utcnow
 PREFERENCE_STATES = {"stop": OPTED_OUT, "resume": OPTED_IN}
 
 
+def _on(conn) -> Session:
+    """An ORM session writing on the delivering connection, in its transaction (or the savepoint an event
+    delivered alone gets): it neither commits nor, when closed, rolls back what it did there."""
+    return Session(bind=conn, join_transaction_mode="rollback_only")
+
+
 def _said(message: dict) -> str | None:
     """What the contact wrote, for keywords: a text's body, or the text of a template's quick-reply button."""
     kind = message.get("type")
@@ -57,7 +63,7 @@ def on_message(conn, delivered: list) -> None:
         return
     actions = keywords.actions_of(conn, {event.tenant_id for event, _, _ in candidates})
     now = utcnow()
-    with Session(bind=conn) as session:
+    with _on(conn) as session:
         for event, message, said in candidates:
             action = keywords.action_for(said, actions[event.tenant_id])
             wa_id, user_id, name = _sender(event.payload)
@@ -75,7 +81,7 @@ def on_message(conn, delivered: list) -> None:
 def on_preferences(conn, delivered: list) -> None:
     """Opt out (stop) or in (resume) the customers WhatsApp names; see the module."""
     now = utcnow()
-    with Session(bind=conn) as session:
+    with _on(conn) as session:
         for event in delivered:
             payload = event.payload
             state = PREFERENCE_STATES.get(payload.get("value"))

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from saas.contacts.consent.consumers import on_preferences
 from saas.contacts.models import Contact
+from saas import events
 from saas.errors import UpstreamError
 from saas.events import Event
 from saas.extensions import db
@@ -177,3 +178,23 @@ def _tenant(app, tenant_id):
         tenant = tenant_snapshot(tenant_id)
         db.session.remove()
     return tenant
+
+
+def test_an_opt_out_delivered_alone_after_another_consumer_failed_is_kept(app, client, whatsapp, acme, live):
+    """When a consumer fails, the outbox delivers each event to each consumer alone in a savepoint: consent's
+    writes there are kept, not rolled back with its session."""
+    calls = []
+
+    def flaky(conn, delivered):
+        calls.append(len(delivered))
+        if len(calls) == 1:
+            raise RuntimeError("a consumer that fails once")
+
+    events.subscribe(happened.PREFERENCES_CHANGED, flaky, name="tests.flaky")
+    try:
+        deliver(app, client, preferences(live, wa.preference(ADA, "stop")))
+    finally:
+        events.unsubscribe("tests.flaky")
+    assert calls == [1, 1]  # together, then alone
+    assert states(app, acme.tenant_id) == {(ADA, live.id): ("opted_out", "whatsapp")}
+    assert history(app, acme.tenant_id) == [(ADA, "opted_out", "whatsapp", None, STOP_DETAIL)]
