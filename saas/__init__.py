@@ -132,6 +132,8 @@ def register_send_service(app: Flask, metering, graph_session, *, session, cache
     from saas.messaging.outbound.send import SendService
     from saas.messaging.outbound.settle import recovery_age
     from saas.messaging.templates.message_templates import SendableTemplates
+    # Consent is the contacts room's, above messaging: the send service gets its check as a collaborator.
+    from saas.contacts.consent.check import RecordedConsent
 
     # The pair rate lives where the plan rate limits do: Redis with REDIS_URL, else this process's memory.
     rules = WhatsAppRules(SendableTemplates(session, caches),
@@ -147,7 +149,7 @@ def register_send_service(app: Flask, metering, graph_session, *, session, cache
         transports=build_transports(app, graph_session, TokenCipher(app.config)), metering=metering,
         enqueue=app.extensions["background"].enqueue, rules=rules, reconnecting=reconnecting,
         journal=accept_journal.build(app.config), interrupted_after=after,
-        concurrency=app.config["SEND_MANY_CONCURRENCY"])
+        concurrency=app.config["SEND_MANY_CONCURRENCY"], consent=RecordedConsent())
     outbound.install(app, service)
     return service
 
@@ -219,14 +221,17 @@ def register_blueprints(app: Flask) -> None:
     from saas.admin.routes import bp as admin_bp
     from saas.api.cloud import bp as cloud_bp
     from saas.api.openapi import bp as openapi_bp
+    from saas.api.routes import NESTED as api_nested
     from saas.api.routes import bp as api_bp
     from saas.extensions import csrf
     from saas.portal import routes as portal
     from saas.webhooks.stripe import bp as webhooks_bp
     from saas.webhooks.whatsapp import bp as whatsapp_webhooks_bp
 
-    # API clients authenticate with a bearer key, not a session cookie: no CSRF.
+    # API clients authenticate with a bearer key, not a session cookie: no CSRF (nested blueprints too).
     csrf.exempt(api_bp)
+    for nested in api_nested:
+        csrf.exempt(nested)
     csrf.exempt(cloud_bp)
     # Stripe signs its webhooks; there is no session to forge.
     csrf.exempt(webhooks_bp)

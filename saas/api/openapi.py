@@ -7,12 +7,14 @@ the portal's /docs page.
 """
 from __future__ import annotations
 
+import functools
+
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, jsonify, render_template
 from marshmallow import Schema, fields
 
-from saas.api import schemas
+from saas.api import consent_openapi, schemas
 from saas.ids import MAX_ID
 
 bp = Blueprint("openapi", __name__)
@@ -201,7 +203,8 @@ ERRORS = {
     400: "The request is invalid (body, query, header or a WhatsApp rule); `details` says which field.",
     401: "Missing, malformed, unknown or revoked API key.",
     402: "The plan's quota is used up, or the subscription needs a payment.",
-    403: "The plan does not include this, or the account is suspended.",
+    403: "The plan does not include this, the account is suspended, or a marketing template lacks the contact's "
+         "opt-in (consent_required) or follows its opt-out (opted_out).",
     404: "No such resource for this account.",
     405: "Method not allowed.",
     409: "This Idempotency-Key was used with another request.",
@@ -237,6 +240,7 @@ def build_spec(version: str = "1.0.0") -> dict:
     _v1_paths(spec)
     _cloud_send_path(spec)
     _cloud_paths(spec)
+    consent_openapi.add_paths(spec, _ok, _errors, READ_ERRORS)  # an area's calls, with their own schemas
     document = spec.to_dict()
     document["security"] = [{"bearer": []}]
     return document
@@ -373,14 +377,9 @@ def _cloud_paths(spec) -> None:
     })
 
 
-_document: dict | None = None
-
-
+@functools.cache
 def document() -> dict:
-    global _document
-    if _document is None:
-        _document = build_spec()
-    return _document
+    return build_spec()
 
 
 @bp.get("/api/v1/openapi.json")

@@ -12,10 +12,13 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "billing": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_BILLING}),
     "members": frozenset({ROLE_OWNER, ROLE_ADMIN}),
     "audit": frozenset({ROLE_OWNER, ROLE_ADMIN}),
+    # Recording contacts' opt-ins and opt-outs, and the keywords that opt them out.
+    "consent": frozenset({ROLE_OWNER, ROLE_ADMIN}),
 }
 
 AREA_NAMES = {"keys": "API keys", "numbers": "numbers", "templates": "message templates",
-              "webhooks": "webhooks", "billing": "billing", "members": "team members", "audit": "the audit log"}
+              "webhooks": "webhooks", "billing": "billing", "members": "team members", "audit": "the audit log",
+              "consent": "marketing consent"}
 
 ROLE_DESCRIPTIONS = {
     ROLE_OWNER: "everything, including granting the owner role",

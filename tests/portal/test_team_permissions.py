@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from saas.contacts import directory
 from saas.extensions import db
 from saas.messaging.tenant_webhooks import endpoints
 from saas.messaging.models import WebhookDelivery
@@ -34,6 +35,7 @@ EXPECTED = {
     "billing": {"owner", "admin", "billing"},
     "members": {"owner", "admin"},
     "audit": {"owner", "admin"},
+    "consent": {"owner", "admin"},
 }
 
 
@@ -91,6 +93,12 @@ ACTIONS = {
     "remove member": ("members", "POST", lambda t, c: f"/team/members/{t.spare_billing_id}/remove",
                       lambda cl, t, c: {}),
     "audit log": ("audit", "GET", lambda t, c: "/audit", None),
+    "consent page": ("consent", "GET", lambda t, c: "/consent", None),
+    "save consent keywords": ("consent", "POST", lambda t, c: "/consent/keywords",
+                              lambda cl, t, c: {"opt_out": "STOP\nİPTAL", "opt_in": "START"}),
+    "record a contact's consent": ("consent", "POST", lambda t, c: f"/contacts/{c['contact_id']}/consent",
+                                   lambda cl, t, c: {"number": c["number_pk"], "state": "opted_in",
+                                                     "proof": "Said yes at the till", "next": "/consent"}),
 }
 
 
@@ -143,7 +151,7 @@ def test_every_tenant_route_is_in_the_matrix_or_open_to_every_member(app):
     or is listed as open to every member: a new route without either fails here."""
     adapter = app.url_map.bind("localhost")
     placeholders = SimpleNamespace(key_id=1, invite_id=1, spare_id=1, spare_billing_id=1)
-    ctx = {"number_pk": 1, "template_id": 1, "delivery_id": 1, "waba_id": "1", "new_number": None}
+    ctx = {"number_pk": 1, "template_id": 1, "delivery_id": 1, "waba_id": "1", "new_number": None, "contact_id": 1}
     areas: dict[tuple[str, str], str] = {}
     for name, (area, method, path, _) in ACTIONS.items():
         endpoint, _ = adapter.match(urlsplit(path(placeholders, ctx)).path, method=method)
@@ -166,8 +174,18 @@ def team(app, graph):
     phone_number_id, number_pk, waba_id, token = live_number(app, graph, team.id)
     template_id = add_template(app, team.id, waba_id, "welcome")
     team.ctx = {"number_pk": number_pk, "waba_id": waba_id, "template_id": template_id,
-                "new_number": graph.add_number(waba_id=waba_id), "delivery_id": webhook_delivery(app, team.id)}
+                "new_number": graph.add_number(waba_id=waba_id), "delivery_id": webhook_delivery(app, team.id),
+                "contact_id": a_contact(app, team.id)}
     return team
+
+
+def a_contact(app, tenant_id) -> int:
+    with app.app_context():
+        contact, _ = directory.find_or_create(db.session, tenant_id, wa_id="15551230077")
+        db.session.commit()
+        contact_id = contact.id
+        db.session.remove()
+    return contact_id
 
 
 def webhook_delivery(app, tenant_id) -> int:
@@ -208,14 +226,14 @@ def test_role_against_action(app, team, role, action):
 
 
 @pytest.mark.parametrize("role, expected", [
-    ("owner", {"Numbers", "API keys", "Templates", "Webhooks", "Billing", "Team", "Audit log"}),
-    ("admin", {"Numbers", "API keys", "Templates", "Webhooks", "Billing", "Team", "Audit log"}),
+    ("owner", {"Numbers", "API keys", "Templates", "Webhooks", "Billing", "Team", "Audit log", "Consent"}),
+    ("admin", {"Numbers", "API keys", "Templates", "Webhooks", "Billing", "Team", "Audit log", "Consent"}),
     ("developer", {"API keys", "Templates", "Webhooks"}),
     ("billing", {"Billing"}),
 ])
 def test_the_nav_shows_only_what_the_role_may_use(app, team, role, expected):
     page = team.client(role).get("/dashboard").get_data(as_text=True)
     nav = page.split("<nav>")[1].split("</nav>")[0]
-    shown = {name for name in ("Numbers", "API keys", "Templates", "Webhooks", "Billing", "Team", "Audit log")
-             if f">{name}</a>" in nav}
+    shown = {name for name in ("Numbers", "API keys", "Templates", "Webhooks", "Billing", "Team", "Audit log",
+                               "Consent") if f">{name}</a>" in nav}
     assert shown == expected
