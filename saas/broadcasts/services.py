@@ -61,6 +61,8 @@ def create(tenant, rights, data: dict, *, actor: str | None = None) -> Broadcast
     rate = data.get("messages_per_second", None)
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or not 1 <= rate <= MAX_RATE):
         errors["messages_per_second"] = f"A whole number from 1 to {MAX_RATE}."
+    if not isinstance(data.get("retry_per_user_limit", False), bool):
+        errors["retry_per_user_limit"] = "true or false."
     if errors:
         raise InvalidRequest("Some fields are missing or invalid.", details=errors)
     audiences.take_list(db.session, tenant.id, spec, actor)
