@@ -113,5 +113,6 @@ def run(app, *, batch: int = 100, pacing: bool = False, recover_after=timedelta(
 
 
 def sends_to(graph) -> list[str]:
-    """The recipient of every send WhatsApp received, in order."""
-    return [body["to"] for body in graph.sends()]
+    """The recipient of every send WhatsApp received whole, in order (a request cut off by a killed worker
+    is no send)."""
+    return [body["to"] for body in graph.sends() if isinstance(body, dict)]
