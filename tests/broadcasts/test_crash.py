@@ -10,6 +10,8 @@ import time
 from collections import Counter
 from datetime import timedelta
 
+import pytest
+
 from saas.broadcasts.recovery import recover
 from saas.extensions import db
 from tests.broadcasts.helpers import Shop, run, sends_to
@@ -66,3 +68,23 @@ def test_a_worker_killed_at_random_points_sends_no_one_twice(app, graph):
             assert sent[recipient.wa_id] == 1, (recipient.wa_id, seed)
     assert all(sent[r.wa_id] <= 1 for r in recipients)
     assert shop.get(broadcast_id)["status"] == "completed"
+
+
+def test_two_workers_on_one_broadcast_send_each_recipient_once(app, graph, backend):
+    if backend != "postgresql":
+        pytest.skip("two writers at once: PostgreSQL's SKIP LOCKED (SQLite runs one worker)")
+    shop = Shop(app, graph)
+    shop.template()
+    shop.contacts(300)
+    broadcast_id = shop.create()
+    shop.call("start", broadcast_id)
+    graph.latency = 0.002
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=run_worker, args=(database_url(app), graph.url, 10)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    sent = Counter(sends_to(graph))
+    assert len(sent) == 300 and max(sent.values()) == 1
+    assert shop.get(broadcast_id)["counts"]["sent"] == 300
