@@ -125,7 +125,7 @@ def _schedule(spec, errors: dict) -> dict:
         errors[f"schedule.{exc.field}"] = str(exc)
         return {}
     recurrence = spec.get("recurrence")
-    if recurrence is not None and recurrence not in schedule.STEP:
+    if recurrence is not None and (not isinstance(recurrence, str) or recurrence not in schedule.STEP):
         errors["schedule.recurrence"] = "daily or weekly (or none)."
         return {}
     at = schedule.to_utc(local, tz)
