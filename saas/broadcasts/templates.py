@@ -42,3 +42,20 @@ def variables_of(session, broadcast, number) -> list[str]:
     """The variables of the broadcast's template as it is now (none when it is gone)."""
     found = sendable(session, number, broadcast.template_name, broadcast.template_language)
     return found.variables if isinstance(found, Sendable) else sorted(broadcast.variables or {})
+
+
+def offered(session, tenant, numbers) -> list[tuple]:
+    """(number, Sendable) for every approved template each of ``numbers`` (the tenant's) may send."""
+    found = []
+    for number in numbers:
+        if number.mode == MODE_SANDBOX:
+            names = [(t.name, t.language) for t in SANDBOX_TEMPLATES.values() if t.status == SENDABLE]
+        else:
+            names = session.execute(select(Template.name, Template.language).where(
+                Template.tenant_id == tenant.id, Template.waba_id == number.waba_id, Template.status == SENDABLE)
+                .order_by(Template.name, Template.language)).all()
+        for name, language in sorted(names):
+            template = sendable(session, number, name, language)
+            if isinstance(template, Sendable):
+                found.append((number, template))
+    return found

@@ -2,6 +2,7 @@
 with variables, contacts with consent, and the engine run in the test's own process."""
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 from saas.billing import entitlements
@@ -16,6 +17,7 @@ from saas.tenants.services import tenant_snapshot
 from tests.factories import make_tenant
 from tests.messaging.live import live_number
 
+_shops = itertools.count(1)
 GREETING = [{"type": "BODY", "text": "Hello {{1}}, your code is {{2}}"}]
 
 
@@ -24,8 +26,9 @@ class Shop:
 
     def __init__(self, app, graph, plan: str = "pro", *, tier: str = "TIER_100K"):
         self.app, self.graph = app, graph
+        self.email = f"owner{next(_shops)}@shop.example.com"
         with app.app_context():
-            tenant = make_tenant(plan)
+            tenant = make_tenant(plan, email=self.email)
             self.tenant_id = tenant.id
             db.session.remove()
         self.phone_number_id, self.number_pk, self.waba_id, _ = live_number(app, graph, self.tenant_id, tier=tier)
