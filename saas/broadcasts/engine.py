@@ -1,11 +1,12 @@
 """Sending a broadcast's recipients: claim a batch, mark it ``sending`` and commit, send it through the
 send service, record each outcome.
 
-A claim is one transaction: the broadcast read (on PostgreSQL under a share lock, so a pause or
-cancel committed before it stops it, and one committed after it waits for it), its due ``queued``
-recipients taken in id order with ``FOR UPDATE SKIP LOCKED`` (any number of workers take disjoint
-batches; SQLite has one writer at a time), the ones who opted out since the start skipped, the rest
-marked ``sending``. Only then does the batch go to ``send_many``, each message carrying its
+A claim is one short transaction: the broadcast's row locked (on PostgreSQL ``FOR NO KEY UPDATE``:
+one claim of a broadcast at a time, a pause or cancel committed before it stops it and one committed
+after it waits for it), its due ``queued`` recipients taken in id order with ``FOR UPDATE SKIP LOCKED``
+(rows a status webhook or a cancel is writing are left for the next claim; SQLite has one writer at a
+time), the ones who opted out since the start skipped, the rest marked ``sending``. Workers take turns
+claiming a broadcast and send their batches side by side. Only then does the batch go to ``send_many``, each message carrying its
 recipient in ``biz_opaque_callback_data`` ("broadcast:<recipient id>"), and its results are
 written where the recipients are still ``sending``. A worker killed anywhere in between leaves
 ``sending`` rows, which recovery settles from the messages the send service wrote
@@ -93,7 +94,7 @@ def claim(session, broadcast_id: int, limit: int, now=None) -> Batch | None:
     now = now or utcnow()
     try:
         query = select(Broadcast).where(Broadcast.id == broadcast_id).execution_options(populate_existing=True)
-        broadcast = session.scalar(query.with_for_update(read=True) if postgres(session) else query)
+        broadcast = session.scalar(query.with_for_update(key_share=True) if postgres(session) else query)
         if broadcast is None or broadcast.status != RUNNING or broadcast.frozen_at is None:
             session.commit()
             return None

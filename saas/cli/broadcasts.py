@@ -2,7 +2,9 @@
 claims), and a number's throughput."""
 from __future__ import annotations
 
+import logging
 import signal
+import time
 
 import click
 from flask import current_app
@@ -14,6 +16,8 @@ from saas.broadcasts.worker import runner_for
 from saas.extensions import db
 from saas.messaging.models import PhoneNumber
 
+log = logging.getLogger(__name__)
+RESTART_SECONDS = 1.0
 broadcasts_cli = AppGroup("broadcasts", help="Send broadcasts: the worker, the tick, numbers' throughput.")
 
 
@@ -25,9 +29,18 @@ def run_command(until_idle):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.append(True))
     runner = runner_for(current_app)
-    claimed = runner.run(until_idle=until_idle, stop=lambda: bool(stopping),
-                         tick_every=current_app.config["BROADCAST_TICK_SECONDS"])
-    click.echo(f"Recipients sent or settled: {claimed}")
+    claimed = 0
+    while not stopping:
+        try:
+            claimed += runner.run(until_idle=until_idle, stop=lambda: bool(stopping),
+                                  tick_every=current_app.config["BROADCAST_TICK_SECONDS"])
+            break
+        except Exception:
+            # The database went away, say: what was claimed stays `sending` until recovery settles it.
+            log.exception("broadcast worker pass failed; starting again")
+            db.session.rollback()
+            time.sleep(RESTART_SECONDS)
+    click.echo(f"Recipients claimed: {claimed}")
 
 
 @broadcasts_cli.command("tick")

@@ -78,13 +78,19 @@ def test_two_workers_on_one_broadcast_send_each_recipient_once(app, graph, backe
     shop.contacts(300)
     broadcast_id = shop.create()
     shop.call("start", broadcast_id)
-    graph.latency = 0.002
+    graph.latency = 0.01  # batches take a while: the two workers' claims overlap
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=run_worker, args=(database_url(app), graph.url, 10)) for _ in range(2)]
+    go = context.Event()
+    readies = [context.Event() for _ in range(2)]
+    workers = [context.Process(target=run_worker, args=(database_url(app), graph.url, 10, ready, go))
+               for ready in readies]
     for worker in workers:
         worker.start()
+    assert all(ready.wait(60) for ready in readies)
+    go.set()
     for worker in workers:
         worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0, 0]
     sent = Counter(sends_to(graph))
     assert len(sent) == 300 and max(sent.values()) == 1
     assert shop.get(broadcast_id)["counts"]["sent"] == 300

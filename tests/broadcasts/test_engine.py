@@ -41,3 +41,33 @@ def test_each_recipient_gets_its_own_variables_and_the_default_for_an_empty_fiel
     bodies = {b["to"]: b["template"]["components"][0]["parameters"] for b in graph.sends()}
     assert [p["text"] for p in bodies["905320000000"]] == ["Ayşe", "C0"]
     assert [p["text"] for p in bodies["905320000001"]] == ["there", "C1"]
+
+
+def test_a_paused_broadcast_sends_nothing_until_resumed(app, graph):
+    from saas.broadcasts.pacing import Pacing
+    from saas.broadcasts.runner import Runner
+    from saas.extensions import db
+    from saas.messaging.outbound import send_service
+
+    shop = Shop(app, graph)
+    shop.template()
+    shop.contacts(5)
+    broadcast_id = shop.create()
+    shop.call("start", broadcast_id)
+    with app.app_context():
+        Runner(db.session, send_service(app), batch=2, pacing=Pacing(enabled=False)).pass_once()
+        db.session.remove()
+    assert len(sends_to(graph)) == 2
+    shop.call("pause", broadcast_id)
+    run(app)
+    with app.app_context():
+        from saas.broadcasts.engine import send_batch
+
+        # A worker that listed it running just before the pause: its claim finds it paused.
+        assert send_batch(db.session, send_service(app), broadcast_id, 10) == 0
+        db.session.remove()
+    assert len(sends_to(graph)) == 2
+    assert shop.get(broadcast_id)["counts"]["queued"] == 3
+    shop.call("resume", broadcast_id)
+    run(app)
+    assert len(sends_to(graph)) == 5 and shop.get(broadcast_id)["status"] == "completed"
