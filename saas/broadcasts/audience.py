@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import exists, func, or_, select
 
 from saas.contacts.directory import find_or_create, parse_wa_id
 from saas.contacts.models import SOURCE_IMPORT, Contact, ContactLabel
+from saas.errors import ApiError
 from saas.ids import parse_id
 from saas.text import problem
 
@@ -19,6 +20,20 @@ LABEL = 50
 COUNTRY = re.compile(r"^[A-Z]{2}$")
 ATTRIBUTE_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 CHUNK = 1000
+
+
+class ContactLimit(ApiError):
+    """An uploaded list whose new numbers would take the tenant past its plan's contacts."""
+
+    status = 403
+    code = "plan_limit"
+    graph_code = 4033
+
+    def __init__(self, limit: int, stored: int, new: int):
+        super().__init__(f"Your plan stores at most {limit} contacts; you have {stored} and the list adds {new}. "
+                         "Upgrade your plan to store more.",
+                         details={"limit": "max_contacts", "max_contacts": limit, "stored": stored, "new": new},
+                         upgrade=True)
 
 
 class AudienceInvalid(Exception):
@@ -76,14 +91,22 @@ def _scalar(value) -> bool:
     return isinstance(value, (bool, int, float)) and value == value
 
 
-def take_list(session, tenant_id: int, spec: dict, actor: str | None) -> dict:
+def take_list(session, tenant_id: int, spec: dict, actor: str | None, max_contacts: int | None = None) -> dict:
     """An uploaded list's numbers made the tenant's contacts (found, or created as imported) and kept as
-    picked contact ids. Flushes; the caller commits."""
-    listed = spec.pop("wa_ids", None) or []
+    picked contact ids. Flushes; the caller commits. Raises ContactLimit when the new ones would take
+    the tenant past ``max_contacts`` (its plan's contacts stored; None: no limit), creating none."""
+    listed = sorted({parse_wa_id(value).digits for value in spec.pop("wa_ids", None) or []})
     ids = set(spec.get("contact_ids") or [])
-    for value in listed:
-        contact, _ = find_or_create(session, tenant_id, wa_id=parse_wa_id(value).digits, source=SOURCE_IMPORT,
-                                    actor=actor)
+    if listed and max_contacts is not None:
+        known = set()
+        for part in range(0, len(listed), CHUNK):
+            known.update(session.scalars(select(Contact.wa_id).where(
+                Contact.tenant_id == tenant_id, Contact.wa_id.in_(listed[part:part + CHUNK]))))
+        stored = session.scalar(select(func.count()).select_from(Contact).where(Contact.tenant_id == tenant_id))
+        if stored + len(set(listed) - known) > max_contacts:
+            raise ContactLimit(max_contacts, stored, len(set(listed) - known))
+    for digits in listed:
+        contact, _ = find_or_create(session, tenant_id, wa_id=digits, source=SOURCE_IMPORT, actor=actor)
         ids.add(contact.id)
     spec["contact_ids"] = sorted(ids)
     return spec

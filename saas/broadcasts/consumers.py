@@ -1,11 +1,14 @@
-"""Broadcasts' consumers of messaging's domain events (found by saas.events.discover): WhatsApp's
-statuses and the send service's settlings move each recipient's outcome, never backwards.
+"""Broadcasts' consumer of messaging's domain events (found by saas.events.discover): WhatsApp's
+statuses move each recipient's outcome, never backwards.
 
 A status names its recipient by the ``biz_opaque_callback_data`` the engine sent
 ("broadcast:<recipient id>", after our message id: saas.messaging.outbound.callback_data), so a
 send whose answer was lost (``unknown``, or still ``sending`` when its worker died) is settled by
 its first status. A failed status with 131050 skips the recipient (opted out); with 131049, a
 broadcast that opted in tries it once more a day later.
+
+``send.settled`` is not taken: every send settles one, and a recipient whose answer was lost is
+settled by its status anyway (a send's accept found late comes with its statuses).
 """
 from __future__ import annotations
 
@@ -20,9 +23,8 @@ from saas.broadcasts.models import (
     BroadcastRecipient,
 )
 from saas.broadcasts.outcomes import PER_USER_LIMIT, PER_USER_WAIT, STOPPED_MARKETING
-from saas.messaging.domain_events import SEND_SETTLED, STATUS_CHANGED
+from saas.messaging.domain_events import STATUS_CHANGED
 from saas.messaging.outbound import callback_data
-from saas.messaging.outbound.settle import INTERRUPTED_TITLE
 from saas.timeutil import utcnow
 
 RECIPIENTS = BroadcastRecipient.__table__
@@ -102,26 +104,4 @@ def _retry_later(conn, where, now) -> bool:
     return True
 
 
-def on_settled(conn, batch: list) -> int:
-    """send.settled: a recipient whose outcome was unknown takes its send's (accepted, or failed
-    other than as interrupted)."""
-    moved = 0
-    now = utcnow()
-    for event in batch:
-        payload = event.payload
-        where = and_(RECIPIENTS.c.tenant_id == event.tenant_id, RECIPIENTS.c.message_id == payload.get("message_id"),
-                     RECIPIENTS.c.status == UNKNOWN)
-        if payload.get("outcome") == "accepted":
-            moved += conn.execute(update(RECIPIENTS).where(where).values(
-                status=SENT, sent_at=now, updated_at=now, error_code=None, error_title=None,
-                wa_message_id=payload.get("wa_message_id"))).rowcount
-        elif payload.get("outcome") == "failed" and payload.get("error_title") != INTERRUPTED_TITLE:
-            code = payload.get("error_code")
-            moved += conn.execute(update(RECIPIENTS).where(where).values(
-                status=FAILED, failed_at=now, updated_at=now, error_code=str(code) if code is not None else None,
-                error_title=(payload.get("error_title") or "")[:300] or None)).rowcount
-    return moved
-
-
 events.subscribe(STATUS_CHANGED, on_status, name="broadcasts.statuses", serves=serves)
-events.subscribe(SEND_SETTLED, on_settled, name="broadcasts.settled", serves=serves)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 
+from saas.billing.models import Plan
 from saas.broadcasts import audience as audiences
 from saas.broadcasts import check as checks
 from saas.broadcasts import schedule
@@ -65,7 +66,8 @@ def create(tenant, rights, data: dict, *, actor: str | None = None) -> Broadcast
         errors["retry_per_user_limit"] = "true or false."
     if errors:
         raise InvalidRequest("Some fields are missing or invalid.", details=errors)
-    audiences.take_list(db.session, tenant.id, spec, actor)
+    plan = db.session.get(Plan, rights.effective.id)
+    audiences.take_list(db.session, tenant.id, spec, actor, plan.max_contacts if plan else None)
     broadcast = Broadcast(
         tenant_id=tenant.id, name=name, phone_number_id=number.id, template_name=template.name,
         template_language=template.language, template_category=template.category,

@@ -26,20 +26,23 @@ broadcasts_cli = AppGroup("broadcasts", help="Send broadcasts: the worker, the t
 def run_command(until_idle):
     """Send running broadcasts, paced per number, until SIGTERM or SIGINT (the Procfile's broadcasts)."""
     stopping = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.append(True))
+    before = {sig: signal.signal(sig, lambda *_: stopping.append(True)) for sig in (signal.SIGTERM, signal.SIGINT)}
     runner = runner_for(current_app)
     claimed = 0
-    while not stopping:
-        try:
-            claimed += runner.run(until_idle=until_idle, stop=lambda: bool(stopping),
-                                  tick_every=current_app.config["BROADCAST_TICK_SECONDS"])
-            break
-        except Exception:
-            # The database went away, say: what was claimed stays `sending` until recovery settles it.
-            log.exception("broadcast worker pass failed; starting again")
-            db.session.rollback()
-            time.sleep(RESTART_SECONDS)
+    try:
+        while not stopping:
+            try:
+                claimed += runner.run(until_idle=until_idle, stop=lambda: bool(stopping),
+                                      tick_every=current_app.config["BROADCAST_TICK_SECONDS"])
+                break
+            except Exception:
+                # The database went away, say: what was claimed stays `sending` until recovery settles it.
+                log.exception("broadcast worker pass failed; starting again")
+                db.session.rollback()
+                time.sleep(RESTART_SECONDS)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
     click.echo(f"Recipients claimed: {claimed}")
 
 

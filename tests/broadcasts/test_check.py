@@ -70,3 +70,20 @@ def test_an_uploaded_list_becomes_contacts_and_a_utility_template_needs_no_opt_i
     shop.call("start", broadcast_id)
     run(app)
     assert sorted(sends_to(graph)) == ["905320000001", "905320000002"]
+
+
+def test_an_uploaded_list_past_the_plans_contacts_is_refused_with_the_upgrade_link(app, client, graph):
+    from tests.broadcasts.test_api import api, body
+
+    set_plan(app, max_contacts=3)
+    shop = Shop(app, graph)
+    shop.template()
+    shop.contacts(2)
+    headers = api(app, shop)
+    listed = {"wa_ids": ["905320000000", "905320000001", "905320000007", "905320000008"]}
+    refused = client.post("/api/v1/broadcasts", json=body(shop, audience=listed), headers=headers)
+    assert refused.status_code == 403
+    error = refused.get_json()["error"]
+    assert (error["code"], error["details"]["new"]) == ("plan_limit", 2) and error["upgrade_url"]
+    listed["wa_ids"] = listed["wa_ids"][:3]   # one new: within the limit
+    assert client.post("/api/v1/broadcasts", json=body(shop, audience=listed), headers=headers).status_code == 201

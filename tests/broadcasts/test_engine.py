@@ -10,7 +10,7 @@ from tests.broadcasts.helpers import Shop, run, sends_to
 def test_the_checks_counts_equal_what_is_sent(app, graph):
     shop = Shop(app, graph)
     shop.template()
-    ids = shop.contacts(30)
+    shop.contacts(30)
     shop.contacts(3, start=100, consent=None)            # no opt-in
     shop.contacts(2, start=200, consent="opted_out")     # opted out
     shop.contacts(2, start=300, prefix="1202555", digits=4)        # +1: Meta delivers no marketing there

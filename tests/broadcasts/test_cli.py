@@ -1,0 +1,28 @@
+"""flask broadcasts: run, tick, throughput."""
+from __future__ import annotations
+
+from saas.broadcasts.models import NumberPacing
+from saas.extensions import db
+from tests.broadcasts.helpers import Shop, sends_to
+
+
+def test_run_sends_what_is_running_and_tick_starts_nothing_not_due(app, runner, graph):
+    shop = Shop(app, graph)
+    shop.template()
+    shop.contacts(3)
+    shop.call("start", shop.create())
+    ticked = runner.invoke(args=["broadcasts", "tick"])
+    assert "Started: 0; recovered: 0" in ticked.output
+    result = runner.invoke(args=["broadcasts", "run", "--until-idle"])
+    assert result.exit_code == 0, result.output
+    assert len(sends_to(graph)) == 3
+
+
+def test_throughput_sets_a_numbers_rate_within_whatsapps_range(app, runner, graph):
+    shop = Shop(app, graph)
+    assert runner.invoke(args=["broadcasts", "throughput", shop.phone_number_id, "1000"]).exit_code == 0
+    with app.app_context():
+        assert db.session.get(NumberPacing, shop.number_pk).messages_per_second == 1000
+        db.session.remove()
+    assert runner.invoke(args=["broadcasts", "throughput", shop.phone_number_id, "1001"]).exit_code != 0
+    assert runner.invoke(args=["broadcasts", "throughput", "404", "80"]).exit_code != 0
