@@ -3,6 +3,8 @@ per variable), its check to confirm, and its report (funnel, failure reasons, st
 plan feature ``broadcast``, exports ``analytics_export``."""
 from __future__ import annotations
 
+from datetime import timezone
+
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -192,7 +194,9 @@ def show(tenant, broadcast_id):
     return render_template("portal/broadcast.html", broadcast=broadcast, counts=counts, funnel=FUNNEL,
                            reasons=services.failure_reasons(tenant, broadcast.id), confirm=ConfirmForm(),
                            may_export=entitlements.for_tenant(tenant).may(services.EXPORT_FEATURE),
-                           timeline=timeline, peak=max((n for _, n in timeline), default=0))
+                           timeline=timeline, peak=max((n for _, n in timeline), default=0),
+                           chart_minutes=[int(m.replace(tzinfo=timezone.utc).timestamp()) for m, _ in timeline],
+                           chart_sends=[n for _, n in timeline])
 
 
 @bp.post("/<broadcast_id>/<verb>")

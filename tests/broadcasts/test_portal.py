@@ -39,6 +39,7 @@ def test_build_confirm_and_watch_a_broadcast(app, client, auth, graph):
     run(app)
     report = client.get(created.headers["Location"]).get_data(as_text=True)
     assert 'id="count-sent">4<' in report and 'id="sends-chart"' in report
+    assert "vendor/uplot/uPlot.iife.min.js" in report and re.search(r"data-sends='\[4\]'", report)
     exported = client.get(created.headers["Location"] + "/recipients.csv")
     assert exported.status_code == 200 and exported.get_data(as_text=True).count("\n") == 5
     assert len(sends_to(graph)) == 4
