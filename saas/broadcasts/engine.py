@@ -98,14 +98,15 @@ def claim(session, broadcast_id: int, limit: int, now=None) -> Batch | None:
         if broadcast is None or broadcast.status != RUNNING or broadcast.frozen_at is None:
             session.commit()
             return None
-        due = (select(BroadcastRecipient).where(
+        due = (select(BroadcastRecipient.id, BroadcastRecipient.contact_id, BroadcastRecipient.wa_id,
+                      BroadcastRecipient.variables, BroadcastRecipient.attempts, BroadcastRecipient.error_code).where(
             BroadcastRecipient.tenant_id == broadcast.tenant_id, BroadcastRecipient.broadcast_id == broadcast.id,
             BroadcastRecipient.status == QUEUED,
             (BroadcastRecipient.next_attempt_at.is_(None)) | (BroadcastRecipient.next_attempt_at <= now))
             .order_by(BroadcastRecipient.id).limit(limit))
         if postgres(session):
             due = due.with_for_update(skip_locked=True)
-        rows = _without_opted_out(session, broadcast, list(session.scalars(due)), now)
+        rows = _without_opted_out(session, broadcast, session.execute(due).all(), now)
         batch = Batch(broadcast.id, broadcast.tenant_id, broadcast.phone_number_id, broadcast.template_name,
                       broadcast.template_language, broadcast.retry_per_user_limit,
                       [Claimed(r.id, r.wa_id, r.variables or {}, r.attempts + 1, r.error_code) for r in rows])

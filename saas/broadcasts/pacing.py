@@ -1,5 +1,5 @@
 """Pacing: a token bucket per sending number, refilled at the number's rate (80 messages a second by
-default, NumberPacing up to 1,000), holding at most a second's worth. A worker takes from it before
+default, NumberPacing up to 1,000), empty at first and holding at most a second's worth. A worker takes from it before
 each batch; broadcasts from one number share its bucket. Kept in the worker's memory: each worker
 paces itself, so with several workers give each a share (BROADCAST_RATE_SHARE)."""
 from __future__ import annotations
@@ -30,7 +30,8 @@ class Pacing:
         now = self.clock()
         bucket = self.buckets.get(number_pk)
         if bucket is None:
-            bucket = self.buckets[number_pk] = Bucket(rate, min(rate, wanted), now)
+            # Empty at first: a broadcast starts at its rate, not with a second's burst on top of it.
+            bucket = self.buckets[number_pk] = Bucket(rate, 0.0, now)
         bucket.tokens = min(max(rate, 1.0), bucket.tokens + (now - bucket.at) * rate)
         bucket.rate, bucket.at = rate, now
         granted = min(int(bucket.tokens), wanted)

@@ -52,11 +52,12 @@ class Runner:
                 for bid, number, rate, frozen, number_rate in rows]
 
     def pass_once(self) -> tuple[int, float]:
-        """One turn for each running broadcast: (recipients claimed, seconds until a paced one may go on)."""
+        """One turn for each running broadcast: (recipients claimed, seconds until a paced one may go on;
+        -1 while an audience is still being written down, so the caller is not idle)."""
         claimed, wait = 0, 0.0
         for broadcast_id, number, rate, frozen_at in self.running():
             if frozen_at is None and not freeze(self.session, broadcast_id, budget=FREEZE_CHUNKS_PER_TURN):
-                claimed += 1  # work was done: not idle
+                wait = -1.0
                 continue
             allowed = self.pacing.take(number, rate, self.batch)
             if allowed == 0:
@@ -76,7 +77,7 @@ class Runner:
                 last_tick = time.monotonic()
             claimed, wait = self.pass_once()
             total += claimed
-            if claimed:
+            if claimed or wait < 0:
                 continue
             if wait:
                 self.sleep(wait)

@@ -18,18 +18,23 @@ class Clock:
         return self.now
 
 
-def test_a_number_sends_at_most_its_rate_with_a_second_of_burst():
+def test_a_number_sends_at_its_rate_and_never_more_than_a_second_of_burst():
     clock = Clock()
     pacing = Pacing(clock=clock)
-    assert pacing.take(1, 80, 100) == 80
-    assert pacing.take(1, 80, 100) == 0
+    assert pacing.take(1, 80, 100) == 0           # it starts at its rate, not with a burst
     assert pacing.wait(1) == 1 / 80
     clock.now += 0.5
     assert pacing.take(1, 80, 100) == 40
+    assert pacing.take(1, 80, 100) == 0
     clock.now += 10
     assert pacing.take(1, 80, 1000) == 80         # never more than a second's worth at once
-    assert pacing.take(2, 1000, 100) == 100       # another number has its own bucket
-    assert Pacing(clock=clock, share=0.5).take(1, 80, 100) == 40
+    assert pacing.take(2, 1000, 100) == 0         # another number has its own bucket
+    clock.now += 1
+    assert pacing.take(2, 1000, 100) == 100
+    half = Pacing(clock=clock, share=0.5)
+    half.take(1, 80, 100)
+    clock.now += 1
+    assert half.take(1, 80, 100) == 40
 
 
 def test_each_running_broadcast_gets_a_turn_in_every_pass(app, graph):
@@ -54,6 +59,8 @@ def test_a_paced_broadcast_waits_for_its_numbers_bucket(app, graph):
     clock = Clock()
     with app.app_context():
         runner = Runner(db.session, send_service(app), batch=100, pacing=Pacing(clock=clock))
+        assert runner.pass_once() == (0, 0.25)    # written down; the bucket starts empty
+        clock.now += 1
         claimed, _ = runner.pass_once()
         assert (claimed, len(sends_to(graph))) == (4, 4)
         assert runner.pass_once() == (0, 0.25)
