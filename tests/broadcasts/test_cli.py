@@ -30,3 +30,13 @@ def test_throughput_sets_a_numbers_rate_within_whatsapps_range(app, runner, grap
         db.session.remove()
     assert runner.invoke(args=["broadcasts", "throughput", shop.phone_number_id, "1001"]).exit_code != 0
     assert runner.invoke(args=["broadcasts", "throughput", "404", "80"]).exit_code != 0
+
+
+def test_every_process_ticks_broadcasts_in_its_housekeeping_thread(base_app):
+    from saas import create_app
+
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": base_app.config["SQLALCHEMY_DATABASE_URI"],
+                      "HOUSEKEEPING": True, "BROADCAST_TICK_SECONDS": 3.0})
+    tasks = {name: seconds for name, seconds, *_ in app.extensions["background"]._tasks}
+    assert tasks["broadcasts"] == 3.0
+    assert app.config["BROADCAST_BATCH"] == 100 and app.config["BROADCAST_IN_WEB"] is True
