@@ -79,6 +79,7 @@ def register_extensions(app: Flask) -> None:
     mail.init_app(app)
     # Every model module, so metadata (and Alembic) sees all tables.
     from saas.billing import models as _billing  # noqa: F401
+    from saas.broadcasts import models as _broadcasts  # noqa: F401
     from saas.contacts import models as _contacts  # noqa: F401
     from saas.messaging import models as _messaging  # noqa: F401
     from saas.metering import models as _metering  # noqa: F401
@@ -110,6 +111,10 @@ def register_services(app: Flask) -> None:
     # One pool of kept-alive connections to Graph for every caller in the process.
     graph_session = pooled_session(app.config["WHATSAPP_POOL_SIZE"])
     service = register_send_service(app, metering, graph_session, session=session, caches=caches, rights=rights)
+    from saas.broadcasts import worker as broadcasts
+
+    # The broadcast engine's settings, and its tick in the housekeeping thread.
+    broadcasts.install(app)
     # Reads a live number's info from the Graph API (settings read per call).
     app.extensions["number_info"] = NumberInfoClient(app.config, graph_session)
     app.extensions["graph"] = Graph(app.config, graph_session)

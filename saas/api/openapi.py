@@ -1,9 +1,8 @@
 """The OpenAPI 3.1 document of /api/v1 and the Cloud-API-compatible endpoint, built from the marshmallow schemas.
 
-Request bodies are the schemas the views load with (saas.api.schemas); the
-response schemas below describe what saas.api.serializers and the error
-envelopes write. Served at /api/v1/openapi.json (no key needed) and shown on
-the portal's /docs page.
+Request bodies are the schemas the views load with (saas.api.schemas); the response schemas below describe
+what saas.api.serializers and the error envelopes write (broadcasts': saas.api.openapi_broadcasts). Served
+at /api/v1/openapi.json (no key needed) and shown on the portal's /docs page.
 """
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, jsonify, render_template
 from marshmallow import Schema, fields
 
-from saas.api import consent_openapi, schemas
+from saas.api import consent_openapi, openapi_broadcasts, schemas
 from saas.ids import MAX_ID
 
 bp = Blueprint("openapi", __name__)
@@ -241,6 +240,7 @@ def build_spec(version: str = "1.0.0") -> dict:
     _cloud_send_path(spec)
     _cloud_paths(spec)
     consent_openapi.add_paths(spec, _ok, _errors, READ_ERRORS)  # an area's calls, with their own schemas
+    openapi_broadcasts.paths(spec)
     document = spec.to_dict()
     document["security"] = [{"bearer": []}]
     return document

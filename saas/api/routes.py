@@ -1,9 +1,9 @@
-"""/api/v1: the tenant's REST API (messages, numbers, usage)."""
+"""/api/v1: the tenant's REST API (messages, numbers, usage; broadcasts in saas.api.broadcasts)."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from saas.api import consent, schemas
+from saas.api import broadcasts, consent, schemas
 from saas.api.requests import (
     authenticate, current_rights, current_tenant, idempotency_key, json_object, load, rate_limit_headers,
 )
@@ -21,6 +21,7 @@ bp.after_request(rate_limit_headers)
 NESTED = (consent.bp,)
 for nested in NESTED:
     bp.register_blueprint(nested)
+broadcasts.register(bp)
 
 send_body = schemas.V1Send()
 pagination = schemas.Pagination()

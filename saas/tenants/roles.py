@@ -8,6 +8,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "keys": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
     "numbers": frozenset({ROLE_OWNER, ROLE_ADMIN}),
     "templates": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
+    "broadcasts": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
     "webhooks": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
     "billing": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_BILLING}),
     "members": frozenset({ROLE_OWNER, ROLE_ADMIN}),
@@ -17,13 +18,14 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 AREA_NAMES = {"keys": "API keys", "numbers": "numbers", "templates": "message templates",
+              "broadcasts": "broadcasts",
               "webhooks": "webhooks", "billing": "billing", "members": "team members", "audit": "the audit log",
               "consent": "marketing consent"}
 
 ROLE_DESCRIPTIONS = {
     ROLE_OWNER: "everything, including granting the owner role",
     ROLE_ADMIN: "everything but granting or taking away the owner role",
-    ROLE_DEVELOPER: "API keys and message templates",
+    ROLE_DEVELOPER: "API keys, message templates and broadcasts",
     ROLE_BILLING: "billing only",
 }
 

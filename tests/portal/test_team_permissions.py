@@ -31,6 +31,7 @@ EXPECTED = {
     "keys": {"owner", "admin", "developer"},
     "numbers": {"owner", "admin"},
     "templates": {"owner", "admin", "developer"},
+    "broadcasts": {"owner", "admin", "developer"},
     "webhooks": {"owner", "admin", "developer"},
     "billing": {"owner", "admin", "billing"},
     "members": {"owner", "admin"},
@@ -67,6 +68,13 @@ ACTIONS = {
     "sync templates": ("templates", "POST", lambda t, c: "/templates/sync", lambda cl, t, c: {}),
     "delete template": ("templates", "POST", lambda t, c: f"/templates/{c['template_id']}/delete",
                         lambda cl, t, c: {}),
+    "broadcasts page": ("broadcasts", "GET", lambda t, c: "/broadcasts", None),
+    "new broadcast": ("broadcasts", "GET", lambda t, c: "/broadcasts/new", None),
+    "create broadcast": ("broadcasts", "POST", lambda t, c: "/broadcasts/new",
+                         lambda cl, t, c: {"name": "Spring", "labels": "vip"}),
+    "broadcast report": ("broadcasts", "GET", lambda t, c: "/broadcasts/1", None),
+    "start broadcast": ("broadcasts", "POST", lambda t, c: "/broadcasts/1/start", lambda cl, t, c: {}),
+    "export broadcast": ("broadcasts", "GET", lambda t, c: "/broadcasts/1/recipients.csv", None),
     "billing page": ("billing", "GET", lambda t, c: "/billing", None),
     "checkout": ("billing", "POST", lambda t, c: "/billing/checkout",
                  lambda cl, t, c: {"plan": "pro", "attempt": "0123456789abcdef"}),
@@ -226,14 +234,17 @@ def test_role_against_action(app, team, role, action):
 
 
 @pytest.mark.parametrize("role, expected", [
-    ("owner", {"Numbers", "API keys", "Templates", "Webhooks", "Billing", "Team", "Audit log", "Consent"}),
-    ("admin", {"Numbers", "API keys", "Templates", "Webhooks", "Billing", "Team", "Audit log", "Consent"}),
-    ("developer", {"API keys", "Templates", "Webhooks"}),
+    ("owner", {"Numbers", "API keys", "Templates", "Broadcasts", "Webhooks", "Billing", "Team", "Audit log",
+               "Consent"}),
+    ("admin", {"Numbers", "API keys", "Templates", "Broadcasts", "Webhooks", "Billing", "Team", "Audit log",
+               "Consent"}),
+    ("developer", {"API keys", "Templates", "Broadcasts", "Webhooks"}),
     ("billing", {"Billing"}),
 ])
 def test_the_nav_shows_only_what_the_role_may_use(app, team, role, expected):
     page = team.client(role).get("/dashboard").get_data(as_text=True)
     nav = page.split("<nav>")[1].split("</nav>")[0]
-    shown = {name for name in ("Numbers", "API keys", "Templates", "Webhooks", "Billing", "Team", "Audit log",
-                               "Consent") if f">{name}</a>" in nav}
+    shown = {name for name in ("Numbers", "API keys", "Templates", "Broadcasts", "Webhooks", "Billing", "Team",
+                               "Audit log", "Consent")
+             if f">{name}</a>" in nav}
     assert shown == expected
