@@ -127,6 +127,9 @@ class PlanForm(FlaskForm):
                                                "count). More than 1 needs the feature “Several phone numbers”.")
     features = SelectMultipleField("Features", choices=[SelectChoice(code, label) for code, label in FEATURE_NAMES.items()],
                                    widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
+    inbox_seats = IntegerField("Inbox seats", validators=[Optional(), Between(min=0, max=INT32_MAX)],
+                               description="Members with the agent role the inbox allows (with “Support inbox”); "
+                                           "empty: no limit.")
     trial_days = _count("Free trial, in days", maximum=TRIAL_DAYS_MAX, description="0 for none.", default=0)
     sort_order = _count("Sort order", description="Plans are listed from the lowest.", default=0)
 
@@ -184,6 +187,7 @@ class PlanForm(FlaskForm):
             "phone_numbers_allowed": self.phone_numbers_allowed.data,
             # In the catalogue's order, whatever order the boxes were ticked in.
             "features": [name for name in FEATURE_NAMES if name in (self.features.data or [])],
+            "inbox_seats": self.inbox_seats.data,
             "trial_days": self.trial_days.data,
             "sort_order": self.sort_order.data,
         }

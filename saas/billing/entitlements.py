@@ -47,6 +47,7 @@ class PlanTerms(PlanRules):
     billing_unit: str = "conversations"
     included_messages: int = 0
     message_categories: frozenset = frozenset()
+    inbox_seats: int | None = None  # agents the inbox allows; None: no limit
 
     @classmethod
     def of(cls, plan: Plan) -> "PlanTerms":
@@ -57,7 +58,7 @@ class PlanTerms(PlanRules):
                    phone_numbers_allowed=plan.phone_numbers_allowed,
                    features=frozenset(plan.features or ()), active=plan.active,
                    billing_unit=plan.billing_unit or "conversations", included_messages=plan.included_messages or 0,
-                   message_categories=frozenset(plan.message_categories or ()))
+                   message_categories=frozenset(plan.message_categories or ()), inbox_seats=plan.inbox_seats)
 
 
 @dataclass(frozen=True)
