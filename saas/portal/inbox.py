@@ -9,6 +9,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.fields import SelectChoice
 from wtforms.validators import Length, NumberRange, Optional
 
 from saas.billing import entitlements
@@ -24,8 +25,8 @@ from saas.timeutil import utcnow
 
 bp = Blueprint("inbox", __name__)
 
-KINDS = [("text", "Text"), ("template", "Template"), ("image", "Image link"), ("document", "Document link"),
-         ("video", "Video link")]
+KINDS = [SelectChoice("text", "Text"), SelectChoice("template", "Template"), SelectChoice("image", "Image link"),
+         SelectChoice("document", "Document link"), SelectChoice("video", "Video link")]
 
 
 class ComposerForm(FlaskForm):
@@ -92,10 +93,11 @@ def thread_context(tenant, thread, form=None, error=None):
     window = replies.window_of(thread)
     templates = replies.approved_templates(thread)
     form = form or ComposerForm(kind="text" if window.open else "template")
-    form.template.choices = [(f"{t.name}|{t.language}", f"{t.name} ({t.language}, {replies.variables_of(t)} variables)")
+    form.template.choices = [SelectChoice(f"{t.name}|{t.language}",
+                                          f"{t.name} ({t.language}, {replies.variables_of(t)} variables)")
                              for t in templates]
     saved = actions.saved_replies(tenant)
-    form.saved_reply.choices = [("", "—")] + [(str(s.id), s.shortcut) for s in saved]
+    form.saved_reply.choices = [SelectChoice("", "—")] + [SelectChoice(str(s.id), s.shortcut) for s in saved]
     return dict(thread=thread, entries=listing.entries(tenant, thread), window=window, now=utcnow(), form=form,
                 error=error, note_form=NoteForm(), confirm=ConfirmForm(), members=_members(tenant),
                 time_left=listing.time_left, member_names={m.id: m.email for m in _members(tenant)}, saved=saved)
