@@ -66,7 +66,8 @@ class LiveUpdates:
 
     def stream(self, tenant_id: int, session, *, since: datetime | None = None):
         """The SSE lines for ``tenant_id``: ``event: thread`` with the id of each thread that changed after
-        ``since`` (now by default), heartbeats, then the end. ``session`` is read briefly and released."""
+        ``since`` (now by default), heartbeats, then the end. ``session`` is read briefly each time, released
+        between reads, and closed when the stream ends."""
         reader = _Reader(tenant_id, session, since or utcnow())
         subscription = self._subscribe(tenant_id)
         started = last_beat = self.clock()
@@ -87,6 +88,7 @@ class LiveUpdates:
                     last_beat = self.clock()
                     yield ": heartbeat\n\n"
         finally:
+            session.close()
             if subscription is not None:
                 try:
                     subscription.close()

@@ -8,6 +8,7 @@ WhatsApp with the number's token, never linked to Meta's URL.
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, render_template, stream_with_context
+from sqlalchemy.orm import Session
 
 from saas.errors import ApiError, NotFound
 from saas.extensions import db
@@ -25,11 +26,11 @@ CHUNK = 64 * 1024
 @tenant_required
 @allowed("inbox")
 def stream(tenant):
-    tenant_id = tenant.id
-    db.session.rollback()  # the stream reads in short transactions of its own
-    lines = live.for_app(current_app).stream(tenant_id, db.session)
+    # The stream outlives the request's context: it reads in short transactions of a session of its own.
+    lines = live.for_app(current_app).stream(tenant.id, Session(bind=db.engine))
+    db.session.remove()
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return Response(stream_with_context(lines), mimetype="text/event-stream", headers=headers)
+    return Response(lines, mimetype="text/event-stream", headers=headers)
 
 
 @bp.get("/inbox/rows")
