@@ -13,6 +13,7 @@ from flask import Blueprint, jsonify, render_template
 from marshmallow import Schema, fields
 
 from saas.api import schemas
+from saas.api.openapi_inbox import inbox_paths
 from saas.ids import MAX_ID
 
 bp = Blueprint("openapi", __name__)
@@ -234,9 +235,8 @@ def _ok(schema, description="OK"):
 def build_spec(version: str = "1.0.0") -> dict:
     """The OpenAPI 3.1 document of /api/v1 and the Cloud-API-compatible endpoints."""
     spec = _new_spec(version)
-    _v1_paths(spec)
-    _cloud_send_path(spec)
-    _cloud_paths(spec)
+    for add_paths in (_v1_paths, inbox_paths, _cloud_send_path, _cloud_paths):
+        add_paths(spec)
     document = spec.to_dict()
     document["security"] = [{"bearer": []}]
     return document
