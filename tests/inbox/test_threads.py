@@ -16,8 +16,9 @@ def test_messages_read_in_whatsapp_order_whatever_order_they_arrive_in(app, clie
                         headers=shop.headers)
     assert reply.status_code == 201, reply.get_json()
     post_inbound(app, client, shop, text("late but earliest", offset=-600))
-    texts = [e.text for e in entries_of(app, thread.id) if e.kind == "message"]
-    assert texts == ["late but earliest", "first", "second", "second", "an answer"]
+    shown = client.get(f"/api/v1/threads/{thread.id}", headers=shop.headers).get_json()["messages"]
+    assert [m["text"] for m in shown] == ["late but earliest", "first", "second", "second", "an answer"]
+    assert [m["direction"] for m in shown] == ["in", "in", "in", "in", "out"]
     [thread] = threads_of(app, shop.tenant_id)
     assert thread.unread == 4  # no agent has read the thread yet (an API reply reads nothing)
     assert thread.name == "Sheena Nelson" and thread.contact_id is not None
