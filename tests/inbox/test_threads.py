@@ -84,3 +84,22 @@ def test_a_plan_without_the_inbox_gets_no_threads_and_a_403(app, client, whatsap
     assert threads_of(app, shop.tenant_id) == []
     response = client.get("/api/v1/threads", headers=shop.headers)
     assert response.status_code == 403 and response.get_json()["error"]["code"] == "feature_not_in_plan"
+
+
+def test_the_queue_puts_the_soonest_closing_window_first_then_the_longest_wait(app, client, whatsapp):
+    import time
+
+    shop = make_shop(app, whatsapp)
+    now = int(time.time())
+    # (customer, when they last wrote): 20 h ago (4 h left), 2 h ago (22 h left), 30 h ago (closed), 26 h ago.
+    for sender, ago in (("16505550001", 20), ("16505550002", 2), ("16505550003", 30), ("16505550004", 26)):
+        post_inbound(app, client, shop, wa.inbound("text", {"body": "hi"}, sender=sender,
+                                                    timestamp=str(now - ago * 3600)), sender=sender, name=sender)
+    from tests.inbox.helpers import login
+
+    login(client, shop.owner_email)
+    page = client.get("/inbox").get_data(as_text=True)
+    order = [sender for sender in ("16505550001", "16505550002", "16505550003", "16505550004") if sender in page]
+    assert sorted(order, key=page.index) == ["16505550001", "16505550002", "16505550003", "16505550004"]
+    assert "3h 59m left" in page or "4h 0m left" in page
+    assert page.count("window closed") == 2
