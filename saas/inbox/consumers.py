@@ -10,22 +10,26 @@ from __future__ import annotations
 from flask import current_app, has_app_context
 
 from saas import events
-from saas.billing import entitlements
+from sqlalchemy import select
+
+from saas.billing.models import Plan, Subscription
 from saas.inbox import assignment, live, threads
 from saas.inbox.seats import FEATURE
 from saas.messaging.domain_events import MESSAGE_RECEIVED, SEND_SETTLED, STATUS_CHANGED
 from saas.messaging.inbound.objects import first_error, text
-from saas.tenants.services import tenant_snapshot
 
 
 def with_inbox(conn, tenant_ids) -> set[int]:
-    """The tenants among ``tenant_ids`` whose plan in force includes the inbox."""
-    kept = set()
-    for tenant_id in tenant_ids:
-        tenant = tenant_snapshot(tenant_id)
-        if tenant is not None and entitlements.for_tenant(tenant).may(FEATURE):
-            kept.add(tenant_id)
-    return kept
+    """The tenants among ``tenant_ids`` subscribed to a plan that includes the inbox.
+
+    Read on ``conn`` alone (sends publish from plain threads, with no app context). A plan whose rights are
+    withheld for non-payment still has its threads kept: the pages and the API refuse them until it is paid,
+    and nothing is lost meanwhile."""
+    if not tenant_ids:
+        return set()
+    rows = conn.execute(select(Subscription.tenant_id, Plan.features).join(Plan, Plan.id == Subscription.plan_id)
+                        .where(Subscription.tenant_id.in_(sorted(tenant_ids)))).all()
+    return {tenant_id for tenant_id, features in rows if FEATURE in (features or ())}
 
 
 def _one(conn, event):
