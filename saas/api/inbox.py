@@ -61,7 +61,7 @@ def list_threads():
     assignee = args.get("assignee")
     if assignee not in (None, "unassigned"):
         assignee = parse_id(assignee)
-        if assignee is None:
+        if assignee is None or assignee > actions.INT32_MAX:
             raise InvalidRequest("'assignee' is a member id or 'unassigned'.", details={"assignee": ["Invalid."]})
     rows = queue.page(tenant, status=args.get("status"), assignee=assignee, q=args.get("q"),
                       limit=args["limit"] + 1, before=args.get("cursor"))

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from saas.errors import InvalidRequest, NotFound
 from saas.extensions import db
+from saas.ids import parse_id
 from saas.inbox import assignment, live
 from saas.inbox.models import AGENT, NOTE, OPEN, PENDING, RESOLVED, STATUSES, Agent, Entry, SavedReply, Settings, Thread
 from saas.inbox.threads import log_event
@@ -20,6 +21,7 @@ from saas.tenants.scoping import get_owned
 from saas.timeutil import utcnow
 
 NOTE_MAX = 4096
+INT32_MAX = 2**31 - 1
 CAP_MAX = 1000
 
 
@@ -71,10 +73,9 @@ def team_members(tenant) -> list[User]:
 
 def inbox_member(tenant, user_id) -> User:
     """A member of the tenant who may answer the inbox; NotFound otherwise."""
-    try:
-        user_id = int(user_id)
-    except (TypeError, ValueError):
-        raise NotFound("No such member.") from None
+    user_id = parse_id(user_id)
+    if user_id is None or user_id > INT32_MAX:  # users' ids are 32-bit
+        raise NotFound("No such member.")
     user = db.session.scalar(select(User).where(User.id == user_id, User.tenant_id == tenant.id))
     if user is None or not roles.may(user.role, "inbox"):
         raise NotFound("No such member who answers the inbox.")

@@ -82,11 +82,12 @@ class LiveUpdates:
                     recheck_at = self.clock() + RECHECK_SECONDS if woke else None
                 else:
                     self.sleep(max(0.0, min(self.poll_seconds, self.stream_seconds - (now - started))))
-                for thread_id in reader.changed():
-                    yield f"event: thread\ndata: {json.dumps({'thread_id': thread_id})}\n\n"
+                yield from _events(reader)
                 if self.clock() - last_beat >= self.heartbeat_seconds:
                     last_beat = self.clock()
                     yield ": heartbeat\n\n"
+            # A last read: what changed while this stream was busy is told before it ends.
+            yield from _events(reader)
         finally:
             session.close()
             if subscription is not None:
@@ -113,6 +114,11 @@ class LiveUpdates:
             log.warning("inbox live updates: Redis went away; polling", exc_info=True)
             self.sleep(max(0.0, min(self.poll_seconds, seconds)))
             return True
+
+
+def _events(reader):
+    for thread_id in reader.changed():
+        yield f"event: thread\ndata: {json.dumps({'thread_id': thread_id})}\n\n"
 
 
 class _Reader:

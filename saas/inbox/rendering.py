@@ -90,12 +90,13 @@ def outbound(payload: dict) -> tuple[str, dict, str]:
     elif kind == "template":
         parameters = [bounded(p.get("text"), 1024) or "" for component in items(body.get("components"))
                       for p in items(component.get("parameters"))]
-        content = {"name": bounded(body.get("name"), 512), "language": bounded(obj(body.get("language")).get("code"), 15),
-                   "parameters": parameters}
+        content = {"name": bounded(body.get("name"), 512),
+                   "language": bounded(obj(body.get("language")).get("code"), 15), "parameters": parameters}
         line = f"template {content['name']}" + (f": {', '.join(parameters)}" if parameters else "")
     elif kind == "interactive":
+        buttons = items(obj(body.get("action")).get("buttons"))
         content = {"body": bounded(obj(body.get("body")).get("text"), 1024) or "",
-                   "buttons": [bounded(obj(b.get("reply")).get("title"), 20) for b in items(obj(body.get("action")).get("buttons"))]}
+                   "buttons": [bounded(obj(b.get("reply")).get("title"), 20) for b in buttons]}
         line = content["body"]
     else:
         content = {}

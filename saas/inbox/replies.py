@@ -18,6 +18,7 @@ from sqlalchemy import select
 from saas import events
 from saas.errors import ApiError, InvalidRequest, NotFound, OutsideCustomerServiceWindow, UpstreamError
 from saas.extensions import db
+from saas.ids import parse_id
 from saas.inbox import live, rendering, threads
 from saas.inbox.models import AGENT, Entry, SavedReply, Thread
 from saas.inbox.seats import FEATURE
@@ -142,8 +143,11 @@ def cloud_body(thread, reply: dict) -> dict:
 
 
 def saved_reply_text(tenant, saved_reply_id) -> str:
-    row = db.session.scalar(select(SavedReply.body).where(SavedReply.tenant_id == tenant.id,
-                                                          SavedReply.id == saved_reply_id))
+    saved_reply_id = parse_id(saved_reply_id)
+    row = None
+    if saved_reply_id is not None:
+        row = db.session.scalar(select(SavedReply.body).where(SavedReply.tenant_id == tenant.id,
+                                                              SavedReply.id == saved_reply_id))
     if row is None:
         raise NotFound("No such saved reply.")
     return row

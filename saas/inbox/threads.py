@@ -173,7 +173,8 @@ def record_message_row(conn, tenant_id: int, message_id: int, *, status: str | N
     row = conn.execute(select(
         Message.id, Message.phone_number_id, Message.wa_id, Message.type, Message.body_summary, Message.direction,
         Message.wa_message_id, Message.status, Message.idempotency_key, Message.created_at,
-        Message.error_code, Message.error_title).where(Message.id == message_id, Message.tenant_id == tenant_id)).first()
+        Message.error_code, Message.error_title).where(Message.id == message_id, Message.tenant_id == tenant_id)
+    ).first()
     if row is None or row.direction != "out":
         return None
     status = status or row.status

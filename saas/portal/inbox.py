@@ -45,7 +45,8 @@ class NoteForm(FlaskForm):
 
 class AvailabilityForm(FlaskForm):
     available = BooleanField("Take new chats")
-    max_open = IntegerField("Most open threads at once", validators=[Optional(), NumberRange(min=1, max=actions.CAP_MAX)])
+    max_open = IntegerField("Most open threads at once",
+                            validators=[Optional(), NumberRange(min=1, max=actions.CAP_MAX)])
 
 
 class SettingsForm(FlaskForm):

@@ -52,7 +52,8 @@ def inbound(app, tenant_id, number_pk, n: int, *, assign: bool = True) -> int:
 
 def assignees(app, tenant_id) -> dict[int, int | None]:
     with app.app_context():
-        rows = dict(db.session.execute(select(Thread.id, Thread.assignee_id).where(Thread.tenant_id == tenant_id)).all())
+        rows = dict(db.session.execute(select(Thread.id, Thread.assignee_id)
+                                       .where(Thread.tenant_id == tenant_id)).all())
         db.session.remove()
     return rows
 

@@ -80,6 +80,16 @@ def test_another_tenants_thread_is_not_found_and_inputs_are_bounded(app, client,
     assert client.get("/api/v1/threads?limit=0", headers=shop.headers).status_code == 400
     assert client.get("/api/v1/threads?q=" + "x" * 101, headers=shop.headers).status_code == 400
     assert client.post(f"/api/v1/threads/{thread.id}/notes", json={"body": ""}, headers=shop.headers).status_code == 400
+    # Ids past a column's range are unknown, never a database error (PostgreSQL refuses them in a comparison).
+    assert client.get("/api/v1/threads?assignee=99999999999", headers=shop.headers).status_code == 400
+    huge = client.post(f"/api/v1/threads/{thread.id}/assign", json={"assignee_id": 2**40}, headers=shop.headers)
+    assert huge.status_code == 404 and huge.get_json()["error"]["code"] == "not_found"
+    login(client, shop.owner_email)
+    token = csrf_token(client, f"/inbox/threads/{thread.id}")
+    assert client.post(f"/inbox/threads/{thread.id}/reply", data={
+        "csrf_token": token, "kind": "text", "saved_reply": "１２"}).status_code == 404
+    assert client.post(f"/inbox/threads/{thread.id}/assign", data={
+        "csrf_token": token, "assignee_id": "99999999999"}).status_code == 404
 
 
 def test_the_api_lists_with_a_cursor_and_searches_by_name_or_number(app, client, whatsapp):

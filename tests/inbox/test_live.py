@@ -32,7 +32,7 @@ def redis_server(tmp_path):
 def live(app):
     """The app's live updates with a stream that lives long enough to see a change (polling every 20 ms)."""
     saved = app.extensions.pop("inbox_live", None)
-    app.extensions["inbox_live"] = LiveUpdates(poll_seconds=0.02, heartbeat_seconds=0.1, stream_seconds=1.0)
+    app.extensions["inbox_live"] = LiveUpdates(poll_seconds=0.02, heartbeat_seconds=0.1, stream_seconds=1.5)
     yield app.extensions["inbox_live"]
     app.extensions.pop("inbox_live", None)
     if saved is not None:

@@ -51,8 +51,8 @@ def test_quick_reply_buttons_and_saved_replies_from_the_page(app, client, whatsa
 def test_inbound_media_is_shown_through_our_endpoint(app, client, whatsapp):
     shop = make_shop(app, whatsapp)
     data = b"\xff\xd8\xff" + b"jpeg" * 10
-    whatsapp.media["1003383421387999"] = {"data": data, "mime_type": "image/jpeg",
-                                          "sha256": hashlib.sha256(data).hexdigest(), "owner": shop.number.phone_number_id}
+    whatsapp.media["1003383421387999"] = {"data": data, "mime_type": "image/jpeg", "owner": shop.number.phone_number_id,
+                                          "sha256": hashlib.sha256(data).hexdigest()}
     post_inbound(app, client, shop, wa.inbound("image", {"caption": "The red one", "mime_type": "image/jpeg",
                                                          "sha256": "a" * 44, "id": "1003383421387999"}))
     [thread] = threads_of(app, shop.tenant_id)
