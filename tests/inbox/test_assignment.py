@@ -106,18 +106,19 @@ def test_parallel_hand_outs_never_pass_a_cap_nor_give_a_thread_twice(backend, ap
     threads = [inbound(app, tenant_id, number_pk, n, assign=False) for n in range(20)]
     start, errors = threading.Barrier(8), []
 
-    def worker():
+    def worker(agent):
+        # Two workers per agent (an agent freeing up in two processes at once), all four agents at once.
         try:
             with app.app_context():
                 start.wait(10)
                 for _ in range(3):
-                    assignment.hand_out(db.session.connection(), tenant_id)
+                    assignment.hand_out(db.session.connection(), tenant_id, user_id=agent)
                     db.session.commit()
                 db.session.remove()
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    workers = [threading.Thread(target=worker) for _ in range(8)]
+    workers = [threading.Thread(target=worker, args=(agents[n % 4],)) for n in range(8)]
     for w in workers:
         w.start()
     for w in workers:
