@@ -24,7 +24,7 @@ from saas.inbox.models import AGENT, Entry, SavedReply, Thread
 from saas.inbox.seats import FEATURE
 from saas.messaging.models import PhoneNumber, ServiceWindow, Template
 from saas.messaging.outbound import payloads
-from saas.timeutil import utcnow
+from saas.timeutil import iso, utcnow
 
 TEXT_MAX = 4096
 CAPTION_MAX = 1024
@@ -163,17 +163,19 @@ def send_reply(sender, tenant, rights, thread: Thread, reply: dict, *, author: s
     """
     rights.require(FEATURE, "the inbox")
     body = cloud_body(thread, reply)
-    if body["type"] != "template" and not window_of(thread).open:
-        raise WindowClosed(details={"thread_id": thread.id, "window_expires_at": None})
+    window = window_of(thread)
+    if body["type"] != "template" and not window.open:
+        raise WindowClosed(details={"thread_id": thread.id, "window_expires_at": iso(window.expires_at)})
     message = payloads.outbound_item(body)
-    number = db.session.get(PhoneNumber, thread.phone_number_id)
+    phone_number_id = db.session.scalar(select(PhoneNumber.phone_number_id).where(
+        PhoneNumber.id == thread.phone_number_id, PhoneNumber.tenant_id == thread.tenant_id))
     kind, content, line = rendering.outbound(body)
     thread_id, tenant_id, wa_id, number_pk = thread.id, thread.tenant_id, thread.wa_id, thread.phone_number_id
     db.session.rollback()  # no transaction held while WhatsApp is called
     record = dict(number_pk=number_pk, wa_id=wa_id, author=author, author_user_id=user_id, kind=kind,
                   content=content, line=line)
     try:
-        outcome = sender.send(tenant, rights, number.phone_number_id, message.payload, upstream=message.upstream)
+        outcome = sender.send(tenant, rights, phone_number_id, message.payload, upstream=message.upstream)
     except OutsideCustomerServiceWindow:
         raise WindowClosed(details={"thread_id": thread_id}) from None
     except UpstreamError as exc:
