@@ -21,6 +21,14 @@ def test_metas_refusal_of_a_reply_is_shown_in_the_thread(app, client, whatsapp):
     login(client, shop.owner_email)
     page = client.get(f"/inbox/threads/{thread.id}").get_data(as_text=True)
     assert "WhatsApp refused it (131026)" in page
+    # From the page, the refused reply is the agent's own, shown with Meta's reason at once.
+    whatsapp.fail("POST", "/messages", code=131026)
+    token = csrf_token(client, f"/inbox/threads/{thread.id}")
+    answer = client.post(f"/inbox/threads/{thread.id}/reply", data={"csrf_token": token, "kind": "text",
+                                                                    "text": "from the page"})
+    assert answer.status_code >= 400 and 'id="composer-error"' in answer.get_data(as_text=True)
+    [from_page] = [e for e in entries_of(app, thread.id) if e.text == "from the page"]
+    assert (from_page.author, from_page.status, from_page.error_code) == ("agent", "failed", 131026)
 
 
 def test_quick_reply_buttons_and_saved_replies_from_the_page(app, client, whatsapp):
