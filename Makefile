@@ -3,6 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PICO_VERSION := 2.1.1
+UPLOT_VERSION := 1.6.32
 # `make run` serves here; `PORT=8000 make run` or `make run PORT=8000` picks another.
 PORT ?= 5000
 export FLASK_APP := wsgi
@@ -42,13 +43,20 @@ lint: install
 worker: install
 	$(BIN)/python worker.py
 
-# Refresh the committed copy of Pico.css from the npm registry (the app never uses a CDN).
+# Refresh the committed copies of Pico.css and uPlot (the broadcast report's chart) from the npm registry
+# (the app never uses a CDN).
 vendor:
 	rm -rf .vendor-tmp && mkdir .vendor-tmp
 	cd .vendor-tmp && npm pack --silent @picocss/pico@$(PICO_VERSION)
 	tar -xzf .vendor-tmp/picocss-pico-$(PICO_VERSION).tgz -C .vendor-tmp
 	mkdir -p saas/static/vendor/pico
 	cp .vendor-tmp/package/css/pico.min.css .vendor-tmp/package/LICENSE.md saas/static/vendor/pico/
+	rm -rf .vendor-tmp/package
+	cd .vendor-tmp && npm pack --silent uplot@$(UPLOT_VERSION)
+	tar -xzf .vendor-tmp/uplot-$(UPLOT_VERSION).tgz -C .vendor-tmp
+	mkdir -p saas/static/vendor/uplot
+	cp .vendor-tmp/package/dist/uPlot.iife.min.js .vendor-tmp/package/dist/uPlot.min.css \
+	   .vendor-tmp/package/LICENSE saas/static/vendor/uplot/
 	rm -rf .vendor-tmp
 
 # Load benchmark of the send endpoint (about 7 minutes; needs PostgreSQL); writes bench/RESULTS.md.

@@ -79,6 +79,7 @@ def register_extensions(app: Flask) -> None:
     mail.init_app(app)
     # Every model module, so metadata (and Alembic) sees all tables.
     from saas.billing import models as _billing  # noqa: F401
+    from saas.broadcasts import models as _broadcasts  # noqa: F401
     from saas.contacts import models as _contacts  # noqa: F401
     from saas.inbox import models as _inbox  # noqa: F401
     from saas.messaging import models as _messaging  # noqa: F401
@@ -111,6 +112,10 @@ def register_services(app: Flask) -> None:
     # One pool of kept-alive connections to Graph for every caller in the process.
     graph_session = pooled_session(app.config["WHATSAPP_POOL_SIZE"])
     service = register_send_service(app, metering, graph_session, session=session, caches=caches, rights=rights)
+    from saas.broadcasts import worker as broadcasts
+
+    # The broadcast engine's settings, and its tick in the housekeeping thread.
+    broadcasts.install(app)
     # Reads a live number's info from the Graph API (settings read per call).
     app.extensions["number_info"] = NumberInfoClient(app.config, graph_session)
     app.extensions["graph"] = Graph(app.config, graph_session)
@@ -133,6 +138,8 @@ def register_send_service(app: Flask, metering, graph_session, *, session, cache
     from saas.messaging.outbound.send import SendService
     from saas.messaging.outbound.settle import recovery_age
     from saas.messaging.templates.message_templates import SendableTemplates
+    # Consent is the contacts room's, above messaging: the send service gets its check as a collaborator.
+    from saas.contacts.consent.check import RecordedConsent
 
     # The pair rate lives where the plan rate limits do: Redis with REDIS_URL, else this process's memory.
     rules = WhatsAppRules(SendableTemplates(session, caches),
@@ -148,7 +155,7 @@ def register_send_service(app: Flask, metering, graph_session, *, session, cache
         transports=build_transports(app, graph_session, TokenCipher(app.config)), metering=metering,
         enqueue=app.extensions["background"].enqueue, rules=rules, reconnecting=reconnecting,
         journal=accept_journal.build(app.config), interrupted_after=after,
-        concurrency=app.config["SEND_MANY_CONCURRENCY"])
+        concurrency=app.config["SEND_MANY_CONCURRENCY"], consent=RecordedConsent())
     outbound.install(app, service)
     return service
 
@@ -220,14 +227,17 @@ def register_blueprints(app: Flask) -> None:
     from saas.admin.routes import bp as admin_bp
     from saas.api.cloud import bp as cloud_bp
     from saas.api.openapi import bp as openapi_bp
+    from saas.api.routes import NESTED as api_nested
     from saas.api.routes import bp as api_bp
     from saas.extensions import csrf
     from saas.portal import routes as portal
     from saas.webhooks.stripe import bp as webhooks_bp
     from saas.webhooks.whatsapp import bp as whatsapp_webhooks_bp
 
-    # API clients authenticate with a bearer key, not a session cookie: no CSRF.
+    # API clients authenticate with a bearer key, not a session cookie: no CSRF (nested blueprints too).
     csrf.exempt(api_bp)
+    for nested in api_nested:
+        csrf.exempt(nested)
     csrf.exempt(cloud_bp)
     # Stripe signs its webhooks; there is no session to forge.
     csrf.exempt(webhooks_bp)

@@ -80,6 +80,28 @@ class EmailNotVerified(ApiError):
                "(open the link we emailed, or resend it from the portal). The sandbox number works meanwhile.")
 
 
+class ConsentRequired(ApiError):
+    """A marketing template to a contact with no opt-in recorded for the sending number."""
+
+    status = 403
+    code = "consent_required"
+    graph_code = 4033
+    message = ("This contact has no opt-in recorded for marketing messages from this number. Record the opt-in "
+               "first (POST /api/v1/contacts/{id}/consent with state opted_in and its proof, a CSV import with "
+               "opt-in, or the contact's page in the portal), or send a utility template.")
+
+
+class OptedOut(ApiError):
+    """A marketing template to a contact who opted out of marketing from the sending number."""
+
+    status = 403
+    code = "opted_out"
+    graph_code = 4034
+    message = ("This contact opted out of marketing messages from this number, so marketing templates are not "
+               "sent to them. Only a new opt-in from the contact (a START keyword, Meta's resume, or an opt-in "
+               "you record with its proof) lifts it.")
+
+
 class LiveNumberRequired(ApiError):
     """What only WhatsApp can do (media, a business profile's changes) asked of a sandbox number."""
 

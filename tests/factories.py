@@ -117,7 +117,7 @@ def service_with(transport, **collaborators):
     app_service = send_service(current_app)
     parts = {name: getattr(app_service, name) for name in (
         "session", "numbers", "accounts", "rules", "clock", "reconnecting", "journal", "interrupted_after",
-        "concurrency")}
+        "concurrency", "consent")}
     parts.update(transports=Transports(sandbox=transport), metering=Metering(), enqueue=lambda *a: None)
     parts.update(collaborators)
     return SendService(**parts)

@@ -36,6 +36,14 @@ HOT_QUERIES = {
     "deliveries page": "SELECT * FROM webhook_deliveries WHERE tenant_id = 1 AND id < 100 ORDER BY id DESC LIMIT 51",
     "domain events of streams": ("SELECT id FROM domain_events WHERE stream IN ('1:contact:1', '1:contact:2') "
                                  "AND dead_at IS NULL ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED"),
+    "marketing consent of a recipient": (
+        "SELECT contacts.wa_id, consents.state FROM contacts LEFT OUTER JOIN consents "
+        "ON consents.contact_id = contacts.id AND consents.tenant_id = contacts.tenant_id "
+        "AND consents.phone_number_id = 1 WHERE contacts.tenant_id = 1 AND contacts.wa_id = '16505551234'"),
+    "marketing consent of a batch": (
+        "SELECT contacts.wa_id, consents.state FROM contacts LEFT OUTER JOIN consents "
+        "ON consents.contact_id = contacts.id AND consents.tenant_id = contacts.tenant_id "
+        "AND consents.phone_number_id = 1 WHERE contacts.tenant_id = 1 AND contacts.wa_id IN ('1', '2', '3')"),
     "first other event of streams": ("SELECT stream, min(id) FROM domain_events WHERE stream IN ('1:contact:1') "
                                      "AND dead_at IS NULL AND id NOT IN (1, 2) GROUP BY stream"),
 }

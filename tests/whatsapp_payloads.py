@@ -2,7 +2,7 @@
 
 Shapes follow the Cloud API's webhook reference (messages: statuses and
 inbound messages of every type; account_update, account_review_update,
-phone_number_quality_update; the template fields). Builders return plain
+phone_number_quality_update; the template fields; user_preferences). Builders return plain
 dicts; ``signed(body, secret)`` gives the bytes and headers of the POST.
 """
 from __future__ import annotations
@@ -173,6 +173,21 @@ def template_category_update() -> tuple[str, dict]:
                                         "message_template_name": "order_confirmation",
                                         "message_template_language": "en_US", "previous_category": "MARKETING",
                                         "new_category": "UTILITY"}
+
+
+def preference(wa_id="16505551234", value="stop", *, timestamp=None, category="marketing_messages",
+               detail=None) -> dict:
+    """One entry of a user_preferences change: the user stopped or resumed marketing messages."""
+    return {"wa_id": wa_id, "detail": detail or ("User requested to stop marketing messages" if value == "stop"
+                                                 else "User requested to resume marketing messages"),
+            "category": category, "value": value, "timestamp": timestamp or int(time.time())}
+
+
+def user_preferences(number, *entries: dict, name="Sheena Nelson") -> tuple[str, dict]:
+    """Meta's user_preferences field for ``number`` (each entry built by ``preference``)."""
+    value = messages_value(number, contacts=[contact(e["wa_id"], name=name) for e in entries if "wa_id" in e])
+    value["user_preferences"] = list(entries)
+    return "user_preferences", value
 
 
 def body_of(payload: dict) -> bytes:

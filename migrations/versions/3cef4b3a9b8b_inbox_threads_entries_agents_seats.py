@@ -1,7 +1,7 @@
 """inbox threads entries agents seats
 
 Revision ID: 3cef4b3a9b8b
-Revises: bd498d867fd6
+Revises: 5b4e18bab38b
 Create Date: 2026-12-06 14:21:51.985615
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '3cef4b3a9b8b'
-down_revision = 'bd498d867fd6'
+down_revision = '5b4e18bab38b'
 branch_labels = None
 depends_on = None
 

@@ -6,7 +6,7 @@ import unicodedata
 from decimal import Decimal
 
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms import BooleanField, IntegerField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (DataRequired, InputRequired, Length, NumberRange, Optional, Regexp,
                                 StopValidation)
@@ -127,6 +127,10 @@ class PlanForm(FlaskForm):
                                                "count). More than 1 needs the feature “Several phone numbers”.")
     features = SelectMultipleField("Features", choices=[SelectChoice(code, label) for code, label in FEATURE_NAMES.items()],
                                    widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
+    consent_managed_by_tenant = BooleanField(
+        "Tenants manage marketing consent themselves",
+        description="Their marketing templates are not held back for want of an opt-in recorded here; an opt-out "
+                    "(STOP, WhatsApp's stop, or one they record) still holds them back.")
     inbox_seats = IntegerField("Inbox seats", validators=[Optional(), Between(min=0, max=INT32_MAX)],
                                description="Members with the agent role the inbox allows (with “Support inbox”); "
                                            "empty: no limit.")
@@ -187,6 +191,7 @@ class PlanForm(FlaskForm):
             "phone_numbers_allowed": self.phone_numbers_allowed.data,
             # In the catalogue's order, whatever order the boxes were ticked in.
             "features": [name for name in FEATURE_NAMES if name in (self.features.data or [])],
+            "consent_managed_by_tenant": bool(self.consent_managed_by_tenant.data),
             "inbox_seats": self.inbox_seats.data,
             "trial_days": self.trial_days.data,
             "sort_order": self.sort_order.data,

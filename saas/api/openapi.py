@@ -1,19 +1,19 @@
 """The OpenAPI 3.1 document of /api/v1 and the Cloud-API-compatible endpoint, built from the marshmallow schemas.
 
-Request bodies are the schemas the views load with (saas.api.schemas); the
-response schemas below describe what saas.api.serializers and the error
-envelopes write. Served at /api/v1/openapi.json (no key needed) and shown on
-the portal's /docs page.
+Request bodies are the schemas the views load with (saas.api.schemas); the response schemas below describe
+what saas.api.serializers and the error envelopes write (broadcasts': saas.api.openapi_broadcasts). Served
+at /api/v1/openapi.json (no key needed) and shown on the portal's /docs page.
 """
 from __future__ import annotations
+
+import functools
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, jsonify, render_template
 from marshmallow import Schema, fields
 
-from saas.api import schemas
-from saas.api.openapi_inbox import inbox_paths
+from saas.api import consent_openapi, openapi_broadcasts, openapi_inbox, schemas
 from saas.ids import MAX_ID
 
 bp = Blueprint("openapi", __name__)
@@ -202,7 +202,8 @@ ERRORS = {
     400: "The request is invalid (body, query, header or a WhatsApp rule); `details` says which field.",
     401: "Missing, malformed, unknown or revoked API key.",
     402: "The plan's quota is used up, or the subscription needs a payment.",
-    403: "The plan does not include this, or the account is suspended.",
+    403: "The plan does not include this, the account is suspended, or a marketing template lacks the contact's "
+         "opt-in (consent_required) or follows its opt-out (opted_out).",
     404: "No such resource for this account.",
     405: "Method not allowed.",
     409: "This Idempotency-Key was used with another request.",
@@ -235,8 +236,12 @@ def _ok(schema, description="OK"):
 def build_spec(version: str = "1.0.0") -> dict:
     """The OpenAPI 3.1 document of /api/v1 and the Cloud-API-compatible endpoints."""
     spec = _new_spec(version)
-    for add_paths in (_v1_paths, inbox_paths, _cloud_send_path, _cloud_paths):
-        add_paths(spec)
+    _v1_paths(spec)
+    _cloud_send_path(spec)
+    _cloud_paths(spec)
+    consent_openapi.add_paths(spec, _ok, _errors, READ_ERRORS)  # an area's calls, with their own schemas
+    openapi_broadcasts.paths(spec)
+    openapi_inbox.inbox_paths(spec)
     document = spec.to_dict()
     document["security"] = [{"bearer": []}]
     return document
@@ -373,14 +378,9 @@ def _cloud_paths(spec) -> None:
     })
 
 
-_document: dict | None = None
-
-
+@functools.cache
 def document() -> dict:
-    global _document
-    if _document is None:
-        _document = build_spec()
-    return _document
+    return build_spec()
 
 
 @bp.get("/api/v1/openapi.json")

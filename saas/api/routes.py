@@ -1,9 +1,9 @@
-"""/api/v1: the tenant's REST API (messages, numbers, usage)."""
+"""/api/v1: the tenant's REST API (messages, numbers, usage; broadcasts in saas.api.broadcasts)."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from saas.api import schemas
+from saas.api import broadcasts, consent, schemas
 from saas.api.requests import (
     authenticate, current_rights, current_tenant, idempotency_key, json_object, load, rate_limit_headers,
 )
@@ -17,6 +17,11 @@ from saas.metering.services import usage_summary
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 bp.before_request(authenticate)
 bp.after_request(rate_limit_headers)
+# Areas with views of their own, nested: authenticated, rate-limited and enveloped as every API call.
+NESTED = (consent.bp,)
+for nested in NESTED:
+    bp.register_blueprint(nested)
+broadcasts.register(bp)
 
 send_body = schemas.V1Send()
 pagination = schemas.Pagination()

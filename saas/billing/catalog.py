@@ -22,7 +22,8 @@ STRIPE_TERMS = ("name", "description", "price_cents", "currency", "interval", "b
 # What an admin may change on a plan (its code is fixed: Stripe's lookup keys are made from it).
 EDITABLE_TERMS = ("name", "description", "price_cents", "currency", "interval", "billing_unit",
                   "included_conversations", "included_messages", "message_categories", "overage_cents",
-                  "rate_limit_per_minute", "phone_numbers_allowed", "features", "inbox_seats", "trial_days", "sort_order")
+                  "rate_limit_per_minute", "phone_numbers_allowed", "features", "consent_managed_by_tenant",
+                  "inbox_seats", "trial_days", "sort_order")
 # Subscriptions in these states hold no plan any more (not counted as subscribers).
 ENDED_STATUSES = ("canceled", "incomplete_expired")
 

@@ -47,6 +47,8 @@ class PlanTerms(PlanRules):
     billing_unit: str = "conversations"
     included_messages: int = 0
     message_categories: frozenset = frozenset()
+    # The tenant records consent itself: a marketing send is refused only after an opt-out, not for want of an opt-in.
+    consent_managed_by_tenant: bool = False
     inbox_seats: int | None = None  # agents the inbox allows; None: no limit
 
     @classmethod
@@ -58,7 +60,8 @@ class PlanTerms(PlanRules):
                    phone_numbers_allowed=plan.phone_numbers_allowed,
                    features=frozenset(plan.features or ()), active=plan.active,
                    billing_unit=plan.billing_unit or "conversations", included_messages=plan.included_messages or 0,
-                   message_categories=frozenset(plan.message_categories or ()), inbox_seats=plan.inbox_seats)
+                   message_categories=frozenset(plan.message_categories or ()),
+                   consent_managed_by_tenant=bool(plan.consent_managed_by_tenant), inbox_seats=plan.inbox_seats)
 
 
 @dataclass(frozen=True)

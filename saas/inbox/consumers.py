@@ -55,8 +55,11 @@ def _one(conn, event):
 
 
 def take(conn, batch) -> int:
-    """The consumer: each event onto its thread, in order; then the tenants' pages are woken."""
-    touched = [t for t in (_one(conn, event) for event in batch) if t is not None]
+    """The consumer: each event of a tenant with the inbox onto its thread, in order; then the tenants' pages
+    are woken. (``serves`` only decides whether an event is written: another consumer may want it for a tenant
+    without the inbox, and it reaches every consumer of its type.)"""
+    served = with_inbox(conn, {event.tenant_id for event in batch})
+    touched = [t for t in (_one(conn, event) for event in batch if event.tenant_id in served) if t is not None]
     if touched and has_app_context():
         live.for_app(current_app).notify(t.tenant_id for t in touched)
     return len(touched)

@@ -16,8 +16,18 @@ stream its events are ordered in, and the payload consumers read.
 - ``send.settled``: a send's outcome is final: ``accepted`` by WhatsApp (and
   billed) or ``failed`` (and not billed). A send recovery settled as failed
   that turns out to have gone out after all is settled again, accepted.
+- ``contact.preferences_changed``: WhatsApp says a customer stopped or resumed
+  marketing messages from a tenant's number. ``value`` is ``stop`` or
+  ``resume``; ``category`` Meta's (``marketing_messages``); ``wa_id`` the
+  customer; ``source`` what told us: ``user_preferences`` (Meta's webhook
+  field of that name; ``detail`` its sentence, ``timestamp`` its seconds
+  since the epoch as a string), ``message_status`` (a failed status with
+  error 131050, the user stopped marketing; ``wa_message_id`` the message)
+  or ``send_refused`` (WhatsApp refused a send with 131050; ``message_id``
+  ours). Raised beside the status or the send's settling, so a consumer
+  needs neither every status nor every settled send to learn it.
 
-Messages, statuses and sends are ordered per conversation, the tenant and the
+Messages, statuses, sends and preferences are ordered per conversation, the tenant and the
 customer (``<tenant>:contact:<wa_id>``; a status naming no recipient, per
 message); templates and numbers each in their own stream. ``number`` (in
 message and status payloads) is the tenant's number: id, tenant_id,
@@ -36,6 +46,9 @@ STATUS_CHANGED = "message.status_changed"
 TEMPLATE_CHANGED = "template.changed"
 NUMBER_QUALITY_CHANGED = "number.quality_changed"
 SEND_SETTLED = "send.settled"
+PREFERENCES_CHANGED = "contact.preferences_changed"
+# WhatsApp's error for a send to a user who stopped marketing messages from the business.
+MARKETING_STOPPED = 131050
 
 
 @dataclass(frozen=True)
@@ -121,3 +134,13 @@ def send_settled(tenant_id: int, message_id: int, wa_id: str, outcome: str, *, w
     return Event(SEND_SETTLED, tenant_id, conversation(tenant_id, wa_id), {
         "message_id": message_id, "wa_id": wa_id, "outcome": outcome, "wa_message_id": wa_message_id,
         "error_code": error_code, "error_title": error_title, "category": category})
+
+
+def preferences_changed(number: NumberRef, wa_id: str, value: str, *, source: str, category: str = "marketing_messages",
+                        detail: str | None = None, timestamp: str | None = None, wa_message_id: str | None = None,
+                        message_id: int | None = None, waba_id: str | None = None) -> Event:
+    """A customer stopped (``value`` ``stop``) or resumed (``resume``) marketing from ``number`` (see above)."""
+    return Event(PREFERENCES_CHANGED, number.tenant_id, conversation(number.tenant_id, wa_id), {
+        "number": number.payload, "wa_id": wa_id, "category": category, "value": value, "source": source,
+        "detail": detail, "timestamp": timestamp, "wa_message_id": wa_message_id, "message_id": message_id,
+        "waba_id": waba_id})

@@ -8,23 +8,27 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "keys": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
     "numbers": frozenset({ROLE_OWNER, ROLE_ADMIN}),
     "templates": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
+    "broadcasts": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
     "webhooks": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
     "billing": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_BILLING}),
     "members": frozenset({ROLE_OWNER, ROLE_ADMIN}),
     "audit": frozenset({ROLE_OWNER, ROLE_ADMIN}),
+    # Recording contacts' opt-ins and opt-outs, and the keywords that opt them out.
+    "consent": frozenset({ROLE_OWNER, ROLE_ADMIN}),
     # The dashboard (usage, numbers, recent messages): everyone but agents, who see the inbox only.
     "dashboard": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER, ROLE_BILLING}),
     "inbox": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_AGENT}),
 }
 
 AREA_NAMES = {"keys": "API keys", "numbers": "numbers", "templates": "message templates",
+              "broadcasts": "broadcasts",
               "webhooks": "webhooks", "billing": "billing", "members": "team members", "audit": "the audit log",
-              "dashboard": "the dashboard", "inbox": "the inbox"}
+              "consent": "marketing consent", "dashboard": "the dashboard", "inbox": "the inbox"}
 
 ROLE_DESCRIPTIONS = {
     ROLE_OWNER: "everything, including granting the owner role",
     ROLE_ADMIN: "everything but granting or taking away the owner role",
-    ROLE_DEVELOPER: "API keys and message templates",
+    ROLE_DEVELOPER: "API keys, message templates and broadcasts",
     ROLE_BILLING: "billing only",
     ROLE_AGENT: "the support inbox only (takes an inbox seat)",
 }

@@ -38,12 +38,14 @@ from tests.metering.test_reporting import (  # noqa: F401
 
 def message_plan(app, code: str = "bulk", *, included: int = 2, categories=("marketing", "utility"),
                  overage: Decimal | None = None) -> None:
-    """A plan on sale that prices messages of ``categories``, ``included`` of them per period."""
+    """A plan on sale that prices messages of ``categories``, ``included`` of them per period. Its tenants manage
+    consent themselves: these tests are about pricing, and only an opt-out would refuse their marketing sends
+    (tests/contacts/consent proves the consent rules)."""
     with app.app_context():
         db.session.add(Plan(code=code, name=code.title(), price_cents=4900, currency="usd", interval="month",
                             billing_unit="messages", included_messages=included, message_categories=list(categories),
                             overage_cents=overage, rate_limit_per_minute=1000, phone_numbers_allowed=1,
-                            features=["text", "template"], active=True))
+                            features=["text", "template"], active=True, consent_managed_by_tenant=True))
         db.session.commit()
         db.session.remove()
 

@@ -11,6 +11,7 @@ from saas.messaging.models import Conversation, Message
 from saas.metering.models import UsageRecord
 from saas.errors import UpstreamError
 from tests.factories import call_send, service_with, sender, set_quota, usage_values
+from tests.contacts.consent.factories import opt_in
 
 
 @pytest.fixture
@@ -33,8 +34,9 @@ def test_sends_in_an_open_window_open_nothing_new(acme):
     assert current["remaining"] == 248
 
 
-def test_template_opens_a_separate_marketing_window(client):
+def test_template_opens_a_separate_marketing_window(app, client):
     starter = sender(client, "starter")
+    opt_in(app, starter.tenant_id, starter.number, "15551230001")
     starter.send(to="15551230001")
     starter.send(payload={"messaging_product": "whatsapp", "to": "15551230001", "type": "template",
                           "template": {"name": "seasonal_promotion", "language": {"code": "en_US"}}})

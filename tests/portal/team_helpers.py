@@ -5,6 +5,7 @@ from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
 from saas.audit.models import AuditEvent
+from saas.contacts.models import Consent, ConsentKeyword
 from saas.extensions import db
 from saas.messaging.models import PhoneNumber, Template, WebhookDelivery, WebhookEndpoint
 from saas.tenants.models import ApiKey, Invite, Tenant, User
@@ -83,6 +84,8 @@ def state(app) -> dict:
                 WebhookEndpoint.id, WebhookEndpoint.url, WebhookEndpoint.signing_secret_encrypted,
                 WebhookEndpoint.active)).all()),
             "webhook deliveries": sorted(db.session.execute(select(WebhookDelivery.id, WebhookDelivery.state)).all()),
+            "consents": sorted(db.session.execute(select(Consent.id, Consent.state, Consent.changed_at)).all()),
+            "keywords": sorted(db.session.execute(select(ConsentKeyword.keyword, ConsentKeyword.action)).all()),
         }
         db.session.remove()
     return result

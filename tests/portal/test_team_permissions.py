@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from saas.contacts import directory
 from saas.extensions import db
 from saas.messaging.tenant_webhooks import endpoints
 from saas.messaging.models import WebhookDelivery
@@ -30,10 +31,12 @@ EXPECTED = {
     "keys": {"owner", "admin", "developer"},
     "numbers": {"owner", "admin"},
     "templates": {"owner", "admin", "developer"},
+    "broadcasts": {"owner", "admin", "developer"},
     "webhooks": {"owner", "admin", "developer"},
     "billing": {"owner", "admin", "billing"},
     "members": {"owner", "admin"},
     "audit": {"owner", "admin"},
+    "consent": {"owner", "admin"},
     "dashboard": {"owner", "admin", "developer", "billing"},
     "inbox": {"owner", "admin", "agent"},
 }
@@ -67,6 +70,13 @@ ACTIONS = {
     "sync templates": ("templates", "POST", lambda t, c: "/templates/sync", lambda cl, t, c: {}),
     "delete template": ("templates", "POST", lambda t, c: f"/templates/{c['template_id']}/delete",
                         lambda cl, t, c: {}),
+    "broadcasts page": ("broadcasts", "GET", lambda t, c: "/broadcasts", None),
+    "new broadcast": ("broadcasts", "GET", lambda t, c: "/broadcasts/new", None),
+    "create broadcast": ("broadcasts", "POST", lambda t, c: "/broadcasts/new",
+                         lambda cl, t, c: {"name": "Spring", "labels": "vip"}),
+    "broadcast report": ("broadcasts", "GET", lambda t, c: "/broadcasts/1", None),
+    "start broadcast": ("broadcasts", "POST", lambda t, c: "/broadcasts/1/start", lambda cl, t, c: {}),
+    "export broadcast": ("broadcasts", "GET", lambda t, c: "/broadcasts/1/recipients.csv", None),
     "billing page": ("billing", "GET", lambda t, c: "/billing", None),
     "checkout": ("billing", "POST", lambda t, c: "/billing/checkout",
                  lambda cl, t, c: {"plan": "pro", "attempt": "0123456789abcdef"}),
@@ -93,6 +103,12 @@ ACTIONS = {
     "remove member": ("members", "POST", lambda t, c: f"/team/members/{t.spare_billing_id}/remove",
                       lambda cl, t, c: {}),
     "audit log": ("audit", "GET", lambda t, c: "/audit", None),
+    "consent page": ("consent", "GET", lambda t, c: "/consent", None),
+    "save consent keywords": ("consent", "POST", lambda t, c: "/consent/keywords",
+                              lambda cl, t, c: {"opt_out": "STOP\nİPTAL", "opt_in": "START"}),
+    "record a contact's consent": ("consent", "POST", lambda t, c: f"/contacts/{c['contact_id']}/consent",
+                                   lambda cl, t, c: {"number": c["number_pk"], "state": "opted_in",
+                                                     "proof": "Said yes at the till", "next": "/consent"}),
     "inbox": ("inbox", "GET", lambda t, c: "/inbox", None),
     "inbox rows": ("inbox", "GET", lambda t, c: "/inbox/rows", None),
     "inbox stream": ("inbox", "GET", lambda t, c: "/inbox/stream", None),
@@ -164,7 +180,8 @@ def test_every_tenant_route_is_in_the_matrix_or_open_to_every_member(app):
     or is listed as open to every member: a new route without either fails here."""
     adapter = app.url_map.bind("localhost")
     placeholders = SimpleNamespace(key_id=1, invite_id=1, spare_id=1, spare_billing_id=1)
-    ctx = {"number_pk": 1, "template_id": 1, "delivery_id": 1, "waba_id": "1", "new_number": None, "thread_id": 1}
+    ctx = {"number_pk": 1, "template_id": 1, "delivery_id": 1, "waba_id": "1", "new_number": None, "contact_id": 1,
+           "thread_id": 1}
     areas: dict[tuple[str, str], str] = {}
     for name, (area, method, path, _) in ACTIONS.items():
         endpoint, _ = adapter.match(urlsplit(path(placeholders, ctx)).path, method=method)
@@ -188,8 +205,17 @@ def team(app, graph):
     template_id = add_template(app, team.id, waba_id, "welcome")
     team.ctx = {"number_pk": number_pk, "waba_id": waba_id, "template_id": template_id,
                 "new_number": graph.add_number(waba_id=waba_id), "delivery_id": webhook_delivery(app, team.id),
-                "thread_id": inbox_thread(app, team.id, number_pk)}
+                "contact_id": a_contact(app, team.id), "thread_id": inbox_thread(app, team.id, number_pk)}
     return team
+
+
+def a_contact(app, tenant_id) -> int:
+    with app.app_context():
+        contact, _ = directory.find_or_create(db.session, tenant_id, wa_id="15551230077")
+        db.session.commit()
+        contact_id = contact.id
+        db.session.remove()
+    return contact_id
 
 
 def inbox_thread(app, tenant_id, number_pk) -> int:
@@ -242,15 +268,18 @@ def test_role_against_action(app, team, role, action):
 
 
 @pytest.mark.parametrize("role, expected", [
-    ("owner", {"Numbers", "API keys", "Templates", "Webhooks", "Billing", "Team", "Audit log", "Inbox"}),
-    ("admin", {"Numbers", "API keys", "Templates", "Webhooks", "Billing", "Team", "Audit log", "Inbox"}),
-    ("developer", {"API keys", "Templates", "Webhooks"}),
+    ("owner", {"Numbers", "API keys", "Templates", "Broadcasts", "Webhooks", "Billing", "Team", "Audit log",
+               "Consent", "Inbox"}),
+    ("admin", {"Numbers", "API keys", "Templates", "Broadcasts", "Webhooks", "Billing", "Team", "Audit log",
+               "Consent", "Inbox"}),
+    ("developer", {"API keys", "Templates", "Broadcasts", "Webhooks"}),
     ("billing", {"Billing"}),
     ("agent", {"Inbox"}),
 ])
 def test_the_nav_shows_only_what_the_role_may_use(app, team, role, expected):
     page = team.client(role).get("/dashboard", follow_redirects=True).get_data(as_text=True)
     nav = page.split("<nav>")[1].split("</nav>")[0]
-    shown = {name for name in ("Numbers", "API keys", "Templates", "Webhooks", "Billing", "Team", "Audit log", "Inbox")
+    shown = {name for name in ("Numbers", "API keys", "Templates", "Broadcasts", "Webhooks", "Billing", "Team",
+                               "Audit log", "Consent", "Inbox")
              if f">{name}</a>" in nav}
     assert shown == expected

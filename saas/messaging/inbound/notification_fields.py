@@ -81,6 +81,7 @@ def apply_messages(batch, note, waba_id: str, field_name: str, value: dict) -> N
             continue
         # Published whatever the status (and so forwarded): the tenant may know what we do not.
         batch.events.append(happened.status_changed(number, wamid, status, waba_id=waba_id, metadata=metadata))
+        batch.events.extend(_marketing_stopped(number, wamid, name, status, waba_id))
         if name not in TIMESTAMP_FIELD:
             note.refuse(waba_id, field_name, value, "statuses", index, status,
                         f"status {name!r} is not one a message takes (forwarded, not applied)")
@@ -110,6 +111,48 @@ def apply_messages(batch, note, waba_id: str, field_name: str, value: dict) -> N
         note.counts["messages"] += 1
     if items(value.get("errors")):
         note.counts["errors"] += len(items(value.get("errors")))
+
+
+def _marketing_stopped(number, wamid: str, name, status: dict, waba_id: str) -> list:
+    """A failed status with error 131050 says its recipient stopped marketing messages from the number."""
+    if name != "failed" or inbound.first_error(status).get("code") != happened.MARKETING_STOPPED:
+        return []
+    recipient = ident(status.get("recipient_id"), 64)
+    if recipient is None:
+        return []
+    return [happened.preferences_changed(number, recipient, "stop", source="message_status", wa_message_id=wamid,
+                                         timestamp=text(status.get("timestamp"), 20), waba_id=waba_id,
+                                         detail=text(inbound.first_error(status).get("title"), 300))]
+
+
+# What Meta's user_preferences webhook may say of a category, and the values we apply.
+PREFERENCE_VALUES = ("stop", "resume")
+
+
+def apply_user_preferences(batch, note, waba_id: str, field_name: str, value: dict) -> None:
+    """Users who stopped or resumed marketing messages from one of our numbers (``user_preferences``): each
+    becomes a ``contact.preferences_changed`` event (consent is recorded by its consumer)."""
+    metadata = obj(value.get("metadata"))
+    phone_number_id = ident(metadata.get("phone_number_id"), 64)
+    number = batch.numbers.get(phone_number_id)
+    if number is None:
+        note.unknown_numbers.add(phone_number_id or "(none)")
+        return
+    for index, item in _listed(note, waba_id, field_name, value, "user_preferences"):
+        wa_id, category, said = ident(item.get("wa_id"), 64), item.get("category"), item.get("value")
+        if wa_id is None:
+            why = "no usable wa_id (a string of at most 64 characters)"
+        elif category != "marketing_messages":
+            why = f"category {text(category, 40)!r} is not one consent follows (kept, not applied)"
+        elif said not in PREFERENCE_VALUES:
+            why = f"value {text(said, 40)!r} is neither stop nor resume"
+        else:
+            batch.events.append(happened.preferences_changed(
+                number, wa_id, said, source="user_preferences", detail=text(item.get("detail"), 300),
+                timestamp=text(item.get("timestamp"), 20), waba_id=waba_id))
+            note.counts["user preferences"] += 1
+            continue
+        note.refuse(waba_id, field_name, value, "user_preferences", index, item, why)
 
 
 def _digits(value) -> str:
@@ -176,4 +219,8 @@ FIELD_HANDLERS = {
     "message_template_status_update": apply_template_update,
     "message_template_quality_update": apply_template_update,
     "template_category_update": apply_template_update,
+    "user_preferences": apply_user_preferences,
 }
+
+# The fields whose value names one of our numbers in ``metadata.phone_number_id``.
+NUMBER_FIELDS = ("messages", "user_preferences")

@@ -25,7 +25,7 @@ from saas.messaging.domain_events import NumberRef
 from saas.messaging.numbers import media
 from saas.messaging.inbound.objects import ident, obj, text
 from saas.messaging.models import Message, PhoneNumber
-from saas.messaging.inbound.notification_fields import FIELD_HANDLERS
+from saas.messaging.inbound.notification_fields import FIELD_HANDLERS, NUMBER_FIELDS
 from saas.messaging.inbound.statuses import StatusUpdate, apply_statuses
 from saas.database import insert_for
 from saas.messaging.outbound.windows import refresh_service_windows
@@ -256,7 +256,7 @@ def apply_changes(session, work: list[tuple[Note, Change]], now: datetime) -> No
     batch = Batch(conn, now)
     batch.numbers = _numbers(conn, {
         ident(obj(change.value.get("metadata")).get("phone_number_id"), 64)
-        for _, change in work if change.field == "messages"} - {None})
+        for _, change in work if change.field in NUMBER_FIELDS} - {None})
     for note, change in work:
         _collect(batch, note, change)
     session.flush()  # what handlers changed through the ORM (numbers' quality, audit entries)

@@ -5,12 +5,13 @@ step done once for the lot. The sender is checked once (suspended, its
 number, a live number's verified owner); each message is validated
 (saas.messaging.outbound.payloads) and gated by the plan's features;
 WhatsApp's rules decide for every recipient, the contacts' windows read in
-one statement. Then one transaction writes what passed, in set-based
-statements and the single send's lock order: the number's messaging limit
-counted once under its lock, the conversation windows locked and opened
-(saas.messaging.outbound.windows.open_windows), the message rows in
-multi-row INSERTs, then the quota decided and usage written for the whole
-batch by metering (``Metering.meter_many``: each recipient priced by
+one statement, and the marketing recipients' consent is asked once for them
+all (saas.messaging.outbound.consent). Then one transaction writes what
+passed, in set-based statements and the single send's lock order: the
+number's messaging limit counted once under its lock, the conversation
+windows locked and opened (saas.messaging.outbound.windows.open_windows),
+the message rows in multi-row INSERTs, then the quota decided and usage
+written for the whole batch by metering (``Metering.meter_many``: each recipient priced by
 billing's pricing policy as its send alone would be, after the ones before
 it; one refused loses its message row, and its window when it would have
 opened one).
@@ -36,6 +37,7 @@ from typing import ClassVar
 
 from sqlalchemy import delete
 
+from saas import events
 from saas.billing.pricing import Send
 from saas.database import DatabaseUnavailable, end_transaction, insert_many, single_statement
 from saas.errors import ApiError, UpstreamError
@@ -44,6 +46,7 @@ from saas.messaging.outbound import callback_data
 from saas.messaging.outbound.accept_journal import JournalUnavailable, KeptAccept
 from saas.messaging.outbound.accepts import accept_many
 from saas.messaging.outbound.bodies import graph_response, summarise
+from saas.messaging.outbound.consent import MARKETING, marketing_stopped
 from saas.messaging.outbound.payloads import Outbound, forwarded_body, outbound_item
 from saas.messaging.outbound.refusals import check_feature, refusal
 from saas.messaging.outbound.rules import Admission, within_messaging_limit
@@ -93,7 +96,7 @@ class _Item:
 
 
 class SendingMany:
-    """``send_many`` for SendService (its session, numbers, accounts, transports, rules, metering,
+    """``send_many`` for SendService (its session, numbers, accounts, transports, rules, consent, metering,
     enqueue, clock and concurrency, and the settling it inherits)."""
 
     def send_many(self, tenant, phone_number_id: str, items: list, *, rights=None) -> list[Accepted | Refused]:
@@ -101,7 +104,8 @@ class SendingMany:
 
         Returns one result per item, in order: Accepted, or Refused with the
         error the item's send alone would raise (InvalidRequest, FeatureNotInPlan,
-        PaymentRequired, one of WhatsApp's rules, QuotaExceeded, UpstreamError ...).
+        PaymentRequired, one of WhatsApp's rules, ConsentRequired, OptedOut, QuotaExceeded,
+        UpstreamError ...).
         ``rights`` default to the tenant's now. Raises, and sends nothing, only
         when the sender itself is refused: TenantSuspended, NotFound (not the
         tenant's number), EmailNotVerified, UpstreamError (live numbers are not
@@ -122,7 +126,7 @@ class SendingMany:
         work = _checked(items, rights, results)
         if not work:
             return results
-        decided = self._reconnecting(lambda: self._admit_many(tenant.id, number, [i.payload for i in work]))
+        decided = self._reconnecting(lambda: self._admit_many(tenant.id, rights, number, [i.payload for i in work]))
         passing = []
         for item, decision in zip(work, decided):
             if isinstance(decision, Admission):
@@ -136,12 +140,19 @@ class SendingMany:
             self._metered_first(tenant, rights, number, transport, passing, results)
         return results
 
-    def _admit_many(self, tenant_id: int, number, payloads: list[dict]) -> list:
-        """WhatsApp's rules for the batch, in a read-only transaction of their own."""
+    def _admit_many(self, tenant_id: int, rights, number, payloads: list[dict]) -> list:
+        """WhatsApp's rules for the batch, then its marketing recipients' consent (asked once for them all),
+        in a read-only transaction of their own."""
         session = self.session
         try:
             conn = session.connection(execution_options=single_statement(session))
             decided = self.rules.admit_many(conn, tenant_id, number, payloads, self.clock())
+            marketing = [isinstance(d, Admission) and d.category == MARKETING for d in decided]
+            asked = sorted({payload["to"] for payload, is_marketing in zip(payloads, marketing) if is_marketing})
+            refused = self.consent.refusals(conn, tenant_id, number.id, asked, rights) if asked else {}
+            if refused:
+                decided = [refused.get(payload["to"], decision) if is_marketing else decision
+                           for payload, decision, is_marketing in zip(payloads, decided, marketing)]
             session.commit()
         except BaseException:
             session.rollback()
@@ -228,7 +239,10 @@ class SendingMany:
             ids = [row.id for row in insert_many(conn, Message.__table__, rows, returning=("id",))]
             written = dict(zip([item.index for item, _, _ in placed] + [item.index for item in failed], ids))
             self._within_quota(conn, tenant.id, rights, period.start, placed, written, decided)
-            session.commit()
+            events.publish(conn, [event for item in failed for event in marketing_stopped(
+                conn, tenant.id, number.id, item.payload["to"], item.answer.error_code,
+                message_id=written[item.index], at=now)])
+            events.commit(session)
         except BaseException:
             session.rollback()
             raise

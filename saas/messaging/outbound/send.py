@@ -7,7 +7,8 @@ WhatsApp's id, or ``failed`` and un-billed). The sandbox, which sends
 nothing, is asked first and its answer written in that one transaction. No connection is held while the transport works.
 Before any of it, WhatsApp's own rules are checked (saas.messaging.outbound.rules):
 a send Meta would refuse is refused here, with Meta's code, for every
-transport, and nothing is sent, written or billed. A send that is
+transport, and nothing is sent, written or billed; so is a marketing template
+the contact did not consent to (saas.messaging.outbound.consent). A send that is
 interrupted between the two (a worker killed) stays ``pending`` until
 ``recover_interrupted`` settles it: failed and un-billed, since the client
 never got an answer, unless its answer turns up later (see
@@ -40,6 +41,7 @@ from saas.messaging.outbound.accept_journal import KeptAccept
 from saas.messaging.outbound.accepts import GroupAccepts
 from saas.messaging.outbound.batch import PENDING, SendingMany
 from saas.messaging.outbound.bodies import graph_response, request_hash, summarise
+from saas.messaging.outbound.consent import MARKETING, AllowEverySend, ConsentCheck, marketing_stopped
 from saas.messaging.outbound.payloads import forwarded_body
 from saas.messaging.models import MODE_LIVE, Message
 from saas.messaging.outbound.refusals import check_feature, refusal
@@ -76,13 +78,14 @@ class SendService(Settling, SendingMany):
     says what time it is, ``reconnecting`` how database steps are retried on a new
     connection, ``journal`` where accepts wait while the database is away (None: nowhere,
     the send answers 503), ``interrupted_after`` how old a pending send is before recovery
-    settles it (saas.messaging.outbound.settle.recovery_age), and ``concurrency`` how many
-    calls to WhatsApp one ``send_many`` makes at once.
+    settles it (saas.messaging.outbound.settle.recovery_age), ``concurrency`` how many
+    calls to WhatsApp one ``send_many`` makes at once, and ``consent`` whether a marketing
+    template may go to a contact (saas.messaging.outbound.consent; None: every send may).
     """
 
     def __init__(self, *, session, numbers, accounts, transports, metering, enqueue, rules, clock=utcnow,
                  reconnecting: Reconnecting | None = None, journal=None, interrupted_after: timedelta | None = None,
-                 concurrency: int = 16):
+                 concurrency: int = 16, consent: ConsentCheck | None = None):
         self.session = session
         self.numbers = numbers
         self.accounts = accounts
@@ -95,6 +98,7 @@ class SendService(Settling, SendingMany):
         self.concurrency = concurrency
         self.journal = journal
         self.interrupted_after = interrupted_after or DEFAULT_RECOVERY
+        self.consent = consent if consent is not None else AllowEverySend()
         # Live sends' accepts, written in groups on PostgreSQL (saas.messaging.outbound.accepts).
         self.group_accepts = GroupAccepts()
 
@@ -115,7 +119,9 @@ class SendService(Settling, SendingMany):
         FeatureNotInPlan, QuotaExceeded, PaymentRequired (what the plan paid for allows, while its
         rights are withheld for non-payment), one of WhatsApp's rules (saas.errors.WhatsAppRule:
         outside the customer-service window, unknown or unapproved template, pair rate,
-        messaging limit; nothing sent or billed), IdempotencyConflict or UpstreamError.
+        messaging limit; nothing sent or billed), ConsentRequired or OptedOut (a marketing
+        template without the contact's opt-in for the number, or after its opt-out; nothing
+        sent or billed), IdempotencyConflict or UpstreamError.
         """
         try:
             return self._send(tenant, rights, phone_number_id, payload, idempotency_key, to_input, upstream)
@@ -144,7 +150,7 @@ class SendService(Settling, SendingMany):
             earlier = self._reconnecting(lambda: self._find_by_key(tenant.id, idempotency_key))
             if earlier is not None:
                 return self._replay(earlier, digest)
-        admission = self._reconnecting(lambda: self._admit(tenant.id, number, payload))
+        admission = self._reconnecting(lambda: self._admit(tenant.id, rights, number, payload))
         transport = self.transports.for_number(number)
         if transport is None:
             raise UpstreamError("Live numbers are not enabled on this server.", graph_code=131000)
@@ -172,12 +178,17 @@ class SendService(Settling, SendingMany):
                                       body if idempotency_key else None, self.clock()))
         return self._accepted(transport, tenant.id, message_id, result.wa_message_id, body)
 
-    def _admit(self, tenant_id: int, number, payload: dict) -> Admission:
-        """WhatsApp's rules, in a read-only transaction of their own (ended before any transport works)."""
+    def _admit(self, tenant_id: int, rights, number, payload: dict) -> Admission:
+        """WhatsApp's rules, then the contact's consent to a marketing template, in a read-only transaction
+        of their own (ended before any transport works)."""
         session = self.session
         try:
             conn = session.connection(execution_options=_single_statement(session))
             admission = self.rules.admit(conn, tenant_id, number, payload, self.clock())
+            if admission.category == MARKETING:
+                refused = self.consent.refusals(conn, tenant_id, number.id, [payload["to"]], rights)
+                if payload["to"] in refused:
+                    raise refused[payload["to"]]
             session.commit()
         except BaseException:
             session.rollback()
@@ -235,8 +246,11 @@ class SendService(Settling, SendingMany):
                 "conversation_id": None, "opened_conversation": False, "period_start": None,
                 "idempotency_key": idempotency_key, "request_hash": digest, "created_at": now, "updated_at": now,
                 "failed_at": now}).scalar()
-            self.settled_at_once(session.connection(), tenant_id, message_id, payload["to"],
+            conn = session.connection()
+            self.settled_at_once(conn, tenant_id, message_id, payload["to"],
                                  error_code=result.error_code, error_title=result.error_title)
+            events.publish(conn, marketing_stopped(conn, tenant_id, number_id, payload["to"], result.error_code,
+                                                   message_id=message_id, at=now))
             events.commit(session)
         except IntegrityError:
             return self._replay_the_winner(tenant_id, idempotency_key, digest)

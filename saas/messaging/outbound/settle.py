@@ -14,7 +14,8 @@ All of it takes rows in the send path's lock order (see saas.messaging.outbound.
 the window, then the message, then usage; ``take_up`` claims its message
 first, a row nothing else locks while it has no WhatsApp id.
 Each settling publishes ``send.settled`` (saas.messaging.domain_events) in its transaction,
-as do the sends written settled at once (``settled_at_once``).
+as do the sends written settled at once (``settled_at_once``); a refusal with 131050 also
+``contact.preferences_changed``.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from saas.messaging.outbound.accept_journal import JournalUnavailable, KeptAccep
 from saas.messaging.domain_events import SEND_SETTLED, send_settled
 from saas.messaging.outbound.accepts import WAIT_SECONDS, accept_alone, accept_send
 from saas.messaging.outbound.bodies import graph_response
+from saas.messaging.outbound.consent import marketing_stopped
 from saas.messaging.outbound.cloud_api import LONGEST_BACKOFF
 from saas.messaging.models import Conversation, Message
 from saas.messaging.outbound.windows import Window, open_window
@@ -117,7 +119,7 @@ class Settling:
         try:
             conn = session.connection()
             row = conn.execute(select(Message.id, Message.conversation_id, Message.period_start, Message.status,
-                                      Message.category, Message.wa_id).where(
+                                      Message.category, Message.wa_id, Message.phone_number_id).where(
                 Message.id == message_id, Message.tenant_id == tenant_id)).first()
             if row is None or row.status != "pending":
                 session.rollback()
@@ -135,7 +137,9 @@ class Settling:
             if window is not None:
                 release_if_unused(conn, self.metering, tenant_id, window)
             events.publish(conn, [send_settled(tenant_id, message_id, row.wa_id, "failed", error_code=error_code,
-                                               error_title=error_title, category=row.category)])
+                                               error_title=error_title, category=row.category),
+                                  *marketing_stopped(conn, tenant_id, row.phone_number_id, row.wa_id, error_code,
+                                                     message_id=message_id, at=now)])
             events.commit(session)
         except BaseException:
             session.rollback()

@@ -54,6 +54,8 @@ class SandboxTransport:
         "15550000131": (131026, "Message undeliverable"),
         "15550000132": (131049, "This message was not delivered to maintain healthy ecosystem engagement."),
         "15550000500": (131000, "Something went wrong"),
+        # The user stopped marketing messages from the business: the contact is opted out of this number.
+        "15550131050": (131050, "User has stopped receiving marketing messages from this business."),
     }
 
     def send(self, number, payload: dict) -> SendResult:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from saas.extensions import db
 from saas.messaging.models import Message
 from saas.messaging.outbound import send_service
+from tests.contacts.consent.factories import opt_in
 from tests.factories import sender, usage_values
 from tests.messaging.live import CONTACT, add_template, inbound, live_number, tenant_sends, without_our_mark
 from tests.metering.test_concurrency import pg_only  # noqa: F401
@@ -120,6 +121,7 @@ def test_metas_message_status_and_wa_id_are_kept(app, graph, acme, number):
     graph.message_status = "held_for_quality_assessment"
     graph.add_template(number[2], "promo")
     add_template(app, acme.tenant_id, number[2], "promo", category="MARKETING")
+    opt_in(app, acme.tenant_id, number[1], CONTACT)
     graph.wa_ids[CONTACT] = "15551234599"
     response = acme.send(number=number[0], payload=body("template", {"name": "promo", "language": {"code": "en_US"}}))
     assert response.status_code == 200

@@ -22,6 +22,7 @@ from saas.messaging.models import Message
 from saas.messaging.outbound.rules import SANDBOX_SILENT_RECIPIENT, PairRate, messaging_limit
 from saas.messaging.outbound.windows import customer_service_window_open
 from saas.timeutil import utcnow
+from tests.contacts.consent.factories import opt_in
 from tests.factories import sender, usage_values
 from tests.messaging.live import add_template, inbound, live_number, template_payload, text_payload
 from tests.metering.test_concurrency import pg_only, run_in_parallel  # noqa: F401
@@ -527,6 +528,7 @@ def test_unapproved_templates_in_the_v1_envelope(app, live, acme, acme_live):
 def test_a_template_send_is_metered_in_its_templates_category(app, live, acme, acme_live, category, metric):
     live.add_template(acme_live[2], "the_template", category=category)
     add_template(app, acme.tenant_id, acme_live[2], "the_template", category=category)
+    opt_in(app, acme.tenant_id, acme_live[1], CONTACT)  # a marketing template needs it
     assert acme.send(number=acme_live[0], payload=template_payload(CONTACT, "the_template")).status_code == 200
     assert billed(app, acme.tenant_id) == {"messages": 1, "conversations": 1, metric: 1}
     usage = acme.get("/api/v1/usage").get_json()
@@ -537,6 +539,7 @@ def test_each_category_opens_its_own_window(app, live, acme, acme_live):
     for name, category in (("util", "UTILITY"), ("promo", "MARKETING"), ("otp", "AUTHENTICATION")):
         live.add_template(acme_live[2], name, category=category)
         add_template(app, acme.tenant_id, acme_live[2], name, category=category)
+    opt_in(app, acme.tenant_id, acme_live[1], CONTACT)
     for name in ("util", "promo", "otp", "util", "promo"):
         assert acme.send(number=acme_live[0], payload=template_payload(CONTACT, name)).status_code == 200
     usage = acme.get("/api/v1/usage").get_json()
@@ -554,6 +557,7 @@ def test_each_category_opens_its_own_window(app, live, acme, acme_live):
 ])
 def test_sandbox_built_in_templates(app, client, name, status, code, metric):
     acme = sender(client, "starter")
+    opt_in(app, acme.tenant_id, acme.number, CONTACT)
     response = acme.send(payload=template_payload(CONTACT, name))
     assert response.status_code == status
     if code:

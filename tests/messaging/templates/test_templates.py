@@ -11,6 +11,7 @@ from saas.messaging.numbers.graph import GraphError, GraphUnavailable
 from saas.messaging.models import Template
 from saas.messaging.templates.sync import sync_templates
 from saas.tenants.services import tenant_snapshot
+from tests.contacts.consent.factories import opt_in
 from tests.factories import make_tenant, sender, usage_values
 from tests.messaging.live import add_template, live_number, template_payload
 
@@ -319,9 +320,10 @@ def test_a_completed_category_change_applies_and_an_impending_one_waits(app, pen
 
 def test_a_category_change_moves_the_next_sends_metering(app, client, live):
     acme = sender(client, "starter")
-    phone_number_id, _, waba_id, _ = live_number(app, live, acme.tenant_id)
+    phone_number_id, number_pk, waba_id, _ = live_number(app, live, acme.tenant_id)
     live.add_template(waba_id, "order_shipped", category="UTILITY")
     add_template(app, acme.tenant_id, waba_id, "order_shipped", category="UTILITY", meta_id="55")
+    opt_in(app, acme.tenant_id, number_pk, CONTACT)  # once it is marketing, a send of it needs the contact's opt-in
     assert acme.send(number=phone_number_id, payload=template_payload(CONTACT, "order_shipped")).status_code == 200
     apply(app, waba_id, "template_category_update", {
         "message_template_id": 55, "message_template_name": "order_shipped", "message_template_language": "en_US",

@@ -1,0 +1,33 @@
+"""The broadcast engine's settings, from the environment (saas.config's readers), for ``app.config``."""
+from __future__ import annotations
+
+from saas.config import env_bool, env_float, env_int
+
+
+def load() -> dict:
+    return {
+        # Recipients one claim takes (one send_many call); at most this many rows are `sending` per worker.
+        "BROADCAST_BATCH": env_int("BROADCAST_BATCH", 100),
+        # Pace each number's sends (its messages per second); off only for benchmarks.
+        "BROADCAST_PACING": env_bool("BROADCAST_PACING", True),
+        # Each worker's share of a number's rate (0.5 with two workers).
+        "BROADCAST_RATE_SHARE": env_float("BROADCAST_RATE_SHARE", 1.0),
+        # How often due broadcasts are started and abandoned claims recovered (the tick).
+        "BROADCAST_TICK_SECONDS": env_float("BROADCAST_TICK_SECONDS", 5.0),
+        # A claim still `sending` this long was left by a dead worker. Unset: the longest a batch can take
+        # (the longest live send, once per round of SEND_MANY_CONCURRENCY calls) plus a minute.
+        "BROADCAST_RECOVER_AFTER_SECONDS": env_float("BROADCAST_RECOVER_AFTER_SECONDS", 0.0) or None,
+        # Web processes send broadcasts from their housekeeping thread (for a few seconds per tick) when
+        # no `flask broadcasts run` worker is deployed.
+        "BROADCAST_IN_WEB": env_bool("BROADCAST_IN_WEB", True),
+    }
+
+
+def recover_after(config) -> float:
+    """BROADCAST_RECOVER_AFTER_SECONDS, or the longest a batch can take plus a minute."""
+    if config.get("BROADCAST_RECOVER_AFTER_SECONDS"):
+        return float(config["BROADCAST_RECOVER_AFTER_SECONDS"])
+    from saas.messaging.outbound.settle import longest_send
+
+    rounds = -(-config["BROADCAST_BATCH"] // max(config["SEND_MANY_CONCURRENCY"], 1))
+    return longest_send(config).total_seconds() * rounds + 60.0
