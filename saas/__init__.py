@@ -81,6 +81,7 @@ def register_extensions(app: Flask) -> None:
     from saas.billing import models as _billing  # noqa: F401
     from saas.broadcasts import models as _broadcasts  # noqa: F401
     from saas.contacts import models as _contacts  # noqa: F401
+    from saas.inbox import models as _inbox  # noqa: F401
     from saas.messaging import models as _messaging  # noqa: F401
     from saas.metering import models as _metering  # noqa: F401
     from saas.audit import models as _audit  # noqa: F401

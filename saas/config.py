@@ -197,12 +197,8 @@ def load(instance_path: str) -> dict:
         if missing:
             raise ConfigError("APP_ENV=production needs " + ", ".join(missing))
 
-    secret_key = env_str("SECRET_KEY") or local_secret(
-        instance_path, "secret_key", lambda: secrets.token_hex(32)
-    )
-    token_key = env_str("TOKEN_ENCRYPTION_KEY") or local_secret(
-        instance_path, "token_encryption_key", _fernet_key
-    )
+    secret_key = env_str("SECRET_KEY") or local_secret(instance_path, "secret_key", lambda: secrets.token_hex(32))
+    token_key = env_str("TOKEN_ENCRYPTION_KEY") or local_secret(instance_path, "token_encryption_key", _fernet_key)
     token_keys(token_key)
     redis_url = env_str("REDIS_URL")
     redis_tls = redis_options(redis_url, env_bool("REDIS_TLS_VERIFY", False))
@@ -367,6 +363,9 @@ def _recovery_settings(instance_path: str) -> dict:
     return {
         # The usage roll-up and the recovery of interrupted sends, in every process.
         "HOUSEKEEPING": env_bool("HOUSEKEEPING", True),
+        # The inbox's live streams (saas.inbox.live): database reads without Redis, heartbeats, a stream's life.
+        **{name: env_seconds(name, default) for name, default in (
+            ("INBOX_POLL_SECONDS", 2.0), ("INBOX_HEARTBEAT_SECONDS", 15.0), ("INBOX_STREAM_SECONDS", 25.0))},
         # How often each process delivers domain events a crash left undelivered (saas.events.sweep).
         "EVENT_SWEEP_SECONDS": env_seconds("EVENT_SWEEP_SECONDS", 5.0),
         # A send still pending this long was interrupted and is settled. Unset: derived from the longest a

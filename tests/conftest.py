@@ -90,6 +90,8 @@ def base_app(backend, tmp_path_factory, mail_server):
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "SERVER_NAME": None,
                       "HOUSEKEEPING": False, "WHATSAPP_PAIR_RATE_BURST": 0, "ADMIN_REQUIRES_TWO_FACTOR": False,
                       "RATE_LIMIT_PAUSE_SECONDS": 0,
+                      # The inbox's live streams end quickly (tests/inbox/test_live.py reads them to the end).
+                      "INBOX_STREAM_SECONDS": 0.3, "INBOX_POLL_SECONDS": 0.05,
                       "MAIL_URL": mail_server.url, "MAIL_FROM": "Relay <no-reply@relay.example.com>",
                       "MAIL_RETRY_SECONDS": 0.01, "MAIL_TIMEOUT_SECONDS": 5.0,
                       "ACCEPT_JOURNAL_DIR": str(tmp_path_factory.mktemp("accept-journal"))})

@@ -131,6 +131,9 @@ class PlanForm(FlaskForm):
         "Tenants manage marketing consent themselves",
         description="Their marketing templates are not held back for want of an opt-in recorded here; an opt-out "
                     "(STOP, WhatsApp's stop, or one they record) still holds them back.")
+    inbox_seats = IntegerField("Inbox seats", validators=[Optional(), Between(min=0, max=INT32_MAX)],
+                               description="Members with the agent role the inbox allows (with “Support inbox”); "
+                                           "empty: no limit.")
     trial_days = _count("Free trial, in days", maximum=TRIAL_DAYS_MAX, description="0 for none.", default=0)
     sort_order = _count("Sort order", description="Plans are listed from the lowest.", default=0)
 
@@ -189,6 +192,7 @@ class PlanForm(FlaskForm):
             # In the catalogue's order, whatever order the boxes were ticked in.
             "features": [name for name in FEATURE_NAMES if name in (self.features.data or [])],
             "consent_managed_by_tenant": bool(self.consent_managed_by_tenant.data),
+            "inbox_seats": self.inbox_seats.data,
             "trial_days": self.trial_days.data,
             "sort_order": self.sort_order.data,
         }

@@ -13,7 +13,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, jsonify, render_template
 from marshmallow import Schema, fields
 
-from saas.api import consent_openapi, openapi_broadcasts, schemas
+from saas.api import consent_openapi, openapi_broadcasts, openapi_inbox, schemas
 from saas.ids import MAX_ID
 
 bp = Blueprint("openapi", __name__)
@@ -241,6 +241,7 @@ def build_spec(version: str = "1.0.0") -> dict:
     _cloud_paths(spec)
     consent_openapi.add_paths(spec, _ok, _errors, READ_ERRORS)  # an area's calls, with their own schemas
     openapi_broadcasts.paths(spec)
+    openapi_inbox.inbox_paths(spec)
     document = spec.to_dict()
     document["security"] = [{"bearer": []}]
     return document

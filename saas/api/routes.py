@@ -79,3 +79,12 @@ def usage():
     tenant = current_tenant()
     rights = current_rights()
     return jsonify(usage_summary(tenant, rights.subscription, rights).as_dict())
+
+
+def _register_rooms() -> None:
+    from saas.api import inbox
+
+    inbox.register(bp)
+
+
+_register_rooms()

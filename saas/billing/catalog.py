@@ -23,7 +23,7 @@ STRIPE_TERMS = ("name", "description", "price_cents", "currency", "interval", "b
 EDITABLE_TERMS = ("name", "description", "price_cents", "currency", "interval", "billing_unit",
                   "included_conversations", "included_messages", "message_categories", "overage_cents",
                   "rate_limit_per_minute", "phone_numbers_allowed", "features", "consent_managed_by_tenant",
-                  "trial_days", "sort_order")
+                  "inbox_seats", "trial_days", "sort_order")
 # Subscriptions in these states hold no plan any more (not counted as subscribers).
 ENDED_STATUSES = ("canceled", "incomplete_expired")
 
@@ -49,7 +49,8 @@ DEFAULT_PLANS = (
         "overage_cents": Decimal("5"),
         "rate_limit_per_minute": 300,
         "phone_numbers_allowed": 1,
-        "features": ["text", "template", "media", "webhooks"],
+        "features": ["text", "template", "media", "webhooks", "inbox"],
+        "inbox_seats": 2,
         "sort_order": 10,
     },
     {
@@ -62,7 +63,8 @@ DEFAULT_PLANS = (
         "rate_limit_per_minute": 1000,
         "phone_numbers_allowed": 5,
         "features": ["text", "template", "media", "interactive", "broadcast", "webhooks",
-                     "multi_number", "analytics_export"],
+                     "multi_number", "analytics_export", "inbox"],
+        "inbox_seats": 10,
         "sort_order": 20,
     },
     {
@@ -75,7 +77,8 @@ DEFAULT_PLANS = (
         "rate_limit_per_minute": 6000,
         "phone_numbers_allowed": 25,
         "features": ["text", "template", "media", "interactive", "broadcast", "webhooks",
-                     "multi_number", "analytics_export"],
+                     "multi_number", "analytics_export", "inbox"],
+        "inbox_seats": None,
         "sort_order": 30,
     },
 )

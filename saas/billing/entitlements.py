@@ -49,6 +49,7 @@ class PlanTerms(PlanRules):
     message_categories: frozenset = frozenset()
     # The tenant records consent itself: a marketing send is refused only after an opt-out, not for want of an opt-in.
     consent_managed_by_tenant: bool = False
+    inbox_seats: int | None = None  # agents the inbox allows; None: no limit
 
     @classmethod
     def of(cls, plan: Plan) -> "PlanTerms":
@@ -60,7 +61,7 @@ class PlanTerms(PlanRules):
                    features=frozenset(plan.features or ()), active=plan.active,
                    billing_unit=plan.billing_unit or "conversations", included_messages=plan.included_messages or 0,
                    message_categories=frozenset(plan.message_categories or ()),
-                   consent_managed_by_tenant=bool(plan.consent_managed_by_tenant))
+                   consent_managed_by_tenant=bool(plan.consent_managed_by_tenant), inbox_seats=plan.inbox_seats)
 
 
 @dataclass(frozen=True)

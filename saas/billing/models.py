@@ -19,6 +19,7 @@ FEATURE_NAMES = {
     "webhooks": "Webhooks to your own endpoint",
     "multi_number": "Several phone numbers",
     "analytics_export": "Analytics export",
+    "inbox": "Support inbox (seats per plan)",
 }
 
 FEATURES = tuple(FEATURE_NAMES)
@@ -99,6 +100,8 @@ class Plan(PlanRules, db.Model):
     # How many contacts a tenant may store, and recipients a broadcast may have; None: no limit.
     max_contacts: Mapped[int | None] = mapped_column(Integer)
     max_broadcast_recipients: Mapped[int | None] = mapped_column(Integer)
+    # Members with the agent role (and invitations to it) the inbox allows; None: no limit.
+    inbox_seats: Mapped[int | None] = mapped_column(Integer)
     # True: the tenant records consent in its own systems, and marketing sends are not checked
     # against our opt-ins (opt-outs still are).
     consent_managed_by_tenant: Mapped[bool] = mapped_column(Boolean, default=False)

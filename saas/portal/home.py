@@ -7,7 +7,8 @@ from flask_login import current_user
 from saas.billing.catalog import active_plans
 from saas.messaging import services as messaging
 from saas.messaging.numbers.phone_numbers import numbers_for
-from saas.portal.access import tenant_required
+from saas.portal.access import forbidden, tenant_required
+from saas.tenants import roles
 from saas.urls import public_base
 
 bp = Blueprint("home", __name__)
@@ -23,6 +24,11 @@ def index():
 @bp.get("/dashboard")
 @tenant_required
 def dashboard(tenant):
+    if not roles.may(current_user.role, "dashboard"):
+        # Where every login lands: an agent's place is the inbox (they see nothing else).
+        if roles.may(current_user.role, "inbox"):
+            return redirect(url_for("portal.inbox.queue"))
+        return forbidden("dashboard")
     from saas.onboarding.steps import first_steps
 
     every_number = numbers_for(tenant, include_disconnected=True)

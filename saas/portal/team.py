@@ -9,6 +9,7 @@ from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from saas.errors import NotFound
+from saas.inbox.seats import role_limits
 from saas.portal.access import allowed, tenant_required
 from saas.portal.forms import ConfirmForm
 from saas.tenants import roles, team
@@ -58,7 +59,7 @@ def index(tenant):
     if not form.validate_on_submit():
         return _team_page(tenant, form, 400)
     try:
-        new = team.invite(current_user, tenant, form.email.data, form.role.data)
+        new = team.invite(current_user, tenant, form.email.data, form.role.data, limits=role_limits(tenant))
     except team.TeamError as exc:
         getattr(form, exc.field or "email").errors.append(exc.message)
         return _team_page(tenant, form, 400)
@@ -91,7 +92,7 @@ def change_role(tenant, user_id):
     if not form.validate_on_submit():
         abort(400)
     try:
-        member = team.change_role(current_user, tenant, user_id, form.role.data)
+        member = team.change_role(current_user, tenant, user_id, form.role.data, limits=role_limits(tenant))
     except NotFound:
         abort(404)
     except team.TeamError as exc:

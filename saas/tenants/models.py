@@ -16,8 +16,10 @@ ROLE_OWNER = "owner"
 ROLE_ADMIN = "admin"
 ROLE_DEVELOPER = "developer"
 ROLE_BILLING = "billing"
+# Answers the support inbox and sees nothing else of the tenant.
+ROLE_AGENT = "agent"
 # Highest first: the order the members page offers them in.
-ROLES = (ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER, ROLE_BILLING)
+ROLES = (ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER, ROLE_BILLING, ROLE_AGENT)
 
 
 class Tenant(db.Model):

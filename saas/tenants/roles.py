@@ -1,7 +1,7 @@
 """Who in a tenant may do what: one table, read by every portal view that changes something and by the nav."""
 from __future__ import annotations
 
-from saas.tenants.models import ROLE_ADMIN, ROLE_BILLING, ROLE_DEVELOPER, ROLE_OWNER, ROLES
+from saas.tenants.models import ROLE_ADMIN, ROLE_AGENT, ROLE_BILLING, ROLE_DEVELOPER, ROLE_OWNER, ROLES
 
 # area -> the roles that may use it (see it in the nav, open its pages, change it).
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -15,18 +15,22 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit": frozenset({ROLE_OWNER, ROLE_ADMIN}),
     # Recording contacts' opt-ins and opt-outs, and the keywords that opt them out.
     "consent": frozenset({ROLE_OWNER, ROLE_ADMIN}),
+    # The dashboard (usage, numbers, recent messages): everyone but agents, who see the inbox only.
+    "dashboard": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER, ROLE_BILLING}),
+    "inbox": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_AGENT}),
 }
 
 AREA_NAMES = {"keys": "API keys", "numbers": "numbers", "templates": "message templates",
               "broadcasts": "broadcasts",
               "webhooks": "webhooks", "billing": "billing", "members": "team members", "audit": "the audit log",
-              "consent": "marketing consent"}
+              "consent": "marketing consent", "dashboard": "the dashboard", "inbox": "the inbox"}
 
 ROLE_DESCRIPTIONS = {
     ROLE_OWNER: "everything, including granting the owner role",
     ROLE_ADMIN: "everything but granting or taking away the owner role",
     ROLE_DEVELOPER: "API keys, message templates and broadcasts",
     ROLE_BILLING: "billing only",
+    ROLE_AGENT: "the support inbox only (takes an inbox seat)",
 }
 
 assert set(ROLE_DESCRIPTIONS) == set(ROLES)

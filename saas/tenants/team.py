@@ -89,8 +89,34 @@ class NewInvite:
     token: str  # shown once, in the link
 
 
-def invite(actor: User, tenant: Tenant, email: str, role: str) -> NewInvite:
-    """Invite ``email`` to ``tenant`` as ``role`` (commits). A pending invitation for the same email is revoked."""
+def _check_places(tenant: Tenant, role: str, limits: dict[str, int | None] | None, *, email: str | None = None,
+                  member_id: int | None = None) -> None:
+    """Refuse ``role`` when ``limits`` caps it (role -> most members plus pending invitations; None: no cap)
+    and the tenant has no place left. Call it with the tenant's row locked, so two invitations at once
+    cannot both take the last place. ``email``: an invitation about to be replaced; ``member_id``: a member
+    changing role (neither counts against the place they would take)."""
+    if not limits or role not in limits or limits[role] is None:
+        return
+    now = utcnow()
+    members_count = db.session.scalar(select(func.count(User.id)).where(
+        User.tenant_id == tenant.id, User.role == role, *([User.id != member_id] if member_id else [])))
+    invites_count = db.session.scalar(select(func.count(Invite.id)).where(
+        Invite.tenant_id == tenant.id, Invite.role == role, Invite.accepted_at.is_(None),
+        Invite.revoked_at.is_(None), Invite.expires_at > now, *([Invite.email != email] if email else [])))
+    if members_count + invites_count >= limits[role]:
+        db.session.rollback()
+        raise TeamError(f"Your plan allows {limits[role]} {role} seat{'s' if limits[role] != 1 else ''}, all taken "
+                        f"(members and pending invitations): upgrade, or free one first.", "role")
+
+
+def _lock_tenant(tenant: Tenant) -> None:
+    db.session.execute(select(Tenant.id).where(Tenant.id == tenant.id).with_for_update())
+
+
+def invite(actor: User, tenant: Tenant, email: str, role: str, *,
+           limits: dict[str, int | None] | None = None) -> NewInvite:
+    """Invite ``email`` to ``tenant`` as ``role`` (commits). A pending invitation for the same email is revoked.
+    ``limits`` caps roles that take a paid place (the plan's inbox seats for agents): see ``_check_places``."""
     try:
         email = normalise_email(email)
     except AccountError as exc:
@@ -101,6 +127,9 @@ def invite(actor: User, tenant: Tenant, email: str, role: str) -> NewInvite:
     _check_grant(actor, role)
     if db.session.scalar(select(User.id).where(User.email == email, User.tenant_id == tenant.id)) is not None:
         raise TeamError("This person is already a member.", "email")
+    if limits:
+        _lock_tenant(tenant)
+        _check_places(tenant, role, limits, email=email)
     now = utcnow()
     for old in db.session.scalars(select(Invite).where(
             Invite.tenant_id == tenant.id, Invite.email == email, Invite.accepted_at.is_(None),
@@ -267,8 +296,10 @@ def _refuse_last_owner(tenant: Tenant, member: User, message: str) -> None:
         raise TeamError(message)
 
 
-def change_role(actor: User, tenant: Tenant, user_id, role: str) -> User:
-    """Give a member another role (commits). The last owner keeps theirs; only owners touch the owner role."""
+def change_role(actor: User, tenant: Tenant, user_id, role: str, *,
+                limits: dict[str, int | None] | None = None) -> User:
+    """Give a member another role (commits). The last owner keeps theirs; only owners touch the owner role.
+    ``limits``: as ``invite`` takes them."""
     _check_role(role)
     member = _locked_member(tenant, user_id)
     if member.role == role:
@@ -281,6 +312,7 @@ def change_role(actor: User, tenant: Tenant, user_id, role: str) -> User:
         raise
     _refuse_last_owner(tenant, member, "The last owner cannot be given another role: make someone else an "
                                        "owner first.")
+    _check_places(tenant, role, limits, member_id=member.id)
     before = member.role
     member.role = role
     audit.record(actor, "member.role_changed", f"{member.email}: {before} → {role}", tenant_id=tenant.id,

@@ -35,8 +35,8 @@ def login(app, email, password=PASSWORD):
 
 
 class Team:
-    """A Starter tenant: owner@, admin@, developer@, billing@, a spare developer and billing member to act on,
-    a key, a pending invitation."""
+    """A Starter tenant: owner@, admin@, developer@, billing@, agent@, a spare developer and billing member to
+    act on, a key, a pending invitation."""
 
     def __init__(self, app, plan="starter", domain="team.example.com"):
         self.app = app
@@ -49,7 +49,7 @@ class Team:
             db.session.remove()
         self.domain = domain
         self.ids = {"owner": self.owner_id}
-        for role in ("admin", "developer", "billing"):
+        for role in ("admin", "developer", "billing", "agent"):
             self.ids[role] = add_user(app, self.id, f"{role}@{domain}", role)
         self.spare_id = add_user(app, self.id, f"spare@{domain}", "developer")
         self.spare_billing_id = add_user(app, self.id, f"spare-billing@{domain}", "billing")

@@ -37,6 +37,8 @@ EXPECTED = {
     "members": {"owner", "admin"},
     "audit": {"owner", "admin"},
     "consent": {"owner", "admin"},
+    "dashboard": {"owner", "admin", "developer", "billing"},
+    "inbox": {"owner", "admin", "agent"},
 }
 
 
@@ -107,12 +109,31 @@ ACTIONS = {
     "record a contact's consent": ("consent", "POST", lambda t, c: f"/contacts/{c['contact_id']}/consent",
                                    lambda cl, t, c: {"number": c["number_pk"], "state": "opted_in",
                                                      "proof": "Said yes at the till", "next": "/consent"}),
+    "inbox": ("inbox", "GET", lambda t, c: "/inbox", None),
+    "inbox rows": ("inbox", "GET", lambda t, c: "/inbox/rows", None),
+    "inbox stream": ("inbox", "GET", lambda t, c: "/inbox/stream", None),
+    "inbox thread": ("inbox", "GET", lambda t, c: f"/inbox/threads/{c['thread_id']}", None),
+    "inbox entries": ("inbox", "GET", lambda t, c: f"/inbox/threads/{c['thread_id']}/entries", None),
+    "inbox media": ("inbox", "GET", lambda t, c: "/inbox/media/1003383421387256", None),
+    "inbox reply": ("inbox", "POST", lambda t, c: f"/inbox/threads/{c['thread_id']}/reply",
+                    lambda cl, t, c: {"kind": "text", "text": "hello"}),
+    "inbox status": ("inbox", "POST", lambda t, c: f"/inbox/threads/{c['thread_id']}/status",
+                     lambda cl, t, c: {"status": "resolved"}),
+    "inbox assign": ("inbox", "POST", lambda t, c: f"/inbox/threads/{c['thread_id']}/assign",
+                     lambda cl, t, c: {"assignee_id": ""}),
+    "inbox note": ("inbox", "POST", lambda t, c: f"/inbox/threads/{c['thread_id']}/notes",
+                   lambda cl, t, c: {"body": "a note"}),
+    "inbox availability": ("inbox", "POST", lambda t, c: "/inbox/availability",
+                           lambda cl, t, c: {"available": "y", "max_open": "3"}),
+    "inbox settings": ("inbox", "POST", lambda t, c: "/inbox/settings", lambda cl, t, c: {"auto_assign": "y"}),
+    "inbox saved reply": ("inbox", "POST", lambda t, c: "/inbox/saved-replies",
+                          lambda cl, t, c: {"shortcut": "hi", "body": "Hello!"}),
 }
 
 
 def test_every_area_in_the_matrix_is_in_the_table():
     assert {area for area, *_ in ACTIONS.values()} <= set(PERMISSIONS)
-    assert set(ROLES) == {"owner", "admin", "developer", "billing"}
+    assert set(ROLES) == {"owner", "admin", "developer", "billing", "agent"}
 
 
 # Blueprints that serve a tenant's pages (the portal's page modules are nested under "portal"); every other
@@ -159,7 +180,8 @@ def test_every_tenant_route_is_in_the_matrix_or_open_to_every_member(app):
     or is listed as open to every member: a new route without either fails here."""
     adapter = app.url_map.bind("localhost")
     placeholders = SimpleNamespace(key_id=1, invite_id=1, spare_id=1, spare_billing_id=1)
-    ctx = {"number_pk": 1, "template_id": 1, "delivery_id": 1, "waba_id": "1", "new_number": None, "contact_id": 1}
+    ctx = {"number_pk": 1, "template_id": 1, "delivery_id": 1, "waba_id": "1", "new_number": None, "contact_id": 1,
+           "thread_id": 1}
     areas: dict[tuple[str, str], str] = {}
     for name, (area, method, path, _) in ACTIONS.items():
         endpoint, _ = adapter.match(urlsplit(path(placeholders, ctx)).path, method=method)
@@ -183,7 +205,7 @@ def team(app, graph):
     template_id = add_template(app, team.id, waba_id, "welcome")
     team.ctx = {"number_pk": number_pk, "waba_id": waba_id, "template_id": template_id,
                 "new_number": graph.add_number(waba_id=waba_id), "delivery_id": webhook_delivery(app, team.id),
-                "contact_id": a_contact(app, team.id)}
+                "contact_id": a_contact(app, team.id), "thread_id": inbox_thread(app, team.id, number_pk)}
     return team
 
 
@@ -194,6 +216,18 @@ def a_contact(app, tenant_id) -> int:
         contact_id = contact.id
         db.session.remove()
     return contact_id
+
+
+def inbox_thread(app, tenant_id, number_pk) -> int:
+    """A thread of the tenant's inbox, as an inbound message makes one."""
+    from saas.inbox.threads import record_inbound
+
+    with app.app_context():
+        touched = record_inbound(db.session.connection(), tenant_id, number_pk, "16505551234", "wamid.team-in-1",
+                                 {"type": "text", "text": {"body": "hi"}}, None)
+        db.session.commit()
+        db.session.remove()
+    return touched.thread_id
 
 
 def webhook_delivery(app, tenant_id) -> int:
@@ -235,16 +269,17 @@ def test_role_against_action(app, team, role, action):
 
 @pytest.mark.parametrize("role, expected", [
     ("owner", {"Numbers", "API keys", "Templates", "Broadcasts", "Webhooks", "Billing", "Team", "Audit log",
-               "Consent"}),
+               "Consent", "Inbox"}),
     ("admin", {"Numbers", "API keys", "Templates", "Broadcasts", "Webhooks", "Billing", "Team", "Audit log",
-               "Consent"}),
+               "Consent", "Inbox"}),
     ("developer", {"API keys", "Templates", "Broadcasts", "Webhooks"}),
     ("billing", {"Billing"}),
+    ("agent", {"Inbox"}),
 ])
 def test_the_nav_shows_only_what_the_role_may_use(app, team, role, expected):
-    page = team.client(role).get("/dashboard").get_data(as_text=True)
+    page = team.client(role).get("/dashboard", follow_redirects=True).get_data(as_text=True)
     nav = page.split("<nav>")[1].split("</nav>")[0]
     shown = {name for name in ("Numbers", "API keys", "Templates", "Broadcasts", "Webhooks", "Billing", "Team",
-                               "Audit log", "Consent")
+                               "Audit log", "Consent", "Inbox")
              if f">{name}</a>" in nav}
     assert shown == expected
