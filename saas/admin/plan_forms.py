@@ -6,7 +6,7 @@ import unicodedata
 from decimal import Decimal
 
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms import BooleanField, IntegerField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (DataRequired, InputRequired, Length, NumberRange, Optional, Regexp,
                                 StopValidation)
@@ -126,6 +126,15 @@ class PlanForm(FlaskForm):
                                                "count). More than 1 needs the feature “Several phone numbers”.")
     features = SelectMultipleField("Features", choices=[SelectChoice(code, label) for code, label in FEATURE_NAMES.items()],
                                    widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
+    max_contacts = IntegerField("Contacts stored, at most", validators=[Optional(), Between(min=0, max=INT32_MAX)],
+                                description="Leave empty for no limit. Contacts created from inbound messages are "
+                                            "always stored; the API, the portal and imports stop at the limit.")
+    max_broadcast_recipients = IntegerField("Recipients per broadcast, at most",
+                                            validators=[Optional(), Between(min=0, max=INT32_MAX)],
+                                            description="Leave empty for no limit.")
+    consent_managed_by_tenant = BooleanField(
+        "Tenants manage consent themselves",
+        description="Marketing templates are then not checked against opt-ins recorded here (opt-outs still are).")
     trial_days = _count("Free trial, in days", maximum=TRIAL_DAYS_MAX, description="0 for none.", default=0)
     sort_order = _count("Sort order", description="Plans are listed from the lowest.", default=0)
 
@@ -177,6 +186,9 @@ class PlanForm(FlaskForm):
             "phone_numbers_allowed": self.phone_numbers_allowed.data,
             # In the catalogue's order, whatever order the boxes were ticked in.
             "features": [name for name in FEATURE_NAMES if name in (self.features.data or [])],
+            "max_contacts": self.max_contacts.data,
+            "max_broadcast_recipients": self.max_broadcast_recipients.data,
+            "consent_managed_by_tenant": bool(self.consent_managed_by_tenant.data),
             "trial_days": self.trial_days.data,
             "sort_order": self.sort_order.data,
         }

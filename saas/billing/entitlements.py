@@ -44,6 +44,9 @@ class PlanTerms(PlanRules):
     billing_unit: str = "conversations"
     included_messages: int = 0
     message_categories: frozenset = frozenset()
+    max_contacts: int | None = None  # None: no limit
+    max_broadcast_recipients: int | None = None
+    consent_managed_by_tenant: bool = False
 
     @classmethod
     def of(cls, plan: Plan) -> "PlanTerms":
@@ -54,7 +57,9 @@ class PlanTerms(PlanRules):
                    phone_numbers_allowed=plan.phone_numbers_allowed,
                    features=frozenset(plan.features or ()), active=plan.active,
                    billing_unit=plan.billing_unit or "conversations", included_messages=plan.included_messages or 0,
-                   message_categories=frozenset(plan.message_categories or ()))
+                   message_categories=frozenset(plan.message_categories or ()),
+                   max_contacts=plan.max_contacts, max_broadcast_recipients=plan.max_broadcast_recipients,
+                   consent_managed_by_tenant=bool(plan.consent_managed_by_tenant))
 
 
 @dataclass(frozen=True)
