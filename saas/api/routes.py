@@ -1,9 +1,9 @@
-"""/api/v1: the tenant's REST API (messages, numbers, usage)."""
+"""/api/v1: the tenant's REST API (messages, numbers, usage; contacts in saas.api.contacts)."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from saas.api import schemas
+from saas.api import contacts, schemas
 from saas.api.requests import (
     authenticate, current_rights, current_tenant, idempotency_key, json_object, load, rate_limit_headers,
 )
@@ -74,3 +74,6 @@ def usage():
     tenant = current_tenant()
     rights = current_rights()
     return jsonify(usage_summary(tenant, rights.subscription, rights).as_dict())
+
+
+contacts.register(bp)
