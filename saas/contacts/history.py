@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from saas.contacts.models import Contact, ContactEvent
+from saas.database import among, insert_many
 from saas.timeutil import utcnow
 
 ACTOR_LENGTH = 200
@@ -31,8 +32,7 @@ def record_many(conn, tenant_id: int, entries, *, source: str | None, actor: str
     now, actor = utcnow(), _actor(actor)
     rows = [{"tenant_id": tenant_id, "contact_id": contact_id, "kind": kind, "source": source, "actor": actor,
              "detail": detail or {}, "at": now} for contact_id, kind, detail in entries]
-    if rows:
-        conn.execute(ContactEvent.__table__.insert(), rows)
+    insert_many(conn, ContactEvent.__table__, rows)
     return len(rows)
 
 
@@ -40,7 +40,7 @@ def touch(conn, tenant_id: int, contact_ids) -> None:
     """Mark the contacts changed now (their ``updated_at``)."""
     ids = sorted(contact_ids)
     if ids:
-        conn.execute(update(Contact).where(Contact.tenant_id == tenant_id, Contact.id.in_(ids))
+        conn.execute(update(Contact).where(Contact.tenant_id == tenant_id, among(conn, Contact.id, ids))
                      .values(updated_at=utcnow()))
 
 

@@ -74,7 +74,7 @@ def scan(content: bytes, limit: int) -> tuple[list[str], int, str]:
 def rows_of(content: bytes, delimiter: str):
     """A csv reader over the stored bytes, decoded as it reads (a byte order mark is skipped)."""
     text = io.TextIOWrapper(io.BytesIO(content), encoding="utf-8-sig", newline="")
-    return csv.reader(text, delimiter=delimiter)
+    return csv.reader(text, delimiter=delimiter, strict=True)
 
 
 def delimiter_of(content: bytes) -> str:

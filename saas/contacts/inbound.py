@@ -19,7 +19,7 @@ from saas.contacts import history
 from saas.contacts.directory import parse_wa_id
 from saas.contacts.models import SOURCE_INBOUND, Contact
 from saas.contacts.values import NAME_LENGTH, USER_ID
-from saas.database import insert_for
+from saas.database import among, insert_for
 from saas.timeutil import from_timestamp, utcnow
 
 ACTOR = "whatsapp"
@@ -115,7 +115,7 @@ def _found(conn, senders: list[Sender]) -> dict[tuple, tuple]:
         user_ids = sorted({s.user_id for s in group if s.user_id})
         rows = conn.execute(select(Contact.id, Contact.wa_id, Contact.user_id, Contact.name, Contact.last_inbound_at)
                             .where(Contact.tenant_id == tenant_id,
-                                   or_(Contact.wa_id.in_(wa_ids), Contact.user_id.in_(user_ids)))).all()
+                                   or_(among(conn, Contact.wa_id, wa_ids), among(conn, Contact.user_id, user_ids)))).all()
         by_wa = {row.wa_id: row for row in rows if row.wa_id}
         by_user = {row.user_id: row for row in rows if row.user_id}
         for sender in group:

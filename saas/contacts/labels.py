@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from saas.contacts import history
 from saas.contacts.models import Contact, ContactLabel
 from saas.contacts.values import FieldProblem
-from saas.database import insert_for
+from saas.database import among, insert_many
 from saas.errors import InvalidRequest
 from saas.extensions import db
 from saas.ids import parse_id
@@ -25,7 +25,7 @@ def labels_of(session, tenant_id: int, contact_ids) -> dict[int, list[str]]:
     if not ids:
         return found
     rows = session.execute(select(ContactLabel.contact_id, ContactLabel.label).where(
-        ContactLabel.tenant_id == tenant_id, ContactLabel.contact_id.in_(ids)).order_by(ContactLabel.label))
+        ContactLabel.tenant_id == tenant_id, among(session, ContactLabel.contact_id, ids)).order_by(ContactLabel.label))
     for contact_id, label in rows:
         found[contact_id].append(label)
     return found
@@ -42,10 +42,8 @@ def in_use(tenant) -> list[tuple[str, int]]:
 def add(conn, tenant_id: int, pairs) -> list[tuple[int, str]]:
     """Add (contact id, label) pairs; the pairs that were new. Labels already there are left as they are."""
     rows = [{"tenant_id": tenant_id, "contact_id": contact_id, "label": label} for contact_id, label in pairs]
-    if not rows:
-        return []
-    statement = insert_for(conn, ContactLabel).on_conflict_do_nothing(index_elements=["contact_id", "label"])
-    inserted = conn.execute(statement.returning(ContactLabel.contact_id, ContactLabel.label), rows).all()
+    inserted = insert_many(conn, ContactLabel.__table__, rows, returning=("contact_id", "label"),
+                           conflict=("contact_id", "label"))
     return [(contact_id, label) for contact_id, label in inserted]
 
 
@@ -54,7 +52,7 @@ def take_off(conn, tenant_id: int, contact_ids, labels) -> list[tuple[int, str]]
     if not contact_ids or not labels:
         return []
     statement = (delete(ContactLabel).where(ContactLabel.tenant_id == tenant_id,
-                                            ContactLabel.contact_id.in_(sorted(contact_ids)),
+                                            among(conn, ContactLabel.contact_id, sorted(contact_ids)),
                                             ContactLabel.label.in_(sorted(labels)))
                  .returning(ContactLabel.contact_id, ContactLabel.label))
     return [(contact_id, label) for contact_id, label in conn.execute(statement)]
@@ -83,7 +81,7 @@ def bulk(tenant, contact_ids, *, add_labels: list[str], remove_labels: list[str]
         raise FieldProblem("remove", "A label cannot be both added and removed.")
     session = db.session
     conn = session.connection()
-    owned = set(conn.scalars(select(Contact.id).where(Contact.tenant_id == tenant.id, Contact.id.in_(ids))))
+    owned = set(conn.scalars(select(Contact.id).where(Contact.tenant_id == tenant.id, among(conn, Contact.id, ids))))
     removed = take_off(conn, tenant.id, owned, remove_labels)
     added = add(conn, tenant.id, [(contact_id, label) for contact_id in sorted(owned) for label in add_labels])
     changes: dict[int, dict[str, list[str]]] = defaultdict(lambda: {"added": [], "removed": []})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from saas.contacts.directory import parse_wa_id
+from saas.contacts.directory import WaId, parse_wa_id
 from saas.errors import InvalidRequest
 from saas.text import problem
 
@@ -38,13 +38,18 @@ class FieldProblem(InvalidRequest):
 def wa_id(value, field: str = "wa_id") -> str:
     """A WhatsApp id (a phone number with its country code; +, spaces, dashes, dots and parentheses
     allowed) as its digits. FieldProblem when it is not a number a phone could have."""
+    return phone(value, field).digits
+
+
+def phone(value, field: str = "wa_id") -> WaId:
+    """``wa_id``'s check, answering the parsed number: its digits and country (not its validity)."""
     if not isinstance(value, str) or len(value) > 40:
         raise FieldProblem(field, "A phone number with its country code, such as +90 532 123 45 67.")
-    parsed = parse_wa_id(value)
+    parsed = parse_wa_id(value, validity=False)
     if parsed is None or not parsed.possible:
         raise FieldProblem(field, "Not a phone number with its country code (such as +90 532 123 45 67): "
                                   "7 to 15 digits of a length its country's numbers have.")
-    return parsed.digits
+    return parsed
 
 
 def user_id(value, field: str = "user_id") -> str:
