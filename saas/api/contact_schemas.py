@@ -19,7 +19,7 @@ AttributeValue = fields.Raw(allow_none=True, metadata={
 
 def _attributes():
     return fields.Dict(keys=fields.String(validate=ATTRIBUTE_KEY), values=AttributeValue,
-                       validate=validate.Length(max=100), metadata={"description": "Defined attribute keys and values."})
+                       metadata={"description": "Defined attribute keys and values.", "maxProperties": 100})
 
 
 def _labels():

@@ -175,8 +175,8 @@ def changed(current: dict, changes: dict, kinds: dict[str, str], *, prefix: str 
             from_text: bool = False) -> dict:
     """``current`` with ``changes`` applied: a key set to None (or an empty cell, ``from_text``) is removed.
     Every key must be defined (``kinds``); InvalidRequest names each bad one."""
-    if not isinstance(changes, dict):
-        raise FieldProblem(prefix, "An object of attribute keys and values.")
+    if not isinstance(changes, dict) or len(changes) > MAX_DEFINITIONS:
+        raise FieldProblem(prefix, f"An object of at most {MAX_DEFINITIONS} attribute keys and values.")
     result = dict(current or {})
     problems: dict[str, list[str]] = {}
     for key, raw in changes.items():

@@ -2,7 +2,7 @@
 
 Runs on SQLite only (the inputs, not the database, are under test; the
 hostile-input tests prove the database-specific refusals on PostgreSQL too).
-About 3,000 to 4,000 generated cases over the twelve operations, positive and negative,
+About 7,000 generated cases over the twenty-six operations, positive and negative,
 with a real API key of an Enterprise tenant (its rate limit and quota leave
 room for them all) and the plan rate limiter off.
 """
