@@ -10,12 +10,12 @@ from flask import Blueprint, Flask
 
 from saas.extensions import login_manager
 from saas.portal import (
-    account, audit, auth, billing, email_links, home, keys, message_templates, numbers, page_context, sessions,
-    team, twofactor, webhooks,
+    account, audit, auth, billing, contact_attributes, contact_imports, contacts, email_links, home, keys,
+    message_templates, numbers, page_context, sessions, team, twofactor, webhooks,
 )
 
-PAGES = (home, auth, email_links, twofactor, account, keys, numbers, message_templates, webhooks, billing, team,
-         audit)
+PAGES = (home, auth, email_links, twofactor, account, keys, numbers, message_templates, webhooks, contacts,
+         contact_imports, contact_attributes, billing, team, audit)
 
 bp = Blueprint("portal", __name__)
 for page in PAGES:

@@ -6,6 +6,7 @@ from saas.tenants.models import ROLE_ADMIN, ROLE_BILLING, ROLE_DEVELOPER, ROLE_O
 # area -> the roles that may use it (see it in the nav, open its pages, change it).
 PERMISSIONS: dict[str, frozenset[str]] = {
     "keys": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
+    "contacts": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
     "numbers": frozenset({ROLE_OWNER, ROLE_ADMIN}),
     "templates": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
     "webhooks": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
@@ -14,13 +15,13 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit": frozenset({ROLE_OWNER, ROLE_ADMIN}),
 }
 
-AREA_NAMES = {"keys": "API keys", "numbers": "numbers", "templates": "message templates",
+AREA_NAMES = {"keys": "API keys", "contacts": "contacts", "numbers": "numbers", "templates": "message templates",
               "webhooks": "webhooks", "billing": "billing", "members": "team members", "audit": "the audit log"}
 
 ROLE_DESCRIPTIONS = {
     ROLE_OWNER: "everything, including granting the owner role",
     ROLE_ADMIN: "everything but granting or taking away the owner role",
-    ROLE_DEVELOPER: "API keys and message templates",
+    ROLE_DEVELOPER: "API keys, message templates and contacts",
     ROLE_BILLING: "billing only",
 }
 
