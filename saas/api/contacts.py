@@ -186,7 +186,8 @@ def _csv(chunks, filename: str) -> Response:
 
 def register(bp) -> None:
     """Add these views to the API blueprint."""
-    rules = [("/contacts", "create_contact", create_contact, "POST"), ("/contacts", "list_contacts", list_contacts, "GET"),
+    rules = [("/contacts", "create_contact", create_contact, "POST"),
+             ("/contacts", "list_contacts", list_contacts, "GET"),
              ("/contacts/labels", "labels_in_use", labels_in_use, "GET"),
              ("/contacts/labels", "change_labels", change_labels, "POST"),
              ("/contacts/attributes", "list_attributes", list_attributes, "GET"),

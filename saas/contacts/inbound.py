@@ -113,9 +113,9 @@ def _found(conn, senders: list[Sender]) -> dict[tuple, tuple]:
     for tenant_id, group in by_tenant.items():
         wa_ids = sorted({s.wa_id for s in group if s.wa_id})
         user_ids = sorted({s.user_id for s in group if s.user_id})
+        either = or_(among(conn, Contact.wa_id, wa_ids), among(conn, Contact.user_id, user_ids))
         rows = conn.execute(select(Contact.id, Contact.wa_id, Contact.user_id, Contact.name, Contact.last_inbound_at)
-                            .where(Contact.tenant_id == tenant_id,
-                                   or_(among(conn, Contact.wa_id, wa_ids), among(conn, Contact.user_id, user_ids)))).all()
+                            .where(Contact.tenant_id == tenant_id, either)).all()
         by_wa = {row.wa_id: row for row in rows if row.wa_id}
         by_user = {row.user_id: row for row in rows if row.user_id}
         for sender in group:
