@@ -19,11 +19,12 @@ CONTACT_COLUMNS = ["id", "wa_id", "user_id", "name", "country", "labels", "sourc
 
 
 def inert_cell(value) -> str:
-    """A cell's text as a spreadsheet shows it and never runs it."""
+    """A cell's text as a spreadsheet shows it and never runs it (numbers, negative ones too, stay numbers)."""
     if value is None:
         return ""
-    text = value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    if not isinstance(value, str):
+        return str(value).lower() if isinstance(value, bool) else str(value)
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 def _csv_text(rows) -> str:

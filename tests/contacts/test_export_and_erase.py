@@ -16,10 +16,11 @@ from tests.factories import sender, settle, usage_values
 def test_the_export_streams_every_contact_with_labels_and_attributes(app, client):
     acme = sender(client, "enterprise")
     acme.client.post("/api/v1/contacts/attributes", json={"key": "city", "type": "text"}, headers=acme.headers)
+    acme.client.post("/api/v1/contacts/attributes", json={"key": "balance", "type": "number"}, headers=acme.headers)
     formula = '"=HYPERLINK(""x"")"'
-    lines = ["wa_id,name,labels,attr:city"] + [
-        f"9053{n:08d},{formula if n == 0 else f'P{n}'},{'vip' if n % 2 else ''},{'İzmir' if n == 5 else ''}"
-        for n in range(1203)]  # more than one batch of the export
+    lines = ["wa_id,name,labels,attr:city,attr:balance"] + [
+        f"9053{n:08d},{formula if n == 0 else f'P{n}'},{'vip' if n % 2 else ''},{'İzmir' if n == 5 else ''},"
+        f"{'-12.5' if n == 11 else ''}" for n in range(1203)]  # more than one batch of the export
     started = acme.client.post("/api/v1/contacts/import", headers=acme.headers, content_type="multipart/form-data",
                                data={"file": (io.BytesIO("\n".join(lines).encode()), "c.csv")})
     settle(app)
@@ -31,6 +32,7 @@ def test_the_export_streams_every_contact_with_labels_and_attributes(app, client
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert len(rows) == 601 and rows[0]["wa_id"] == "905300000001" and rows[0]["labels"] == "vip"
     assert rows[2]["attr:city"] == "İzmir"
+    assert rows[5]["attr:balance"] == "-12.5"  # a number, negative too, is no formula
     everyone = list(csv.DictReader(io.StringIO(acme.get("/api/v1/contacts/export").get_data(as_text=True))))
     assert len(everyone) == 1203
     assert everyone[0]["name"] == "'=HYPERLINK(\"x\")"  # a spreadsheet shows it, never runs it
