@@ -35,8 +35,9 @@ def create_app(config: dict | None = None) -> Flask:
     register_errorhandlers(app)
     register_security_headers(app)
     register_commands(app)
-    from saas.request_size import BodyLimit
+    from saas.request_size import BodyLimit, SizedRequest
 
+    app.request_class = SizedRequest
     app.wsgi_app = BodyLimit(app.wsgi_app, app)
     return app
 
@@ -191,6 +192,10 @@ def register_housekeeping(app: Flask, metering, service) -> None:
         background.every("usage report", app.config["USAGE_REPORT_SECONDS"],
                          lambda: UsageReporter.from_config(app.config, app.extensions["stripe"]).report(budget=10))
     register_whatsapp_housekeeping(app, background)
+    from saas.contacts import imports
+
+    # Contact imports whose job was lost, or whose worker died, are queued again.
+    background.every("contact imports", 60.0, imports.resume_stalled)
     # Started with the first request, so a forked worker starts its own.
     app.before_request(background.start)
 

@@ -3,14 +3,16 @@ new connection when the database dropped one or could not be reached for a momen
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from flask import has_app_context
-from sqlalchemy import event, text
+from sqlalchemy import JSON, any_, bindparam, event, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import scoped_session, sessionmaker
 from sqlalchemy.types import NullType
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, PendingRollbackError
@@ -81,7 +83,8 @@ def insert_many(conn, table, rows: list[dict], *, returning: tuple[str, ...] = (
 
     On PostgreSQL one ``INSERT ... SELECT ... FROM unnest(...)``, each column's values in one array: a
     short statement whatever the count, where a multi-row VALUES list of thousands of parameters costs
-    the driver more to prepare than the database to run. Rows are inserted in order, so identity ids
+    the driver more to prepare than the database to run (a JSON column's values go as their text, cast
+    to JSON[]). Rows are inserted in order, so identity ids
     are handed out in order (what SQLAlchemy's own sorted multi-row inserts rely on). Elsewhere
     SQLAlchemy's multi-row INSERTs (insertmanyvalues).
     """
@@ -90,7 +93,7 @@ def insert_many(conn, table, rows: list[dict], *, returning: tuple[str, ...] = (
     columns = tuple(rows[0])
     if conn.dialect.name == "postgresql":
         result = conn.execute(_unnest_insert(conn.dialect, table, columns, returning, conflict),
-                              {name: [row[name] for row in rows] for name in columns})
+                              {name: _array(table.c[name], [row[name] for row in rows]) for name in columns})
         return result.all() if returning else []
     statement = sqlite.insert(table)
     if conflict:
@@ -100,6 +103,22 @@ def insert_many(conn, table, rows: list[dict], *, returning: tuple[str, ...] = (
         return []
     statement = statement.returning(*(table.c[name] for name in returning), sort_by_parameter_order=not conflict)
     return conn.execute(statement, rows).all()
+
+
+def among(conn, column, values):
+    """``column`` IN ``values``: one array parameter on PostgreSQL (a statement of thousands of parameters costs
+    the driver more to build than the database to run), a plain IN elsewhere."""
+    dialect = conn.dialect if hasattr(conn, "dialect") else conn.get_bind().dialect  # a connection or a session
+    if dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type), unique=True))
+    return column.in_(list(values))
+
+
+def _array(column, values: list) -> list:
+    """A column's values as the driver passes them in an array: JSON ones as their text (cast to JSON[])."""
+    if isinstance(column.type, JSON):
+        return [None if value is None else json.dumps(value) for value in values]
+    return values
 
 
 @functools.lru_cache(maxsize=64)

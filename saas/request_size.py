@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import re
 
+from flask import Request, current_app
 from werkzeug.exceptions import RequestEntityTooLarge
 
 # The Cloud API's media upload: its body may exceed MAX_REQUEST_BYTES, up to MEDIA_MAX_BYTES of file.
 MEDIA_UPLOAD_PATH = re.compile(r"^/v[0-9]{1,3}(?:\.[0-9]{1,3})?/[^/]+/media/?$")
+# A CSV of contacts: its body may exceed MAX_REQUEST_BYTES, up to CONTACT_IMPORT_MAX_BYTES of file (API and portal).
+CONTACT_IMPORT_PATH = re.compile(r"^(?:/api/v1)?/contacts/import/?$")
 # Room for the form's other fields and its part headers around the file.
 MULTIPART_ALLOWANCE = 64 * 1024
 
@@ -25,10 +28,29 @@ def media_upload_limit(config) -> int:
 
 
 def limit_for(environ, config) -> int | None:
-    """The body limit of this request: the media upload's, or MAX_REQUEST_BYTES."""
-    if environ.get("REQUEST_METHOD") == "POST" and MEDIA_UPLOAD_PATH.match(environ.get("PATH_INFO") or ""):
-        return media_upload_limit(config)
+    """The body limit of this request: the media upload's, a contact import's, or MAX_REQUEST_BYTES."""
+    if environ.get("REQUEST_METHOD") == "POST":
+        path = environ.get("PATH_INFO") or ""
+        if MEDIA_UPLOAD_PATH.match(path):
+            return media_upload_limit(config)
+        if CONTACT_IMPORT_PATH.match(path):
+            return config["CONTACT_IMPORT_MAX_BYTES"] + MULTIPART_ALLOWANCE
     return config.get("MAX_CONTENT_LENGTH")
+
+
+class SizedRequest(Request):
+    """Flask's request, whose body limit (``max_content_length``) is this route's (``limit_for``) before any
+    view or before_request function (the CSRF check reads the form) reads the body."""
+
+    @property
+    def max_content_length(self) -> int | None:
+        if self._max_content_length is None and current_app:
+            return limit_for(self.environ, current_app.config)
+        return super().max_content_length
+
+    @max_content_length.setter
+    def max_content_length(self, value: int | None) -> None:
+        self._max_content_length = value
 
 
 class CountedInput:

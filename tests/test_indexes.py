@@ -46,6 +46,17 @@ HOT_QUERIES = {
         "AND consents.phone_number_id = 1 WHERE contacts.tenant_id = 1 AND contacts.wa_id IN ('1', '2', '3')"),
     "first other event of streams": ("SELECT stream, min(id) FROM domain_events WHERE stream IN ('1:contact:1') "
                                      "AND dead_at IS NULL AND id NOT IN (1, 2) GROUP BY stream"),
+    "contacts page": "SELECT * FROM contacts WHERE tenant_id = 1 AND id < 100 ORDER BY id DESC LIMIT 51",
+    "contact by number": "SELECT * FROM contacts WHERE tenant_id = 1 AND wa_id = '905321234567'",
+    "contacts with a label": ("SELECT * FROM contacts c WHERE c.tenant_id = 1 AND EXISTS (SELECT 1 FROM "
+                              "contact_labels l WHERE l.tenant_id = 1 AND l.contact_id = c.id AND l.label = 'vip') "
+                              "ORDER BY c.id DESC LIMIT 51"),
+    "labels of a page of contacts": "SELECT label FROM contact_labels WHERE tenant_id = 1 AND contact_id IN (1, 2, 3)",
+    "a contact's history": "SELECT * FROM contact_events WHERE contact_id = 1 ORDER BY id DESC LIMIT 100",
+    "an import's refused rows": ("SELECT * FROM contact_import_errors WHERE import_id = 1 AND row_number > 0 "
+                                 "ORDER BY row_number LIMIT 1000"),
+    "stalled imports": ("SELECT id FROM contact_imports WHERE status = 'running' AND lease_until < now() "
+                        "LIMIT 20"),
 }
 
 

@@ -127,6 +127,12 @@ class PlanForm(FlaskForm):
                                                "count). More than 1 needs the feature “Several phone numbers”.")
     features = SelectMultipleField("Features", choices=[SelectChoice(code, label) for code, label in FEATURE_NAMES.items()],
                                    widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
+    max_contacts = IntegerField("Contacts stored, at most", validators=[Optional(), Between(min=0, max=INT32_MAX)],
+                                description="Leave empty for no limit. Contacts created from inbound messages are "
+                                            "always stored; the API, the portal and imports stop at the limit.")
+    max_broadcast_recipients = IntegerField("Recipients per broadcast, at most",
+                                            validators=[Optional(), Between(min=0, max=INT32_MAX)],
+                                            description="Leave empty for no limit.")
     consent_managed_by_tenant = BooleanField(
         "Tenants manage marketing consent themselves",
         description="Their marketing templates are not held back for want of an opt-in recorded here; an opt-out "
@@ -191,6 +197,8 @@ class PlanForm(FlaskForm):
             "phone_numbers_allowed": self.phone_numbers_allowed.data,
             # In the catalogue's order, whatever order the boxes were ticked in.
             "features": [name for name in FEATURE_NAMES if name in (self.features.data or [])],
+            "max_contacts": self.max_contacts.data,
+            "max_broadcast_recipients": self.max_broadcast_recipients.data,
             "consent_managed_by_tenant": bool(self.consent_managed_by_tenant.data),
             "inbox_seats": self.inbox_seats.data,
             "trial_days": self.trial_days.data,

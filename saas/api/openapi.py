@@ -13,7 +13,9 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, jsonify, render_template
 from marshmallow import Schema, fields
 
-from saas.api import consent_openapi, openapi_broadcasts, openapi_inbox, schemas
+from saas.api import consent_openapi, openapi_broadcasts, openapi_contacts, openapi_inbox, schemas
+from saas.api.openapi_responses import GRAPH_ERRORS, READ_ERRORS, SEND_ERRORS, UPLOAD_ERRORS
+from saas.api.openapi_responses import errors as _errors, ok as _ok
 from saas.ids import MAX_ID
 
 bp = Blueprint("openapi", __name__)
@@ -198,25 +200,6 @@ class BusinessProfiles(Schema):
     data = fields.List(fields.Nested(BusinessProfile), required=True)
 
 
-ERRORS = {
-    400: "The request is invalid (body, query, header or a WhatsApp rule); `details` says which field.",
-    401: "Missing, malformed, unknown or revoked API key.",
-    402: "The plan's quota is used up, or the subscription needs a payment.",
-    403: "The plan does not include this, the account is suspended, or a marketing template lacks the contact's "
-         "opt-in (consent_required) or follows its opt-out (opted_out).",
-    404: "No such resource for this account.",
-    405: "Method not allowed.",
-    409: "This Idempotency-Key was used with another request.",
-    413: "The body is larger than MAX_REQUEST_BYTES.",
-    429: "Too many requests (the plan's rate, or WhatsApp's pair rate or messaging limit); see Retry-After.",
-    502: "WhatsApp failed or refused the message.",
-    504: "WhatsApp did not answer in time.",
-}
-READ_ERRORS = (400, 401, 403, 404, 405, 413, 429)
-SEND_ERRORS = tuple(code for code in ERRORS if code != 504)
-GRAPH_ERRORS = (400, 401, 403, 404, 405, 413, 429, 502, 504)
-UPLOAD_ERRORS = (400, 401, 402, 403, 404, 405, 413, 429, 502, 504)
-
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": False,
     "description": "Retrying with the same key and body sends once and replays the first answer (200).",
@@ -224,19 +207,11 @@ IDEMPOTENCY_KEY = {
 }
 
 
-def _errors(codes, schema="Error"):
-    return {str(code): {"description": ERRORS[code], "content": {"application/json": {"schema": schema}}}
-            for code in codes}
-
-
-def _ok(schema, description="OK"):
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
 def build_spec(version: str = "1.0.0") -> dict:
     """The OpenAPI 3.1 document of /api/v1 and the Cloud-API-compatible endpoints."""
     spec = _new_spec(version)
     _v1_paths(spec)
+    openapi_contacts.add(spec)
     _cloud_send_path(spec)
     _cloud_paths(spec)
     consent_openapi.add_paths(spec, _ok, _errors, READ_ERRORS)  # an area's calls, with their own schemas

@@ -1,9 +1,9 @@
-"""/api/v1: the tenant's REST API (messages, numbers, usage; broadcasts in saas.api.broadcasts)."""
+"""/api/v1: the tenant's REST API (messages, numbers, usage; contacts, broadcasts and threads in modules of their own)."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from saas.api import broadcasts, consent, schemas
+from saas.api import broadcasts, consent, contacts, schemas
 from saas.api.requests import (
     authenticate, current_rights, current_tenant, idempotency_key, json_object, load, rate_limit_headers,
 )
@@ -88,3 +88,4 @@ def _register_rooms() -> None:
 
 
 _register_rooms()
+contacts.register(bp)

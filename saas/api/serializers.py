@@ -1,6 +1,8 @@
 """JSON shapes of the API's resources."""
 from __future__ import annotations
 
+from flask import url_for
+
 from saas.timeutil import iso
 
 
@@ -41,4 +43,47 @@ def number_json(number) -> dict:
         "messaging_limit_tier": number.messaging_limit_tier,
         "last_checked_at": iso(number.last_checked_at),
         "created_at": iso(number.created_at),
+    }
+
+
+def contact_json(contact, labels: list[str]) -> dict:
+    return {
+        "id": contact.id,
+        "object": "contact",
+        "wa_id": contact.wa_id,
+        "user_id": contact.user_id,
+        "name": contact.name,
+        "country": contact.country,
+        "attributes": contact.attributes or {},
+        "labels": labels,
+        "source": contact.source,
+        "last_inbound_at": iso(contact.last_inbound_at),
+        "created_at": iso(contact.created_at),
+        "updated_at": iso(contact.updated_at),
+    }
+
+
+def attribute_json(definition) -> dict:
+    return {"object": "contact_attribute", "key": definition.key, "type": definition.type,
+            "created_at": iso(definition.created_at)}
+
+
+def import_json(row) -> dict:
+    """A CSV import and its progress (the counts grow batch by batch while it runs)."""
+    return {
+        "id": row.id,
+        "object": "contact_import",
+        "status": row.status,
+        "filename": row.filename,
+        "mapping": row.mapping or {},
+        "total_rows": row.total_rows,
+        "processed_rows": row.processed_rows,
+        "created": row.created_count,
+        "merged": row.merged_count,
+        "failed": row.failed_count,
+        "error": row.error,
+        "opt_in": row.opt_in,
+        "created_at": iso(row.created_at),
+        "finished_at": iso(row.finished_at),
+        "errors_url": url_for("api.import_errors", import_id=row.id),
     }

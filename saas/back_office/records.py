@@ -53,6 +53,9 @@ class PlanFacts(PlanRules, Record):
     billing_unit: str
     included_messages: int
     message_categories: tuple
+    max_contacts: int | None = None
+    max_broadcast_recipients: int | None = None
+    consent_managed_by_tenant: bool = False
 
     @classmethod
     def of(cls, row):

@@ -22,8 +22,8 @@ STRIPE_TERMS = ("name", "description", "price_cents", "currency", "interval", "b
 # What an admin may change on a plan (its code is fixed: Stripe's lookup keys are made from it).
 EDITABLE_TERMS = ("name", "description", "price_cents", "currency", "interval", "billing_unit",
                   "included_conversations", "included_messages", "message_categories", "overage_cents",
-                  "rate_limit_per_minute", "phone_numbers_allowed", "features", "consent_managed_by_tenant",
-                  "inbox_seats", "trial_days", "sort_order")
+                  "rate_limit_per_minute", "phone_numbers_allowed", "features", "max_contacts",
+                  "max_broadcast_recipients", "consent_managed_by_tenant", "inbox_seats", "trial_days", "sort_order")
 # Subscriptions in these states hold no plan any more (not counted as subscribers).
 ENDED_STATUSES = ("canceled", "incomplete_expired")
 
@@ -38,6 +38,7 @@ DEFAULT_PLANS = (
         "rate_limit_per_minute": 60,
         "phone_numbers_allowed": 1,
         "features": ["text"],
+        "max_contacts": 1000,
         "sort_order": 0,
     },
     {
@@ -51,6 +52,7 @@ DEFAULT_PLANS = (
         "phone_numbers_allowed": 1,
         "features": ["text", "template", "media", "webhooks", "inbox"],
         "inbox_seats": 2,
+        "max_contacts": 10000,
         "sort_order": 10,
     },
     {
@@ -65,6 +67,8 @@ DEFAULT_PLANS = (
         "features": ["text", "template", "media", "interactive", "broadcast", "webhooks",
                      "multi_number", "analytics_export", "inbox"],
         "inbox_seats": 10,
+        "max_contacts": 100000,
+        "max_broadcast_recipients": 100000,
         "sort_order": 20,
     },
     {

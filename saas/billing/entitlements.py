@@ -47,6 +47,8 @@ class PlanTerms(PlanRules):
     billing_unit: str = "conversations"
     included_messages: int = 0
     message_categories: frozenset = frozenset()
+    max_contacts: int | None = None  # None: no limit
+    max_broadcast_recipients: int | None = None
     # The tenant records consent itself: a marketing send is refused only after an opt-out, not for want of an opt-in.
     consent_managed_by_tenant: bool = False
     inbox_seats: int | None = None  # agents the inbox allows; None: no limit
@@ -61,6 +63,7 @@ class PlanTerms(PlanRules):
                    features=frozenset(plan.features or ()), active=plan.active,
                    billing_unit=plan.billing_unit or "conversations", included_messages=plan.included_messages or 0,
                    message_categories=frozenset(plan.message_categories or ()),
+                   max_contacts=plan.max_contacts, max_broadcast_recipients=plan.max_broadcast_recipients,
                    consent_managed_by_tenant=bool(plan.consent_managed_by_tenant), inbox_seats=plan.inbox_seats)
 
 

@@ -130,6 +130,8 @@ class ContactImport(db.Model):
     """A CSV of contacts being imported in the background, its column mapping and its progress."""
 
     __tablename__ = "contact_imports"
+    # Imports a worker should take: queued ones, and running ones whose worker's lease ran out.
+    __table_args__ = (Index("ix_contact_imports_status_lease", "status", "lease_until"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
@@ -142,7 +144,11 @@ class ContactImport(db.Model):
     opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_proof: Mapped[str | None] = mapped_column(String(1000))
     phone_number_id: Mapped[int | None] = mapped_column(ForeignKey("phone_numbers.id", ondelete="SET NULL"))
-    status: Mapped[str] = mapped_column(String(12), default="queued")  # queued, running, done, failed
+    # uploaded (waiting for its column mapping), queued, running, done, failed
+    status: Mapped[str] = mapped_column(String(12), default="queued")
+    # While running: until when the worker that claimed it holds it. It renews the lease with each batch it
+    # commits; a lease that ran out means the worker died, and another resumes from processed_rows.
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
     total_rows: Mapped[int] = mapped_column(Integer, default=0)
     processed_rows: Mapped[int] = mapped_column(Integer, default=0)
     created_count: Mapped[int] = mapped_column(Integer, default=0)

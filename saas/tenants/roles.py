@@ -6,6 +6,7 @@ from saas.tenants.models import ROLE_ADMIN, ROLE_AGENT, ROLE_BILLING, ROLE_DEVEL
 # area -> the roles that may use it (see it in the nav, open its pages, change it).
 PERMISSIONS: dict[str, frozenset[str]] = {
     "keys": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
+    "contacts": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
     "numbers": frozenset({ROLE_OWNER, ROLE_ADMIN}),
     "templates": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
     "broadcasts": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
@@ -20,7 +21,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "inbox": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_AGENT}),
 }
 
-AREA_NAMES = {"keys": "API keys", "numbers": "numbers", "templates": "message templates",
+AREA_NAMES = {"keys": "API keys", "contacts": "contacts", "numbers": "numbers", "templates": "message templates",
               "broadcasts": "broadcasts",
               "webhooks": "webhooks", "billing": "billing", "members": "team members", "audit": "the audit log",
               "consent": "marketing consent", "dashboard": "the dashboard", "inbox": "the inbox"}
@@ -28,7 +29,7 @@ AREA_NAMES = {"keys": "API keys", "numbers": "numbers", "templates": "message te
 ROLE_DESCRIPTIONS = {
     ROLE_OWNER: "everything, including granting the owner role",
     ROLE_ADMIN: "everything but granting or taking away the owner role",
-    ROLE_DEVELOPER: "API keys, message templates and broadcasts",
+    ROLE_DEVELOPER: "API keys, message templates, contacts and broadcasts",
     ROLE_BILLING: "billing only",
     ROLE_AGENT: "the support inbox only (takes an inbox seat)",
 }

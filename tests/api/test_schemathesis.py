@@ -2,7 +2,7 @@
 
 Runs on SQLite only (the inputs, not the database, are under test; the
 hostile-input tests prove the database-specific refusals on PostgreSQL too).
-About 6,000 to 10,000 generated cases over the thirty-two operations (the inbox's seven too), positive and negative,
+About 7,000 to 11,000 generated cases over every operation (contacts, consent, broadcasts and the inbox too), positive and negative,
 with a real API key of an Enterprise tenant (its rate limit and quota leave
 room for them all) and the plan rate limiter off.
 """

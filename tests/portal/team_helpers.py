@@ -5,7 +5,7 @@ from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
 from saas.audit.models import AuditEvent
-from saas.contacts.models import Consent, ConsentKeyword
+from saas.contacts.models import AttributeDefinition, Consent, ConsentKeyword, Contact, ContactImport, ContactLabel
 from saas.extensions import db
 from saas.messaging.models import PhoneNumber, Template, WebhookDelivery, WebhookEndpoint
 from saas.tenants.models import ApiKey, Invite, Tenant, User
@@ -86,6 +86,10 @@ def state(app) -> dict:
             "webhook deliveries": sorted(db.session.execute(select(WebhookDelivery.id, WebhookDelivery.state)).all()),
             "consents": sorted(db.session.execute(select(Consent.id, Consent.state, Consent.changed_at)).all()),
             "keywords": sorted(db.session.execute(select(ConsentKeyword.keyword, ConsentKeyword.action)).all()),
+            "contacts": sorted(db.session.execute(select(Contact.id, Contact.name, Contact.updated_at)).all()),
+            "contact labels": db.session.scalar(select(func.count()).select_from(ContactLabel)),
+            "contact imports": sorted(db.session.execute(select(ContactImport.id, ContactImport.status)).all()),
+            "contact attributes": sorted(db.session.scalars(select(AttributeDefinition.key)).all()),
         }
         db.session.remove()
     return result

@@ -5,13 +5,13 @@ an allowed one is not refused for its role (it may still fail for its own reason
 """
 from __future__ import annotations
 
+import io
 import json
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
 
-from saas.contacts import directory
 from saas.extensions import db
 from saas.messaging.tenant_webhooks import endpoints
 from saas.messaging.models import WebhookDelivery
@@ -39,6 +39,7 @@ EXPECTED = {
     "consent": {"owner", "admin"},
     "dashboard": {"owner", "admin", "developer", "billing"},
     "inbox": {"owner", "admin", "agent"},
+    "contacts": {"owner", "admin", "developer"},
 }
 
 
@@ -128,6 +129,30 @@ ACTIONS = {
     "inbox settings": ("inbox", "POST", lambda t, c: "/inbox/settings", lambda cl, t, c: {"auto_assign": "y"}),
     "inbox saved reply": ("inbox", "POST", lambda t, c: "/inbox/saved-replies",
                           lambda cl, t, c: {"shortcut": "hi", "body": "Hello!"}),
+    "contacts page": ("contacts", "GET", lambda t, c: "/contacts", None),
+    "new contact page": ("contacts", "GET", lambda t, c: "/contacts/new", None),
+    "create contact": ("contacts", "POST", lambda t, c: "/contacts/new",
+                       lambda cl, t, c: {"wa_id": "+90 532 999 99 99", "name": "New"}),
+    "contact page": ("contacts", "GET", lambda t, c: f"/contacts/{c['contact_id']}", None),
+    "edit contact page": ("contacts", "GET", lambda t, c: f"/contacts/{c['contact_id']}/edit", None),
+    "edit contact": ("contacts", "POST", lambda t, c: f"/contacts/{c['contact_id']}/edit",
+                     lambda cl, t, c: {"name": "Renamed", "labels": "vip"}),
+    "delete contact page": ("contacts", "GET", lambda t, c: f"/contacts/{c['contact_id']}/delete", None),
+    "delete contact": ("contacts", "POST", lambda t, c: f"/contacts/{c['contact_id']}/delete", lambda cl, t, c: {}),
+    "label contacts": ("contacts", "POST", lambda t, c: "/contacts/labels",
+                       lambda cl, t, c: {"label": "vip", "action": "add", "contact_ids": [c["contact_id"]]}),
+    "export contacts": ("contacts", "GET", lambda t, c: "/contacts/export.csv", None),
+    "contact attributes page": ("contacts", "GET", lambda t, c: "/contacts/attributes", None),
+    "define attribute": ("contacts", "POST", lambda t, c: "/contacts/attributes",
+                         lambda cl, t, c: {"key": "birthday", "type": "date"}),
+    "remove attribute": ("contacts", "POST", lambda t, c: "/contacts/attributes/city/remove", lambda cl, t, c: {}),
+    "import page": ("contacts", "GET", lambda t, c: "/contacts/import", None),
+    "upload import": ("contacts", "POST", lambda t, c: "/contacts/import",
+                      lambda cl, t, c: {"file": (io.BytesIO(b"wa_id\n905321111111\n"), "c.csv")}),
+    "import page of one": ("contacts", "GET", lambda t, c: f"/contacts/import/{c['import_id']}", None),
+    "map import": ("contacts", "POST", lambda t, c: f"/contacts/import/{c['import_id']}/mapping",
+                   lambda cl, t, c: {"column-0": "wa_id"}),
+    "import errors": ("contacts", "GET", lambda t, c: f"/contacts/import/{c['import_id']}/errors.csv", None),
 }
 
 
@@ -181,7 +206,7 @@ def test_every_tenant_route_is_in_the_matrix_or_open_to_every_member(app):
     adapter = app.url_map.bind("localhost")
     placeholders = SimpleNamespace(key_id=1, invite_id=1, spare_id=1, spare_billing_id=1)
     ctx = {"number_pk": 1, "template_id": 1, "delivery_id": 1, "waba_id": "1", "new_number": None, "contact_id": 1,
-           "thread_id": 1}
+           "thread_id": 1, "import_id": 1}
     areas: dict[tuple[str, str], str] = {}
     for name, (area, method, path, _) in ACTIONS.items():
         endpoint, _ = adapter.match(urlsplit(path(placeholders, ctx)).path, method=method)
@@ -205,17 +230,8 @@ def team(app, graph):
     template_id = add_template(app, team.id, waba_id, "welcome")
     team.ctx = {"number_pk": number_pk, "waba_id": waba_id, "template_id": template_id,
                 "new_number": graph.add_number(waba_id=waba_id), "delivery_id": webhook_delivery(app, team.id),
-                "contact_id": a_contact(app, team.id), "thread_id": inbox_thread(app, team.id, number_pk)}
+                "thread_id": inbox_thread(app, team.id, number_pk), **contact_rows(app, team.id)}
     return team
-
-
-def a_contact(app, tenant_id) -> int:
-    with app.app_context():
-        contact, _ = directory.find_or_create(db.session, tenant_id, wa_id="15551230077")
-        db.session.commit()
-        contact_id = contact.id
-        db.session.remove()
-    return contact_id
 
 
 def inbox_thread(app, tenant_id, number_pk) -> int:
@@ -228,6 +244,21 @@ def inbox_thread(app, tenant_id, number_pk) -> int:
         db.session.commit()
         db.session.remove()
     return touched.thread_id
+
+
+def contact_rows(app, tenant_id) -> dict:
+    """A contact, an attribute (city) and an uploaded import waiting for its mapping, to act on."""
+    from saas.contacts.models import AttributeDefinition, Contact, ContactImport
+
+    with app.app_context():
+        contact = Contact(tenant_id=tenant_id, wa_id="905321234567", name="Ayşe", attributes={}, source="api")
+        upload = ContactImport(tenant_id=tenant_id, filename="c.csv", content=b"wa_id\n905321111112\n",
+                               status="uploaded", total_rows=1, mapping={})
+        db.session.add_all([contact, upload, AttributeDefinition(tenant_id=tenant_id, key="city", type="text")])
+        db.session.commit()
+        ids = {"contact_id": contact.id, "import_id": upload.id}
+        db.session.remove()
+    return ids
 
 
 def webhook_delivery(app, tenant_id) -> int:
@@ -268,18 +299,18 @@ def test_role_against_action(app, team, role, action):
 
 
 @pytest.mark.parametrize("role, expected", [
-    ("owner", {"Numbers", "API keys", "Templates", "Broadcasts", "Webhooks", "Billing", "Team", "Audit log",
-               "Consent", "Inbox"}),
-    ("admin", {"Numbers", "API keys", "Templates", "Broadcasts", "Webhooks", "Billing", "Team", "Audit log",
-               "Consent", "Inbox"}),
-    ("developer", {"API keys", "Templates", "Broadcasts", "Webhooks"}),
+    ("owner", {"Numbers", "API keys", "Contacts", "Templates", "Broadcasts", "Webhooks", "Billing", "Team",
+               "Audit log", "Consent", "Inbox"}),
+    ("admin", {"Numbers", "API keys", "Contacts", "Templates", "Broadcasts", "Webhooks", "Billing", "Team",
+               "Audit log", "Consent", "Inbox"}),
+    ("developer", {"API keys", "Contacts", "Templates", "Broadcasts", "Webhooks"}),
     ("billing", {"Billing"}),
     ("agent", {"Inbox"}),
 ])
 def test_the_nav_shows_only_what_the_role_may_use(app, team, role, expected):
     page = team.client(role).get("/dashboard", follow_redirects=True).get_data(as_text=True)
     nav = page.split("<nav>")[1].split("</nav>")[0]
-    shown = {name for name in ("Numbers", "API keys", "Templates", "Broadcasts", "Webhooks", "Billing", "Team",
-                               "Audit log", "Consent", "Inbox")
+    shown = {name for name in ("Numbers", "API keys", "Contacts", "Templates", "Broadcasts", "Webhooks", "Billing",
+                               "Team", "Audit log", "Consent", "Inbox")
              if f">{name}</a>" in nav}
     assert shown == expected
