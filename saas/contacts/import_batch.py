@@ -45,6 +45,7 @@ class Counts:
     created: int = 0
     merged: int = 0
     failed: int = 0
+    contact_ids: list[int] = field(default_factory=list)  # every contact the batch's rows name
 
 
 def write(conn, run, batch: list[tuple[int, list[str]]], room: int | None) -> Counts:
@@ -78,9 +79,9 @@ def write(conn, run, batch: list[tuple[int, list[str]]], room: int | None) -> Co
                                                      for label in row.labels])
     _history(conn, run, created, changes, added)
     _refused(conn, run.import_id, errors)
-    # The consent room records the import's opt-in here (for the contacts of ``ids``) once it offers it.
     return Counts(created=len(created), failed=len(errors),
-                  merged=sum(len(row.numbers) - (1 if key in created else 0) for key, row in rows.items()))
+                  merged=sum(len(row.numbers) - (1 if key in created else 0) for key, row in rows.items()),
+                  contact_ids=sorted(ids[key] for key in rows))
 
 
 def parse(cells: list[str], columns: list[tuple[int, str]], kinds: dict[str, str], number: int) -> Row:

@@ -17,6 +17,7 @@ from sqlalchemy import and_, or_, select, update
 
 from saas.billing import entitlements
 from saas.contacts import attributes, import_batch, imports, limits
+from saas.contacts.consent.records import record_import_opt_in
 from saas.contacts.models import ContactImport
 from saas.database import dropped
 from saas.extensions import db
@@ -45,6 +46,8 @@ class Run:
     kinds: dict[str, str]
     rights: object
     actor: str
+    # (our PhoneNumber id, proof) when the import records its contacts as opted in to that number.
+    opt_in: tuple[int, str | None] | None = None
 
 
 def run(import_id: int) -> None:
@@ -84,13 +87,15 @@ def claim(session, import_id: int, now: datetime | None = None) -> datetime | No
 
 def _read(session, import_id: int, lease: datetime) -> None:
     row = session.execute(select(ContactImport.tenant_id, ContactImport.mapping, ContactImport.processed_rows,
-                                 ContactImport.content).where(ContactImport.id == import_id)).one()
+                                 ContactImport.content, ContactImport.opt_in, ContactImport.phone_number_id,
+                                 ContactImport.consent_proof).where(ContactImport.id == import_id)).one()
     reader = imports.rows_of(row.content, imports.delimiter_of(row.content))
     header = imports.checked_header(next(reader))
     current = Run(import_id, row.tenant_id, lease, [(header.index(column), field) for column, field in
                                                    row.mapping.items()],
                   attributes.definitions(row.tenant_id, session),
-                  entitlements.for_tenant(tenant_snapshot(row.tenant_id)), f"import #{import_id}")
+                  entitlements.for_tenant(tenant_snapshot(row.tenant_id)), f"import #{import_id}",
+                  (row.phone_number_id, row.consent_proof) if row.opt_in and row.phone_number_id else None)
     done = row.processed_rows
     session.rollback()
     del row  # the reader holds the file's bytes; nothing else does
@@ -128,6 +133,9 @@ def _write(session, current: Run, batch) -> None:
     current.lease = renewed
     room = limits.room(session, current.tenant_id, current.rights)
     counts = import_batch.write(conn, current, batch, room)
+    if current.opt_in is not None:
+        number_id, proof = current.opt_in
+        record_import_opt_in(session, current.tenant_id, counts.contact_ids, number_id, proof, current.actor)
     conn.execute(update(ContactImport).where(ContactImport.id == current.import_id).values(
         processed_rows=ContactImport.processed_rows + len(batch),
         created_count=ContactImport.created_count + counts.created,

@@ -222,3 +222,23 @@ def test_100000_rows_are_imported_by_the_job(app, client, backend):
         assert db.session.scalar(select(func.count()).select_from(Contact)) == 100_000
         db.session.remove()
     assert acme.get("/api/v1/contacts?q=905300000007").get_json()["data"][0]["labels"] == ["again", "vip"]
+
+
+def test_an_import_that_records_opt_ins_opts_its_contacts_in_and_never_overrides_an_opt_out(app, acme):
+    made = acme.client.post("/api/v1/contacts", json={"wa_id": "905321111112", "name": "Mehmet"},
+                            headers=acme.headers).get_json()
+    said_stop = acme.client.post(f"/api/v1/contacts/{made['id']}/consent", headers=acme.headers, json={
+        "phone_number_id": acme.number, "state": "opted_out", "proof": "STOP"})
+    assert said_stop.status_code == 200, said_stop.get_json()
+    state = imported(app, acme, "wa_id,name\n905321111111,Ayşe\n905321111112,Mehmet\n", opt_in="true",
+                     phone_number_id=acme.number, consent_proof="Ticked the box at checkout")
+    assert (state["status"], state["created"], state["merged"]) == ("done", 1, 1)
+    stored = contacts_of(acme)
+
+    def consent(wa_id):
+        body = acme.get(f"/api/v1/contacts/{stored[wa_id]['id']}/consent").get_json()
+        (number,) = [n for n in body["numbers"] if n["phone_number_id"] == acme.number]
+        return number["state"], number["source"], number["proof"]
+
+    assert consent("905321111111") == ("opted_in", "import", "Ticked the box at checkout")
+    assert consent("905321111112")[0] == "opted_out"
