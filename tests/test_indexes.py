@@ -57,6 +57,22 @@ HOT_QUERIES = {
                                  "ORDER BY row_number LIMIT 1000"),
     "stalled imports": ("SELECT id FROM contact_imports WHERE status = 'running' AND lease_until < now() "
                         "LIMIT 20"),
+    # The broadcast engine's.
+    "claim": ("SELECT * FROM broadcast_recipients WHERE tenant_id = 1 AND broadcast_id = 1 AND status = 'queued' "
+              "AND (next_attempt_at IS NULL OR next_attempt_at <= now()) ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED"),
+    "counts by status": ("SELECT broadcast_id, status, count(*) FROM broadcast_recipients WHERE tenant_id = 1 "
+                         "AND broadcast_id IN (1, 2) GROUP BY broadcast_id, status"),
+    "abandoned claims": ("SELECT id FROM broadcast_recipients WHERE status = 'sending' AND claimed_at < now() "
+                         "ORDER BY claimed_at LIMIT 500"),
+    "recipient of a message": "SELECT id FROM broadcast_recipients WHERE tenant_id = 1 AND message_id = 5",
+    "running broadcasts": "SELECT id FROM broadcasts WHERE status = 'running' LIMIT 1000",
+    "due broadcasts": "SELECT id FROM broadcasts WHERE status = 'scheduled' AND schedule_at <= now() LIMIT 100",
+    "broadcasts page": "SELECT * FROM broadcasts WHERE tenant_id = 1 AND id < 100 ORDER BY id DESC LIMIT 26",
+    "consent of a chunk": ("SELECT contact_id, state FROM consents WHERE tenant_id = 1 AND phone_number_id = 1 "
+                           "AND contact_id IN (1, 2, 3)"),
+    "message a dead worker wrote": ("SELECT id FROM messages WHERE tenant_id = 1 AND phone_number_id = 1 "
+                                    "AND wa_id = '905320000000' AND direction = 'out' AND created_at >= now() "
+                                    "ORDER BY id LIMIT 1"),
 }
 
 

@@ -15,7 +15,6 @@ an unknown object.
 """
 from __future__ import annotations
 
-import logging
 import re
 
 from flask import Response, current_app, jsonify, request, stream_with_context
@@ -28,7 +27,6 @@ from saas.messaging.numbers.phone_numbers import sending_number
 from saas.request_size import media_upload_limit
 from saas.urls import public_url
 
-log = logging.getLogger(__name__)
 
 # A MIME type as WhatsApp names them (image/jpeg, application/vnd.openxmlformats-...), bounded.
 MIME_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
@@ -117,19 +115,6 @@ def delete_object(version, object_id):
 def media_content(version, media_id):
     ref = media.owned(current_tenant(), media_id)
     upstream = media.open_content(_graph(), ref)
-    limit = current_app.config["MEDIA_MAX_BYTES"]
-
-    def chunks():
-        sent = 0
-        try:
-            for chunk in upstream.iter_content(CHUNK):
-                sent += len(chunk)
-                if sent > limit:
-                    log.warning("media download cut at MEDIA_MAX_BYTES", extra={"media_id": ref.media_id})
-                    return
-                yield chunk
-        finally:
-            upstream.close()
 
     kind = upstream.headers.get("Content-Type") or ""
     headers = {"Content-Type": kind if CONTENT_TYPE.match(kind) else "application/octet-stream",
@@ -138,7 +123,8 @@ def media_content(version, media_id):
     length = upstream.headers.get("Content-Length")
     if length and not upstream.headers.get("Content-Encoding"):
         headers["Content-Length"] = length
-    response = Response(stream_with_context(chunks()), headers=headers, direct_passthrough=True)
+    body = media.capped_chunks(upstream, current_app.config["MEDIA_MAX_BYTES"], ref.media_id, CHUNK)
+    response = Response(stream_with_context(body), headers=headers, direct_passthrough=True)
     response.call_on_close(upstream.close)
     return response
 

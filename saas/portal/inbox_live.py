@@ -66,24 +66,13 @@ def media_content(tenant, media_id):
         upstream = media.open_content(current_app.extensions["graph"], ref)
     except ApiError as exc:
         abort(404 if exc.status == 404 else 502)
-    limit = current_app.config["MEDIA_MAX_BYTES"]
-
-    def chunks():
-        sent = 0
-        try:
-            for chunk in upstream.iter_content(CHUNK):
-                sent += len(chunk)
-                if sent > limit:
-                    return
-                yield chunk
-        finally:
-            upstream.close()
 
     kind = upstream.headers.get("Content-Type") or "application/octet-stream"
     safe = kind.split(";")[0].strip().lower()
     # Only kinds a browser shows inertly are shown inline; anything else downloads.
     inline = safe in ("image/jpeg", "image/png", "image/webp", "audio/ogg", "audio/mpeg", "video/mp4")
-    return Response(stream_with_context(chunks()), headers={
+    return Response(stream_with_context(media.capped_chunks(upstream, current_app.config["MEDIA_MAX_BYTES"],
+                                                             ref.media_id, CHUNK)), headers={
         "Content-Type": safe if inline else "application/octet-stream",
         "Content-Disposition": "inline" if inline else "attachment", "Cache-Control": "private, no-store",
         "X-Content-Type-Options": "nosniff"})

@@ -9,6 +9,7 @@ the media belongs to. Graph's refusals reach the tenant as UpstreamError
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ from saas.messaging.numbers.profile import access_token
 from saas.messaging.numbers.phone_numbers import sending_number
 from saas.database import insert_for
 from saas.timeutil import utcnow
+
+log = logging.getLogger(__name__)
 
 # Meta's media ids are digits; anything else names no media (and never reaches the database).
 MEDIA_ID = re.compile(r"^[0-9]{1,64}$")
@@ -181,6 +184,21 @@ def open_content(graph, ref: MediaRef):
         raise UpstreamError(f"The media is larger than this server's {limit} bytes for media.",
                             details={"whatsapp_code": None, "size": length[:20]})
     return response
+
+
+def capped_chunks(upstream, limit: int, media_id: str, chunk_size: int = 64 * 1024):
+    """A media download's body from Graph, in chunks, cut at ``limit`` bytes (MEDIA_MAX_BYTES); the upstream
+    response is closed however the reader stops."""
+    sent = 0
+    try:
+        for chunk in upstream.iter_content(chunk_size):
+            sent += len(chunk)
+            if sent > limit:
+                log.warning("media download cut at MEDIA_MAX_BYTES", extra={"media_id": media_id})
+                return
+            yield chunk
+    finally:
+        upstream.close()
 
 
 def delete(graph, tenant, ref: MediaRef, *, phone_number_id: str | None = None) -> dict:
