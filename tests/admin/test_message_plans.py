@@ -94,7 +94,7 @@ def test_the_lists_say_which_unit_each_plan_and_tenant_counts(app, admin):
         slugs = (bulk.slug, starter.slug)
         db.session.remove()
     listing = page_of(admin.client.get("/admin/plans"))
-    assert re.search(r'data-label="Included">\s*1,000 conversations\s*</td>', listing)
+    assert re.search(r'data-label="Included">\s*1,000 conversations\s*<br>', listing)
     rows = tenant_rows(page_of(admin.client.get("/admin/tenants")))
     assert [rows[slug][6] for slug in slugs] == ["0 / 3000 messages", "0 / 1000 conversations"]
     assert "<th>Usage</th>" in page_of(admin.client.get("/admin/tenants"))

@@ -47,7 +47,7 @@ def test_the_document_is_valid_openapi_3_1(client):
     import schemathesis
 
     schema = schemathesis.openapi.from_dict(client.get("/api/v1/openapi.json").get_json())
-    assert len(list(schema.get_all_operations())) == 42
+    assert len(list(schema.get_all_operations())) == 46
 
 
 def test_the_docs_page_lists_operations_parameters_and_schemas_without_script(client):

@@ -267,7 +267,7 @@ class SendService(Settling, SendingMany):
         ``answer`` is the transport's, when it was asked first: the message is
         written accepted; otherwise pending, to be accepted or settled.
         """
-        settled = self.settles_in_send(answer)
+        settled = self.settles_in_send(answer, tenant.id)
         answer = {**(answer or PENDING), "category": admission.category, "callback_data": kept_callback_data}
         now = self.clock()
         period = current_period(rights.subscription, now, rights.grace)

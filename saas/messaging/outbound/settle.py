@@ -27,7 +27,7 @@ from sqlalchemy import exists, or_, select, tuple_, update
 from saas.billing.pricing import METRIC_MESSAGES, Send, conversation_subject, message_subject
 from saas import events
 from saas.config import ConfigError
-from saas.database import DatabaseUnavailable
+from saas.database import DatabaseUnavailable, reading
 from saas.messaging.outbound.accept_journal import JournalUnavailable, KeptAccept
 from saas.messaging.domain_events import SEND_SETTLED, send_settled
 from saas.messaging.outbound.accepts import WAIT_SECONDS, accept_alone, accept_send
@@ -177,7 +177,7 @@ class Settling:
         taken up instead. Returns False only for a send that cannot take this
         answer (refused, or known by another id). Raises what the database raises.
         """
-        if events.wanted(SEND_SETTLED):
+        if self.settled_wanted(accept.tenant_id):
             if accept_alone(self.session, accept, lambda conn, row: events.publish(conn, [send_settled(
                     accept.tenant_id, accept.message_id, row.wa_id, "accepted", wa_message_id=accept.wamid,
                     category=row.category)])):
@@ -204,10 +204,18 @@ class Settling:
             tenant_id, message_id, wa_id, "failed" if wa_message_id is None else "accepted",
             wa_message_id=wa_message_id, error_code=error_code, error_title=error_title, category=category)])
 
-    @staticmethod
-    def settles_in_send(answer) -> bool:
-        """Whether a send the transport answered first (``answer``) is written with ``send.settled``."""
-        return answer is not None and events.wanted(SEND_SETTLED)
+    def settles_in_send(self, answer, tenant_id: int) -> bool:
+        """Whether a send the transport answered first (``answer``) is written with ``send.settled`` (some
+        consumer wants the tenant's)."""
+        return answer is not None and self.settled_wanted(tenant_id)
+
+    def settled_wanted(self, tenant_id: int) -> bool:
+        """Whether some consumer wants ``tenant_id``'s ``send.settled`` (the inbox's tenants' are read): asked
+        in the service's session, a transaction it begins ended after; no query when nobody subscribes."""
+        if not events.wanted(SEND_SETTLED):
+            return False
+        with reading(self.session):
+            return tenant_id in events.audience(self.session.connection(), SEND_SETTLED, {tenant_id})
 
     def write_kept_accepts(self) -> int:
         """Write the accepts kept while the database was away; how many were written."""

@@ -11,6 +11,7 @@ from saas.extensions import db
 from saas.messaging.models import Message
 from tests.factories import sender, usage_values
 from tests.messaging.live import inbound, live_number
+from tests.messaging.numbers.test_multi_number import add_plan
 from tests.metering.test_concurrency import pg_only  # noqa: F401
 
 SENDERS = 16
@@ -30,7 +31,10 @@ def statements_like(app, fragment: str) -> list:
 
 
 def test_sends_answered_together_are_accepted_in_groups_each_with_its_own_id(pg_only, app, client, graph):
-    acme = sender(client, "pro")
+    # A plan without the inbox: no consumer wants its tenants' send.settled, so their accepts are grouped
+    # (a tenant whose send.settled is read is accepted alone, with its event in the same transaction).
+    add_plan(app, "grouped", features=("text", "template", "media", "webhooks", "interactive"))
+    acme = sender(client, "grouped")
     number = live_number(app, graph, acme.tenant_id)
     contacts = [f"1555200{n:04d}" for n in range(SENDERS * 3)]
     for contact in contacts:
