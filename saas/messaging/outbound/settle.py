@@ -205,13 +205,11 @@ class Settling:
             wa_message_id=wa_message_id, error_code=error_code, error_title=error_title, category=category)])
 
     def settles_in_send(self, answer, tenant_id: int) -> bool:
-        """Whether a send the transport answered first (``answer``) is written with ``send.settled`` (some
-        consumer wants the tenant's)."""
+        """Whether a send the transport answered first (``answer``) is written with ``send.settled``."""
         return answer is not None and self.settled_wanted(tenant_id)
 
     def settled_wanted(self, tenant_id: int) -> bool:
-        """Whether some consumer wants ``tenant_id``'s ``send.settled`` (the inbox's tenants' are read): asked
-        in the service's session, a transaction it begins ended after; no query when nobody subscribes."""
+        """Whether a consumer wants ``tenant_id``'s ``send.settled`` (asked in the service's session; none: no query)."""
         if not events.wanted(SEND_SETTLED):
             return False
         with reading(self.session):
