@@ -209,7 +209,7 @@ class Settling:
         return answer is not None and self.settled_wanted(tenant_id)
 
     def settled_wanted(self, tenant_id: int) -> bool:
-        """Whether a consumer wants ``tenant_id``'s ``send.settled`` (asked in the service's session; none: no query)."""
+        """Whether a consumer wants ``tenant_id``'s ``send.settled`` (read in the service's session)."""
         if not events.wanted(SEND_SETTLED):
             return False
         with reading(self.session):
