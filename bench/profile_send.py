@@ -25,7 +25,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sends", type=int, default=500)
     parser.add_argument("--graph-delay-ms", type=float, default=0.0)
     parser.add_argument("--top", type=int, default=25, help="functions with the most own CPU to list")
+    parser.add_argument("--statements", type=int, default=0, help="list this many SQL statements, by count per send")
     parser.add_argument("--callees", help="also list by cumulative CPU the functions matching this regex")
     parser.add_argument("--app-dir", default=str(BENCH_DIR.parent))
     args = parser.parse_args(argv)
@@ -130,9 +131,10 @@ def sending_tenant(app, args, token: str) -> tuple[str, str, list[str]]:
     return key, phone_number_id, contacts
 
 
-def watch_database(engine) -> tuple[list, list, list]:
+def watch_database(engine, texts: Counter | None = None) -> tuple[list, list, list]:
     """Counts on the engine from now on: ([SQL statements], [their wall seconds], [seconds each pooled
-    connection was held]), to be reset between the warm-up and the measure."""
+    connection was held]), to be reset between the warm-up and the measure; each statement's text is
+    counted in ``texts`` when given."""
     from sqlalchemy import event
 
     statements, in_db, held = [0], [0.0], []
@@ -154,6 +156,8 @@ def watch_database(engine) -> tuple[list, list, list]:
     @event.listens_for(engine, "after_cursor_execute")
     def after(conn, cursor, statement, parameters, context, executemany):
         statements[0] += 1
+        if texts is not None:
+            texts[" ".join(statement.split())[:110]] += 1
         in_db[0] += time.perf_counter() - conn.info.pop("bench_started", time.perf_counter())
 
     return statements, in_db, held
@@ -166,7 +170,8 @@ def profile(args, token: str) -> int:
     app = create_app()
     key, phone_number_id, contacts = sending_tenant(app, args, token)
     with app.app_context():
-        statements, in_db, held = watch_database(db.engine)
+        texts = Counter() if args.statements else None
+        statements, in_db, held = watch_database(db.engine, texts)
 
     client = app.test_client()
     headers = {"Authorization": f"Bearer {key}"}
@@ -182,6 +187,8 @@ def profile(args, token: str) -> int:
         send(to)
     statements[0], in_db[0] = 0, 0.0
     held.clear()
+    if texts is not None:
+        texts.clear()
     profiler = cProfile.Profile(time.process_time)
     wall, cpu = time.perf_counter(), time.process_time()
     profiler.enable()
@@ -200,6 +207,10 @@ def profile(args, token: str) -> int:
               f"a send in all; one checkout held p50 {1000 * held[len(held) // 2]:.1f} ms, p99 "
               f"{1000 * held[int(len(held) * 0.99)]:.1f} ms, max {1000 * held[-1]:.1f} ms; {long} of {len(held)} as "
               f"long as the Graph call ({args.graph_delay_ms:g} ms), as every send's would be if held across it")
+    if texts is not None:
+        print("  SQL statements per send, most frequent first:")
+        for statement, count in texts.most_common(args.statements):
+            print(f"    {count / n:5.2f}  {statement}")
     stats = pstats.Stats(profiler)
     print_cpu_by_library(stats, n, "send", args.top)
     if args.callees:
