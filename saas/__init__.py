@@ -79,6 +79,7 @@ def register_extensions(app: Flask) -> None:
 
     mail.init_app(app)
     # Every model module, so metadata (and Alembic) sees all tables.
+    from saas.automation import models as _automation  # noqa: F401
     from saas.billing import models as _billing  # noqa: F401
     from saas.broadcasts import models as _broadcasts  # noqa: F401
     from saas.contacts import models as _contacts  # noqa: F401
@@ -117,6 +118,10 @@ def register_services(app: Flask) -> None:
 
     # The broadcast engine's settings, and its tick in the housekeeping thread.
     broadcasts.install(app)
+    from saas.automation import sending as automation
+
+    # Automated replies leave once the transaction that queued them commits; the sweep sends what was left.
+    automation.install(app)
     # Reads a live number's info from the Graph API (settings read per call).
     app.extensions["number_info"] = NumberInfoClient(app.config, graph_session)
     app.extensions["graph"] = Graph(app.config, graph_session)

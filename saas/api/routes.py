@@ -82,9 +82,10 @@ def usage():
 
 
 def _register_rooms() -> None:
-    from saas.api import inbox
+    from saas.api import automation, inbox
 
     inbox.register(bp)
+    automation.register(bp)
 
 
 _register_rooms()

@@ -20,6 +20,7 @@ FEATURE_NAMES = {
     "multi_number": "Several phone numbers",
     "analytics_export": "Analytics export",
     "inbox": "Support inbox (seats per plan)",
+    "automation": "Automation rules, business hours and away messages",
 }
 
 FEATURES = tuple(FEATURE_NAMES)
