@@ -1,0 +1,87 @@
+"""Rules on live inbound messages: the reply leaves through the send service once, written in the thread by
+"automation"; each trigger; priority and stop-after-match; a disabled rule does nothing."""
+from __future__ import annotations
+
+from tests import whatsapp_payloads as wa
+from tests.automation.helpers import add_rule, pro_shop, runs_of, sent_to, thread_entries
+from tests.inbox.helpers import CUSTOMER, post_inbound, text
+
+
+def test_a_keyword_reply_leaves_once_and_shows_in_the_thread(app, client, whatsapp):
+    shop = pro_shop(app, whatsapp)
+    add_rule(client, shop, name="prices")
+    message = text("What is the PRICE of this?")
+    post_inbound(app, client, shop, message)
+    post_inbound(app, client, shop, message)  # WhatsApp repeats the webhook: nothing more is sent
+    [reply] = sent_to(whatsapp, CUSTOMER)
+    assert reply["type"] == "text" and reply["text"]["body"] == "Prices: example.com"
+    [run] = runs_of(app, shop.tenant_id)
+    assert run.status == "sent" and run.message_id is not None
+    entries = thread_entries(app, shop.tenant_id)
+    assert [(e.kind, e.author) for e in entries if e.direction == "out"] == [("message", "automation")]
+    [logged] = [e for e in entries if e.kind == "rule_run"]
+    assert logged.author == "automation" and "prices" in logged.text and "reply queued" in logged.text
+
+
+def test_exact_and_regex_keywords(app, client, whatsapp):
+    shop = pro_shop(app, whatsapp)
+    add_rule(client, shop, name="exact", match="exact", pattern="Hours", priority=1)
+    add_rule(client, shop, name="order", match="regex", pattern=r"order\s*#?\d{4,8}", priority=2)
+    post_inbound(app, client, shop, text("opening hours?"))      # not exactly "hours"
+    assert sent_to(whatsapp, CUSTOMER) == []
+    post_inbound(app, client, shop, text("  hours "))
+    post_inbound(app, client, shop, text("where is order #123456"))
+    assert [r.rule_name for r in runs_of(app, shop.tenant_id)] == ["exact", "order"]
+    assert len(sent_to(whatsapp, CUSTOMER)) == 2
+
+
+def test_first_message_greets_once(app, client, whatsapp):
+    shop = pro_shop(app, whatsapp)
+    add_rule(client, shop, name="greeting", trigger="first_message", match=None, pattern=None,
+             actions=[{"type": "reply", "message": {"type": "text", "text": {"body": "Welcome {name}!"}}}])
+    post_inbound(app, client, shop, text("hi"))
+    post_inbound(app, client, shop, text("hi again"))
+    [greeting] = sent_to(whatsapp, CUSTOMER)
+    assert greeting["text"]["body"] == "Welcome Sheena Nelson!"
+
+
+def test_button_and_list_reply_payloads(app, client, whatsapp):
+    shop = pro_shop(app, whatsapp)
+    add_rule(client, shop, name="unsubscribe", trigger="button", match=None, pattern="Unsubscribe",
+             actions=[{"type": "opt_out"}, {"type": "add_label", "label": "unsubscribed"}])
+    add_rule(client, shop, name="express", trigger="button", match=None, pattern="priority_express",
+             actions=[{"type": "reply", "message": {"type": "text", "text": {"body": "Express it is."}}}])
+    post_inbound(app, client, shop, wa.inbound("button", {"payload": "Unsubscribe", "text": "Unsubscribe"}))
+    post_inbound(app, client, shop, wa.inbound("interactive", {"type": "list_reply", "list_reply": {
+        "id": "priority_express", "title": "Express"}}))
+    post_inbound(app, client, shop, wa.inbound("button", {"payload": "Other", "text": "Unsubscribe"}))
+    assert [r.rule_name for r in runs_of(app, shop.tenant_id)] == ["unsubscribe", "express"]
+    contact = client.get("/api/v1/contacts", headers=shop.headers).get_json()["data"][0]
+    assert "unsubscribed" in contact["labels"]
+    assert [m["text"]["body"] for m in sent_to(whatsapp, CUSTOMER)] == ["Express it is."]
+
+
+def test_priority_and_stop_after_match(app, client, whatsapp):
+    shop = pro_shop(app, whatsapp)
+    add_rule(client, shop, name="second", priority=20, stop_after_match=False,
+             actions=[{"type": "add_label", "label": "asked-price"}])
+    add_rule(client, shop, name="first", priority=10, stop_after_match=False,
+             actions=[{"type": "add_label", "label": "lead"}])
+    add_rule(client, shop, name="last", priority=30, stop_after_match=True)
+    add_rule(client, shop, name="never", priority=40)
+    add_rule(client, shop, name="disabled", priority=0, enabled=False)
+    post_inbound(app, client, shop, text("price?"))
+    assert [r.rule_name for r in runs_of(app, shop.tenant_id)] == ["first", "second", "last"]
+    assert len(sent_to(whatsapp, CUSTOMER)) == 1
+
+
+def test_conditions_on_number_and_label(app, client, whatsapp):
+    shop = pro_shop(app, whatsapp)
+    add_rule(client, shop, name="vip", conditions={"labels": ["vip"]})
+    post_inbound(app, client, shop, text("price?"))
+    assert runs_of(app, shop.tenant_id) == []
+    contact = client.get("/api/v1/contacts", headers=shop.headers).get_json()["data"][0]
+    assert client.patch(f"/api/v1/contacts/{contact['id']}", json={"labels": ["vip"]},
+                        headers=shop.headers).status_code == 200
+    post_inbound(app, client, shop, text("price now?"))
+    assert [r.rule_name for r in runs_of(app, shop.tenant_id)] == ["vip"]
