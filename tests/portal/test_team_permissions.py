@@ -40,6 +40,7 @@ EXPECTED = {
     "dashboard": {"owner", "admin", "developer", "billing"},
     "inbox": {"owner", "admin", "agent"},
     "contacts": {"owner", "admin", "developer"},
+    "automation": {"owner", "admin", "developer"},
 }
 
 
@@ -129,6 +130,20 @@ ACTIONS = {
     "inbox settings": ("inbox", "POST", lambda t, c: "/inbox/settings", lambda cl, t, c: {"auto_assign": "y"}),
     "inbox saved reply": ("inbox", "POST", lambda t, c: "/inbox/saved-replies",
                           lambda cl, t, c: {"shortcut": "hi", "body": "Hello!"}),
+    "automation page": ("automation", "GET", lambda t, c: "/automation", None),
+    "automation settings": ("automation", "POST", lambda t, c: "/automation/settings",
+                            lambda cl, t, c: {"timezone": "Europe/Berlin", "replies_per_hour": "2"}),
+    "new rule page": ("automation", "GET", lambda t, c: "/automation/rules/new", None),
+    "create rule": ("automation", "POST", lambda t, c: "/automation/rules/new", lambda cl, t, c: {
+        "name": "Hi", "trigger": "first_message", "match": "contains", "priority": "1", "reply_kind": "text",
+        "reply_text": "Hello", "consent": "", "assign": ""}),
+    "rule page": ("automation", "GET", lambda t, c: "/automation/rules/1", None),
+    "edit rule": ("automation", "POST", lambda t, c: "/automation/rules/1", lambda cl, t, c: {"name": "x"}),
+    "replay rule": ("automation", "POST", lambda t, c: "/automation/rules/1/replay", lambda cl, t, c: {}),
+    "delete rule": ("automation", "POST", lambda t, c: "/automation/rules/1/delete", lambda cl, t, c: {}),
+    "business hours": ("automation", "POST", lambda t, c: f"/automation/hours/{c['number_pk']}",
+                       lambda cl, t, c: {"open_0": "09:00", "close_0": "17:00"}),
+    "business hours page": ("automation", "GET", lambda t, c: f"/automation/hours/{c['number_pk']}", None),
     "contacts page": ("contacts", "GET", lambda t, c: "/contacts", None),
     "new contact page": ("contacts", "GET", lambda t, c: "/contacts/new", None),
     "create contact": ("contacts", "POST", lambda t, c: "/contacts/new",
