@@ -85,3 +85,27 @@ def test_conditions_on_number_and_label(app, client, whatsapp):
                         headers=shop.headers).status_code == 200
     post_inbound(app, client, shop, text("price now?"))
     assert [r.rule_name for r in runs_of(app, shop.tenant_id)] == ["vip"]
+
+
+def test_an_event_delivered_again_runs_nothing_again(app, client, whatsapp):
+    from saas.automation import engine, sending
+    from saas.extensions import db
+    from saas.messaging import domain_events
+    from saas.messaging.domain_events import NumberRef
+    from saas.messaging.models import PhoneNumber
+
+    shop = pro_shop(app, whatsapp)
+    add_rule(client, shop, name="prices")
+    post_inbound(app, client, shop, text("price?", message_id="wamid.again-1"))
+    with app.app_context():
+        number = db.session.get(PhoneNumber, shop.number.id)
+        ref = NumberRef(number.id, number.tenant_id, number.phone_number_id, number.display_number, number.waba_id)
+        event = domain_events.message_received(ref, "wamid.again-1", CUSTOMER,
+                                               text("price?", message_id="wamid.again-1"))
+        # The outbox hands the event over again (at least once): no second run, no second line in the thread.
+        assert engine.handle(db.session.connection(), [event]) == []
+        db.session.commit()
+        assert sending.sweep() == 0
+        db.session.remove()
+    assert len(runs_of(app, shop.tenant_id)) == 1 and len(sent_to(whatsapp, CUSTOMER)) == 1
+    assert len([e for e in thread_entries(app, shop.tenant_id) if e.kind == "rule_run"]) == 1

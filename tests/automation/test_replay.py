@@ -7,11 +7,11 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 
 from saas.extensions import db
-from saas.messaging.models import Message
+from saas.messaging.models import Conversation, Message
 from saas.timeutil import utcnow
 from tests.automation.helpers import add_rule, pro_shop, runs_of
 from tests.factories import usage_values
-from tests.inbox.helpers import post_inbound, text
+from tests.inbox.helpers import CUSTOMER, post_inbound, text
 
 # (sender, text): three customers, one of them past the hourly cap, one message matching nothing.
 TRAFFIC = [("16505550001", "price?"), ("16505550001", "price again"), ("16505550002", "hello"),
@@ -68,4 +68,15 @@ def test_replay_reads_the_last_30_days_only_and_sends_nothing(app, client, whats
     preview = client.post(f"/api/v1/automation/rules/{rule['id']}/replay", headers=shop.headers).get_json()
     assert (preview["scanned"], preview["matched"], preview["sends"]) == (1, 1, 1)
     assert [m["text"] for m in preview["matches"]] == ["new price"]
+    assert preview["conversations"] == 1
     assert _sent(app, shop.tenant_id) == (0, 0)
+    # A service conversation that was open with the customer then: the reply would have opened none.
+    with app.app_context():
+        now = utcnow()
+        db.session.add(Conversation(tenant_id=shop.tenant_id, contact=CUSTOMER, category="service", seq=1,
+                                    opened_at=now - timedelta(hours=1), expires_at=now + timedelta(hours=23),
+                                    origin="business_initiated", period_start=now - timedelta(days=1)))
+        db.session.commit()
+        db.session.remove()
+    again = client.post(f"/api/v1/automation/rules/{rule['id']}/replay", headers=shop.headers).get_json()
+    assert (again["sends"], again["conversations"], again["billable_units"]) == (1, 0, {})
