@@ -17,8 +17,9 @@ from saas.contacts.consent import records
 from saas.contacts.models import OPTED_IN, OPTED_OUT, SOURCE_KEYWORD
 from saas.database import insert_for
 from saas.inbox import assignment
-from saas.messaging.models import DELIVERY_PENDING, WebhookDelivery
-from saas.messaging.tenant_webhooks.forwarding import endpoints_for
+from saas.billing.models import Plan, Subscription
+from saas.messaging.models import DELIVERY_PENDING, WebhookDelivery, WebhookEndpoint
+from saas.messaging.tenant_webhooks.forwarding import FEATURE as FORWARDING
 from saas.tenants import roles
 from saas.tenants.models import User
 
@@ -57,9 +58,19 @@ def _consented(session, rule, action, message, thread) -> str:
     return f"{state.replace('_', ' ')}" + ("" if changed else " (already)")
 
 
+def _endpoint(conn, tenant_id: int) -> int | None:
+    """The tenant's active webhook endpoint when its plan forwards (read on ``conn`` alone: no app context)."""
+    features = conn.execute(select(Plan.features).join(Subscription, Subscription.plan_id == Plan.id)
+                            .where(Subscription.tenant_id == tenant_id)).scalar()
+    if FORWARDING not in (features or ()):
+        return None
+    return conn.execute(select(WebhookEndpoint.id).where(WebhookEndpoint.tenant_id == tenant_id,
+                                                         WebhookEndpoint.active.is_(True))).scalar()
+
+
 def _forwarded(conn, rule, action, message, now: datetime) -> str:
-    endpoints = endpoints_for(conn, {message.tenant_id})
-    if message.tenant_id not in endpoints:
+    endpoint_id = _endpoint(conn, message.tenant_id)
+    if endpoint_id is None:
         return f"event {action['event']!r} not forwarded: no active webhook endpoint"
     payload = {"object": "automation", "event": action["event"], "rule": {"id": rule.id, "name": rule.name},
                "message": {"id": message.wa_message_id, "from": message.wa_id, "type": message.kind,
@@ -67,7 +78,7 @@ def _forwarded(conn, rule, action, message, now: datetime) -> str:
                "phone_number_id": message.number_pk}
     conn.execute(insert_for(conn, WebhookDelivery).on_conflict_do_nothing(
         index_elements=["tenant_id", "endpoint_id", "event_key"]).values(
-        tenant_id=message.tenant_id, endpoint_id=endpoints[message.tenant_id],
+        tenant_id=message.tenant_id, endpoint_id=endpoint_id,
         event_type=f"automation.{action['event']}"[:50],
         event_key=f"automation:{rule.id}:{action['event']}:{message.wa_message_id}"[:200],
         sequence_key=f"message:{message.wa_message_id}"[:160], wa_message_id=message.wa_message_id,

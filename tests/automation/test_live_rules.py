@@ -109,3 +109,36 @@ def test_an_event_delivered_again_runs_nothing_again(app, client, whatsapp):
         db.session.remove()
     assert len(runs_of(app, shop.tenant_id)) == 1 and len(sent_to(whatsapp, CUSTOMER)) == 1
     assert len([e for e in thread_entries(app, shop.tenant_id) if e.kind == "rule_run"]) == 1
+
+
+def test_the_consumer_needs_no_app_context_and_the_sweep_sends_what_it_queued(app, client, whatsapp):
+    from saas.automation import engine, sending
+    from saas.extensions import db
+    from saas.messaging import domain_events
+    from saas.messaging.domain_events import NumberRef
+    from saas.messaging.models import PhoneNumber, WebhookDelivery, WebhookEndpoint
+
+    shop = pro_shop(app, whatsapp)
+    add_rule(client, shop, name="prices", actions=[
+        {"type": "reply", "message": {"type": "text", "text": {"body": "Prices: example.com"}}},
+        {"type": "add_label", "label": "lead"}, {"type": "forward", "event": "asked.price"}])
+    post_inbound(app, client, shop, text("hello", message_id="wamid.bare-1"))  # stored, matches nothing
+    with app.app_context():
+        db.session.add(WebhookEndpoint(tenant_id=shop.tenant_id, url="https://hooks.example.com/in",
+                                       signing_secret_encrypted="x", secret_hint="x", active=True))
+        db.session.commit()
+        number = db.session.get(PhoneNumber, shop.number.id)
+        ref = NumberRef(number.id, number.tenant_id, number.phone_number_id, number.display_number, number.waba_id)
+        bind = db.engine
+        db.session.remove()
+    # A background deliverer: a connection of its own, no request, no app context.
+    event = domain_events.message_received(ref, "wamid.bare-2", CUSTOMER, text("price?", message_id="wamid.bare-2"))
+    with bind.begin() as conn:
+        due = engine.handle(conn, [event])
+    assert len(due) == 1 and sent_to(whatsapp, CUSTOMER) == []
+    with app.app_context():
+        assert sending.sweep() == 1
+        assert db.session.query(WebhookDelivery).filter_by(event_type="automation.asked.price").count() == 1
+        db.session.remove()
+    assert [m["text"]["body"] for m in sent_to(whatsapp, CUSTOMER)] == ["Prices: example.com"]
+    assert client.get("/api/v1/contacts", headers=shop.headers).get_json()["data"][0]["labels"] == ["lead"]
