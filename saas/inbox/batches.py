@@ -3,9 +3,10 @@
 What ``threads.record_message_row`` and ``threads.apply_status`` do for one event, done for a batch in a few
 set-based statements whatever its size: the sends' rows read at once; their threads found (locked, in id
 order) or made with their contacts; their entries inserted; each thread touched once. Statuses move their
-entries' ticks forward in one statement. What the batch finds written already (the inbox's own reply,
-whose entry knows its agent; an event handed over again) or cannot place (a status of a send with no
-entry yet) goes the one-event way, which knows how to merge it. Same rows, same idempotence.
+entries' ticks forward in one statement, and write the entries of sends that have none yet (a batch's
+sends publish no settling) as settled sends' are. What the batch finds written already (the inbox's own
+reply, whose entry knows its agent; an event handed over again) goes the one-event way, which knows how to
+merge it. Same rows, same idempotence.
 """
 from __future__ import annotations
 
@@ -42,7 +43,11 @@ def record_settled(conn, settled, now=None) -> list[threads.Touched]:
         if key in written or len(by_message[key]) > 1:
             touched += [t for t in (_one_settled(conn, event, now) for event in by_message[key]) if t]
         else:
-            new.append((row, by_message[key][0].payload))
+            payload = by_message[key][0].payload
+            if payload.get("outcome") == "failed":
+                new.append((row, "failed", payload.get("error_code"), payload.get("error_title")))
+            else:
+                new.append((row, "accepted", None, None))
     if new:
         touched += _write_new(conn, new, now)
     return touched
@@ -57,22 +62,21 @@ def _one_settled(conn, event, now):
 
 
 def _write_new(conn, new, now) -> list[threads.Touched]:
-    """Entries for sends no entry holds yet, on their threads (made resolved where there are none)."""
-    found = _threads(conn, {(row.tenant_id, row.phone_number_id, row.wa_id) for row, _ in new}, now)
+    """Entries for sends no entry holds yet, each (Message row, status, error code, error title), on their
+    threads (made resolved where there are none)."""
+    found = _threads(conn, {(row.tenant_id, row.phone_number_id, row.wa_id) for row, *_ in new}, now)
     entries, lines = [], {}
-    for row, payload in new:
+    for row, status, code, title in new:
         thread = found[(row.tenant_id, row.phone_number_id, row.wa_id)]
-        failed = payload.get("outcome") == "failed"
-        code, title = (payload.get("error_code"), payload.get("error_title")) if failed else (None, None)
         author = threads.author_of(row.idempotency_key)
         line = row.body_summary or row.type
         entries.append({
             "tenant_id": row.tenant_id, "thread_id": thread.id, "kind": MESSAGE, "direction": "out", "author": author,
             "author_user_id": None, "message_id": row.id, "wa_message_id": row.wa_message_id, "type": row.type,
-            "content": {"summary": row.body_summary}, "text": line[:4096], "status": "failed" if failed else "accepted",
+            "content": {"summary": row.body_summary}, "text": line[:4096], "status": status,
             "error_code": code if code is not None else row.error_code, "error_title": title or row.error_title,
             "at": row.created_at, "created_at": now})
-        lines.setdefault(thread.id, []).append((row.created_at, line, author in threads.ANSWERING and not failed))
+        lines.setdefault(thread.id, []).append((row.created_at, line, author in threads.ANSWERING and status != "failed"))
     latest = {thread_id: (*max(items, key=lambda item: item[0])[:2], any(item[2] for item in items))
               for thread_id, items in lines.items()}
     insert_many(conn, Entry.__table__, entries, conflict=("tenant_id", "message_id"))
@@ -148,10 +152,11 @@ def apply_statuses(conn, statuses, now=None) -> list[threads.Touched]:
         if STATUS_RANK[status] > STATUS_RANK.get(entry.status or "pending", 0):
             params.append({"b_id": entry.id, "b_status": status, "b_code": code, "b_title": title})
             moved[entry.thread_id] = entry.tenant_id
-    for (tenant_id, wamid), (status, code, title) in sorted(furthest.items()):  # no entry yet: one by one
-        one = threads.apply_status(conn, tenant_id, wamid, status, error_code=code, error_title=title, now=now)
-        if one is not None:
-            touched.append(one)
+    if furthest:  # sends of ours with no entry yet (a batch's, which publishes no settling): written now
+        rows = conn.execute(select(*_SENT).where(tuple_(Message.tenant_id, Message.wa_message_id).in_(sorted(furthest)),
+                                                 Message.direction == "out")).all()
+        if rows:
+            touched += _write_new(conn, [(row, *furthest[(row.tenant_id, row.wa_message_id)]) for row in rows], now)
     if params:
         table = Entry.__table__
         conn.execute(update(table).where(table.c.id == bindparam("b_id")).values(
