@@ -142,3 +142,60 @@ def test_the_consumer_needs_no_app_context_and_the_sweep_sends_what_it_queued(ap
         db.session.remove()
     assert [m["text"]["body"] for m in sent_to(whatsapp, CUSTOMER)] == ["Prices: example.com"]
     assert client.get("/api/v1/contacts", headers=shop.headers).get_json()["data"][0]["labels"] == ["lead"]
+
+
+def test_with_events_delivered_by_the_deliverer_thread_the_reply_still_leaves(app, client, whatsapp):
+    from saas import events
+    from saas.extensions import db
+    from saas.messaging import domain_events
+    from saas.messaging.domain_events import NumberRef
+    from saas.messaging.models import PhoneNumber
+    from tests.factories import settle
+
+    shop = pro_shop(app, whatsapp)
+    add_rule(client, shop, name="prices")
+    post_inbound(app, client, shop, text("hello"))  # the customer's window open, nothing matched
+    app.config["EVENTS_IN_BACKGROUND"] = True
+    deliverer = app.extensions.setdefault("event_deliverer", events.Deliverer(app))
+    try:
+        # A request publishes the message: its commit hands the stream to the deliverer thread and returns.
+        with app.test_request_context():
+            number = db.session.get(PhoneNumber, shop.number.id)
+            ref = NumberRef(number.id, number.tenant_id, number.phone_number_id, number.display_number,
+                            number.waba_id)
+            events.publish(db.session.connection(), [domain_events.message_received(
+                ref, "wamid.deliverer-1", CUSTOMER, text("price?", message_id="wamid.deliverer-1"))])
+            assert events.commit(db.session) == 0
+            db.session.remove()
+        assert deliverer.join(10)  # delivered in the deliverer's transaction
+        settle(app)  # the reply its commit handed to the background queue
+    finally:
+        app.config["EVENTS_IN_BACKGROUND"] = False
+    assert [m["text"]["body"] for m in sent_to(whatsapp, CUSTOMER)] == ["Prices: example.com"]
+    assert [r.status for r in runs_of(app, shop.tenant_id)] == ["sent"]
+
+
+def test_a_free_form_reply_outside_the_window_is_refused_by_the_send_service_and_shown(app, client, whatsapp):
+    from saas.automation import engine, sending
+    from saas.extensions import db
+    from saas.messaging import domain_events
+    from saas.messaging.domain_events import NumberRef
+    from saas.messaging.models import PhoneNumber
+    from tests.factories import usage_values
+
+    shop = pro_shop(app, whatsapp)
+    add_rule(client, shop, name="prices")
+    before = usage_values(app, shop.tenant_id)
+    with app.app_context():
+        number = db.session.get(PhoneNumber, shop.number.id)
+        ref = NumberRef(number.id, number.tenant_id, number.phone_number_id, number.display_number, number.waba_id)
+        # An event whose message opened no window (none was stored): WhatsApp would refuse free text.
+        event = domain_events.message_received(ref, "wamid.no-window", CUSTOMER, text("price?"))
+        due = engine.handle(db.session.connection(), [event])
+        db.session.commit()
+        assert sending.send_runs(due) == 0
+        db.session.remove()
+    [run] = runs_of(app, shop.tenant_id)
+    assert run.status == "failed" and sent_to(whatsapp, CUSTOMER) == []
+    assert usage_values(app, shop.tenant_id) == before
+    assert any(e.kind == "rule_run" and "reply not sent" in e.text for e in thread_entries(app, shop.tenant_id))
