@@ -77,7 +77,8 @@ def replay(tenant, rule_id, *, now: datetime | None = None) -> dict:
     rows = db.session.execute(
         select(Message.phone_number_id, Message.wa_id, Message.wa_message_id, Message.raw_message, Message.type,
                Message.body_summary, Message.created_at)
-        .where(Message.tenant_id == tenant.id, Message.direction == "in", Message.created_at >= now - timedelta(days=DAYS))
+        .where(Message.tenant_id == tenant.id, Message.direction == "in",
+               Message.created_at >= now - timedelta(days=DAYS))
         .order_by(Message.id).limit(SCANNED_MAX + 1)).all()
     windows, sent_at = Windows(tenant.id), defaultdict(list)
     found, billed, totals = [], Counter(), Counter()

@@ -39,8 +39,9 @@ def test_keywords(match, pattern, text, expected):
     assert matches(rule(match=match, pattern=pattern), message(text), CONTEXT) is expected
 
 
-@pytest.mark.parametrize("pattern", [r"(a+)+$", r"(a|aa)*c", r"(\w+\s?)*$", r"(a?){25}a{25}", r"(x+x+)+y",
-                                     r"(.)\1", r"a*b*c*d*", r".*.*.*x", r".*a{0,99}.*x", "", "a" * 201, "bad\x00", "(unclosed"])
+@pytest.mark.parametrize("pattern", [
+    r"(a+)+$", r"(a|aa)*c", r"(\w+\s?)*$", r"(a?){25}a{25}", r"(x+x+)+y", r"(.)\1", r"a*b*c*d*", r".*.*.*x",
+    r".*a{0,99}.*x", "", "a" * 201, "bad\x00", "(unclosed"])
 def test_patterns_that_could_backtrack_for_ever_or_are_not_patterns_are_refused(pattern):
     with pytest.raises(PatternInvalid):
         checked_pattern(pattern)
