@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from saas.extensions import db
 from saas.messaging.models import Message
 from saas.orders.models import Order, OrderEvent, OrderNotification
-from tests.factories import sender
+from tests.factories import Sender, make_tenant, sender
 
 CUSTOMER = "+90 532 000 00 01"
 CUSTOMER_WA_ID = "905320000001"
@@ -21,10 +21,17 @@ CUSTOMER_WA_ID = "905320000001"
 class Store:
     """A tenant's API client with order helpers."""
 
-    def __init__(self, client, plan: str = "pro"):
+    def __init__(self, client, plan: str = "pro", *, tenant_id: int | None = None):
         self.client = client
         self.app = client.application
-        self.api = sender(client, plan)
+        if tenant_id is None:
+            self.api = sender(client, plan)
+        else:
+            from saas.tenants.models import Tenant
+
+            with self.app.app_context():
+                self.api = Sender(client, db.session.get(Tenant, tenant_id))
+                db.session.remove()
         self.tenant_id = self.api.tenant_id
 
     def call(self, method: str, path: str, body=None, **kwargs):
