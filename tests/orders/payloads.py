@@ -179,3 +179,10 @@ def woo_order(**changes) -> dict:
     order = copy.deepcopy(WOO_ORDER)
     order.update(changes)
     return order
+
+
+def json_of(payload: dict) -> bytes:
+    """A body as the shops send it: JSON, UTF-8."""
+    import json
+
+    return json.dumps(payload).encode()
