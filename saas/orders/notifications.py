@@ -141,9 +141,10 @@ def deliver_due(session, service, *, older_than: timedelta = LEASE, limit: int =
     from saas.tenants.services import tenant_snapshot
 
     now = utcnow()
+    # As the partial index ix_order_notifications_open is written, so it serves the sweep.
     rows = session.execute(select(NOTIFICATIONS.c.id, NOTIFICATIONS.c.tenant_id).where(
-        or_(NOTIFICATIONS.c.status == PENDING, NOTIFICATIONS.c.status == SENDING),
-        NOTIFICATIONS.c.created_at < now - older_than).order_by(NOTIFICATIONS.c.id).limit(limit)).all()
+        NOTIFICATIONS.c.status.in_((PENDING, SENDING)), NOTIFICATIONS.c.created_at < now - older_than)
+        .order_by(NOTIFICATIONS.c.created_at).limit(limit)).all()
     session.rollback()
     for notification_id, tenant_id in rows:
         tenant = tenant_snapshot(tenant_id)
