@@ -91,3 +91,31 @@ def test_a_cart_for_a_plan_without_order_notifications_stays_a_message(app, clie
 
         assert db.session.scalars(select(Order).where(Order.tenant_id == shop.tenant_id)).all() == []
         db.session.remove()
+
+
+def test_the_consumer_needs_no_app_context_and_takes_a_repeated_event_once(app, client):
+    """As the outbox delivers: a bare connection, no request, no app context, the same event twice."""
+    from flask import has_app_context
+
+    from saas.messaging.domain_events import NumberRef, message_received
+    from saas.messaging.models import PhoneNumber
+    from saas.orders.consumers import take
+    from saas.orders.models import Order
+
+    store = Store(client)
+    with app.app_context():
+        number = db.session.scalar(select(PhoneNumber).where(PhoneNumber.tenant_id == store.tenant_id))
+        ref = NumberRef(number.id, store.tenant_id, number.phone_number_id, number.display_number, None)
+        engine = db.engine
+        db.session.remove()
+    event = message_received(ref, "wamid.cart-1", "905320000001", wa.inbound("order", CART, sender="905320000001"),
+                             contact=wa.contact("905320000001", name="Ayşe"))
+    assert not has_app_context()
+    with engine.begin() as conn:
+        assert take(conn, [event]) == 1
+    with engine.begin() as conn:
+        assert take(conn, [event]) == 0
+    with app.app_context():
+        [order] = db.session.scalars(select(Order).where(Order.tenant_id == store.tenant_id)).all()
+        assert (order.state, order.customer_name, order.wa_id) == ("requested", "Ayşe", "905320000001")
+        db.session.remove()
