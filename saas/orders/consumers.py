@@ -14,6 +14,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from saas import events
+from saas.cache import SnapshotCache
 from saas.billing.models import Plan, Subscription
 from saas.database import insert_for
 from saas.messaging.domain_events import MESSAGE_RECEIVED
@@ -25,6 +26,8 @@ from saas.orders.states import APPLIED, REQUESTED
 from saas.timeutil import iso, utcnow
 
 WEBHOOKS = "webhooks"
+# Whether a tenant's plan has order notifications, by tenant id (the access caches' default bound).
+_HAS_ORDERS = SnapshotCache(5.0)
 
 
 def _features(conn, tenant_ids) -> dict[int, set]:
@@ -34,11 +37,17 @@ def _features(conn, tenant_ids) -> dict[int, set]:
 
 
 def with_orders(conn, tenant_ids) -> set[int]:
-    """The tenants among ``tenant_ids`` subscribed to a plan with order notifications (read on ``conn``: a
-    consumer may run with no app context)."""
-    if not tenant_ids:
-        return set()
-    return {tenant_id for tenant_id, features in _features(conn, tenant_ids).items() if FEATURE in features}
+    """The tenants among ``tenant_ids`` subscribed to a plan with order notifications: read on ``conn`` (a
+    consumer may run with no app context) through a snapshot cache, as saas.inbox.consumers.with_inbox is
+    (every inbound message asks it)."""
+    answers = {tenant_id: _HAS_ORDERS.peek(tenant_id) for tenant_id in tenant_ids}
+    unknown = sorted(tenant_id for tenant_id, answer in answers.items() if answer is None)
+    if unknown:
+        features = _features(conn, unknown)
+        for tenant_id in unknown:
+            answers[tenant_id] = FEATURE in features.get(tenant_id, set())
+            _HAS_ORDERS.put(tenant_id, answers[tenant_id])
+    return {tenant_id for tenant_id, answer in answers.items() if answer}
 
 
 def reference_of(wa_message_id: str) -> str:
