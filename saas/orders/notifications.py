@@ -91,7 +91,7 @@ def _claim(session, tenant_id: int, notification_id: int, now: datetime):
             .values(status=SENDING, claimed_at=now, attempts=OrderNotification.attempts + 1)
             .execution_options(synchronize_session=False)).rowcount
         row = session.execute(select(NOTIFICATIONS.c.payload, PhoneNumber.phone_number_id)
-                              .join(PhoneNumber, PhoneNumber.id == NOTIFICATIONS.c.phone_number_id)
+                              .outerjoin(PhoneNumber, PhoneNumber.id == NOTIFICATIONS.c.phone_number_id)
                               .where(NOTIFICATIONS.c.id == notification_id)).first() if taken else None
         session.commit()
     except BaseException:
@@ -121,8 +121,12 @@ def deliver(session, service, tenant, notification_id: int, *, rights=None, now:
     claimed = _claim(session, tenant.id, notification_id, now or utcnow())
     if claimed is None:
         return None
-    message = outbound(claimed.payload)
+    if claimed.phone_number_id is None:
+        _settle(session, notification_id, status=FAILED, error_code="not_found",
+                error_title="The number this notification was to go from is gone.")
+        return FAILED
     try:
+        message = outbound(claimed.payload)
         result = service.send(tenant, rights, claimed.phone_number_id, message.payload,
                               idempotency_key=f"{KEY_PREFIX}{notification_id}", to_input=message.to_input,
                               upstream=message.upstream)

@@ -147,3 +147,14 @@ def test_a_claim_in_progress_is_left_to_its_sender(app, client):
     age(app, notification_id, status="sending", claimed_at=utcnow())
     assert sweep(app) == 1
     assert store.notifications() == [("C-3", "shipped", "sending")] and store.sent() == []
+
+
+def test_a_notification_whose_number_is_gone_fails_and_is_not_tried_again(app, client):
+    store = Store(client)
+    store.map_all()
+    notification_id = pending_notification(app, store, "C-4")
+    # What deleting the number leaves (the column is SET NULL).
+    age(app, notification_id, phone_number_id=None)
+    assert sweep(app) == 1
+    assert store.notifications() == [("C-4", "shipped", "failed")]
+    assert sweep(app) == 0 and store.sent() == []
