@@ -29,7 +29,7 @@ from saas.messaging.models import PhoneNumber
 from saas.orders import notifications
 from saas.orders.fields import OrderData, wa_id_of
 from saas.orders.models import Order, OrderEvent
-from saas.orders.states import APPLIED, LINE, WHY, decide
+from saas.orders.states import APPLIED, DUPLICATE, LINE, WHY, decide
 from saas.timeutil import utcnow
 
 ORDERS = Order.__table__
@@ -135,8 +135,8 @@ def _reached(conn, order, event: str, when: datetime, source: str, data: OrderDa
         tenant_id=order.tenant_id, order_id=order.id, state=event, source=source, occurred_at=when,
         data={k: v for k, v in {**data.given(), **data.extra}.items() if k != "items"}, created_at=now)
         .returning(EVENTS.c.id)).scalar()
-    if written is None:  # the unique (order, state) held where the lock could not (SQLite's one writer)
-        return Applied(order.id, event, "duplicate")
+    if written is None:  # the unique (order, state) backs the row lock up: reached once, whatever raced
+        return Applied(order.id, event, DUPLICATE)
     notification_id = notifications.prepare(conn, order, event, now)
     _inbox_line(conn, order, event, now)
     return Applied(order.id, event, APPLIED, notification_id)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from saas.extensions import db
 from saas.messaging.models import Message
 from saas.orders.models import Order, OrderEvent, OrderNotification
-from tests.factories import Sender, make_tenant, sender
+from tests.factories import Sender, sender
 
 CUSTOMER = "+90 532 000 00 01"
 CUSTOMER_WA_ID = "905320000001"

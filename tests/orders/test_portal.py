@@ -12,7 +12,7 @@ from saas.messaging.models import Template
 from tests.broadcasts.helpers import Shop
 from tests.conftest import csrf_token
 from tests.orders.helpers import CUSTOMER, Store
-from tests.orders.test_mappings import BINDINGS, SHIPPED
+from tests.orders.test_mappings import SHIPPED
 from tests.portal.team_helpers import Team
 
 
