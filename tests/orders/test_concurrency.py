@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from saas.extensions import db
 from saas.messaging.models import Message
@@ -78,6 +78,43 @@ def test_parallel_orders_create_of_one_reference_makes_one_order(pg_only, app, c
                                      for _ in range(THREADS * 2)])
     assert sorted(statuses) == [200] * (THREADS * 2 - 1) + [201]
     assert store.counts()["orders"] == 1 and len(store.sent()) == 1
+
+
+def test_an_older_event_waits_for_a_newer_one_in_flight_and_then_changes_nothing(pg_only, app, client):
+    """Two transactions on one order, interleaved for certain: ``delivered`` applied and not yet committed,
+    ``paid`` arriving meanwhile waits for the order's row, then finds it delivered: stale, nothing written."""
+    store = Store(client)
+    store.map_all()
+    store.event("W-1", "created", phone=CUSTOMER)
+    with app.app_context():
+        engine = db.engine
+        db.session.remove()
+    first = engine.connect()
+    first_tx = first.begin()
+    assert apply(first, store.tenant_id, "W-1", "delivered", OrderData(), source="api").applied
+    found = {}
+
+    def later():
+        with engine.begin() as conn:
+            found["paid"] = apply(conn, store.tenant_id, "W-1", "paid", OrderData(), source="api")
+
+    waiter = threading.Thread(target=later)
+    waiter.start()
+    with engine.connect() as watcher:
+        waiting = 0
+        for _ in range(10_000):  # until the second transaction waits on the first's row lock
+            waiting = watcher.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = "
+                "current_database()")).scalar()
+            if waiting:
+                break
+        assert waiting == 1
+    first_tx.commit()
+    first.close()
+    waiter.join(timeout=30)
+    assert found["paid"].outcome == "stale"
+    assert store.call("GET", "/api/v1/orders/W-1").get_json()["state"] == "delivered"
+    assert [n[1] for n in store.notifications()] == ["created", "delivered"]
 
 
 def pending_notification(app, store, reference: str) -> int:
