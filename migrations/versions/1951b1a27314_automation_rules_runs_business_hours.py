@@ -1,7 +1,7 @@
 """automation rules runs business hours settings
 
 Revision ID: 1951b1a27314
-Revises: 05323443ce74
+Revises: 905fc171b505
 Create Date: 2026-12-06 16:57:31.351033
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '1951b1a27314'
-down_revision = '05323443ce74'
+down_revision = '905fc171b505'
 branch_labels = None
 depends_on = None
 

@@ -82,10 +82,11 @@ def usage():
 
 
 def _register_rooms() -> None:
-    from saas.api import automation, inbox
+    from saas.api import automation, inbox, orders
 
     inbox.register(bp)
     automation.register(bp)
+    orders.register(bp)
 
 
 _register_rooms()

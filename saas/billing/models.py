@@ -21,6 +21,7 @@ FEATURE_NAMES = {
     "analytics_export": "Analytics export",
     "inbox": "Support inbox (seats per plan)",
     "automation": "Automation rules, business hours and away messages",
+    "order_notifications": "Order tracking: shop webhooks and order notifications",
 }
 
 FEATURES = tuple(FEATURE_NAMES)
