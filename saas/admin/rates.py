@@ -8,6 +8,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from sqlalchemy import select
 from wtforms import DateField, SelectField, StringField
+from wtforms.fields import SelectChoice
 from wtforms.validators import Length, Optional
 
 from saas.admin.access import platform_admin_required
@@ -28,8 +29,9 @@ def console_links():
 
 
 class UploadForm(FlaskForm):
-    kind = SelectField("What the file holds", choices=[("card", "A rate card (market, currency, marketing, ...)"),
-                                                       ("rules", "Charging rules (category, context, charged)")])
+    kind = SelectField("What the file holds",
+                       choices=[SelectChoice("card", "A rate card (market, currency, marketing, ...)"),
+                                SelectChoice("rules", "Charging rules (category, context, charged)")])
     file = FileField("CSV file")
     effective = DateField("In force from", validators=[Optional()],
                           description="Leave empty to use the file's '# effective:' line.")

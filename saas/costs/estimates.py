@@ -97,9 +97,9 @@ def _text(value, length: int) -> str | None:
 _CONFIRM = (update(MessageCost)
             .where(MessageCost.tenant_id == bindparam("t"), MessageCost.message_id == bindparam("m"),
                    MessageCost.confirmed_at.is_(None))
-            .values(confirmed_billable=bindparam("billable"), confirmed_category=bindparam("category"),
-                    confirmed_type=bindparam("kind"), confirmed_micros=bindparam("micros"),
-                    difference_micros=bindparam("difference"), confirmed_at=bindparam("at"))
+            .values(confirmed_billable=bindparam("b_billable"), confirmed_category=bindparam("b_category"),
+                    confirmed_type=bindparam("b_kind"), confirmed_micros=bindparam("b_micros"),
+                    difference_micros=bindparam("b_difference"), confirmed_at=bindparam("b_at"))
             .execution_options(synchronize_session=False))
 
 
@@ -142,9 +142,9 @@ def confirm(conn, reports) -> int:
             micros = prices.rate(cost.card_id, cost.market, category, cost.tier)
         difference = (micros - cost.estimated_micros
                       if micros is not None and cost.estimated_micros is not None else None)
-        rows.append({"t": cost.tenant_id, "m": cost.message_id, "billable": billable, "category": category,
-                     "kind": _text(pricing.get("type"), CONTEXT_LENGTH), "micros": micros, "difference": difference,
-                     "at": now})
+        rows.append({"t": cost.tenant_id, "m": cost.message_id, "b_billable": billable, "b_category": category,
+                     "b_kind": _text(pricing.get("type"), CONTEXT_LENGTH), "b_micros": micros,
+                     "b_difference": difference, "b_at": now})
     if not rows:
         return 0
     rows.sort(key=lambda row: (row["t"], row["m"]))  # row locks in one order in every transaction

@@ -49,7 +49,7 @@ def reconcile(session, first: date, last: date, *, tenant_id: int | None = None)
         meta = _counts(session, MessageCost.confirmed_category, MessageCost.confirmed_billable, start, end, tenant_id)
         keys = sorted(key for key in set(ours) | set(meta) if ours.get(key, 0) != meta.get(key, 0))
         names = dict(session.execute(select(Tenant.id, Tenant.name)
-                                     .where(Tenant.id.in_(sorted({tenant for tenant, _ in keys}))))) if keys else {}
+                                     .where(Tenant.id.in_(sorted({tenant for tenant, _ in keys})))).all()) if keys else {}
     finally:
         session.rollback()
     return [Difference(tenant, names.get(tenant, "?"), category, ours.get((tenant, category), 0),
