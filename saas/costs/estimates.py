@@ -50,8 +50,11 @@ def estimate(conn, pairs) -> int:
     if not wanted:
         return 0
     ids = sorted({message_id for _, message_id in wanted})
+    tenant_ids = sorted({tenant_id for tenant_id, _ in wanted})
+    # By the primary key (tenant, message).
     done = {tuple(row) for row in conn.execute(select(MessageCost.tenant_id, MessageCost.message_id)
-                                               .where(among(conn, MessageCost.message_id, ids)))}
+                                               .where(MessageCost.tenant_id.in_(tenant_ids),
+                                                      among(conn, MessageCost.message_id, ids)))}
     rows = [row for row in conn.execute(
         select(Message.tenant_id, Message.id, Message.wa_id, Message.created_at, Message.category,
                Message.business_initiated, PhoneNumber.waba_id)
@@ -124,7 +127,8 @@ def confirm(conn, reports) -> int:
     estimate(conn, named)
     costs = conn.execute(select(MessageCost.tenant_id, MessageCost.message_id, MessageCost.sent_at, MessageCost.market,
                                 MessageCost.card_id, MessageCost.tier, MessageCost.estimated_micros)
-                         .where(among(conn, MessageCost.message_id, sorted(m for _, m in named)),
+                         .where(MessageCost.tenant_id.in_(sorted({t for t, _ in named})),
+                                among(conn, MessageCost.message_id, sorted(m for _, m in named)),
                                 MessageCost.confirmed_at.is_(None))).all()
     prices, now, rows = Prices(conn), utcnow(), []
     prices.read_rates({(cost.card_id, cost.market) for cost in costs if cost.card_id is not None})

@@ -157,3 +157,26 @@ def test_an_estimate_is_made_once_whatever_comes_again(priced):
         db.session.remove()
     assert cost_of(priced, shop.tenant_id, message_id).estimated_micros == 61800
     assert ARGENTINA
+
+
+def test_without_a_card_costs_want_no_event_and_tiers_are_still_kept(app, whatsapp, client):
+    from sqlalchemy import func, select
+
+    from saas.costs import cards
+    from saas.costs.consumers import priced
+    from saas.costs.models import PricingTier
+    from saas.extensions import db
+    from tests.costs.conftest import CARD_2025
+
+    shop = make_shop(app, waba_id="300000000000009")
+    post_account_update(app, client, shop.number.waba_id, tier_update())
+    message_id, _ = send(app, shop, at=datetime(2025, 9, 11), category="utility", outside_window=True)
+    assert cost_of(app, shop.tenant_id, message_id) is None
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(PricingTier)) == 1
+        assert priced(db.session.connection(), {shop.tenant_id}) == set()
+        db.session.remove()
+        # A card stored in this process is seen at once.
+        cards.load_card(db.session, CARD_2025)
+        assert priced(db.session.connection(), {shop.tenant_id}) == {shop.tenant_id}
+        db.session.remove()
