@@ -13,7 +13,7 @@ from saas.costs.markets import market_key, market_of
 from saas.costs.models import CATEGORY_LENGTH, CONTEXT_LENGTH, LIST_TIER, MessageCost, PricingTier
 from saas.costs.prices import Prices
 from saas.database import among, insert_many
-from saas.messaging.models import Message, PhoneNumber
+from saas.messaging.models import MODE_LIVE, Message, PhoneNumber
 from saas.timeutil import utcnow
 
 INSIDE_WINDOW = "inside_window"
@@ -44,8 +44,8 @@ def _tier(tiers, tenant_id, waba_id, market, category, at: datetime) -> str:
 
 
 def estimate(conn, pairs) -> int:
-    """Estimate the cost of the outbound messages ``pairs`` (tenant id, message id) that have none yet; how
-    many were estimated. Idempotent: a message estimated once keeps its estimate."""
+    """Estimate the cost of the outbound messages ``pairs`` (tenant id, message id) of live numbers that have
+    none yet; how many were estimated. Idempotent: a message estimated once keeps its estimate."""
     wanted = set(pairs)
     if not wanted:
         return 0
@@ -59,7 +59,8 @@ def estimate(conn, pairs) -> int:
         select(Message.tenant_id, Message.id, Message.wa_id, Message.created_at, Message.category,
                Message.business_initiated, PhoneNumber.waba_id)
         .join(PhoneNumber, and_(PhoneNumber.id == Message.phone_number_id, PhoneNumber.tenant_id == Message.tenant_id))
-        .where(among(conn, Message.id, ids), Message.direction == "out"))
+        # A sandbox number's messages never reach Meta: nothing to price.
+        .where(among(conn, Message.id, ids), Message.direction == "out", PhoneNumber.mode == MODE_LIVE))
         if (row.tenant_id, row.id) in wanted and (row.tenant_id, row.id) not in done]
     if not rows:
         return 0

@@ -180,3 +180,20 @@ def test_without_a_card_costs_want_no_event_and_tiers_are_still_kept(app, whatsa
         cards.load_card(db.session, CARD_2025)
         assert priced(db.session.connection(), {shop.tenant_id}) == {shop.tenant_id}
         db.session.remove()
+
+
+def test_a_sandbox_numbers_messages_get_no_cost(priced, client):
+    """Sent through the API on the sandbox number: Meta never sees them, so nothing is estimated or reconciled."""
+    from sqlalchemy import func, select
+
+    from saas.costs.models import MessageCost
+    from saas.extensions import db
+    from tests.factories import sender
+
+    shop = sender(client, "starter")
+    response = shop.send(to=ARGENTINA)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    settle(priced)
+    with priced.app_context():
+        assert db.session.scalar(select(func.count()).select_from(MessageCost)) == 0
+        db.session.remove()
