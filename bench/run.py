@@ -40,7 +40,10 @@ without it and the server's CPU per refusal, with refusals paused as configured
 and answered at once (bench/noisy_neighbour.py).
 
 Workload names for --only: new chat forwarder forwarder-insert ten-tenants
-slow-sandbox slow-clients ingest live noisy-neighbour send-many.
+slow-sandbox slow-clients ingest live noisy-neighbour send-many inbox-page.
+
+``inbox-page`` loads 10,000 open threads for the main tenant and asks for its inbox page, logged in, at 1 and 4
+connections (bench/inbox_page.py).
 """
 from __future__ import annotations
 
@@ -58,6 +61,7 @@ from pathlib import Path
 
 import psycopg
 import before
+import inbox_page
 import ingest
 import live_sends
 import noisy_neighbour
@@ -71,7 +75,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/relay_bench"
 FERNET_KEY = "x9Gj0eKqk0p2M1o5Y2m2f8qVZ0jv3QXb6Zy9yQ1K8fU="
 WORKLOADS = ("new", "chat", "forwarder", "forwarder-insert", "ten-tenants", "slow-sandbox", "slow-clients", "ingest",
-             "live", "noisy-neighbour", "send-many")
+             "live", "noisy-neighbour", "send-many", "inbox-page")
 APP_WORKLOADS = {"new", "chat", "ten-tenants", "slow-sandbox", "slow-clients", "live", "noisy-neighbour"}
 APP_SECRET = "bench-app-secret"
 
@@ -373,6 +377,8 @@ def main(argv=None) -> int:
             bench.run_app(only)
         if "ingest" in only:
             ingest.run(bench)
+        if "inbox-page" in only:
+            inbox_page.run(bench)
     except KeyboardInterrupt:
         print("interrupted; stopping servers", file=sys.stderr)
         return 130
