@@ -1,7 +1,8 @@
 """The costs' consumers of messaging's domain events (found by saas.events.discover): a send settled as
-accepted is estimated and a status carrying WhatsApp's ``pricing`` object confirms its message's cost (once a
-rate card is stored), and an ``account_update`` with a volume tier is recorded. Each takes its batch in sets, on the delivering
-connection alone (no app context), and is idempotent: an event handed over again changes nothing."""
+accepted is estimated and a status carrying WhatsApp's ``pricing`` object confirms its message's cost (once
+a rate card is stored), and an ``account_update`` with a volume tier is recorded. Each takes its batch in
+sets, on the delivering connection alone (no app context), and is idempotent: an event handed over again
+changes nothing."""
 from __future__ import annotations
 
 from sqlalchemy import select

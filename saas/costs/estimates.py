@@ -66,8 +66,8 @@ def estimate(conn, pairs) -> int:
         return 0
     prices = Prices(conn)
     tiers = _tiers(conn, {row.tenant_id for row in rows}, {f"{row.created_at:%Y-%m}" for row in rows})
-    placed = [(row, market_of(row.wa_id, row.created_at.date()) or UNKNOWN_MARKET, prices.card_on(row.created_at.date()))
-              for row in rows]
+    placed = [(row, market_of(row.wa_id, row.created_at.date()) or UNKNOWN_MARKET,
+               prices.card_on(row.created_at.date())) for row in rows]
     prices.read_rates({(card[0], market) for _, market, card in placed if card is not None})
     now, records = utcnow(), []
     for row, market, card in placed:

@@ -48,8 +48,9 @@ def reconcile(session, first: date, last: date, *, tenant_id: int | None = None)
         ours = _counts(session, MessageCost.category, MessageCost.estimated_billable, start, end, tenant_id)
         meta = _counts(session, MessageCost.confirmed_category, MessageCost.confirmed_billable, start, end, tenant_id)
         keys = sorted(key for key in set(ours) | set(meta) if ours.get(key, 0) != meta.get(key, 0))
-        names = dict(session.execute(select(Tenant.id, Tenant.name)
-                                     .where(Tenant.id.in_(sorted({tenant for tenant, _ in keys})))).all()) if keys else {}
+        tenants = sorted({tenant for tenant, _ in keys})
+        names = (dict(session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(tenants))).all())
+                 if keys else {})
     finally:
         session.rollback()
     return [Difference(tenant, names.get(tenant, "?"), category, ours.get((tenant, category), 0),
