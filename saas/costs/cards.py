@@ -107,6 +107,9 @@ def _effective(parsed: Parsed, effective: date | None) -> date | None:
 
 def _source(parsed: Parsed, source: str | None) -> str | None:
     source = (source or parsed.header.get("source") or "").strip()
+    if problem(source):
+        parsed.errors.append("the source holds control characters")
+        return None
     if not source:
         parsed.errors.append("the file names no source: add a '# source: ...' line saying where the rates come from")
         return None

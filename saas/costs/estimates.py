@@ -14,6 +14,7 @@ from saas.costs.models import CATEGORY_LENGTH, CONTEXT_LENGTH, LIST_TIER, Messag
 from saas.costs.prices import Prices
 from saas.database import among, insert_many
 from saas.messaging.models import MODE_LIVE, Message, PhoneNumber
+from saas.text import problem
 from saas.timeutil import utcnow
 
 INSIDE_WINDOW = "inside_window"
@@ -95,7 +96,8 @@ def _billable(pricing: dict) -> bool | None:
 
 
 def _text(value, length: int) -> str | None:
-    return value[:length] if isinstance(value, str) and value else None
+    """A field of WhatsApp's as it can be stored: bounded, and nothing PostgreSQL refuses (NUL)."""
+    return value[:length] if isinstance(value, str) and value and not problem(value) else None
 
 
 _CONFIRM = (update(MessageCost)

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from saas.costs.markets import market_key
 from saas.costs.models import CATEGORY_LENGTH, MARKET_LENGTH, PricingTier
 from saas.database import insert_for
+from saas.text import problem
 from saas.timeutil import utcnow
 
 TIER_UPDATE = "VOLUME_BASED_PRICING_TIER_UPDATE"
@@ -24,7 +25,7 @@ def tier_of(tenant_id: int, waba_id, value) -> dict | None:
     if not isinstance(info, dict):
         return None
     region, category, tier, month = (info.get(key) for key in ("region", "pricing_category", "tier", "effective_month"))
-    if not all(isinstance(v, str) for v in (region, category, tier, month)):
+    if not all(isinstance(v, str) and not problem(v) for v in (region, category, tier, month, waba_id)):
         return None
     key = market_key(region)
     if not key or len(key) > MARKET_LENGTH or len(category) > CATEGORY_LENGTH or len(waba_id) > 64:

@@ -81,6 +81,12 @@ def test_a_card_without_what_it_needs_is_refused(text, error):
     assert any(error in message for message in refused.value.errors), refused.value.errors
 
 
+def test_a_source_with_control_characters_is_refused():
+    with pytest.raises(cards.CardError) as refused:
+        cards.parse_card("# effective: 2026-01-01\n" + HEADER + "Argentina,USD,0.06,,,,,\n", source="Meta\x00")
+    assert "the source holds control characters" in refused.value.errors
+
+
 def test_bad_rules_are_refused_with_their_rows(app, runner, tmp_path):
     path = tmp_path / "rules.csv"
     path.write_text("# source: x\n# effective: 2026-10-01\ncategory,context,charged\nservice,*,maybe\n"

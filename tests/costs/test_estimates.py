@@ -197,3 +197,12 @@ def test_a_sandbox_numbers_messages_get_no_cost(priced, client):
     with priced.app_context():
         assert db.session.scalar(select(func.count()).select_from(MessageCost)) == 0
         db.session.remove()
+
+
+def test_pricing_fields_postgresql_could_not_store_are_dropped_not_crashed(priced, whatsapp, client):
+    shop = make_shop(priced)
+    message_id, wamid = send(priced, shop, at=datetime(2025, 9, 1, 12), category="marketing", outside_window=True)
+    post_status(priced, client, shop, wamid, pricing={"pricing_model": "PMP", "category": "market\x00ing" * 10,
+                                                      "type": "regular\x00", "billable": True})
+    cost = cost_of(priced, shop.tenant_id, message_id)
+    assert (cost.confirmed_billable, cost.confirmed_category, cost.confirmed_type) == (True, None, None)
