@@ -206,3 +206,56 @@ def test_pricing_fields_postgresql_could_not_store_are_dropped_not_crashed(price
                                                       "type": "regular\x00", "billable": True})
     cost = cost_of(priced, shop.tenant_id, message_id)
     assert (cost.confirmed_billable, cost.confirmed_category, cost.confirmed_type) == (True, None, None)
+
+
+def test_a_batch_of_settled_sends_costs_the_same_few_statements_as_one(priced):
+    """Estimates are written in sets: 1 or 40 sends settled in one delivery run the same statements."""
+    import re
+    from contextlib import contextmanager
+
+    from sqlalchemy import event
+
+    from saas import events
+    from saas.extensions import db
+    from saas.messaging.domain_events import send_settled
+    from saas.messaging.models import Message
+
+    tables = re.compile(r"\b(message_costs|rates|rate_cards|charging_rules|pricing_tiers)\b")
+
+    @contextmanager
+    def statements():
+        seen = []
+
+        def listen(conn, cursor, statement, parameters, context, executemany):
+            if tables.search(statement):
+                seen.append(statement)
+
+        with priced.app_context():
+            engine = db.engine
+        event.listen(engine, "before_cursor_execute", listen)
+        try:
+            yield seen
+        finally:
+            event.remove(engine, "before_cursor_execute", listen)
+
+    shop = make_shop(priced)
+
+    def settle_many(count: int) -> list:
+        with priced.app_context():
+            rows = [Message(tenant_id=shop.tenant_id, phone_number_id=shop.number.id, direction="out",
+                            wa_id=f"54911234{n:05d}", type="template", body_summary="hi", status="accepted",
+                            category="marketing", business_initiated=True, created_at=datetime(2025, 9, 1),
+                            updated_at=datetime(2025, 9, 1)) for n in range(count)]
+            db.session.add_all(rows)
+            db.session.flush()
+            events.publish(db.session.connection(), [send_settled(shop.tenant_id, row.id, row.wa_id, "accepted")
+                                                     for row in rows])
+            ids = [row.id for row in rows]
+            with statements() as seen:
+                events.commit(db.session)
+            db.session.remove()
+        assert all(cost_of(priced, shop.tenant_id, i).estimated_micros == 61800 for i in ids)
+        return seen
+
+    one, many = settle_many(1), settle_many(40)
+    assert len(many) == len(one) <= 7, many
