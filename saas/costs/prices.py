@@ -29,6 +29,7 @@ class Prices:
         self._rule_dates = sorted(sets)
         self._rule_sets = [sets[day] for day in self._rule_dates]
         self._rates: dict[tuple, int] = {}
+        self._read: set[tuple] = set()
 
     def card_on(self, day: date) -> tuple[int, str] | None:
         """(card id, currency) of the card in force on ``day``, or None before the first card."""
@@ -49,15 +50,14 @@ class Prices:
 
     def read_rates(self, pairs) -> None:
         """Read the rates of ``pairs`` (card id, market) not read yet, in one statement."""
-        wanted = sorted({pair for pair in pairs if pair[1] is not None} - {key[:2] for key in self._rates})
+        wanted = sorted({pair for pair in pairs if pair[1] is not None} - self._read)
         if not wanted:
             return
         for card_id, market, category, tier, micros in self.conn.execute(
                 select(Rate.card_id, Rate.market, Rate.category, Rate.tier, Rate.rate_micros)
                 .where(tuple_(Rate.card_id, Rate.market).in_(wanted))):
             self._rates[(card_id, market, category, tier)] = micros
-        for pair in wanted:  # remembered as read, even with no rates
-            self._rates.setdefault((*pair, None, None), 0)
+        self._read.update(wanted)  # remembered as read, even with no rates
 
     def rate(self, card_id: int, market: str, category: str | None, tier: str = LIST_TIER) -> int | None:
         """The rate (micros) of ``category`` to ``market`` under the card at ``tier``, else its list rate;
