@@ -86,6 +86,7 @@ def register_extensions(app: Flask) -> None:
     from saas.messaging import models as _messaging  # noqa: F401
     from saas.metering import models as _metering  # noqa: F401
     from saas.costs import models as _costs  # noqa: F401
+    from saas.orders import models as _orders  # noqa: F401
     from saas.audit import models as _audit  # noqa: F401
     from saas.tenants import models as _tenants  # noqa: F401
     from saas import outbox as _outbox  # noqa: F401
@@ -202,6 +203,10 @@ def register_housekeeping(app: Flask, metering, service) -> None:
 
     # Contact imports whose job was lost, or whose worker died, are queued again.
     background.every("contact imports", 60.0, imports.resume_stalled)
+    from saas.orders import notifications
+
+    # Order notifications a crash left pending or half-sent (their Idempotency-Key keeps them single).
+    background.every("order notifications", 60.0, lambda: notifications.deliver_due(db.session, service))
     # Started with the first request, so a forked worker starts its own.
     app.before_request(background.start)
 
@@ -244,6 +249,7 @@ def register_blueprints(app: Flask) -> None:
     from saas.extensions import csrf
     from saas.portal import routes as portal
     from saas.webhooks.stripe import bp as webhooks_bp
+    from saas.webhooks.shops import bp as shop_webhooks_bp
     from saas.webhooks.whatsapp import bp as whatsapp_webhooks_bp
 
     # API clients authenticate with a bearer key, not a session cookie: no CSRF (nested blueprints too).
@@ -255,6 +261,8 @@ def register_blueprints(app: Flask) -> None:
     csrf.exempt(webhooks_bp)
     # WhatsApp signs its webhooks (X-Hub-Signature-256); there is no session to forge.
     csrf.exempt(whatsapp_webhooks_bp)
+    # Shops sign their order webhooks (saas.orders.shops); there is no session to forge.
+    csrf.exempt(shop_webhooks_bp)
     portal.init_app(app)
     app.register_blueprint(admin_bp)
     app.register_blueprint(admin_plans_bp)
@@ -264,6 +272,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(whatsapp_webhooks_bp)
+    app.register_blueprint(shop_webhooks_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

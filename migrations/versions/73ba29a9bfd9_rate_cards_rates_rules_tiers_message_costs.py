@@ -1,7 +1,7 @@
 """What WhatsApp charges: Meta's rate cards and rates, charging rules, volume tiers, each message's cost
 
 Revision ID: 73ba29a9bfd9
-Revises: 05323443ce74
+Revises: 905fc171b505
 Create Date: 2026-12-06 17:25:06.727255
 
 """
@@ -9,7 +9,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = '73ba29a9bfd9'
-down_revision = '05323443ce74'
+down_revision = '905fc171b505'
 branch_labels = None
 depends_on = None
 

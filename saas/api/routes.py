@@ -82,9 +82,10 @@ def usage():
 
 
 def _register_rooms() -> None:
-    from saas.api import inbox
+    from saas.api import inbox, orders
 
     inbox.register(bp)
+    orders.register(bp)
 
 
 _register_rooms()
