@@ -42,8 +42,9 @@ and answered at once (bench/noisy_neighbour.py).
 Workload names for --only: new chat forwarder forwarder-insert ten-tenants
 slow-sandbox slow-clients ingest live noisy-neighbour send-many inbox-page.
 
-``inbox-page`` loads 10,000 open threads for the main tenant and asks for its inbox page, logged in, at 1 and 4
-connections (bench/inbox_page.py).
+``inbound`` posts customers' messages at 100 a second while a keyword rule answers them and agents reply over
+the API, and times both (bench/inbound.py). ``inbox-page`` loads 10,000 open threads for the main tenant and
+asks for its inbox page, logged in, at 1 and 4 connections (bench/inbox_page.py).
 """
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ from pathlib import Path
 
 import psycopg
 import before
+import inbound
 import inbox_page
 import ingest
 import live_sends
@@ -75,7 +77,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/relay_bench"
 FERNET_KEY = "x9Gj0eKqk0p2M1o5Y2m2f8qVZ0jv3QXb6Zy9yQ1K8fU="
 WORKLOADS = ("new", "chat", "forwarder", "forwarder-insert", "ten-tenants", "slow-sandbox", "slow-clients", "ingest",
-             "live", "noisy-neighbour", "send-many", "inbox-page")
+             "live", "noisy-neighbour", "send-many", "inbox-page", "inbound")
 APP_WORKLOADS = {"new", "chat", "ten-tenants", "slow-sandbox", "slow-clients", "live", "noisy-neighbour"}
 APP_SECRET = "bench-app-secret"
 
@@ -379,6 +381,8 @@ def main(argv=None) -> int:
             ingest.run(bench)
         if "inbox-page" in only:
             inbox_page.run(bench)
+        if "inbound" in only:
+            inbound.run(bench)
     except KeyboardInterrupt:
         print("interrupted; stopping servers", file=sys.stderr)
         return 130

@@ -86,6 +86,7 @@ def register_extensions(app: Flask) -> None:
     from saas.inbox import models as _inbox  # noqa: F401
     from saas.messaging import models as _messaging  # noqa: F401
     from saas.metering import models as _metering  # noqa: F401
+    from saas.costs import models as _costs  # noqa: F401
     from saas.orders import models as _orders  # noqa: F401
     from saas.audit import models as _audit  # noqa: F401
     from saas.tenants import models as _tenants  # noqa: F401
@@ -179,7 +180,8 @@ def build_transports(app: Flask, graph_session, cipher):
 
 def register_housekeeping(app: Flask, metering, service) -> None:
     """What every process runs in its background thread: the usage roll-up, accepts kept while the
-    database was away, interrupted sends, usage reports to Stripe, WhatsApp's upkeep."""
+    database was away, interrupted sends, usage reports to Stripe, WhatsApp's upkeep, the daily
+    reconciliation of Meta's costs."""
     from saas.extensions import db
 
     background = app.extensions["background"]
@@ -198,6 +200,10 @@ def register_housekeeping(app: Flask, metering, service) -> None:
         background.every("usage report", app.config["USAGE_REPORT_SECONDS"],
                          lambda: UsageReporter.from_config(app.config, app.extensions["stripe"]).report(budget=10))
     register_whatsapp_housekeeping(app, background)
+    from saas.costs.reconcile import DAILY, reconcile_yesterday
+
+    # Yesterday's billable counts against Meta's pricing objects; differences are logged as warnings.
+    background.every("Meta cost reconciliation", DAILY, lambda: reconcile_yesterday(db.session))
     from saas.contacts import imports
 
     # Contact imports whose job was lost, or whose worker died, are queued again.
@@ -239,6 +245,7 @@ def register_whatsapp_housekeeping(app: Flask, background) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from saas.admin.plans import bp as admin_plans_bp
+    from saas.admin.rates import bp as admin_rates_bp
     from saas.admin.routes import bp as admin_bp
     from saas.api.cloud import bp as cloud_bp
     from saas.api.openapi import bp as openapi_bp
@@ -264,6 +271,7 @@ def register_blueprints(app: Flask) -> None:
     portal.init_app(app)
     app.register_blueprint(admin_bp)
     app.register_blueprint(admin_plans_bp)
+    app.register_blueprint(admin_rates_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(cloud_bp)
     app.register_blueprint(webhooks_bp)

@@ -82,6 +82,14 @@ HOT_QUERIES = {
     "message a dead worker wrote": ("SELECT id FROM messages WHERE tenant_id = 1 AND phone_number_id = 1 "
                                     "AND wa_id = '905320000000' AND direction = 'out' AND created_at >= now() "
                                     "ORDER BY id LIMIT 1"),
+    # Meta's costs (saas.costs): a delivered batch's estimates and confirmations, the daily reconciliation.
+    "costs of a batch": ("SELECT tenant_id, message_id FROM message_costs WHERE tenant_id IN (1, 2) "
+                         "AND message_id IN (1, 2, 3)"),
+    "rates of a batch": "SELECT * FROM rates WHERE (card_id, market) IN ((1, 'Argentina'), (1, 'Other'))",
+    "volume tiers of a batch": ("SELECT * FROM pricing_tiers WHERE tenant_id IN (1, 2) "
+                                "AND effective_month IN ('2025-09')"),
+    "a day's billable counts": ("SELECT tenant_id, category, count(*) FROM message_costs WHERE sent_at >= '2025-09-01' "
+                                "AND sent_at < '2025-09-02' AND estimated_billable GROUP BY tenant_id, category"),
 }
 
 

@@ -1,7 +1,7 @@
 """automation rules runs business hours settings
 
 Revision ID: 1951b1a27314
-Revises: 905fc171b505
+Revises: 73ba29a9bfd9
 Create Date: 2026-12-06 16:57:31.351033
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '1951b1a27314'
-down_revision = '905fc171b505'
+down_revision = '73ba29a9bfd9'
 branch_labels = None
 depends_on = None
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -19,29 +18,10 @@ from saas.orders.models import OrderNotification
 from saas.orders.services import apply
 from saas.tenants.services import tenant_snapshot
 from saas.timeutil import utcnow
+from tests.metering.test_concurrency import THREADS, pg_only, run_in_parallel  # noqa: F401  (pg_only: a fixture)
 from tests.orders.helpers import CUSTOMER, Store
 
-THREADS = 8
 EVENTS = ("created", "paid", "packed", "shipped", "out_for_delivery", "delivered")
-
-
-@pytest.fixture
-def pg_only(backend):
-    if backend != "postgresql":
-        pytest.skip("concurrency is proven on PostgreSQL with real parallel connections")
-
-
-def run_in_parallel(app, jobs):
-    barrier = threading.Barrier(THREADS)
-
-    def worker(chunk):
-        client = app.test_client()
-        barrier.wait()
-        return [job(client) for job in chunk]
-
-    chunks = [jobs[i::THREADS] for i in range(THREADS)]
-    with ThreadPoolExecutor(THREADS) as pool:
-        return [r for rs in pool.map(worker, chunks) for r in rs]
 
 
 def test_parallel_duplicate_and_reordered_events_send_one_notification_per_state(pg_only, app, client):
