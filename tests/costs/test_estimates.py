@@ -257,5 +257,9 @@ def test_a_batch_of_settled_sends_costs_the_same_few_statements_as_one(priced):
         assert all(cost_of(priced, shop.tenant_id, i).estimated_micros == 61800 for i in ids)
         return seen
 
-    one, many = settle_many(1), settle_many(40)
+    def per_batch(seen: list) -> list:
+        # Whether any card is stored is read at most once per cache bound, whichever batch comes first.
+        return [statement for statement in seen if not statement.startswith("SELECT rate_cards.id \nFROM rate_cards")]
+
+    one, many = per_batch(settle_many(1)), per_batch(settle_many(40))
     assert len(many) == len(one) <= 7, many

@@ -194,7 +194,7 @@ def test_every_area_in_the_matrix_is_in_the_table():
 # one side or the other.
 TENANT_BLUEPRINTS = {"portal"}
 NOT_TENANT_PAGES = {
-    "admin", "admin_plans",          # the platform admins' console, behind its own check (saas/admin/access.py)
+    "admin", "admin_plans", "admin_rates",          # the platform admins' console, behind its own check (saas/admin/access.py)
     "api", "cloud", "openapi",       # API-key requests, and the public API reference
     "webhooks", "whatsapp_webhooks",  # signed calls from Stripe and Meta
     "shop_webhooks",                 # signed calls from shops (Shopify, WooCommerce)
