@@ -5,6 +5,7 @@ import datetime
 import os
 import subprocess
 
+import broadcast
 import live_sends
 import noisy_neighbour
 import send_many
@@ -79,6 +80,7 @@ def report(bench) -> str:
         lines.append(f"- Usage check: {bench.notes['usage_verdict']}")
         if bench.notes["usage_output"]:
             lines += ["", "```", bench.notes["usage_output"][-2000:], "```"]
+    lines += broadcast.report_lines(bench)
     lines += ["", "## Targets", ""] + [f"- {verdict}: {text}" for verdict, text in targets(bench)]
     return "\n".join(lines) + "\n"
 
@@ -120,4 +122,5 @@ def targets(bench) -> list[tuple[str, str]]:
     out.append(check(None if r is None else (r, slow["5xx"]), lambda v: v[0] >= 0.8 and v[1] == 0,
                      "slow sandbox at 256 >= 0.8x instant sandbox, no 5xx",
                      lambda v: f"{v[0]:.2f}x, {v[1]} 5xx"))
-    return out + live_sends.targets(bench) + noisy_neighbour.targets(bench) + send_many.targets(bench)
+    return (out + live_sends.targets(bench) + noisy_neighbour.targets(bench) + send_many.targets(bench)
+            + broadcast.targets(bench))
