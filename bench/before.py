@@ -1,7 +1,9 @@
 """``--before DIR``: another checkout's app (say the commit before a change, ``git worktree add /tmp/before
 <commit>``), served the same way in the same run on a database of its own, prepared by that checkout's own
 migrations, seed and CLI; its ``new`` sends at 16 and 64 connections are measured in turns with this app's,
-both served at once."""
+both served at once: this app's main tenant (the enterprise plan as it is now, features added since included)
+and a tenant on a copy of that plan with the features the other checkout's enterprise plan has (the send
+path compared like for like, what the new features cost a send apart)."""
 from __future__ import annotations
 
 import re
@@ -12,9 +14,12 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import dict_row
+from psycopg.types.json import Json
 
 LABEL = "before app new"
 NOW = "app new, beside before"
+AS_BEFORE = "app new, plan as before"
 
 
 def database_url(url: str) -> str:
@@ -50,7 +55,29 @@ def prepare(bench, before_dir: Path) -> tuple[dict, tuple[str, str]]:
     key = flask("keys", "create", email).strip().splitlines()[-1].strip()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE plans SET rate_limit_per_minute = 10000000 WHERE code = 'enterprise'")
-    return {"DATABASE_URL": url}, (key, number)
+        features = conn.execute("SELECT features FROM plans WHERE code = 'enterprise'").fetchone()[0]
+    return {"DATABASE_URL": url}, (key, number), features
+
+
+def plan_as_before(bench, features: list) -> tuple[str, str]:
+    """A tenant of this app on a copy of its enterprise plan selling ``features`` (the other checkout's); its
+    (key, number)."""
+    email = "as-before@bench.example.com"
+    out = bench.flask_ok("tenants", "create", "--name", "Bench as before", "--email", email,
+                         "--password", "bench password", "--plan", "enterprise")
+    number = re.search(r"phone_number_id (\S+)", out).group(1)
+    key = bench.flask_ok("keys", "create", email).strip().splitlines()[-1].strip()
+    with psycopg.connect(bench.url, autocommit=True, row_factory=dict_row) as conn:
+        plan = conn.execute("SELECT * FROM plans WHERE code = 'enterprise'").fetchone()
+        plan = {name: Json(value) if isinstance(value, (list, dict)) else value for name, value in plan.items()
+                if name != "id" and not name.startswith("stripe_")}
+        plan.update(code="bench_as_before", name="Enterprise as before", features=Json(features))
+        plan_id = conn.execute(sql.SQL("INSERT INTO plans ({}) VALUES ({}) RETURNING id").format(
+            sql.SQL(", ").join(map(sql.Identifier, plan)), sql.SQL(", ").join(sql.Placeholder() * len(plan))),
+            list(plan.values())).fetchone()["id"]
+        conn.execute("UPDATE subscriptions SET plan_id = %s WHERE tenant_id = "
+                     "(SELECT tenant_id FROM users WHERE email = %s)", (plan_id, email))
+    return key, number
 
 
 def run(bench, before_dir: str, rounds: int = 2) -> None:
@@ -58,11 +85,12 @@ def run(bench, before_dir: str, rounds: int = 2) -> None:
     and 64 connections measured in turns (``rounds`` times each, the machine's noise falling on both alike);
     each point's requests/s is the mean of its rounds, its latencies the worst round's."""
     before_dir = Path(before_dir).resolve()
-    env, sender = prepare(bench, before_dir)
+    env, sender, features = prepare(bench, before_dir)
+    as_before = plan_as_before(bench, features)
     print(f"before: {bench.web_command} from {before_dir} on {env['DATABASE_URL']}", flush=True)
     then_proc, then_port = bench.serve("before", bench.web_command, before_dir, {**env, "SANDBOX_LATENCY_MS": "0"})
     now_proc, now_port = bench.serve("beside-before", bench.web_command, bench.app_dir, {"SANDBOX_LATENCY_MS": "0"})
-    servers = ((LABEL, then_port, sender), (NOW, now_port, bench.main))
+    servers = ((LABEL, then_port, sender), (AS_BEFORE, now_port, as_before), (NOW, now_port, bench.main))
     try:
         for _, port, who in servers:
             bench.warm_up(port, [who])

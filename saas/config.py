@@ -374,6 +374,9 @@ def _recovery_settings(instance_path: str) -> dict:
             ("INBOX_POLL_SECONDS", 2.0), ("INBOX_HEARTBEAT_SECONDS", 15.0), ("INBOX_STREAM_SECONDS", 25.0))},
         # How often each process delivers domain events a crash left undelivered (saas.events.sweep).
         "EVENT_SWEEP_SECONDS": env_seconds("EVENT_SWEEP_SECONDS", 5.0),
+        # A request's domain events are delivered by the process's deliverer thread, many requests' at once,
+        # rather than by the request before it answers (saas.events).
+        "EVENTS_IN_BACKGROUND": env_bool("EVENTS_IN_BACKGROUND", True),
         # A send still pending this long was interrupted and is settled. Unset: derived from the longest a
         # live send can take (the WhatsApp timeouts, tries and waits below, and the database's retries);
         # set shorter than that, the app refuses to start (saas.messaging.outbound.settle.recovery_age).

@@ -6,9 +6,15 @@ changed, a send settled) publishes events: ``publish(conn, [Event(...)])``
 writes them to the outbox (saas.outbox) with one batched INSERT in the
 caller's transaction, so a change that rolls back leaves no event and one
 that commits always has its events. ``commit(session)`` commits, then
-delivers what was published, in this process, at once. The sweep (``sweep``:
-every process's housekeeping, and ``flask events sweep``) delivers what a
-crash between the two left, and gives a failed consumer its events again.
+delivers what was published, in this process, at once: in a request (with
+EVENTS_IN_BACKGROUND, the default) the commit only hands its streams to the
+process's deliverer (``Deliverer``), a thread that delivers every commit's
+events that arrived meanwhile in one transaction, so the request answers once
+its own change is committed and consumers' work is done in sets beside it;
+elsewhere (jobs, the CLI, a thread of the send service) in the committing
+thread before ``commit`` returns. The sweep (``sweep``: every process's
+housekeeping, and ``flask events sweep``) delivers what a crash between the
+two left, and gives a failed consumer its events again.
 
 A consumer is ``handle(conn, events)``, registered with
 ``subscribe(event_types, handle)``, usually in a ``consumers`` module of its
@@ -28,10 +34,14 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import threading
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
+
+from flask import current_app, has_request_context
 
 from saas import outbox
 from saas.outbox import Event  # noqa: F401  (what publishers build and consumers get)
@@ -152,14 +162,25 @@ def commit(session) -> int:
 
 
 def deliver_published(session) -> int:
-    """Deliver the due events of the streams this context published in since its last delivery, in
-    transactions of ``session``'s own; how many were delivered. Call it right after the commit. Never
-    raises: what cannot be delivered now (an earlier event of its stream waits, a consumer fails, the
-    database is gone) waits for the sweep."""
+    """Deliver the due events of the streams this context published in since its last delivery; how many
+    were delivered here. Call it right after the commit. In a request, with EVENTS_IN_BACKGROUND, they are
+    handed to the app's deliverer (0 here); else delivered now, in transactions of
+    ``session``'s own. Never raises: what cannot be delivered now (an earlier event of its stream waits, a
+    consumer fails, the database is gone) waits for the sweep."""
     streams = _published.get()
     if not streams:
         return 0
     _published.set(None)
+    deliverer = _deliverer()
+    if deliverer is not None:
+        deliverer.hand(streams)
+        return 0
+    return deliver_streams(session, streams)
+
+
+def deliver_streams(session, streams) -> int:
+    """Deliver the due, ready events of ``streams`` in transactions of ``session``'s own; how many. Never
+    raises (see ``deliver_published``)."""
     delivered = 0
     try:
         claim = outbox.in_streams(sorted(streams), limit=CLAIM_LIMIT)
@@ -175,6 +196,78 @@ def deliver_published(session) -> int:
         except Exception:
             log.debug("rollback after a failed delivery failed", exc_info=True)
     return delivered
+
+
+def _deliverer() -> "Deliverer | None":
+    if not has_request_context():
+        return None
+    app = current_app._get_current_object()
+    if not app.config.get("EVENTS_IN_BACKGROUND"):
+        return None
+    deliverer = app.extensions.get("event_deliverer")
+    if deliverer is None:
+        deliverer = app.extensions.setdefault("event_deliverer", Deliverer(app))
+    return deliverer
+
+
+class Deliverer:
+    """One per app and process: a thread delivering the streams this process's commits hand it.
+
+    Commits arriving while it delivers are taken together by its next round: under load one transaction
+    (claim, consumers, delete, commit) carries many requests' events, and consumers write them in sets.
+    What it holds when the process ends is in the outbox, delivered by another process's sweep.
+    """
+
+    def __init__(self, app):
+        self.app = app
+        self._changed = threading.Condition(threading.Lock())
+        self._pending: set[str] = set()
+        self._busy = False
+        self._wake = threading.Event()
+        self._pid = None
+
+    def hand(self, streams) -> None:
+        """Have ``streams``' events delivered soon (returns at once)."""
+        with self._changed:
+            self._pending.update(streams)
+            if self._pid != os.getpid():  # first use in this process (a forked worker starts its own)
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="domain events", daemon=True).start()
+        self._wake.set()
+
+    def join(self, timeout: float = 10.0) -> bool:
+        """Wait until what was handed so far is delivered (or left for the sweep); True unless it timed out."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._pending or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._changed.wait(left):
+                    return not (self._pending or self._busy)
+        return True
+
+    def _run(self) -> None:
+        from saas.extensions import db
+
+        while True:
+            self._wake.wait()
+            with self._changed:
+                self._wake.clear()
+                streams, self._pending = self._pending, set()
+                self._busy = bool(streams)
+            if not streams:
+                continue
+            try:
+                with self.app.app_context():
+                    try:
+                        deliver_streams(db.session, streams)
+                    finally:
+                        db.session.remove()
+            except Exception:
+                log.exception("domain events of %d streams left for the sweep", len(streams))
+            finally:
+                with self._changed:
+                    self._busy = False
+                    self._changed.notify_all()
 
 
 def sweep(*, older_than: timedelta = SWEEP_AFTER, limit: int = CLAIM_LIMIT, rounds: int = 20,

@@ -87,9 +87,11 @@ def base_app(backend, tmp_path_factory, mail_server):
     # Admins' two-factor rule is off: the admin tests log in with a password; tests/portal/test_two_factor.py
     # turns it on to prove it.
     # A refusal past a plan's limit is answered at once; tests/api/test_rate_limits.py proves the pause.
+    # A request's domain events are delivered before it answers, so a test reads what consumers wrote at once;
+    # tests/test_events.py (fixture in_background) proves the deliverer thread the web processes use.
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "SERVER_NAME": None,
                       "HOUSEKEEPING": False, "WHATSAPP_PAIR_RATE_BURST": 0, "ADMIN_REQUIRES_TWO_FACTOR": False,
-                      "RATE_LIMIT_PAUSE_SECONDS": 0,
+                      "RATE_LIMIT_PAUSE_SECONDS": 0, "EVENTS_IN_BACKGROUND": False,
                       # The inbox's live streams end quickly (tests/inbox/test_live.py reads them to the end).
                       "INBOX_STREAM_SECONDS": 0.3, "INBOX_POLL_SECONDS": 0.05,
                       "MAIL_URL": mail_server.url, "MAIL_FROM": "Relay <no-reply@relay.example.com>",
@@ -113,6 +115,8 @@ def empty_tables(app):
     from saas import cache
 
     app.extensions["background"].join()
+    if "event_deliverer" in app.extensions:
+        app.extensions["event_deliverer"].join()
     with app.app_context():
         # Rate-limit windows are per tenant id, and ids restart too.
         for limiter in app.extensions.get("limiter", ()):

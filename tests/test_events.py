@@ -260,6 +260,84 @@ def test_discover_imports_every_consumers_module_so_a_new_consumer_edits_nothing
     assert "tenant_webhooks.forwarding" in {consumer.name for consumer in events.consumers()}
 
 
+# -- the deliverer: a request hands its events to a thread of its process --------------------------
+
+@pytest.fixture
+def in_background(app):
+    """Requests hand their events to the app's deliverer (as the web processes do); yields it."""
+    app.config["EVENTS_IN_BACKGROUND"] = True
+    deliverer = app.extensions.setdefault("event_deliverer", events.Deliverer(app))
+    yield deliverer
+    assert deliverer.join(10)
+    app.config["EVENTS_IN_BACKGROUND"] = False
+
+
+class Held(Recorder):
+    """A recorder whose first call waits until the test lets it go (``go``), saying when it started."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[list[int]] = []
+        self.started, self.go = threading.Event(), threading.Event()
+
+    def __call__(self, conn, given):
+        self.calls.append([event.payload["n"] for event in given])
+        self.started.set()
+        assert self.go.wait(10)
+        super().__call__(conn, given)
+
+
+def publish_in_request(app, tenant_id, *items) -> int:
+    with app.test_request_context():
+        events.publish(db.session.connection(), [happened(tenant_id, stream, n) for stream, n in items])
+        delivered = events.commit(db.session)
+        db.session.remove()
+    return delivered
+
+
+def test_a_requests_events_are_delivered_by_the_deliverer_after_it_answers(app, subscribe, tenant_id, in_background):
+    held = subscribe(Held())
+    # The commit returns while the consumer is still held: the request does not wait for it.
+    assert publish_in_request(app, tenant_id, ("a", 1), ("b", 2)) == 0
+    assert held.started.wait(10)
+    assert held.got == []
+    held.go.set()
+    assert in_background.join(10)
+    assert held.seen == [1, 2] and in_outbox(app) == []
+    assert sweep(app, after=60) == 0 and held.seen == [1, 2]
+
+
+def test_outside_a_request_events_are_delivered_before_commit_returns(app, subscribe, tenant_id, in_background):
+    recorder = subscribe(Recorder())
+    assert publish_and_deliver(app, tenant_id, ("a", 1)) == 1  # a job, the CLI, a send service's thread
+    assert recorder.seen == [1]
+
+
+def test_a_consumer_failing_in_the_deliverer_leaves_its_events_to_the_sweep(app, subscribe, tenant_id, in_background):
+    flaky = subscribe(Recorder(failing={1: 2}))
+    assert publish_in_request(app, tenant_id, ("a", 1), ("a", 2), ("b", 3)) == 0
+    assert in_background.join(10)
+    assert flaky.seen == [3]
+    assert sorted(row.payload["n"] for row in in_outbox(app)) == [1, 2]
+    assert sweep(app, after=outbox.RETRY_SECONDS[0] + 1) == 2
+    assert flaky.seen == [3, 1, 2]
+
+
+def test_commits_made_while_the_deliverer_works_are_delivered_together_in_its_next_round(
+        app, subscribe, tenant_id, in_background):
+    if db_backend(app) != "postgresql":
+        pytest.skip("SQLite's write lock, held by the delivering transaction, would keep the publishers out")
+    held = subscribe(Held())
+    publish_in_request(app, tenant_id, ("first", 0))
+    assert held.started.wait(10)
+    for n in range(1, 21):  # twenty requests while the first delivery is held
+        assert publish_in_request(app, tenant_id, (f"s{n}", n)) == 0
+    held.go.set()
+    assert in_background.join(10)
+    assert held.calls == [[0], list(range(1, 21))]
+    assert sorted(held.seen) == list(range(21)) and in_outbox(app) == []
+
+
 # -- two processes sweeping at once (PostgreSQL: real row locks) ---------------------------------
 
 def test_two_sweepers_racing_give_each_event_to_each_consumer_once_in_stream_order(app, subscribe, tenant_id):

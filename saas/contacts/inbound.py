@@ -63,6 +63,21 @@ def record_senders(conn, events) -> int:
     return len(created)
 
 
+def contact_ids(conn, keys) -> dict[tuple[int, str], int]:
+    """The contacts of (tenant, WhatsApp id or Meta user id) ``keys``, made when new (source ``inbound``, as
+    a customer's thread makes them): {key: contact id}. Set-based, like ``record_senders``."""
+    senders = {}
+    for tenant_id, key in keys:
+        parsed = parse_wa_id(key)
+        senders[(tenant_id, key)] = Sender(tenant_id, parsed.digits if parsed else None,
+                                           None if parsed else key[:100], None, None)
+    found = {key: row[0] for key, row in _found(conn, list(senders.values())).items()}
+    missing = [sender for sender in senders.values() if sender.key not in found]
+    found.update(_create(conn, missing))
+    found.update({key: row[0] for key, row in _found(conn, [s for s in missing if s.key not in found]).items()})
+    return {key: found[sender.key] for key, sender in senders.items() if sender.key in found}
+
+
 def sender_of(event) -> Sender | None:
     """The sender an event's payload names: WhatsApp id digits and/or user id, profile name, time."""
     payload = event.payload

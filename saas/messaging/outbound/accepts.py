@@ -12,7 +12,9 @@ statement and no extra delay is added when the process is idle.
 
 PostgreSQL only (``UPDATE ... FROM unnest(...)``); elsewhere each accept is
 its own UPDATE. A group whose statement fails is written again one accept at
-a time by each of its senders.
+a time by each of its senders. Members whose tenant's ``send.settled`` a
+consumer wants (the inbox) are grouped too: the writer publishes their events
+in the statement's transaction and hands them on after its commit.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from sqlalchemy import bindparam, text, update
 
 from saas import events
 from saas.database import single_statement
+from saas.messaging.domain_events import send_settled
 from saas.messaging.models import Message
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,7 @@ UPDATE messages AS m
   FROM unnest(CAST(:ids AS bigint[]), CAST(:wamids AS varchar[]), CAST(:message_statuses AS varchar[]),
               CAST(:bodies AS text[])) AS v(id, wamid, message_status, body)
  WHERE m.id = v.id AND m.status = 'pending'
-RETURNING m.id
+RETURNING m.id, m.tenant_id, m.wa_id, m.category
 """)
 
 # One send's accept: conditional on the message still pending (recovery may have settled it).
@@ -57,6 +60,7 @@ class Accept:
     wamid: str
     message_status: str | None
     body: dict | None
+    settled: bool = False        # publishes send.settled with its accept (a consumer wants its tenant's)
     done: threading.Event = field(default_factory=threading.Event)
     lead: bool = False           # woken to write the next group
     accepted: bool | None = None  # True: written; False: no longer pending; None: not written
@@ -71,12 +75,13 @@ class GroupAccepts:
         self._waiting: list[Accept] = []
         self._writing = False
 
-    def accept(self, conn_for, item: Accept, now: datetime) -> bool | None:
+    def accept(self, session, item: Accept, now: datetime) -> bool | None:
         """Write ``item`` (alone or in a group); True once committed accepted, False if it was no
         longer pending, None if its group failed (the caller then writes it alone).
 
-        ``conn_for()`` gives an autocommitting connection of the calling request, used only
-        when this call becomes the writer.
+        ``session`` is the calling request's, used only when this call becomes the writer: one
+        autocommitted statement, or, when members publish ``send.settled``, the statement and
+        their events in one transaction (delivered by the writer's ``events.commit``).
         """
         with self._lock:
             self._waiting.append(item)
@@ -92,22 +97,34 @@ class GroupAccepts:
                         self._waiting.remove(item)
                     return item.accepted
         try:
-            self._write_group(conn_for, now)
+            self._write_group(session, now)
         except Exception:
             log.exception("group accept failed; its sends are accepted one by one")
         return item.accepted
 
-    def _write_group(self, conn_for, now: datetime) -> None:
+    def _write_group(self, session, now: datetime) -> None:
         with self._lock:
             group, self._waiting = self._waiting[:self.max_group], self._waiting[self.max_group:]
         try:
-            accepted = set(conn_for().execute(GROUP_ACCEPT, {
-                "now": now,
-                "ids": [a.message_id for a in group],
-                "wamids": [a.wamid for a in group],
-                "message_statuses": [a.message_status for a in group],
-                "bodies": [json.dumps(a.body) if a.body is not None else None for a in group],
-            }).scalars())
+            settling = {a.message_id: a for a in group if a.settled}
+            conn = session.connection(execution_options={} if settling else single_statement(session))
+            try:
+                rows = conn.execute(GROUP_ACCEPT, {
+                    "now": now,
+                    "ids": [a.message_id for a in group],
+                    "wamids": [a.wamid for a in group],
+                    "message_statuses": [a.message_status for a in group],
+                    "bodies": [json.dumps(a.body) if a.body is not None else None for a in group],
+                }).all()
+                if settling:
+                    events.publish(conn, [send_settled(row.tenant_id, row.id, row.wa_id, "accepted",
+                                                       wa_message_id=settling[row.id].wamid, category=row.category)
+                                          for row in rows if row.id in settling])
+                    session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            accepted = {row.id for row in rows}
             for item in group:
                 item.accepted = item.message_id in accepted
         finally:
@@ -122,11 +139,11 @@ class GroupAccepts:
                 item.done.set()
 
 
-def accept_send(session, groups: GroupAccepts, message_id: int, wa_message_id: str, body: dict | None,
-                message_status: str | None, now: datetime) -> bool:
-    """Write a live send accepted with WhatsApp's id (and its answer, kept for an Idempotency-Key). Commits.
+def accept_send(session, groups: GroupAccepts, accept, *, settled: bool = False) -> bool:
+    """Write a live send accepted with WhatsApp's id (and its answer, kept for an Idempotency-Key), with its
+    ``send.settled`` when ``settled``. Commits, then delivers what was published (saas.events.commit).
 
-    On PostgreSQL in a group with the process's other accepts of the moment;
+    ``accept``: a KeptAccept. On PostgreSQL in a group with the process's other accepts of the moment;
     alone elsewhere, or when its group's statement failed. Returns False when
     the message was no longer pending (recovery settled it, or one of its
     statuses named it first: see saas.messaging.outbound.settle). Raises what the
@@ -134,35 +151,35 @@ def accept_send(session, groups: GroupAccepts, message_id: int, wa_message_id: s
     """
     if session.get_bind().dialect.name == "postgresql":
         try:
-            accepted = groups.accept(lambda: session.connection(execution_options=single_statement(session)),
-                                     Accept(message_id, wa_message_id, message_status, body), now)
-            session.commit()
+            accepted = groups.accept(session, Accept(accept.message_id, accept.wamid, accept.message_status,
+                                                     accept.body, settled), accept.at)
+            events.commit(session)
         except BaseException:
             session.rollback()
             raise
         if accepted is not None:
             return accepted
-    try:
-        accepted = session.connection(execution_options=single_statement(session)).execute(ACCEPT, {
-            "message_id": message_id, "wamid": wa_message_id, "body": body, "message_status": message_status,
-            "now": now}).rowcount
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    return bool(accepted)
+    return accept_alone(session, accept, _publish_settled(accept) if settled else None)
 
 
-def accept_alone(session, accept, then) -> bool:
+def _publish_settled(accept):
+    def publish(conn, row):
+        events.publish(conn, [send_settled(accept.tenant_id, accept.message_id, row.wa_id, "accepted",
+                                           wa_message_id=accept.wamid, category=row.category)])
+    return publish
+
+
+def accept_alone(session, accept, then=None) -> bool:
     """Write one accept (a KeptAccept) in a transaction of its own, not grouped, and ``then(conn, row)`` in
-    it (``row``: the message's wa_id and category): how settling publishes ``send.settled``. Commits, then
-    delivers the events published (saas.events.commit). Returns False when the message was no longer pending."""
+    it when given (``row``: the message's wa_id and category): how settling publishes ``send.settled``.
+    Commits, then delivers the events published (saas.events.commit). Returns False when the message was
+    no longer pending."""
     try:
-        conn = session.connection()
+        conn = session.connection(execution_options={} if then else single_statement(session))
         row = conn.execute(ACCEPT.returning(Message.wa_id, Message.category), {
             "message_id": accept.message_id, "wamid": accept.wamid, "body": accept.body,
             "message_status": accept.message_status, "now": accept.at}).first()
-        if row is not None:
+        if row is not None and then is not None:
             then(conn, row)
         events.commit(session)
     except BaseException:

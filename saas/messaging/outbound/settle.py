@@ -30,7 +30,7 @@ from saas.config import ConfigError
 from saas.database import DatabaseUnavailable, reading
 from saas.messaging.outbound.accept_journal import JournalUnavailable, KeptAccept
 from saas.messaging.domain_events import SEND_SETTLED, send_settled
-from saas.messaging.outbound.accepts import WAIT_SECONDS, accept_alone, accept_send
+from saas.messaging.outbound.accepts import WAIT_SECONDS, accept_send
 from saas.messaging.outbound.bodies import graph_response
 from saas.messaging.outbound.consent import marketing_stopped
 from saas.messaging.outbound.cloud_api import LONGEST_BACKOFF
@@ -177,13 +177,7 @@ class Settling:
         taken up instead. Returns False only for a send that cannot take this
         answer (refused, or known by another id). Raises what the database raises.
         """
-        if self.settled_wanted(accept.tenant_id):
-            if accept_alone(self.session, accept, lambda conn, row: events.publish(conn, [send_settled(
-                    accept.tenant_id, accept.message_id, row.wa_id, "accepted", wa_message_id=accept.wamid,
-                    category=row.category)])):
-                return True
-        elif accept_send(self.session, self.group_accepts, accept.message_id, accept.wamid, accept.body,
-                         accept.message_status, accept.at):
+        if accept_send(self.session, self.group_accepts, accept, settled=self.settled_wanted(accept.tenant_id)):
             return True
         session = self.session
         try:

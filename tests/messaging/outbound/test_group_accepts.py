@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import event, select
+import pytest
+from sqlalchemy import event, func, select
 
 from saas.extensions import db
+from saas.inbox.models import Entry
 from saas.messaging.models import Message
+from saas.outbox import OutboxEvent
 from tests.factories import sender, usage_values
 from tests.messaging.live import inbound, live_number
 from tests.messaging.numbers.test_multi_number import add_plan
@@ -30,11 +33,12 @@ def statements_like(app, fragment: str) -> list:
     return seen
 
 
-def test_sends_answered_together_are_accepted_in_groups_each_with_its_own_id(pg_only, app, client, graph):
-    # A plan without the inbox: no consumer wants its tenants' send.settled, so their accepts are grouped
-    # (a tenant whose send.settled is read is accepted alone, with its event in the same transaction).
+@pytest.mark.parametrize("plan", ["grouped", "starter"])
+def test_sends_answered_together_are_accepted_in_groups_each_with_its_own_id(pg_only, app, client, graph, plan):
+    # "grouped" has no inbox: no consumer wants its tenants' send.settled. The starter plan has the inbox: its
+    # sends are grouped too, each group's send.settled events written in the group's transaction.
     add_plan(app, "grouped", features=("text", "template", "media", "webhooks", "interactive"))
-    acme = sender(client, "grouped")
+    acme = sender(client, plan)
     number = live_number(app, graph, acme.tenant_id)
     contacts = [f"1555200{n:04d}" for n in range(SENDERS * 3)]
     for contact in contacts:
@@ -65,3 +69,14 @@ def test_sends_answered_together_are_accepted_in_groups_each_with_its_own_id(pg_
     assert sum(sizes) == len(contacts)
     assert len(groups) < len(contacts)
     assert usage_values(app, acme.tenant_id)["messages"] == len(contacts)
+    with app.app_context():
+        entries = db.session.execute(select(Entry.message_id, Entry.status, Entry.wa_message_id).where(
+            Entry.tenant_id == acme.tenant_id)).all()
+        left = db.session.scalar(select(func.count()).select_from(OutboxEvent))
+        db.session.remove()
+    if plan == "starter":  # each send once on its customer's thread, settled accepted
+        assert sorted(wamid for *_, wamid in entries) == sorted(answered.values())
+        assert {status for _, status, _ in entries} == {"accepted"}
+    else:
+        assert entries == []
+    assert left == 0

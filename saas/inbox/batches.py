@@ -1,0 +1,165 @@
+"""Settled sends and WhatsApp's statuses onto threads, a delivered batch at a time.
+
+What ``threads.record_message_row`` and ``threads.apply_status`` do for one event, done for a batch in a few
+set-based statements whatever its size: the sends' rows read at once; their threads found (locked, in id
+order) or made with their contacts; their entries inserted; each thread touched once. Statuses move their
+entries' ticks forward in one statement, and write the entries of sends that have none yet (a batch's
+sends publish no settling) as settled sends' are. What the batch finds written already (the inbox's own
+reply, whose entry knows its agent; an event handed over again) goes the one-event way, which knows how to
+merge it. Same rows, same idempotence.
+"""
+from __future__ import annotations
+
+from sqlalchemy import bindparam, select, tuple_, update
+
+from saas.contacts.inbound import contact_ids
+from saas.database import among, insert_many
+from saas.inbox import threads
+from saas.inbox.models import MESSAGE, RESOLVED, Entry, Thread
+from saas.messaging.inbound.objects import first_error, text
+from saas.messaging.models import STATUS_RANK, Message
+from saas.timeutil import utcnow
+
+_SENT = (Message.id, Message.tenant_id, Message.phone_number_id, Message.wa_id, Message.type, Message.body_summary,
+         Message.wa_message_id, Message.idempotency_key, Message.created_at, Message.error_code,
+         Message.error_title)
+_THREAD = (Thread.id, Thread.tenant_id, Thread.phone_number_id, Thread.wa_id, Thread.status, Thread.assignee_id,
+           Thread.last_message_at, Thread.last_preview, Thread.waiting_since)
+
+
+def record_settled(conn, settled, now=None) -> list[threads.Touched]:
+    """``send.settled`` events of tenants with the inbox: each send's entry on its customer's thread."""
+    now = now or utcnow()
+    by_message: dict[tuple[int, int], list] = {}
+    for event in settled:
+        by_message.setdefault((event.tenant_id, event.payload["message_id"]), []).append(event)
+    rows = conn.execute(select(*_SENT).where(tuple_(Message.tenant_id, Message.id).in_(sorted(by_message)),
+                                             Message.direction == "out")).all()
+    written = set(conn.execute(select(Entry.tenant_id, Entry.message_id).where(
+        tuple_(Entry.tenant_id, Entry.message_id).in_(sorted(by_message)))).tuples())
+    touched, new = [], []
+    for row in rows:
+        key = (row.tenant_id, row.id)
+        if key in written or len(by_message[key]) > 1:
+            touched += [t for t in (_one_settled(conn, event, now) for event in by_message[key]) if t]
+        else:
+            payload = by_message[key][0].payload
+            if payload.get("outcome") == "failed":
+                new.append((row, "failed", payload.get("error_code"), payload.get("error_title")))
+            else:
+                new.append((row, "accepted", None, None))
+    if new:
+        touched += _write_new(conn, new, now)
+    return touched
+
+
+def _one_settled(conn, event, now):
+    failed = event.payload.get("outcome") == "failed"
+    return threads.record_message_row(conn, event.tenant_id, event.payload["message_id"],
+                                      status="failed" if failed else "accepted",
+                                      error_code=event.payload.get("error_code") if failed else None,
+                                      error_title=event.payload.get("error_title") if failed else None, now=now)
+
+
+def _write_new(conn, new, now) -> list[threads.Touched]:
+    """Entries for sends no entry holds yet, each (Message row, status, error code, error title), on their
+    threads (made resolved where there are none)."""
+    found = _threads(conn, {(row.tenant_id, row.phone_number_id, row.wa_id) for row, *_ in new}, now)
+    entries, lines = [], {}
+    for row, status, code, title in new:
+        thread = found[(row.tenant_id, row.phone_number_id, row.wa_id)]
+        author = threads.author_of(row.idempotency_key)
+        line = row.body_summary or row.type
+        entries.append({
+            "tenant_id": row.tenant_id, "thread_id": thread.id, "kind": MESSAGE, "direction": "out", "author": author,
+            "author_user_id": None, "message_id": row.id, "wa_message_id": row.wa_message_id, "type": row.type,
+            "content": {"summary": row.body_summary}, "text": line[:4096], "status": status,
+            "error_code": code if code is not None else row.error_code, "error_title": title or row.error_title,
+            "at": row.created_at, "created_at": now})
+        lines.setdefault(thread.id, []).append((row.created_at, line, author in threads.ANSWERING and status != "failed"))
+    latest = {thread_id: (*max(items, key=lambda item: item[0])[:2], any(item[2] for item in items))
+              for thread_id, items in lines.items()}
+    insert_many(conn, Entry.__table__, entries, conflict=("tenant_id", "message_id"))
+    _touch_all(conn, {thread.id: thread for thread in found.values()}, latest, now)
+    return [threads.Touched(t.tenant_id, t.id, status=t.status, assignee_id=t.assignee_id)
+            for t in found.values() if t.id in latest]
+
+
+def _threads(conn, keys: set[tuple[int, int, str]], now) -> dict:
+    """The threads of (tenant, number, customer) ``keys``, locked in id order; those missing made first
+    (resolved: the business wrote first), each with its contact."""
+    found = _locked(conn, keys)
+    missing = sorted(keys - set(found))
+    if missing:
+        contacts = contact_ids(conn, sorted({(tenant_id, wa_id) for tenant_id, _, wa_id in missing}))
+        insert_many(conn, Thread.__table__, [
+            {"tenant_id": tenant_id, "phone_number_id": number_pk, "wa_id": wa_id,
+             "contact_id": contacts.get((tenant_id, wa_id)), "status": RESOLVED, "unread": 0, "last_preview": "",
+             "created_at": now, "updated_at": now} for tenant_id, number_pk, wa_id in missing],
+            conflict=("tenant_id", "phone_number_id", "wa_id"))
+        found = _locked(conn, keys)
+    return found
+
+
+def _locked(conn, keys) -> dict:
+    rows = conn.execute(select(*_THREAD).where(tuple_(Thread.tenant_id, Thread.phone_number_id, Thread.wa_id)
+                                               .in_(sorted(keys))).order_by(Thread.id).with_for_update()).all()
+    return {(row.tenant_id, row.phone_number_id, row.wa_id): row for row in rows}
+
+
+_TOUCH = (update(Thread.__table__).where(Thread.__table__.c.id == bindparam("b_id"))
+          .values(updated_at=bindparam("b_now"), last_message_at=bindparam("b_at"),
+                  last_preview=bindparam("b_preview"), waiting_since=bindparam("b_waiting")))
+
+
+def _touch_all(conn, by_id: dict, latest: dict, now) -> None:
+    """Each thread once: its newest message and preview (never an older one over a newer), and no longer
+    waiting once answered (as ``threads.record_outbound`` does for one)."""
+    params = []
+    for thread_id, (at, line, answered) in sorted(latest.items()):
+        thread = by_id[thread_id]
+        newer = thread.last_message_at is None or at >= thread.last_message_at
+        params.append({"b_id": thread_id, "b_now": now,
+                       "b_at": at if newer else thread.last_message_at,
+                       "b_preview": line[:300] if newer else thread.last_preview,
+                       "b_waiting": None if answered else thread.waiting_since})
+    if params:
+        conn.execute(_TOUCH, params)
+
+
+def apply_statuses(conn, statuses, now=None) -> list[threads.Touched]:
+    """``message.status_changed`` events of tenants with the inbox: each entry's tick moved forward to the
+    furthest status the batch holds for it (``failed`` keeps Meta's refusal); one statement for the entries,
+    one for their threads."""
+    now = now or utcnow()
+    furthest: dict[tuple[int, str], tuple] = {}
+    for event in statuses:
+        status = event.payload.get("status")
+        if status not in STATUS_RANK or not event.payload.get("wa_message_id"):
+            continue
+        key = (event.tenant_id, event.payload["wa_message_id"])
+        if key not in furthest or STATUS_RANK[status] > STATUS_RANK[furthest[key][0]]:
+            error = first_error(event.payload.get("object") or {}) if status == "failed" else {}
+            furthest[key] = (status, error.get("code") if isinstance(error.get("code"), int) else None,
+                             text(error.get("title") or error.get("message"), 300))
+    if not furthest:
+        return []
+    entries = conn.execute(select(Entry.id, Entry.tenant_id, Entry.wa_message_id, Entry.thread_id, Entry.status)
+                           .where(tuple_(Entry.tenant_id, Entry.wa_message_id).in_(sorted(furthest)))).all()
+    touched, params, moved = [], [], {}
+    for entry in entries:
+        status, code, title = furthest.pop((entry.tenant_id, entry.wa_message_id))
+        if STATUS_RANK[status] > STATUS_RANK.get(entry.status or "pending", 0):
+            params.append({"b_id": entry.id, "b_status": status, "b_code": code, "b_title": title})
+            moved[entry.thread_id] = entry.tenant_id
+    if furthest:  # sends of ours with no entry yet (a batch's, which publishes no settling): written now
+        rows = conn.execute(select(*_SENT).where(tuple_(Message.tenant_id, Message.wa_message_id).in_(sorted(furthest)),
+                                                 Message.direction == "out")).all()
+        if rows:
+            touched += _write_new(conn, [(row, *furthest[(row.tenant_id, row.wa_message_id)]) for row in rows], now)
+    if params:
+        table = Entry.__table__
+        conn.execute(update(table).where(table.c.id == bindparam("b_id")).values(
+            status=bindparam("b_status"), error_code=bindparam("b_code"), error_title=bindparam("b_title")), params)
+        conn.execute(update(Thread).where(among(conn, Thread.id, sorted(moved))).values(updated_at=now))
+    return touched + [threads.Touched(tenant_id, thread_id) for thread_id, tenant_id in sorted(moved.items())]
