@@ -150,9 +150,9 @@ def _check(tenant, rights, broadcast, number, template, inline_max: int) -> None
         broadcast.checked_at, broadcast.check_progress = utcnow(), None
         db.session.commit()
         return
-    broadcast.status, broadcast.updated_at = CHECKING, utcnow()
-    broadcast.check_result, broadcast.check_lease_until = None, None
-    broadcast.check_progress = {"checked": 0, "audience": audience}
+    # A conditional step, so a start that won a race with a new check is never turned back into one.
+    _move(tenant, broadcast.id, (DRAFT,), CHECKING, "checked again", check_result=None, check_lease_until=None,
+          check_progress={"checked": 0, "audience": audience})
     db.session.commit()
     check_job.start(broadcast.id)
 
