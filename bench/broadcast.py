@@ -4,6 +4,7 @@ achieved rate when paced at 80 a second.
 
     make bench BENCH_ARGS="--only broadcast"                     # as part of bench/run.py
     make bench BENCH_ARGS="--only broadcast --broadcast-recipients 20000 --broadcast-delays 0"
+    make bench BENCH_ARGS="--only broadcast --broadcast-delays 200 --broadcast-concurrency 32"
     .venv/bin/python bench/broadcast.py --database-url postgresql://postgres@127.0.0.1/bench_broadcast \\
         --recipients 1000 10000 100000 --delay-ms 0 200 --paced-seconds 10          # on its own
 
@@ -17,7 +18,9 @@ and once it is sending the other tenant's API sends are measured again, during i
 sends per second are its recipients sent over the time between its first and last send (the audience is
 written down first: that time is reported beside it). Last, at the first delay, a broadcast paced at 80 a
 second for ``--paced-seconds``: its achieved rate. The served app has BROADCAST_IN_WEB=0 (the worker
-sends, as when one is deployed).
+sends, as when one is deployed). The worker runs with the app's BROADCAST_BATCH and SEND_MANY_CONCURRENCY
+against a Graph answering at once, and with ``--broadcast-batch`` and ``--broadcast-concurrency`` (500 and
+128) against a slower one: its rate is at most its calls in flight over the delay.
 
 Each setup step and the worker run in the app's checkout as this script (``--setup``, ``--worker``), so
 the bench process imports nothing of the app.
@@ -212,13 +215,16 @@ class BroadcastPhase:
     def env(self) -> dict:
         return {"BROADCAST_IN_WEB": "0", "SANDBOX_LATENCY_MS": "0"}
 
-    def script(self, *argv: str, background: bool = False):
+    def script(self, *argv: str, delay: float = 0.0, background: bool = False):
         bench = self.bench
         command = [str(bench.bin / "python"), str(Path(__file__).resolve()), "--database-url", bench.url, *argv]
+        env = {**bench.env, "PYTHONPATH": str(bench.app_dir)}
+        if delay:
+            # Against a slow Graph a worker's rate is its calls in flight over the delay: more of them.
+            env.update(BROADCAST_BATCH=str(self.args.broadcast_batch),
+                       SEND_MANY_CONCURRENCY=str(self.args.broadcast_concurrency))
         options = {"cwd": bench.app_dir, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True,
-                   "env": {**bench.env, "PYTHONPATH": str(bench.app_dir),
-                           "BROADCAST_BATCH": str(self.args.broadcast_batch),
-                           "SEND_MANY_CONCURRENCY": str(self.args.broadcast_concurrency)}}
+                   "env": env}
         proc = bench.procs.start(command, **options)
         return proc if background else self.result(proc)
 
@@ -245,14 +251,14 @@ class BroadcastPhase:
                 found = self.results[delay] = {}
                 print(f"broadcast: Graph answering after {delay:g} ms", flush=True)
                 small = self.broadcast(graph_url, SMALL, f"small{int(delay)}")
-                found["small"] = {**small, **self.script("--worker", "--graph-url", graph_url),
+                found["small"] = {**small, **self.script("--worker", "--graph-url", graph_url, delay=delay),
                                   **sending(bench.url, small["id"])}
                 bench.measure(label("victim new, alone", delay), port, "new", VICTIM_CONNECTIONS, victim)
                 count = self.args.broadcast_recipients
                 big = self.broadcast(graph_url, count, f"big{int(delay)}")
                 print(f"  {count:,} contacts made in {big['contacts_s']:.0f} s; the check's job took "
                       f"{big['check_s']:.1f} s", flush=True)
-                running = self.script("--worker", "--graph-url", graph_url, background=True)
+                running = self.script("--worker", "--graph-url", graph_url, delay=delay, background=True)
                 self.wait_sending(big["id"], running)
                 bench.measure(label("victim new, during a broadcast", delay), port, "new", VICTIM_CONNECTIONS,
                               victim)
@@ -261,7 +267,7 @@ class BroadcastPhase:
                 if delay == self.args.broadcast_delays[0] and self.args.paced_seconds:
                     paced = self.broadcast(graph_url, int(PACED_RATE * self.args.paced_seconds), f"paced{int(delay)}",
                                            rate=PACED_RATE)
-                    self.paced = {**paced, **self.script("--worker", "--paced", "--graph-url", graph_url),
+                    self.paced = {**paced, **self.script("--worker", "--paced", "--graph-url", graph_url, delay=delay),
                                   **sending(bench.url, paced["id"])}
                     print(f"  paced at {PACED_RATE}/s: {self.paced['per_s']:.1f} sends/s", flush=True)
             finally:
@@ -302,8 +308,9 @@ def report_lines(bench) -> list[str]:
     if not results and not paced:
         return []
     lines = ["", "## Broadcasts", "",
-             f"Worker: `flask broadcasts run`'s loop in a process of its own, BROADCAST_BATCH "
-             f"{bench.args.broadcast_batch}, SEND_MANY_CONCURRENCY {bench.args.broadcast_concurrency}, pacing lifted; the app served as above with BROADCAST_IN_WEB=0; "
+             "Worker: `flask broadcasts run`'s loop in a process of its own, pacing lifted, with the app's "
+             "BROADCAST_BATCH and SEND_MANY_CONCURRENCY (100, 16) against a Graph answering at once and "
+             f"{bench.args.broadcast_batch} and {bench.args.broadcast_concurrency} against a slower one; the app served as above with BROADCAST_IN_WEB=0; "
              "the other tenant's API sends are bench/new.lua from its sandbox number. The machine is shared with "
              "other work (test runs): figures of one run, ratios within it.", "",
              "| Graph answers after | recipients | sends/s (first to last send) | the tenant's API sends/s at 16, "
@@ -367,9 +374,11 @@ def add_arguments(parser) -> None:
                         help="the large broadcast's audience (default 100,000)")
     parser.add_argument("--broadcast-delays", type=float, nargs="+", default=[0.0, 200.0],
                         help="WhatsApp's answer delays in ms (default: 0 200)")
-    parser.add_argument("--broadcast-batch", type=int, default=100, help="the worker's BROADCAST_BATCH")
-    parser.add_argument("--broadcast-concurrency", type=int, default=16,
-                        help="the worker's SEND_MANY_CONCURRENCY (Graph calls of a batch at once)")
+    parser.add_argument("--broadcast-batch", type=int, default=500,
+                        help="the worker's BROADCAST_BATCH when WhatsApp answers after a delay (default 500)")
+    parser.add_argument("--broadcast-concurrency", type=int, default=128,
+                        help="the worker's SEND_MANY_CONCURRENCY (Graph calls of a batch at once) when WhatsApp "
+                             "answers after a delay (default 128; at once, the app's settings)")
     parser.add_argument("--paced-seconds", type=float, default=15.0,
                         help="how long the broadcast paced at 80/s runs (its audience is 80 a second of it)")
 

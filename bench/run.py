@@ -1,6 +1,6 @@
 """Load benchmark of the send endpoint, served the way the Procfile serves it.
 
-    make bench                                       # everything, about 7 minutes
+    make bench                                       # everything, about 25 minutes (15 of them broadcasts)
     .venv/bin/python bench/run.py --seconds 5 --only new forwarder
     .venv/bin/python bench/run.py --app-dir /path/to/checkout --output /tmp/results.md
 
