@@ -28,6 +28,8 @@ $(NODE_CLIENTS)/node_modules/.package-lock.json: $(NODE_CLIENTS)/package.json $(
 run: install
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed
+	$(BIN)/flask rates rules data/rates/rules-2025-07-01.csv
+	$(BIN)/flask rates load data/rates/meta-2025-07-01.csv
 	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
 
 # Test files run side by side, one process per core (each with its own databases); TEST_WORKERS=0 runs them in one.

@@ -16,6 +16,8 @@ thousands of connections waiting out the delay cost next to nothing.
   GET /_bench/stats
       at once: {"received": sends received, "answered": 200s written,
       "refused": 4xx written, "open": connections open, "max_open": most at once}.
+  GET /_bench/arrivals
+      at once: {recipient: when the first send to it arrived (seconds since the epoch)}.
 
 Anything else answers 404 in Graph's error shape.
 """
@@ -29,6 +31,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 MAX_HEAD = 16 * 1024
 MAX_BODY = 1024 * 1024
@@ -115,6 +118,9 @@ class GraphProtocol(asyncio.Protocol):
         if method == "GET" and path == ["_bench", "stats"]:
             self.queue(response(200, "OK", stats.as_json(), keep_alive), keep_alive, delay=0)
             return
+        if method == "GET" and path == ["_bench", "arrivals"]:
+            self.queue(response(200, "OK", json.dumps(self.server.arrivals).encode(), keep_alive), keep_alive, delay=0)
+            return
         if method != "POST" or len(path) != 3 or path[2] != "messages":
             stats.refused += 1
             answer = graph_error(100, "Unsupported request - method type: " + method.lower(), "GraphMethodException")
@@ -130,6 +136,7 @@ class GraphProtocol(asyncio.Protocol):
         try:
             payload = json.loads(body)
             to = payload["to"]
+            self.server.arrivals.setdefault(str(to), time.time())
         except (ValueError, TypeError, KeyError):
             stats.refused += 1
             answer = graph_error(100, "(#100) Invalid parameter")
@@ -180,6 +187,7 @@ class GraphServer:
     def __init__(self, loop, delay: float, token: str | None):
         self.loop, self.delay, self.token = loop, delay, token
         self.stats = Stats()
+        self.arrivals: dict[str, float] = {}  # recipient -> when its first send arrived
 
 
 async def serve(args) -> None:

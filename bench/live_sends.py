@@ -79,12 +79,12 @@ def create_live_number(bench, owner_email: str) -> tuple[str, str]:
 class GraphFake:
     """bench/graph_server.py in its own process."""
 
-    def __init__(self, bench, token: str):
+    def __init__(self, bench, token: str, delay_ms: int = GRAPH_DELAY_MS):
         self.bench = bench
         self.log = bench.logs / "graph-fake.log"
         with open(self.log, "ab") as log:
             self.proc = bench.procs.start([str(bench.bin / "python"), str(BENCH_DIR / "graph_server.py"),
-                                           "--port", "0", "--delay-ms", str(GRAPH_DELAY_MS), "--token", token],
+                                           "--port", "0", "--delay-ms", str(delay_ms), "--token", token],
                                           stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -101,10 +101,11 @@ class GraphFake:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def stats(self) -> dict:
+    def stats(self, what: str = "stats") -> dict:
+        """GET /_bench/<what>: its counts (``stats``) or when each recipient's first send arrived (``arrivals``)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
-            conn.request("GET", "/_bench/stats")
+            conn.request("GET", f"/_bench/{what}")
             return json.loads(conn.getresponse().read())
         finally:
             conn.close()

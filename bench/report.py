@@ -6,6 +6,8 @@ import os
 import subprocess
 
 import broadcast
+import inbound
+import inbox_page
 import live_sends
 import noisy_neighbour
 import send_many
@@ -73,7 +75,7 @@ def report(bench) -> str:
                          + (f"{drained:.1f} s after the run" if drained is not None else "NOT within the limit")
                          + " (machine load average {:.1f} before, {:.1f} after)".format(*r["load"]))
     lines += live_sends.report_lines(bench)
-    lines += noisy_neighbour.report_lines(bench) + send_many.report_lines(bench)
+    lines += noisy_neighbour.report_lines(bench) + send_many.report_lines(bench) + inbound.report_lines(bench)
     if "ingest_verdict" in bench.notes:
         lines.append(f"- Ingest check: {bench.notes['ingest_verdict']}")
     if "usage_verdict" in bench.notes:
@@ -123,4 +125,4 @@ def targets(bench) -> list[tuple[str, str]]:
                      "slow sandbox at 256 >= 0.8x instant sandbox, no 5xx",
                      lambda v: f"{v[0]:.2f}x, {v[1]} 5xx"))
     return (out + live_sends.targets(bench) + noisy_neighbour.targets(bench) + send_many.targets(bench)
-            + broadcast.targets(bench))
+            + inbox_page.targets(bench) + inbound.targets(bench) + broadcast.targets(bench))

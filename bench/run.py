@@ -46,7 +46,11 @@ tenant's API sends at 16 connections alone and during it, the worker's memory
 at 1,000 and at the audience, and a broadcast paced at 80/s (bench/broadcast.py).
 
 Workload names for --only: new chat forwarder forwarder-insert ten-tenants
-slow-sandbox slow-clients ingest live noisy-neighbour send-many broadcast.
+slow-sandbox slow-clients ingest live noisy-neighbour send-many inbox-page inbound broadcast.
+
+``inbound`` posts customers' messages at 100 a second while a keyword rule answers them and agents reply over
+the API, and times both (bench/inbound.py). ``inbox-page`` loads 10,000 open threads for the main tenant and
+asks for its inbox page, logged in, at 1 and 4 connections (bench/inbox_page.py).
 """
 from __future__ import annotations
 
@@ -65,6 +69,8 @@ from pathlib import Path
 import psycopg
 import before
 import broadcast
+import inbound
+import inbox_page
 import ingest
 import live_sends
 import noisy_neighbour
@@ -78,8 +84,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/relay_bench"
 FERNET_KEY = "x9Gj0eKqk0p2M1o5Y2m2f8qVZ0jv3QXb6Zy9yQ1K8fU="
 WORKLOADS = ("new", "chat", "forwarder", "forwarder-insert", "ten-tenants", "slow-sandbox", "slow-clients", "ingest",
-             "live", "noisy-neighbour", "send-many", "broadcast")
-APP_WORKLOADS = {"new", "chat", "ten-tenants", "slow-sandbox", "slow-clients", "live", "noisy-neighbour", "broadcast"}
+             "live", "noisy-neighbour", "send-many", "inbox-page", "inbound", "broadcast")
+APP_WORKLOADS = {"new", "chat", "ten-tenants", "slow-sandbox", "slow-clients", "live", "noisy-neighbour",
+                 "broadcast"}
 APP_SECRET = "bench-app-secret"
 
 
@@ -384,6 +391,10 @@ def main(argv=None) -> int:
             bench.run_app(only)
         if "ingest" in only:
             ingest.run(bench)
+        if "inbox-page" in only:
+            inbox_page.run(bench)
+        if "inbound" in only:
+            inbound.run(bench)
     except KeyboardInterrupt:
         print("interrupted; stopping servers", file=sys.stderr)
         return 130

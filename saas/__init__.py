@@ -79,12 +79,15 @@ def register_extensions(app: Flask) -> None:
 
     mail.init_app(app)
     # Every model module, so metadata (and Alembic) sees all tables.
+    from saas.automation import models as _automation  # noqa: F401
     from saas.billing import models as _billing  # noqa: F401
     from saas.broadcasts import models as _broadcasts  # noqa: F401
     from saas.contacts import models as _contacts  # noqa: F401
     from saas.inbox import models as _inbox  # noqa: F401
     from saas.messaging import models as _messaging  # noqa: F401
     from saas.metering import models as _metering  # noqa: F401
+    from saas.costs import models as _costs  # noqa: F401
+    from saas.orders import models as _orders  # noqa: F401
     from saas.audit import models as _audit  # noqa: F401
     from saas.tenants import models as _tenants  # noqa: F401
     from saas import outbox as _outbox  # noqa: F401
@@ -117,6 +120,10 @@ def register_services(app: Flask) -> None:
 
     # The broadcast engine's settings, and its tick in the housekeeping thread.
     broadcasts.install(app)
+    from saas.automation import sending as automation
+
+    # Automated replies leave once the transaction that queued them commits; the sweep sends what was left.
+    automation.install(app)
     # Reads a live number's info from the Graph API (settings read per call).
     app.extensions["number_info"] = NumberInfoClient(app.config, graph_session)
     app.extensions["graph"] = Graph(app.config, graph_session)
@@ -173,7 +180,8 @@ def build_transports(app: Flask, graph_session, cipher):
 
 def register_housekeeping(app: Flask, metering, service) -> None:
     """What every process runs in its background thread: the usage roll-up, accepts kept while the
-    database was away, interrupted sends, usage reports to Stripe, WhatsApp's upkeep."""
+    database was away, interrupted sends, usage reports to Stripe, WhatsApp's upkeep, the daily
+    reconciliation of Meta's costs."""
     from saas.extensions import db
 
     background = app.extensions["background"]
@@ -192,10 +200,18 @@ def register_housekeeping(app: Flask, metering, service) -> None:
         background.every("usage report", app.config["USAGE_REPORT_SECONDS"],
                          lambda: UsageReporter.from_config(app.config, app.extensions["stripe"]).report(budget=10))
     register_whatsapp_housekeeping(app, background)
+    from saas.costs.reconcile import DAILY, reconcile_yesterday
+
+    # Yesterday's billable counts against Meta's pricing objects; differences are logged as warnings.
+    background.every("Meta cost reconciliation", DAILY, lambda: reconcile_yesterday(db.session))
     from saas.contacts import imports
 
     # Contact imports whose job was lost, or whose worker died, are queued again.
     background.every("contact imports", 60.0, imports.resume_stalled)
+    from saas.orders import notifications
+
+    # Order notifications a crash left pending or half-sent (their Idempotency-Key keeps them single).
+    background.every("order notifications", 60.0, lambda: notifications.deliver_due(db.session, service))
     # Started with the first request, so a forked worker starts its own.
     app.before_request(background.start)
 
@@ -229,6 +245,7 @@ def register_whatsapp_housekeeping(app: Flask, background) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from saas.admin.plans import bp as admin_plans_bp
+    from saas.admin.rates import bp as admin_rates_bp
     from saas.admin.routes import bp as admin_bp
     from saas.api.cloud import bp as cloud_bp
     from saas.api.openapi import bp as openapi_bp
@@ -237,6 +254,7 @@ def register_blueprints(app: Flask) -> None:
     from saas.extensions import csrf
     from saas.portal import routes as portal
     from saas.webhooks.stripe import bp as webhooks_bp
+    from saas.webhooks.shops import bp as shop_webhooks_bp
     from saas.webhooks.whatsapp import bp as whatsapp_webhooks_bp
 
     # API clients authenticate with a bearer key, not a session cookie: no CSRF (nested blueprints too).
@@ -248,14 +266,18 @@ def register_blueprints(app: Flask) -> None:
     csrf.exempt(webhooks_bp)
     # WhatsApp signs its webhooks (X-Hub-Signature-256); there is no session to forge.
     csrf.exempt(whatsapp_webhooks_bp)
+    # Shops sign their order webhooks (saas.orders.shops); there is no session to forge.
+    csrf.exempt(shop_webhooks_bp)
     portal.init_app(app)
     app.register_blueprint(admin_bp)
     app.register_blueprint(admin_plans_bp)
+    app.register_blueprint(admin_rates_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(cloud_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(whatsapp_webhooks_bp)
+    app.register_blueprint(shop_webhooks_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -70,9 +70,26 @@ HOT_QUERIES = {
     "broadcasts page": "SELECT * FROM broadcasts WHERE tenant_id = 1 AND id < 100 ORDER BY id DESC LIMIT 26",
     "consent of a chunk": ("SELECT contact_id, state FROM consents WHERE tenant_id = 1 AND phone_number_id = 1 "
                            "AND contact_id IN (1, 2, 3)"),
+    # Orders'.
+    "order by reference": "SELECT * FROM orders WHERE tenant_id = 1 AND reference = '1001' FOR UPDATE",
+    "orders page": "SELECT * FROM orders WHERE tenant_id = 1 AND id < 100 ORDER BY id DESC LIMIT 26",
+    "states an order reached": "SELECT state FROM order_events WHERE tenant_id = 1 AND order_id = 1",
+    "an order's notifications": "SELECT * FROM order_notifications WHERE tenant_id = 1 AND order_id = 1",
+    "notifications a crash left": ("SELECT id, tenant_id FROM order_notifications WHERE status IN ('pending', "
+                                   "'sending') AND created_at < now() ORDER BY created_at LIMIT 100"),
+    "an event's template": "SELECT * FROM order_notification_mappings WHERE tenant_id = 1 AND event = 'paid'",
+    "a shop webhook's connection": "SELECT * FROM shop_connections WHERE token = 'x'",
     "message a dead worker wrote": ("SELECT id FROM messages WHERE tenant_id = 1 AND phone_number_id = 1 "
                                     "AND wa_id = '905320000000' AND direction = 'out' AND created_at >= now() "
                                     "ORDER BY id LIMIT 1"),
+    # Meta's costs (saas.costs): a delivered batch's estimates and confirmations, the daily reconciliation.
+    "costs of a batch": ("SELECT tenant_id, message_id FROM message_costs WHERE tenant_id IN (1, 2) "
+                         "AND message_id IN (1, 2, 3)"),
+    "rates of a batch": "SELECT * FROM rates WHERE (card_id, market) IN ((1, 'Argentina'), (1, 'Other'))",
+    "volume tiers of a batch": ("SELECT * FROM pricing_tiers WHERE tenant_id IN (1, 2) "
+                                "AND effective_month IN ('2025-09')"),
+    "a day's billable counts": ("SELECT tenant_id, category, count(*) FROM message_costs WHERE sent_at >= '2025-09-01' "
+                                "AND sent_at < '2025-09-02' AND estimated_billable GROUP BY tenant_id, category"),
 }
 
 

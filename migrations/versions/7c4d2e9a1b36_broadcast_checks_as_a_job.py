@@ -1,7 +1,7 @@
 """Broadcasts: a large audience's check runs as a job, with a worker's lease and its progress
 
 Revision ID: 7c4d2e9a1b36
-Revises: 05323443ce74
+Revises: 1951b1a27314
 Create Date: 2026-12-06 17:10:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '7c4d2e9a1b36'
-down_revision = '05323443ce74'
+down_revision = '1951b1a27314'
 branch_labels = None
 depends_on = None
 

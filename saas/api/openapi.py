@@ -13,7 +13,9 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, jsonify, render_template
 from marshmallow import Schema, fields
 
-from saas.api import consent_openapi, openapi_broadcasts, openapi_contacts, openapi_inbox, schemas
+from saas.api import (
+    consent_openapi, openapi_automation, openapi_broadcasts, openapi_contacts, openapi_inbox, openapi_orders, schemas,
+)
 from saas.api.openapi_responses import GRAPH_ERRORS, READ_ERRORS, SEND_ERRORS, UPLOAD_ERRORS
 from saas.api.openapi_responses import errors as _errors, ok as _ok
 from saas.ids import MAX_ID
@@ -217,6 +219,8 @@ def build_spec(version: str = "1.0.0") -> dict:
     consent_openapi.add_paths(spec, _ok, _errors, READ_ERRORS)  # an area's calls, with their own schemas
     openapi_broadcasts.paths(spec)
     openapi_inbox.inbox_paths(spec)
+    openapi_automation.paths(spec)
+    openapi_orders.paths(spec)
     document = spec.to_dict()
     document["security"] = [{"bearer": []}]
     return document

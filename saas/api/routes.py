@@ -82,9 +82,11 @@ def usage():
 
 
 def _register_rooms() -> None:
-    from saas.api import inbox
+    from saas.api import automation, inbox, orders
 
     inbox.register(bp)
+    automation.register(bp)
+    orders.register(bp)
 
 
 _register_rooms()

@@ -20,6 +20,8 @@ FEATURE_NAMES = {
     "multi_number": "Several phone numbers",
     "analytics_export": "Analytics export",
     "inbox": "Support inbox (seats per plan)",
+    "automation": "Automation rules, business hours and away messages",
+    "order_notifications": "Order tracking: shop webhooks and order notifications",
 }
 
 FEATURES = tuple(FEATURE_NAMES)

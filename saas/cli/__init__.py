@@ -1,8 +1,8 @@
-"""flask commands: seed, create-admin, tenants, keys, jobs, usage, sends, plans sync, billing resync, tokens rotate, templates sync, whatsapp, webhooks, events, broadcasts.
+"""flask commands: seed, create-admin, tenants, keys, jobs, usage, sends, plans sync, billing resync, tokens rotate, templates sync, whatsapp, webhooks, events, broadcasts, rates.
 
 The accounts' and the worker's are here; Stripe billing's (usage, plans, billing) in saas.cli.billing;
 WhatsApp's (sends, tokens, templates, whatsapp, webhooks) in saas.cli.messaging; the domain events' outbox in
-saas.cli.events.
+saas.cli.events; Meta's rate cards and the reconciliation with Meta's pricing in saas.cli.rates.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from saas.billing.services import UnknownPlan
 from saas.cli.billing import billing_cli, plans_cli, usage_cli
 from saas.cli.broadcasts import broadcasts_cli
 from saas.cli.events import events_cli
+from saas.cli.rates import rates_cli
 from saas.cli.messaging import sends_cli, templates_cli, tokens_cli, webhooks_cli, whatsapp_cli
 from saas.messaging.numbers.phone_numbers import numbers_for
 from saas.onboarding import services as onboarding
@@ -134,5 +135,5 @@ def worker_command():
 def init_app(app) -> None:
     for command in (seed_command, create_admin_command, tenants_cli, keys_cli, jobs_cli, usage_cli, sends_cli,
                     plans_cli, billing_cli, tokens_cli, templates_cli, whatsapp_cli, webhooks_cli, events_cli,
-                    broadcasts_cli):
+                    broadcasts_cli, rates_cli):
         app.cli.add_command(command)

@@ -27,6 +27,11 @@ stream its events are ordered in, and the payload consumers read.
   ours). Raised beside the status or the send's settling, so a consumer
   needs neither every status nor every settled send to learn it.
 
+- ``account.updated``: Meta's ``account_update`` webhook for a WhatsApp Business Account a tenant's
+  numbers belong to (one event per owning tenant). ``waba_id`` the account; ``event`` Meta's (such as
+  ``VOLUME_BASED_PRICING_TIER_UPDATE``); ``value`` the change's value as it came. Ordered per account
+  (``<tenant>:account:<waba_id>``).
+
 Messages, statuses, sends and preferences are ordered per conversation, the tenant and the
 customer (``<tenant>:contact:<wa_id>``; a status naming no recipient, per
 message); templates and numbers each in their own stream. ``number`` (in
@@ -47,6 +52,7 @@ TEMPLATE_CHANGED = "template.changed"
 NUMBER_QUALITY_CHANGED = "number.quality_changed"
 SEND_SETTLED = "send.settled"
 PREFERENCES_CHANGED = "contact.preferences_changed"
+ACCOUNT_UPDATED = "account.updated"
 # WhatsApp's error for a send to a user who stopped marketing messages from the business.
 MARKETING_STOPPED = 131050
 
@@ -144,3 +150,10 @@ def preferences_changed(number: NumberRef, wa_id: str, value: str, *, source: st
         "number": number.payload, "wa_id": wa_id, "category": category, "value": value, "source": source,
         "detail": detail, "timestamp": timestamp, "wa_message_id": wa_message_id, "message_id": message_id,
         "waba_id": waba_id})
+
+
+def account_updated(tenant_id: int, waba_id: str | None, value: dict) -> Event:
+    """Meta's ``account_update`` ``value`` for ``waba_id``, for one tenant owning numbers of it (see above)."""
+    return Event(ACCOUNT_UPDATED, tenant_id, f"{tenant_id}:account:{waba_id}", {
+        "waba_id": waba_id, "event": value.get("event") if isinstance(value.get("event"), str) else None,
+        "value": value})

@@ -19,17 +19,24 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # The dashboard (usage, numbers, recent messages): everyone but agents, who see the inbox only.
     "dashboard": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER, ROLE_BILLING}),
     "inbox": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_AGENT}),
+    # Automation rules, business hours and their settings (agents see the inbox only).
+    "automation": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
+    # Orders and their timelines (agents answer customers about them), and confirming a WhatsApp cart.
+    "orders": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER, ROLE_AGENT}),
+    # The templates order events send, and the shop connections with their secrets.
+    "order_settings": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
 }
 
 AREA_NAMES = {"keys": "API keys", "contacts": "contacts", "numbers": "numbers", "templates": "message templates",
               "broadcasts": "broadcasts",
               "webhooks": "webhooks", "billing": "billing", "members": "team members", "audit": "the audit log",
-              "consent": "marketing consent", "dashboard": "the dashboard", "inbox": "the inbox"}
+              "consent": "marketing consent", "dashboard": "the dashboard", "inbox": "the inbox",
+              "automation": "automation", "orders": "orders", "order_settings": "order notification settings"}
 
 ROLE_DESCRIPTIONS = {
     ROLE_OWNER: "everything, including granting the owner role",
     ROLE_ADMIN: "everything but granting or taking away the owner role",
-    ROLE_DEVELOPER: "API keys, message templates, contacts and broadcasts",
+    ROLE_DEVELOPER: "API keys, message templates, contacts, broadcasts and automation",
     ROLE_BILLING: "billing only",
     ROLE_AGENT: "the support inbox only (takes an inbox seat)",
 }

@@ -40,6 +40,9 @@ EXPECTED = {
     "dashboard": {"owner", "admin", "developer", "billing"},
     "inbox": {"owner", "admin", "agent"},
     "contacts": {"owner", "admin", "developer"},
+    "automation": {"owner", "admin", "developer"},
+    "orders": {"owner", "admin", "developer", "agent"},
+    "order_settings": {"owner", "admin", "developer"},
 }
 
 
@@ -129,6 +132,20 @@ ACTIONS = {
     "inbox settings": ("inbox", "POST", lambda t, c: "/inbox/settings", lambda cl, t, c: {"auto_assign": "y"}),
     "inbox saved reply": ("inbox", "POST", lambda t, c: "/inbox/saved-replies",
                           lambda cl, t, c: {"shortcut": "hi", "body": "Hello!"}),
+    "automation page": ("automation", "GET", lambda t, c: "/automation", None),
+    "automation settings": ("automation", "POST", lambda t, c: "/automation/settings",
+                            lambda cl, t, c: {"timezone": "Europe/Berlin", "replies_per_hour": "2"}),
+    "new rule page": ("automation", "GET", lambda t, c: "/automation/rules/new", None),
+    "create rule": ("automation", "POST", lambda t, c: "/automation/rules/new", lambda cl, t, c: {
+        "name": "Hi", "trigger": "first_message", "match": "contains", "priority": "1", "reply_kind": "text",
+        "reply_text": "Hello", "consent": "", "assign": ""}),
+    "rule page": ("automation", "GET", lambda t, c: "/automation/rules/1", None),
+    "edit rule": ("automation", "POST", lambda t, c: "/automation/rules/1", lambda cl, t, c: {"name": "x"}),
+    "replay rule": ("automation", "POST", lambda t, c: "/automation/rules/1/replay", lambda cl, t, c: {}),
+    "delete rule": ("automation", "POST", lambda t, c: "/automation/rules/1/delete", lambda cl, t, c: {}),
+    "business hours": ("automation", "POST", lambda t, c: f"/automation/hours/{c['number_pk']}",
+                       lambda cl, t, c: {"open_0": "09:00", "close_0": "17:00"}),
+    "business hours page": ("automation", "GET", lambda t, c: f"/automation/hours/{c['number_pk']}", None),
     "contacts page": ("contacts", "GET", lambda t, c: "/contacts", None),
     "new contact page": ("contacts", "GET", lambda t, c: "/contacts/new", None),
     "create contact": ("contacts", "POST", lambda t, c: "/contacts/new",
@@ -153,6 +170,17 @@ ACTIONS = {
     "map import": ("contacts", "POST", lambda t, c: f"/contacts/import/{c['import_id']}/mapping",
                    lambda cl, t, c: {"column-0": "wa_id"}),
     "import errors": ("contacts", "GET", lambda t, c: f"/contacts/import/{c['import_id']}/errors.csv", None),
+    "orders page": ("orders", "GET", lambda t, c: "/orders", None),
+    "order page": ("orders", "GET", lambda t, c: "/orders/1", None),
+    "confirm order": ("orders", "POST", lambda t, c: "/orders/1/confirm", lambda cl, t, c: {}),
+    "order notifications page": ("order_settings", "GET", lambda t, c: "/order-notifications", None),
+    "order notification page": ("order_settings", "GET", lambda t, c: "/order-notifications/paid", None),
+    "map order notification": ("order_settings", "POST", lambda t, c: "/order-notifications/paid",
+                               lambda cl, t, c: {"pick": ""}),
+    "unmap order notification": ("order_settings", "POST", lambda t, c: "/order-notifications/paid/delete",
+                                 lambda cl, t, c: {}),
+    "shop connection page": ("order_settings", "GET", lambda t, c: "/shop-connection", None),
+    "connect shop": ("order_settings", "POST", lambda t, c: "/shop-connection/woocommerce", lambda cl, t, c: {}),
 }
 
 
@@ -169,6 +197,7 @@ NOT_TENANT_PAGES = {
     "admin", "admin_plans",          # the platform admins' console, behind its own check (saas/admin/access.py)
     "api", "cloud", "openapi",       # API-key requests, and the public API reference
     "webhooks", "whatsapp_webhooks",  # signed calls from Stripe and Meta
+    "shop_webhooks",                 # signed calls from shops (Shopify, WooCommerce)
     "",                              # static files
 }
 
@@ -300,17 +329,17 @@ def test_role_against_action(app, team, role, action):
 
 @pytest.mark.parametrize("role, expected", [
     ("owner", {"Numbers", "API keys", "Contacts", "Templates", "Broadcasts", "Webhooks", "Billing", "Team",
-               "Audit log", "Consent", "Inbox"}),
+               "Audit log", "Consent", "Inbox", "Orders"}),
     ("admin", {"Numbers", "API keys", "Contacts", "Templates", "Broadcasts", "Webhooks", "Billing", "Team",
-               "Audit log", "Consent", "Inbox"}),
-    ("developer", {"API keys", "Contacts", "Templates", "Broadcasts", "Webhooks"}),
+               "Audit log", "Consent", "Inbox", "Orders"}),
+    ("developer", {"API keys", "Contacts", "Templates", "Broadcasts", "Webhooks", "Orders"}),
     ("billing", {"Billing"}),
-    ("agent", {"Inbox"}),
+    ("agent", {"Inbox", "Orders"}),
 ])
 def test_the_nav_shows_only_what_the_role_may_use(app, team, role, expected):
     page = team.client(role).get("/dashboard", follow_redirects=True).get_data(as_text=True)
     nav = page.split("<nav>")[1].split("</nav>")[0]
     shown = {name for name in ("Numbers", "API keys", "Contacts", "Templates", "Broadcasts", "Webhooks", "Billing",
-                               "Team", "Audit log", "Consent", "Inbox")
+                               "Team", "Audit log", "Consent", "Inbox", "Orders")
              if f">{name}</a>" in nav}
     assert shown == expected

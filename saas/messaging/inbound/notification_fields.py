@@ -195,6 +195,8 @@ def record_account_event(batch, note, waba_id: str, field_name: str, value: dict
         return
     what = text(value.get("event") or value.get("decision"), 100) or "update"
     for tenant_id in tenants:
+        if field_name == "account_update":
+            batch.events.append(happened.account_updated(tenant_id, waba_id, value))
         audit.record("whatsapp", f"whatsapp.{field_name}"[:60],
                      f"WhatsApp Business account {waba_id}: {field_name.replace('_', ' ')} {what}",
                      tenant_id=tenant_id, waba_id=waba_id, value=value)

@@ -1,0 +1,59 @@
+"""Loop guards: an automation never answers an automation.
+
+- A message that is an automated send of ours (its WhatsApp id is one of our outbound messages sent by a
+  rule: two of our numbers talking) never triggers a rule.
+- A message from one of our own numbers whose last message to this number in the past hour was an
+  automated reply never triggers a reply either: two numbers of the product that auto-reply to each other
+  stop at the first answer.
+- At most the tenant's ``replies_per_hour`` automated replies go to one thread (customer and number) per
+  hour, whatever triggers them.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from saas.automation.models import PENDING, SENDING, SENT, Run
+from saas.messaging.models import Message, PhoneNumber
+
+HOUR = timedelta(hours=1)
+AUTOMATED = "automation:"
+
+
+def digits(value: str | None) -> str:
+    return "".join(ch for ch in value or "" if ch.isdigit())
+
+
+def sent_by_automation(conn, wa_message_id: str) -> bool:
+    """Whether the message is one of our outbound messages that a rule sent."""
+    key = conn.execute(select(Message.idempotency_key).where(Message.wa_message_id == wa_message_id,
+                                                             Message.direction == "out")).scalar()
+    return bool(key and key.startswith(AUTOMATED))
+
+
+def from_automated_number(conn, our_display_number: str, sender: str, now: datetime) -> bool:
+    """Whether ``sender`` is one of our numbers (any tenant's) whose last message to ``our_display_number``
+    within the hour was an automated reply."""
+    ours, theirs = digits(our_display_number), digits(sender)
+    if not ours or not theirs:
+        return False
+    candidates = conn.execute(select(PhoneNumber.id, PhoneNumber.tenant_id, PhoneNumber.display_number)
+                              .where(PhoneNumber.display_number.like(f"%{theirs[-4:]}"))).all()
+    for number_id, tenant_id, display in candidates:
+        if digits(display) != theirs:
+            continue
+        key = conn.execute(select(Message.idempotency_key).where(
+            Message.tenant_id == tenant_id, Message.phone_number_id == number_id, Message.wa_id == ours,
+            Message.direction == "out", Message.created_at >= now - HOUR)
+            .order_by(Message.created_at.desc(), Message.id.desc()).limit(1)).scalar()
+        if key and key.startswith(AUTOMATED):
+            return True
+    return False
+
+
+def replies_in_hour(conn, tenant_id: int, number_pk: int, wa_id: str, now: datetime) -> int:
+    """Automated replies to the thread in the hour before ``now`` (sent, or on their way)."""
+    return conn.execute(select(func.count(Run.id)).where(
+        Run.tenant_id == tenant_id, Run.phone_number_id == number_pk, Run.wa_id == wa_id,
+        Run.created_at > now - HOUR, Run.created_at <= now, Run.status.in_((PENDING, SENDING, SENT)))).scalar()
