@@ -61,7 +61,8 @@ vendor:
 	   .vendor-tmp/package/LICENSE saas/static/vendor/uplot/
 	rm -rf .vendor-tmp
 
-# Load benchmark of the send endpoint (about 7 minutes; needs PostgreSQL); writes bench/RESULTS.md.
+# Load benchmark of the send endpoint and the broadcast worker (about 25 minutes, 15 of them the broadcast
+# workload's 100,000 recipients twice; needs PostgreSQL); writes bench/RESULTS.md.
 # Options: make bench BENCH_ARGS="--seconds 5 --only new forwarder"
 bench: install
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }

@@ -5,6 +5,7 @@ import datetime
 import os
 import subprocess
 
+import broadcast
 import inbound
 import inbox_page
 import live_sends
@@ -81,6 +82,7 @@ def report(bench) -> str:
         lines.append(f"- Usage check: {bench.notes['usage_verdict']}")
         if bench.notes["usage_output"]:
             lines += ["", "```", bench.notes["usage_output"][-2000:], "```"]
+    lines += broadcast.report_lines(bench)
     lines += ["", "## Targets", ""] + [f"- {verdict}: {text}" for verdict, text in targets(bench)]
     return "\n".join(lines) + "\n"
 
@@ -123,4 +125,4 @@ def targets(bench) -> list[tuple[str, str]]:
                      "slow sandbox at 256 >= 0.8x instant sandbox, no 5xx",
                      lambda v: f"{v[0]:.2f}x, {v[1]} 5xx"))
     return (out + live_sends.targets(bench) + noisy_neighbour.targets(bench) + send_many.targets(bench)
-            + inbox_page.targets(bench) + inbound.targets(bench))
+            + inbox_page.targets(bench) + inbound.targets(bench) + broadcast.targets(bench))

@@ -1,6 +1,6 @@
 """Load benchmark of the send endpoint, served the way the Procfile serves it.
 
-    make bench                                       # everything, about 7 minutes
+    make bench                                       # everything, about 25 minutes (15 of them broadcasts)
     .venv/bin/python bench/run.py --seconds 5 --only new forwarder
     .venv/bin/python bench/run.py --app-dir /path/to/checkout --output /tmp/results.md
 
@@ -39,8 +39,14 @@ past its rate limit and the ten tenants send, and reports their rate with and
 without it and the server's CPU per refusal, with refusals paused as configured
 and answered at once (bench/noisy_neighbour.py).
 
+``broadcast`` serves the app with BROADCAST_IN_WEB=0 and runs the broadcast worker against the
+loopback Graph (at once, and after 200 ms): a broadcast to 100,000 recipients
+(``--broadcast-recipients``) with pacing lifted, its sends/s beside another
+tenant's API sends at 16 connections alone and during it, the worker's memory
+at 1,000 and at the audience, and a broadcast paced at 80/s (bench/broadcast.py).
+
 Workload names for --only: new chat forwarder forwarder-insert ten-tenants
-slow-sandbox slow-clients ingest live noisy-neighbour send-many inbox-page.
+slow-sandbox slow-clients ingest live noisy-neighbour send-many inbox-page inbound broadcast.
 
 ``inbound`` posts customers' messages at 100 a second while a keyword rule answers them and agents reply over
 the API, and times both (bench/inbound.py). ``inbox-page`` loads 10,000 open threads for the main tenant and
@@ -62,6 +68,7 @@ from pathlib import Path
 
 import psycopg
 import before
+import broadcast
 import inbound
 import inbox_page
 import ingest
@@ -77,8 +84,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/relay_bench"
 FERNET_KEY = "x9Gj0eKqk0p2M1o5Y2m2f8qVZ0jv3QXb6Zy9yQ1K8fU="
 WORKLOADS = ("new", "chat", "forwarder", "forwarder-insert", "ten-tenants", "slow-sandbox", "slow-clients", "ingest",
-             "live", "noisy-neighbour", "send-many", "inbox-page", "inbound")
-APP_WORKLOADS = {"new", "chat", "ten-tenants", "slow-sandbox", "slow-clients", "live", "noisy-neighbour"}
+             "live", "noisy-neighbour", "send-many", "inbox-page", "inbound", "broadcast")
+APP_WORKLOADS = {"new", "chat", "ten-tenants", "slow-sandbox", "slow-clients", "live", "noisy-neighbour",
+                 "broadcast"}
 APP_SECRET = "bench-app-secret"
 
 
@@ -270,6 +278,9 @@ class Bench:
         live = live_sends.LivePhase(self) if "live" in only else None
         if live is not None:
             phases.append((live.name, live.env, live.work))
+        if "broadcast" in only:
+            phase = broadcast.BroadcastPhase(self)
+            phases.append((phase.name, phase.env, phase.work))
         if "noisy-neighbour" in only:
             for pause in noisy_neighbour.PAUSES:
                 noisy = noisy_neighbour.NoisyNeighbourPhase(self, parse_wrk, pause)
@@ -347,6 +358,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", metavar="WORKLOAD", help=f"run only these: {' '.join(WORKLOADS)}")
     parser.add_argument("--output", default=str(BENCH_DIR / "RESULTS.md"), help="Markdown report to write")
     parser.add_argument("--before", metavar="DIR", help="another checkout whose app's new sends are measured too")
+    broadcast.add_arguments(parser)
     args = parser.parse_args(argv)
     only = set(WORKLOADS)
     if args.only:

@@ -3,12 +3,12 @@ cancel, and the recipients' outcomes (cursor paging, or CSV with the plan's anal
 Registered on the API blueprint by saas.api.routes (its key, rate limit and error envelope)."""
 from __future__ import annotations
 
-from flask import Response, jsonify, request, stream_with_context, url_for
+from flask import Response, current_app, jsonify, request, stream_with_context, url_for
 from marshmallow import fields, validate
 
 from saas.api.requests import current_rights, current_tenant, json_object, load
 from saas.broadcasts import export, services
-from saas.broadcasts.models import RECIPIENT_STATUSES
+from saas.broadcasts.models import CHECKING, RECIPIENT_STATUSES
 from saas.extensions import db
 from saas.ids import MAX_ID
 from saas.messaging.models import PhoneNumber
@@ -46,12 +46,37 @@ def broadcast_json(broadcast, counts: dict | None = None) -> dict:
         "messages_per_second": broadcast.messages_per_second,
         "retry_per_user_limit": broadcast.retry_per_user_limit,
         "check": broadcast.check_result, "checked_at": iso(broadcast.checked_at),
+        "check_progress": _check_progress(broadcast),
         "recipients_total": broadcast.recipients_total,
         "counts": counts if counts is not None else services.counts(current_tenant(), [broadcast.id])[broadcast.id],
         "series_id": broadcast.series_id,
         "created_at": iso(broadcast.created_at), "started_at": iso(broadcast.started_at),
         "finished_at": iso(broadcast.finished_at),
     }
+
+
+def _check_progress(broadcast) -> dict | None:
+    """While the check runs as a job: how many contacts it has read of about how many; after one that
+    failed: why. None otherwise."""
+    progress = broadcast.check_progress
+    if not progress:
+        return None
+    if broadcast.status != CHECKING:
+        return {"checked": 0, "audience": 0, "error": progress.get("error")}
+    return {"checked": progress.get("checked", 0), "audience": progress.get("audience", 0), "error": None}
+
+
+def _answer(broadcast, status: int):
+    """The broadcast, or 202 with its link while its check runs as a job (read it there when ready)."""
+    response = jsonify(broadcast_json(broadcast))
+    response.status_code = 202 if broadcast.status == CHECKING else status
+    if response.status_code != 200:
+        response.headers["Location"] = url_for("api.get_broadcast", broadcast_id=broadcast.id)
+    return response
+
+
+def _inline_max() -> int:
+    return current_app.config["BROADCAST_CHECK_INLINE_MAX"]
 
 
 def recipient_json(recipient) -> dict:
@@ -68,11 +93,8 @@ def recipient_json(recipient) -> dict:
 def create_broadcast():
     services.require_feature(current_rights())
     body = json_object()
-    broadcast = services.create(current_tenant(), current_rights(), body, actor="api")
-    response = jsonify(broadcast_json(broadcast))
-    response.status_code = 201
-    response.headers["Location"] = url_for("api.get_broadcast", broadcast_id=broadcast.id)
-    return response
+    broadcast = services.create(current_tenant(), current_rights(), body, actor="api", inline_max=_inline_max())
+    return _answer(broadcast, 201)
 
 
 def list_broadcasts():
@@ -96,6 +118,9 @@ def get_broadcast(broadcast_id):
 
 def _step(verb: str):
     def view(broadcast_id):
+        if verb == "recheck":
+            return _answer(services.recheck(current_tenant(), current_rights(), broadcast_id,
+                                            inline_max=_inline_max()), 200)
         step = getattr(services, verb)
         return jsonify(broadcast_json(step(current_tenant(), current_rights(), broadcast_id)))
 

@@ -34,6 +34,13 @@ class Schedule(Schema):
     recurrence = fields.String(required=True, allow_none=True, metadata={"enum": ["daily", "weekly", None]})
 
 
+class CheckProgress(Schema):
+    checked = fields.Integer(required=True, metadata={"description": "Contacts the check has read."})
+    audience = fields.Integer(required=True, metadata={"description": "About how many the audience names."})
+    error = fields.String(required=True, allow_none=True, metadata={
+        "description": "Why the last check stopped (the broadcast is a draft without a check: run it again)."})
+
+
 class Broadcast(Schema):
     id = fields.Integer(required=True)
     object = fields.String(required=True, metadata={"enum": ["broadcast"]})
@@ -50,6 +57,9 @@ class Broadcast(Schema):
         "description": "The check before sending: audience, recipients, dropped by reason (" + ", ".join(REASONS)
                        + "), three samples with their variables, the price estimate, the limits applied."})
     checked_at = fields.String(required=True, allow_none=True)
+    check_progress = fields.Nested(CheckProgress, required=True, allow_none=True, metadata={
+        "description": "While the status is `checking` (an audience past BROADCAST_CHECK_INLINE_MAX is checked "
+                       "by a job): how far the check got; `check` is null until it is ready."})
     recipients_total = fields.Integer(required=True)
     counts = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True, metadata={
         "description": "Recipients by status: " + ", ".join(RECIPIENT_STATUSES) + "."})
@@ -130,6 +140,8 @@ def _ok(schema, description="OK") -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+CHECKING = ("The audience is large: its check runs as a job. The broadcast is `checking` (see `check_progress`) "
+            "until the check is ready at the Location, a draft again, to be started.")
 ID = {"name": "broadcast_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 40}}
 READ = (400, 401, 402, 403, 404, 405, 413, 429)
 STEPS = {"start": "Confirm: send now, or at its scheduled time", "pause": "Pause after the batch under way",
@@ -146,6 +158,7 @@ def paths(spec) -> None:
         "post": {"operationId": "createBroadcast", "summary": "Create a broadcast (a draft, with its check)",
                  "requestBody": {"required": True, "content": {"application/json": {"schema": CREATE}}},
                  "responses": {"201": _ok("Broadcast", "Created; `check` says who it would reach."),
+                               "202": _ok("Broadcast", CHECKING),
                                **_errors(READ)}},
         "get": {"operationId": "listBroadcasts", "summary": "List broadcasts with their counts, newest first",
                 "parameters": [
@@ -157,9 +170,10 @@ def paths(spec) -> None:
         "operationId": "getBroadcast", "summary": "One broadcast with its check and counts", "parameters": [ID],
         "responses": {"200": _ok("Broadcast"), **_errors(READ)}}})
     for verb, summary in STEPS.items():
+        checking = {"202": _ok("Broadcast", CHECKING)} if verb == "check" else {}
         spec.path(f"/api/v1/broadcasts/{{broadcast_id}}/{verb}", operations={"post": {
             "operationId": f"{verb}Broadcast", "summary": summary, "parameters": [ID],
-            "responses": {"200": _ok("Broadcast"), **_errors((*READ, 409))}}})
+            "responses": {"200": _ok("Broadcast"), **checking, **_errors((*READ, 409))}}})
     spec.path("/api/v1/broadcasts/{broadcast_id}/recipients", operations={"get": {
         "operationId": "listBroadcastRecipients", "summary": "Recipients and their outcomes (cursor paging, or CSV)",
         "parameters": [ID,

@@ -129,6 +129,12 @@ def contacts_query(tenant_id: int, spec: dict, after: int = 0, limit: int = CHUN
     return query.order_by(Contact.id).limit(limit)
 
 
+def size(session, tenant_id: int, spec: dict) -> int:
+    """How many contacts the audience names before its attribute filter (at least as many as it reaches)."""
+    named = contacts_query(tenant_id, spec).order_by(None).limit(None).with_only_columns(Contact.id).subquery()
+    return session.scalar(select(func.count()).select_from(named)) or 0
+
+
 def matches(contact, spec: dict) -> bool:
     """Whether ``contact`` passes the audience's attribute filter (equal values, compared as text)."""
     attributes = contact.attributes or {}

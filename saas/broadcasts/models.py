@@ -11,15 +11,17 @@ from saas.extensions import db
 from saas.ids import BigId
 from saas.timeutil import utcnow
 
-# A broadcast's life: a draft is checked and edited; started (now or at its time) it runs until every
-# recipient has an outcome; pause and resume between batches; cancel skips what is left.
+# A broadcast's life: a draft is checked and edited (a large audience's check runs as a job, the
+# broadcast ``checking`` until it is ready, then a draft again); started (now or at its time) it runs
+# until every recipient has an outcome; pause and resume between batches; cancel skips what is left.
+CHECKING = "checking"
 DRAFT = "draft"
 SCHEDULED = "scheduled"
 RUNNING = "running"
 PAUSED = "paused"
 CANCELLED = "cancelled"
 COMPLETED = "completed"
-STATUSES = (DRAFT, SCHEDULED, RUNNING, PAUSED, CANCELLED, COMPLETED)
+STATUSES = (CHECKING, DRAFT, SCHEDULED, RUNNING, PAUSED, CANCELLED, COMPLETED)
 
 RECURRENCES = ("daily", "weekly")
 
@@ -78,6 +80,11 @@ class Broadcast(db.Model):
     # The check before sending, as last shown (saas.broadcasts.check), and when.
     check_result: Mapped[dict | None] = mapped_column(JSON)
     checked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # While ``checking``: the worker holding the check's job until ``check_lease_until``, and how far it
+    # got ({"checked", "audience", "through", "tally", "rules"}, committed a chunk at a time, so the next
+    # worker goes on from there); after a check that failed, {"error": ...}.
+    check_lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    check_progress: Mapped[dict | None] = mapped_column(JSON)
     # Recipients are written once, when it starts: ``frozen_through`` is the last contact id written (a
     # crash mid-way carries on from it), ``frozen_at`` when all were.
     frozen_through: Mapped[int | None] = mapped_column(BigId)

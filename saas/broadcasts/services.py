@@ -10,11 +10,13 @@ from sqlalchemy import func, select, update
 from saas.billing.models import Plan
 from saas.broadcasts import audience as audiences
 from saas.broadcasts import check as checks
+from saas.broadcasts import check_job
 from saas.broadcasts import schedule
 from saas.broadcasts.models import (
-    CANCELLED, DRAFT, MAX_RATE, PAUSED, QUEUED, RECIPIENT_STATUSES, RUNNING, SCHEDULED, SKIPPED, Broadcast,
+    CANCELLED, CHECKING, DRAFT, MAX_RATE, PAUSED, QUEUED, RECIPIENT_STATUSES, RUNNING, SCHEDULED, SKIPPED, Broadcast,
     BroadcastRecipient,
 )
+from saas.broadcasts.settings import INLINE_MAX
 from saas.broadcasts.templates import Sendable, sendable
 from saas.broadcasts.variables import binding_problems
 from saas.errors import ApiError, InvalidRequest, NotFound
@@ -42,8 +44,10 @@ def require_feature(rights) -> None:
     rights.require(FEATURE, "broadcasts")
 
 
-def create(tenant, rights, data: dict, *, actor: str | None = None) -> Broadcast:
-    """A draft broadcast from ``data`` (the API's fields, validated here), with its check. Commits.
+def create(tenant, rights, data: dict, *, actor: str | None = None, inline_max: int = INLINE_MAX) -> Broadcast:
+    """A draft broadcast from ``data`` (the API's fields, validated here), with its check. Commits. An
+    audience of more than ``inline_max`` contacts is checked by a job: the broadcast is ``checking`` until
+    its check is ready.
 
     Raises InvalidRequest (per-field details) for a bad number, template, binding, audience or
     schedule; FeatureNotInPlan / PaymentRequired without the plan's ``broadcast``."""
@@ -75,8 +79,7 @@ def create(tenant, rights, data: dict, *, actor: str | None = None) -> Broadcast
         messages_per_second=rate or 80, retry_per_user_limit=data.get("retry_per_user_limit") is True, **when)
     db.session.add(broadcast)
     db.session.flush()
-    _recheck(tenant, rights, broadcast, number, template)
-    db.session.commit()
+    _check(tenant, rights, broadcast, number, template, inline_max)
     return broadcast
 
 
@@ -138,22 +141,35 @@ def _schedule(spec, errors: dict) -> dict:
             "recurrence": recurrence}
 
 
-def _recheck(tenant, rights, broadcast, number, template) -> dict:
-    result = checks.run(db.session, tenant, rights, broadcast, number, template.variables)
-    broadcast.check_result, broadcast.checked_at = result, utcnow()
-    return result
+def _check(tenant, rights, broadcast, number, template, inline_max: int) -> None:
+    """The check of the draft ``broadcast`` now, or, past ``inline_max`` contacts, handed to a job (the
+    broadcast ``checking``). Commits."""
+    audience = audiences.size(db.session, tenant.id, broadcast.audience)
+    if audience <= inline_max:
+        broadcast.check_result = checks.run(db.session, tenant, rights, broadcast, number, template.variables)
+        broadcast.checked_at, broadcast.check_progress = utcnow(), None
+        db.session.commit()
+        return
+    # A conditional step, so a start that won a race with a new check is never turned back into one.
+    _move(tenant, broadcast.id, (DRAFT,), CHECKING, "checked again", check_result=None, check_lease_until=None,
+          check_progress={"checked": 0, "audience": audience})
+    db.session.commit()
+    check_job.start(broadcast.id)
 
 
-def recheck(tenant, rights, broadcast_id) -> Broadcast:
-    """The check of a draft run again now (the audience or the plan may have changed). Commits."""
+def recheck(tenant, rights, broadcast_id, *, inline_max: int = INLINE_MAX) -> Broadcast:
+    """The check of a draft run again now (the audience or the plan may have changed), or by a job past
+    ``inline_max`` contacts. Commits. BroadcastState unless it is a draft."""
     require_feature(rights)
     broadcast = get(tenant, broadcast_id)
+    if broadcast.status != DRAFT:
+        raise BroadcastState(f"A {broadcast.status} broadcast cannot be checked again.",
+                             details={"status": broadcast.status})
     number = _owned_number(tenant, broadcast)
     template = sendable(db.session, number, broadcast.template_name, broadcast.template_language)
     if isinstance(template, str):
         raise BroadcastState(template)
-    _recheck(tenant, rights, broadcast, number, template)
-    db.session.commit()
+    _check(tenant, rights, broadcast, number, template, inline_max)
     return broadcast
 
 
@@ -280,7 +296,7 @@ def cancel(tenant, rights, broadcast_id) -> Broadcast:
     """Stop for good: the recipients not yet sent are skipped (cancelled). Commits."""
     require_feature(rights)
     now = utcnow()
-    broadcast = _move(tenant, broadcast_id, (DRAFT, SCHEDULED, RUNNING, PAUSED), CANCELLED, "cancelled",
+    broadcast = _move(tenant, broadcast_id, (CHECKING, DRAFT, SCHEDULED, RUNNING, PAUSED), CANCELLED, "cancelled",
                       finished_at=now)
     db.session.execute(
         update(BroadcastRecipient).where(BroadcastRecipient.tenant_id == tenant.id,

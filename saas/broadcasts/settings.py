@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from saas.config import env_bool, env_float, env_int
 
+# The default of BROADCAST_CHECK_INLINE_MAX: about 0.4 s of checking in a request.
+INLINE_MAX = 2000
+
 
 def load() -> dict:
     return {
@@ -20,6 +23,9 @@ def load() -> dict:
         # Web processes send broadcasts from their housekeeping thread (for a few seconds per tick) when
         # no `flask broadcasts run` worker is deployed.
         "BROADCAST_IN_WEB": env_bool("BROADCAST_IN_WEB", True),
+        # Audiences up to this many contacts are checked in the request; larger ones by a job (the broadcast
+        # is `checking` until the check is ready).
+        "BROADCAST_CHECK_INLINE_MAX": env_int("BROADCAST_CHECK_INLINE_MAX", INLINE_MAX),
     }
 
 

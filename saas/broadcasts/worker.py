@@ -31,6 +31,10 @@ def install(app) -> None:
         app.config.setdefault(name, value)
     if not app.config["HOUSEKEEPING"]:
         return
+    from saas.broadcasts import check_job
+
+    # Checks whose job was lost, or whose worker died, are queued again.
+    app.extensions["background"].every("broadcast checks", 60.0, check_job.resume_stalled)
     state = {}
 
     def turn():

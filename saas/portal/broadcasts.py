@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import timezone
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import (
+    Blueprint, Response, abort, current_app, flash, redirect, render_template, request, stream_with_context, url_for,
+)
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
@@ -15,7 +17,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from saas.billing import entitlements
 from saas.broadcasts import export, services
-from saas.broadcasts.models import DEFAULT_RATE, MAX_RATE
+from saas.broadcasts.models import CHECKING, DEFAULT_RATE, MAX_RATE, RUNNING, SCHEDULED
 from saas.broadcasts.templates import offered
 from saas.errors import ApiError, NotFound
 from saas.extensions import db
@@ -30,6 +32,8 @@ SOURCES = [SelectChoice("name", "Contact's name"), SelectChoice("wa_id", "Contac
            SelectChoice("attr", "Custom attribute"), SelectChoice("value", "The same text for everyone")]
 MAX_UPLOAD = 1024 * 1024
 FUNNEL = ("queued", "sending", "sent", "delivered", "read", "failed", "skipped", "unknown")
+# The page of a broadcast being checked or sent reloads itself this often (a meta refresh: no script needed).
+REFRESH_SECONDS = 2
 
 
 class BroadcastForm(FlaskForm):
@@ -131,7 +135,8 @@ def create(tenant):
     if isinstance(data, str):
         return _new_page(tenant, choices, found, form, error=data, status=400)
     try:
-        broadcast = services.create(tenant, entitlements.for_tenant(tenant), data, actor=current_user.email)
+        broadcast = services.create(tenant, entitlements.for_tenant(tenant), data, actor=current_user.email,
+                                    inline_max=current_app.config["BROADCAST_CHECK_INLINE_MAX"])
     except ApiError as exc:
         details = exc.details if isinstance(exc.details, dict) else {}
         error = "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in details.items()) or exc.message
@@ -196,7 +201,8 @@ def show(tenant, broadcast_id):
                            may_export=entitlements.for_tenant(tenant).may(services.EXPORT_FEATURE),
                            timeline=timeline, peak=max((n for _, n in timeline), default=0),
                            chart_minutes=[int(m.replace(tzinfo=timezone.utc).timestamp()) for m, _ in timeline],
-                           chart_sends=[n for _, n in timeline])
+                           chart_sends=[n for _, n in timeline],
+                           refresh=REFRESH_SECONDS if broadcast.status in (CHECKING, SCHEDULED, RUNNING) else None)
 
 
 @bp.post("/<broadcast_id>/<verb>")
@@ -211,8 +217,9 @@ def step(tenant, broadcast_id, verb):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     action = getattr(services, "recheck" if verb == "check" else verb)
+    options = {"inline_max": current_app.config["BROADCAST_CHECK_INLINE_MAX"]} if verb == "check" else {}
     try:
-        broadcast = action(tenant, entitlements.for_tenant(tenant), broadcast_id)
+        broadcast = action(tenant, entitlements.for_tenant(tenant), broadcast_id, **options)
     except NotFound:
         abort(404)
     except ApiError as exc:

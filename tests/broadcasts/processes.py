@@ -16,3 +16,25 @@ def run_worker(url: str, graph_url: str, batch: int, ready=None, go=None) -> Non
             ready.set()
             go.wait(60)
         runner.run(until_idle=True)
+
+
+def check_then_hang(url: str, broadcast_id: int, chunk: int, chunks: int, ready, go) -> None:
+    """The check's job on ``broadcast_id``, ``chunk`` contacts a transaction: after ``chunks`` of them are
+    committed, say so on ``ready`` and wait on ``go`` (the parent kills this process meanwhile)."""
+    from saas.broadcasts import check_job
+    from tests.processes import build_app
+
+    app = build_app(url)
+    renew, done = check_job._renew, []
+
+    def renew_then_hang(*args, **kwargs):
+        lease = renew(*args, **kwargs)
+        done.append(lease)
+        if len(done) == chunks:
+            ready.set()
+            go.wait(120)
+        return lease
+
+    check_job._renew = renew_then_hang
+    with app.app_context():
+        check_job.run(broadcast_id, chunk=chunk)

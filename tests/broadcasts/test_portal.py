@@ -75,3 +75,28 @@ def test_the_plan_gate_and_another_tenants_broadcast(app, client, auth, graph):
     token = csrf_token(client, "/broadcasts")
     assert client.post(f"/broadcasts/{broadcast_id}/start", data={"csrf_token": token}).status_code == 404
     assert shop.get(broadcast_id)["status"] == "draft"
+
+
+def test_a_broadcast_being_checked_shows_its_progress_and_updates_itself_until_the_check_is_ready(app, client, auth,
+                                                                                                  graph):
+    from tests.broadcasts.test_check_job import as_left_by_create
+
+    shop = Shop(app, graph)
+    shop.template()
+    shop.contacts(3)
+    broadcast_id = shop.create()
+    as_left_by_create(app, broadcast_id, 3)
+    logged_in(auth, shop)
+    page = client.get(f"/broadcasts/{broadcast_id}").get_data(as_text=True)
+    assert 'id="check-pending"' in page and '<progress id="check-bar" value="0" max="3">' in page
+    assert '<meta http-equiv="refresh" content="2">' in page
+    assert 'id="confirm-send"' not in page and 'id="cancel-broadcast"' in page
+    from saas.broadcasts import check_job
+    from saas.extensions import db
+
+    with app.app_context():
+        check_job.run(broadcast_id)
+        db.session.remove()
+    page = client.get(f"/broadcasts/{broadcast_id}").get_data(as_text=True)
+    assert 'id="check-recipients"><strong>3</strong>' in page and 'id="confirm-send"' in page
+    assert 'http-equiv="refresh"' not in page
