@@ -9,6 +9,7 @@ from saas.costs.estimates import INSIDE_WINDOW, OUTSIDE_WINDOW
 from tests import whatsapp_payloads as wa
 from tests.costs.conftest import ARGENTINA, cost_of, make_shop, post_status, pricing, send
 from tests.factories import settle
+from tests.statements import statements_on
 
 
 def test_a_message_is_priced_by_the_card_in_force_on_the_day_it_was_sent(priced):
@@ -210,33 +211,13 @@ def test_pricing_fields_postgresql_could_not_store_are_dropped_not_crashed(price
 
 def test_a_batch_of_settled_sends_costs_the_same_few_statements_as_one(priced):
     """Estimates are written in sets: 1 or 40 sends settled in one delivery run the same statements."""
-    import re
-    from contextlib import contextmanager
-
-    from sqlalchemy import event
-
     from saas import events
     from saas.extensions import db
     from saas.messaging.domain_events import send_settled
     from saas.messaging.models import Message
 
-    tables = re.compile(r"\b(message_costs|rates|rate_cards|charging_rules|pricing_tiers)\b")
-
-    @contextmanager
     def statements():
-        seen = []
-
-        def listen(conn, cursor, statement, parameters, context, executemany):
-            if tables.search(statement):
-                seen.append(statement)
-
-        with priced.app_context():
-            engine = db.engine
-        event.listen(engine, "before_cursor_execute", listen)
-        try:
-            yield seen
-        finally:
-            event.remove(engine, "before_cursor_execute", listen)
+        return statements_on(priced, r"\b(message_costs|rates|rate_cards|charging_rules|pricing_tiers)\b")
 
     shop = make_shop(priced)
 

@@ -3,13 +3,11 @@ the same few statements, and leaves the rows one event at a time would (threads 
 authors, ticks forward only, the thread's last message), handed over again or not."""
 from __future__ import annotations
 
-import re
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from saas import events
 from saas.contacts.models import Contact
@@ -20,26 +18,11 @@ from saas.tenants.services import tenant_snapshot
 from tests import whatsapp_payloads as wa
 from tests.inbox.helpers import entries_of, make_shop, post_statuses, threads_of
 from tests.messaging.live import add_template, template_payload
+from tests.statements import statements_on
 
-INBOX_TABLES = re.compile(r"\binbox_(threads|entries)\b")
-
-
-@contextmanager
 def inbox_statements(app):
     """The SQL statements run on the inbox's tables meanwhile."""
-    seen = []
-
-    def listen(conn, cursor, statement, parameters, context, executemany):
-        if INBOX_TABLES.search(statement):
-            seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", listen)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", listen)
+    return statements_on(app, r"\binbox_(threads|entries)\b")
 
 
 def send_batch(app, shop, customers: list[str]) -> list:
