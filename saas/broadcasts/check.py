@@ -28,6 +28,7 @@ from saas.billing.models import Plan
 from saas.broadcasts import audience as audiences
 from saas.broadcasts.variables import render
 from saas.contacts.directory import parse_wa_id
+from saas.costs import estimates as quotes
 from saas.contacts.models import OPTED_IN, OPTED_OUT, Consent
 from saas.messaging.outbound.rules import USERS_REACHED, messaging_limit
 from saas.metering.services import usage_summary
@@ -44,6 +45,8 @@ QUOTA = "quota"
 REASONS = (INVALID_NUMBER, OPTED_OUT_REASON, NO_OPT_IN, US_MARKETING, MISSING_VARIABLE, PLAN_LIMIT,
            MESSAGING_LIMIT, QUOTA)
 SAMPLES = 3
+# The country of a recipient whose number names none.
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def assess(contacts: list, consents: dict, rules: Rules, tally: Tally) -> list[D
         country = (parsed.country if parsed else None) or contact.country
         if reason is None:
             tally.recipients += 1
-            tally.by_country[country or "unknown"] = tally.by_country.get(country or "unknown", 0) + 1
+            tally.by_country[country or UNKNOWN] = tally.by_country.get(country or UNKNOWN, 0) + 1
             if len(tally.samples) < SAMPLES:
                 tally.samples.append({"contact_id": contact.id, "wa_id": parsed.digits, "name": contact.name,
                                       "variables": values})
@@ -165,10 +168,13 @@ def _priced(plan, broadcast) -> bool:
     return True
 
 
-def estimate(rights, tenant, broadcast, tally: Tally) -> dict:
-    """What sending would cost: every recipient one unit of the plan's (a new conversation, or a priced
-    message), the ones the period still includes free, the rest at the plan's overage price (until
-    rate cards exist)."""
+def estimate(session, rights, tenant, broadcast, waba_id: str | None, tally: Tally, now) -> dict:
+    """What sending would cost, both ways. What our plan bills: every recipient one unit of the plan's (a new
+    conversation, or a priced message), the ones the period still includes free, the rest at the plan's
+    overage price. What Meta charges, per country: the rate of the template's category in the recipient's
+    market under the card in force on the day the broadcast goes (its schedule, else today), as the rules
+    in force charge a template sent outside the customer-service window (a window open now may be closed
+    when it goes); the plan's price stands in for a market no card covers."""
     plan = rights.effective
     priced = _priced(plan, broadcast)
     units = tally.recipients if priced else 0
@@ -176,13 +182,36 @@ def estimate(rights, tenant, broadcast, tally: Tally) -> dict:
     included = min(units, remaining)
     price = plan.overage_cents if plan.overage_cents is not None else Decimal(0)
     billable = 0 if plan.hard_cap else units - included
-    return {"currency": plan.currency, "category": broadcast.template_category.lower(),
+    category = broadcast.template_category.lower()
+    day = (broadcast.schedule_at or now).date()
+    quote = quotes.quote(session, [None if country == UNKNOWN else country for country in tally.by_country],
+                         category, day, tenant_id=tenant.id, waba_id=waba_id)
+    by_country, totals = {}, {}
+    for country, n in sorted(tally.by_country.items()):
+        ours = price * n if priced else Decimal(0)
+        market, micros = quote.rates[None if country == UNKNOWN else country]
+        if micros is not None:
+            meta = {"priced_by": "rate_card", "currency": quote.card[1].lower(),
+                    "unit_price_cents": _cents(Decimal(micros) / 10_000),
+                    "cost_cents": _cents(Decimal(micros * n) / 10_000)}
+        else:
+            meta = {"priced_by": "plan", "currency": plan.currency,
+                    "unit_price_cents": _cents(price if priced else Decimal(0)), "cost_cents": _cents(ours)}
+        totals[meta["currency"]] = totals.get(meta["currency"], Decimal(0)) + Decimal(meta["cost_cents"])
+        by_country[country] = {"recipients": n, "cost_cents": _cents(ours), "market": market, "meta": meta}
+    return {"currency": plan.currency, "category": category,
             "unit": "messages" if plan.per_message else "conversations",
             "units": units, "included_units": included, "billable_units": billable,
-            "unit_price_cents": str(price.normalize()) if price else "0",
-            "total_cents": str((price * billable).normalize()) if billable else "0",
-            "by_country": {country: {"recipients": n, "cost_cents": str((price * n).normalize()) if priced and n
-                                     else "0"} for country, n in sorted(tally.by_country.items())}}
+            "unit_price_cents": _cents(price), "total_cents": _cents(price * billable),
+            "by_country": by_country,
+            "meta": {"priced_on": day.isoformat(), "context": quotes.OUTSIDE_WINDOW, "charged": quote.charged,
+                     "card_effective_from": quote.card_from.isoformat() if quote.card_from else None,
+                     "total_cents": {currency: _cents(total) for currency, total in sorted(totals.items())}}}
+
+
+def _cents(amount: Decimal) -> str:
+    """An amount as the check writes it: exact, no exponent ("100", not "1E+2")."""
+    return format(amount.normalize(), "f") if amount else "0"
 
 
 def result(tally: Tally, rules: Rules, cost: dict, now) -> dict:
@@ -203,6 +232,6 @@ def run(session, tenant, rights, broadcast, number, variables: list[str]) -> dic
     tally = Tally()
     for contacts, _ in audiences.stream(session, tenant.id, broadcast.audience):
         assess(contacts, consents_for(session, tenant.id, number.id, [c.id for c in contacts]), rules, tally)
-    return result(tally, rules, estimate(rights, tenant, broadcast, tally), now)
+    return result(tally, rules, estimate(session, rights, tenant, broadcast, number.waba_id, tally, now), now)
 
 

@@ -99,7 +99,7 @@ def _check(session, broadcast_id: int, lease: datetime, chunk: int) -> None:
     else:
         rules = checks.rules_for(session, tenant, rights, broadcast, number, variables_of(session, broadcast, number))
     tally = checks.Tally(**progress.get("tally", {}))
-    spec, tenant_id, number_pk = broadcast.audience, broadcast.tenant_id, number.id
+    spec, tenant_id, number_pk, waba_id = broadcast.audience, broadcast.tenant_id, number.id, number.waba_id
     session.rollback()
     for contacts, through in audiences.stream(session, tenant_id, spec, progress.get("through", 0), chunk):
         checks.assess(contacts, checks.consents_for(session, tenant_id, number_pk, [c.id for c in contacts]),
@@ -108,7 +108,7 @@ def _check(session, broadcast_id: int, lease: datetime, chunk: int) -> None:
         lease = _renew(session, broadcast_id, lease, check_progress=dict(progress))
     broadcast = session.get(Broadcast, broadcast_id)
     now = utcnow()
-    result = checks.result(tally, rules, checks.estimate(rights, tenant, broadcast, tally), now)
+    result = checks.result(tally, rules, checks.estimate(session, rights, tenant, broadcast, waba_id, tally, now), now)
     _renew(session, broadcast_id, lease, status=DRAFT, check_result=result, checked_at=now, check_lease_until=None,
            check_progress=None)
 

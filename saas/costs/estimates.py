@@ -5,11 +5,12 @@ tier), then confirmed by the first status carrying WhatsApp's ``pricing`` object
 transaction of the domain events (saas.costs.consumers) on its connection alone: no app context."""
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime, time
 
 from sqlalchemy import and_, bindparam, select, update
 
-from saas.costs.markets import market_key, market_of
+from saas.costs.markets import market_for_region, market_key, market_of
 from saas.costs.models import CATEGORY_LENGTH, CONTEXT_LENGTH, LIST_TIER, MessageCost, PricingTier
 from saas.costs.prices import Prices
 from saas.database import among, insert_many
@@ -84,6 +85,39 @@ def estimate(conn, pairs) -> int:
                         "estimated_billable": charged, "estimated_micros": micros, "estimated_at": now})
     insert_many(conn, MessageCost.__table__, records, conflict=("tenant_id", "message_id"))
     return len(records)
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What one message costs at Meta to each region asked for (see ``quote``)."""
+
+    card: tuple[int, str] | None        # (card id, currency) of the card in force
+    card_from: date | None              # from when that card holds
+    charged: bool | None                # whether the rules in force charge the category in the context
+    rates: dict                         # region -> (market, rate in micros, or None where the card has none)
+
+
+def quote(conn, regions, category: str, day: date, *, tenant_id: int, waba_id: str | None,
+          context: str = OUTSIDE_WINDOW) -> Quote:
+    """The cost of one message of ``category`` sent on ``day`` in ``context`` to each of ``regions`` (a
+    recipient's region as phonenumbers gives it, None when unknown): its market, and its rate under the card
+    in force that day at the account's volume tier for that market and month (else the list rate); 0 where the
+    rules in force leave it free. A rate is None where no card is in force or the card does not list the
+    market (a free message is 0 under any card). Read only; a few statements whatever the number of regions."""
+    prices = Prices(conn)
+    card = prices.card_on(day)
+    charged = prices.charged(day, category, context)
+    markets = {region: market_for_region(region, day) or UNKNOWN_MARKET for region in regions}
+    rates = {region: (market or None, None) for region, market in markets.items()}
+    if card is not None:
+        prices.read_rates({(card[0], market) for market in markets.values()})
+        at = datetime.combine(day, time.max)
+        tiers = _tiers(conn, {tenant_id}, {f"{at:%Y-%m}"})
+        for region, market in markets.items():
+            micros = (0 if charged is False
+                      else prices.rate(card[0], market, category, _tier(tiers, tenant_id, waba_id, market, category, at)))
+            rates[region] = (market or None, micros)
+    return Quote(card, prices.card_date(day), charged, rates)
 
 
 def _billable(pricing: dict) -> bool | None:

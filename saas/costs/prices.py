@@ -36,6 +36,11 @@ class Prices:
         at = bisect_right(self._card_dates, day)
         return self._cards[at - 1] if at else None
 
+    def card_date(self, day: date) -> date | None:
+        """The date from which the card in force on ``day`` holds, or None before the first card."""
+        at = bisect_right(self._card_dates, day)
+        return self._card_dates[at - 1] if at else None
+
     def charged(self, day: date, category: str | None, context: str) -> bool | None:
         """Whether the rule set in force on ``day`` charges ``category`` in ``context``: the rule naming the
         context exactly before one for any context, then the category exactly before any. None: no rule."""

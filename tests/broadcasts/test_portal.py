@@ -34,6 +34,8 @@ def test_build_confirm_and_watch_a_broadcast(app, client, auth, graph):
     report = client.get(created.headers["Location"]).get_data(as_text=True)
     assert 'id="check-recipients"><strong>4</strong>' in report
     assert "Customer 0" in report
+    # No rate card loaded: Meta's cost to Turkey stands in at the plan's price.
+    assert '<td data-label="Market">Turkey</td>' in report and "(no rate card: our price)" in report
     token = csrf_token(client, created.headers["Location"])
     client.post(created.headers["Location"] + "/start", data={"csrf_token": token})
     run(app)
