@@ -145,9 +145,9 @@ def item(batch: Batch, variables: list[str], recipient: Claimed) -> dict:
             "biz_opaque_callback_data": callback_value(recipient.id)}
 
 
-def send_batch(session, service, broadcast_id: int, limit: int, *, clock=utcnow) -> int:
+def send_batch(session, service, broadcast_id: int, limit: int, *, clock=utcnow, pool=None) -> int:
     """Claim, send and record one batch of ``broadcast_id``; how many recipients were claimed. A
-    broadcast with nothing left to send is completed."""
+    broadcast with nothing left to send is completed. ``pool``: the sender's threads for WhatsApp's calls."""
     batch = claim(session, broadcast_id, limit, clock())
     if batch is None:
         return 0
@@ -161,7 +161,7 @@ def send_batch(session, service, broadcast_id: int, limit: int, *, clock=utcnow)
     phone_number_id = number.phone_number_id
     session.commit()
     try:
-        results = service.send_many(tenant, phone_number_id, items, rights=entitlements.for_tenant(tenant))
+        results = service.send_many(tenant, phone_number_id, items, rights=entitlements.for_tenant(tenant), pool=pool)
     except ApiError as exc:
         # The sender itself was refused and nothing was sent (send_many's promise): all go back.
         log.warning("broadcast %s batch refused: %s", broadcast_id, exc.code)

@@ -99,7 +99,8 @@ class SendingMany:
     """``send_many`` for SendService (its session, numbers, accounts, transports, rules, consent, metering,
     enqueue, clock and concurrency, and the settling it inherits)."""
 
-    def send_many(self, tenant, phone_number_id: str, items: list, *, rights=None) -> list[Accepted | Refused]:
+    def send_many(self, tenant, phone_number_id: str, items: list, *, rights=None,
+                  pool: ThreadPoolExecutor | None = None) -> list[Accepted | Refused]:
         """Send each of ``items`` (Cloud API message bodies) from the tenant's number ``phone_number_id``.
 
         Returns one result per item, in order: Accepted, or Refused with the
@@ -110,13 +111,15 @@ class SendingMany:
         when the sender itself is refused: TenantSuspended, NotFound (not the
         tenant's number), EmailNotVerified, UpstreamError (live numbers are not
         enabled here). Not idempotent: items carry no Idempotency-Key.
+        ``pool``: the caller's threads to make WhatsApp's calls on (its size bounds the calls at a time), so a
+        sender of batch after batch starts its threads once; without it each call starts ``concurrency``.
         """
         try:
-            return self._send_many(tenant, phone_number_id, items, rights)
+            return self._send_many(tenant, phone_number_id, items, rights, pool)
         finally:
             end_transaction(self.session)
 
-    def _send_many(self, tenant, phone_number_id, items, rights) -> list:
+    def _send_many(self, tenant, phone_number_id, items, rights, pool) -> list:
         rights = rights if rights is not None else self.accounts.rights(tenant)
         number = self.sending_number(tenant, rights, phone_number_id)
         transport = self.transports.for_number(number)
@@ -135,9 +138,9 @@ class SendingMany:
             else:
                 results[item.index] = Refused(item.index, item.message.to_input, decision)
         if getattr(transport, "side_effect_free", False):
-            self._answered_first(tenant, rights, number, transport, passing, results)
+            self._answered_first(tenant, rights, number, transport, passing, results, pool)
         else:
-            self._metered_first(tenant, rights, number, transport, passing, results)
+            self._metered_first(tenant, rights, number, transport, passing, results, pool)
         return results
 
     def _admit_many(self, tenant_id: int, rights, number, payloads: list[dict]) -> list:
@@ -159,9 +162,9 @@ class SendingMany:
             raise
         return decided
 
-    def _answered_first(self, tenant, rights, number, transport, items, results) -> None:
+    def _answered_first(self, tenant, rights, number, transport, items, results, pool) -> None:
         """The sandbox, which can have sent nothing, answers first; its answers are written with the batch."""
-        for item, answer in zip(items, self._calls(transport, number, [i.payload for i in items])):
+        for item, answer in zip(items, self._calls(transport, number, [i.payload for i in items], pool)):
             item.answer = answer
         written = self._reconnecting(lambda: self._write(tenant, rights, number, items))
         follow_ups = getattr(transport, "follow_ups", lambda *a: [])
@@ -178,7 +181,7 @@ class SendingMany:
                 for path, args in follow_ups(tenant.id, wamid):
                     self.enqueue(path, *args)
 
-    def _metered_first(self, tenant, rights, number, transport, items, results) -> None:
+    def _metered_first(self, tenant, rights, number, transport, items, results, pool) -> None:
         """WhatsApp's Cloud API: rows written pending and metered, then the calls, then one grouped accept."""
         written = self._reconnecting(lambda: self._write(tenant, rights, number, items))
         going = []
@@ -188,7 +191,8 @@ class SendingMany:
                 results[item.index] = Refused(item.index, item.message.to_input, outcome)
             else:
                 going.append((item, outcome))
-        answers = self._calls(transport, number, [_with_our_id(item, message_id) for item, message_id in going])
+        answers = self._calls(transport, number, [_with_our_id(item, message_id) for item, message_id in going],
+                              pool)
         accepts = []
         for (item, message_id), answer in zip(going, answers):
             to_input = item.message.to_input
@@ -207,14 +211,17 @@ class SendingMany:
                 if accept.message_id in lost else
                 Accepted(item.index, item.message.to_input, accept.message_id, accept.wamid, body))
 
-    def _calls(self, transport, number, payloads: list[dict]) -> list[SendResult]:
+    def _calls(self, transport, number, payloads: list[dict], pool=None) -> list[SendResult]:
         """The transport's answer to each payload: in turn from a transport that answers at once (the
-        sandbox), else from a pool of at most ``concurrency`` calls at a time."""
+        sandbox), else from ``pool`` or a pool of this call's of at most ``concurrency`` calls at a time."""
         instant = getattr(transport, "side_effect_free", False) and not getattr(transport, "latency", 0)
         if instant or len(payloads) < 2 or self.concurrency < 2:
             return [self._call(transport, number, payload) for payload in payloads]
-        with ThreadPoolExecutor(min(self.concurrency, len(payloads)), thread_name_prefix="send-many") as pool:
-            return list(pool.map(lambda payload: self._call(transport, number, payload), payloads))
+        call = lambda payload: self._call(transport, number, payload)  # noqa: E731
+        if pool is not None:
+            return list(pool.map(call, payloads))
+        with ThreadPoolExecutor(min(self.concurrency, len(payloads)), thread_name_prefix="send-many") as own:
+            return list(own.map(call, payloads))
 
     def _write(self, tenant, rights, number, items: list[_Item]) -> dict:
         """The batch's one transaction: messaging limit, windows, message rows, quota and usage. Commits.
