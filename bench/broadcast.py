@@ -156,16 +156,18 @@ def setup(url: str, graph_url: str, count: int, tag: str, rate: int) -> dict:
 
 
 def worker(url: str, graph_url: str, paced: bool) -> dict:
-    """The worker's loop until nothing is left to send (``flask broadcasts run``'s, built the same way)."""
-    from saas.broadcasts.worker import runner_for
+    """The worker's loop until nothing is left to send (``flask broadcasts run``'s, built the same way, at the
+    CPU priority it lowers itself to; a checkout from before BROADCAST_WORKER_NICE runs at the web's)."""
+    from saas.broadcasts import worker as workers
 
-    app = app_for(url, graph_url, BROADCAST_PACING=paced,
-                  BROADCAST_BATCH=int(os.environ.get("BROADCAST_BATCH", 100)))
+    app = app_for(url, graph_url, BROADCAST_PACING=paced)  # BROADCAST_BATCH and the rest from the environment
     with app.app_context():
+        runner = workers.worker_runner(app) if hasattr(workers, "worker_runner") else workers.runner_for(app)
         began = time.monotonic()
-        claimed = runner_for(app).run(until_idle=True)
+        claimed = runner.run(until_idle=True)
         seconds = time.monotonic() - began
-    return {"claimed": claimed, "seconds": seconds,
+        paused = getattr(getattr(runner, "yielding", None), "paused", 0.0)
+    return {"claimed": claimed, "seconds": seconds, "paused_s": paused,
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -285,7 +287,8 @@ class BroadcastPhase:
     def show(self, delay: float, found: dict) -> None:
         small, big = found["small"], found["big"]
         print(f"  broadcast of {big['sent']:,}: {big['per_s']:.1f} sends/s over {big['span_s']:.1f} s of sending "
-              f"(worker {big['seconds']:.1f} s in all); worker peak memory {small['max_rss_mb']:.0f} MB at "
+              f"(worker {big['seconds']:.1f} s in all, {big.get('paused_s', 0):.1f} s of it paused for busy cores); "
+              f"worker peak memory {small['max_rss_mb']:.0f} MB at "
               f"{SMALL:,}, {big['max_rss_mb']:.0f} MB at {big['sent']:,}", flush=True)
 
 

@@ -86,7 +86,8 @@ class RedisServer:
 
 def procfile() -> dict[str, str]:
     return {kind.strip(): command.strip() for kind, command in
-            (line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())}
+            (line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines()
+                            if line.strip() and not line.startswith("#"))}
 
 
 class ProcfileProcess:

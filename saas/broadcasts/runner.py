@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -18,7 +19,7 @@ from saas.broadcasts import schedule
 from saas.broadcasts.engine import postgres, send_batch
 from saas.broadcasts.freeze import freeze
 from saas.broadcasts.models import DEFAULT_RATE, RUNNING, SCHEDULED, Broadcast, NumberPacing
-from saas.broadcasts.pacing import Pacing
+from saas.broadcasts.pacing import Pacing, Yielding
 from saas.broadcasts.recovery import recover
 from saas.timeutil import utcnow
 
@@ -30,7 +31,7 @@ IDLE_SECONDS = 1.0
 
 class Runner:
     def __init__(self, session, service, *, batch: int = 100, pacing: Pacing | None = None, clock=utcnow,
-                 sleep=time.sleep, recover_after: timedelta = timedelta(minutes=10)):
+                 sleep=time.sleep, recover_after: timedelta = timedelta(minutes=10), yielding: Yielding | None = None):
         self.session = session
         self.service = service
         self.batch = batch
@@ -38,6 +39,9 @@ class Runner:
         self.clock = clock
         self.sleep = sleep
         self.recover_after = recover_after
+        self.yielding = yielding
+        # WhatsApp's calls of every batch of a run, on threads started once (see ``run``).
+        self.pool: ThreadPoolExecutor | None = None
 
     def running(self) -> list[tuple]:
         """(id, number, rate) of the running broadcasts, the one that sent longest ago first."""
@@ -64,12 +68,21 @@ class Runner:
                 pause = self.pacing.wait(number)
                 wait = pause if wait == 0 else min(wait, pause)
                 continue
-            claimed += send_batch(self.session, self.service, broadcast_id, allowed, clock=self.clock)
+            claimed += send_batch(self.session, self.service, broadcast_id, allowed, clock=self.clock, pool=self.pool)
         return claimed, wait
 
     def run(self, *, until_idle: bool = False, stop=lambda: False, tick_every: float = 5.0) -> int:
         """Send until ``stop()`` (or, with ``until_idle``, until nothing is left to send now); how many
-        recipients were claimed. Ticks every ``tick_every`` seconds."""
+        recipients were claimed. Ticks every ``tick_every`` seconds. WhatsApp's calls go out on one pool of
+        the send service's ``concurrency`` threads for the whole run, not threads started for every batch."""
+        with ThreadPoolExecutor(max(self.service.concurrency, 1), thread_name_prefix="broadcast-send") as pool:
+            self.pool = pool
+            try:
+                return self._run(until_idle, stop, tick_every)
+            finally:
+                self.pool = None
+
+    def _run(self, until_idle: bool, stop, tick_every: float) -> int:
         total, last_tick = 0, None
         while not stop():
             if last_tick is None or time.monotonic() - last_tick >= tick_every:
@@ -77,6 +90,8 @@ class Runner:
                 last_tick = time.monotonic()
             claimed, wait = self.pass_once()
             total += claimed
+            if claimed and self.yielding is not None:
+                self.yielding.after_batch()
             if claimed or wait < 0:
                 continue
             if wait:

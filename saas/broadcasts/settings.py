@@ -13,6 +13,12 @@ def load() -> dict:
         "BROADCAST_BATCH": env_int("BROADCAST_BATCH", 100),
         # Pace each number's sends (its messages per second); off only for benchmarks.
         "BROADCAST_PACING": env_bool("BROADCAST_PACING", True),
+        # How much `flask broadcasts run` lowers its own CPU priority (os.nice: 0 to 19), so the web processes
+        # on the same cores are served first and the worker sends with the CPU they leave.
+        "BROADCAST_WORKER_NICE": env_int("BROADCAST_WORKER_NICE", 10),
+        # A worker pauses after a batch that spent more than this share of its time waiting for a CPU (others
+        # want the cores), as long as it waited; 0: never.
+        "BROADCAST_YIELD_SHARE": env_float("BROADCAST_YIELD_SHARE", 0.5),
         # Each worker's share of a number's rate (0.5 with two workers).
         "BROADCAST_RATE_SHARE": env_float("BROADCAST_RATE_SHARE", 1.0),
         # How often due broadcasts are started and abandoned claims recovered (the tick).

@@ -2,15 +2,21 @@
 process's housekeeping thread sending for a few seconds each tick (BROADCAST_IN_WEB)."""
 from __future__ import annotations
 
+import logging
+import os
 import time
 from datetime import timedelta
 
 from saas.broadcasts import settings
-from saas.broadcasts.pacing import Pacing
+from saas.broadcasts.pacing import Pacing, Yielding
 from saas.broadcasts.runner import Runner, tick
+
+log = logging.getLogger(__name__)
 
 # How long a web process's housekeeping thread sends per tick (the thread has other work).
 IN_WEB_SECONDS = 2.0
+# os.nice's range: 19 is the lowest priority.
+LOWEST = 19
 
 
 def runner_for(app) -> Runner:
@@ -22,6 +28,28 @@ def runner_for(app) -> Runner:
     pacing = Pacing(share=config["BROADCAST_RATE_SHARE"], enabled=config["BROADCAST_PACING"])
     return Runner(db.session, send_service(app), batch=config["BROADCAST_BATCH"], pacing=pacing,
                   recover_after=timedelta(seconds=settings.recover_after(config)))
+
+
+def lower_priority(app) -> int:
+    """Lower this process's CPU priority by BROADCAST_WORKER_NICE (a worker process's own, never a web
+    process's): on cores shared with web processes the kernel serves their requests first and the worker
+    sends with what CPU is left, at full speed on idle cores. The niceness now."""
+    if not hasattr(os, "nice"):
+        return 0
+    step = min(max(app.config["BROADCAST_WORKER_NICE"], 0), LOWEST)
+    niceness = os.nice(step)
+    if step:
+        log.info("broadcast worker niceness %s", niceness)
+    return niceness
+
+
+def worker_runner(app) -> Runner:
+    """The Runner of a worker process of its own (``flask broadcasts run``): its CPU priority lowered, and
+    pausing after a batch that waited long for a CPU (BROADCAST_YIELD_SHARE)."""
+    lower_priority(app)
+    runner = runner_for(app)
+    runner.yielding = Yielding(app.config["BROADCAST_YIELD_SHARE"])
+    return runner
 
 
 def install(app) -> None:

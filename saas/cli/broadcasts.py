@@ -12,7 +12,7 @@ from flask.cli import AppGroup
 
 from saas.broadcasts.models import MAX_RATE, NumberPacing
 from saas.broadcasts.runner import tick
-from saas.broadcasts.worker import runner_for
+from saas.broadcasts.worker import runner_for, worker_runner
 from saas.extensions import db
 from saas.messaging.models import PhoneNumber
 
@@ -24,10 +24,11 @@ broadcasts_cli = AppGroup("broadcasts", help="Send broadcasts: the worker, the t
 @broadcasts_cli.command("run")
 @click.option("--until-idle", is_flag=True, help="Stop once nothing is left to send now.")
 def run_command(until_idle):
-    """Send running broadcasts, paced per number, until SIGTERM or SIGINT (the Procfile's broadcasts)."""
+    """Send running broadcasts, paced per number, until SIGTERM or SIGINT (the Procfile's broadcasts); on cores
+    wanted by others it gives way (BROADCAST_WORKER_NICE, BROADCAST_YIELD_SHARE)."""
     stopping = []
     before = {sig: signal.signal(sig, lambda *_: stopping.append(True)) for sig in (signal.SIGTERM, signal.SIGINT)}
-    runner = runner_for(current_app)
+    runner = worker_runner(current_app)
     claimed = 0
     try:
         while not stopping:

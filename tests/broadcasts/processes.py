@@ -18,6 +18,19 @@ def run_worker(url: str, graph_url: str, batch: int, ready=None, go=None) -> Non
         runner.run(until_idle=True)
 
 
+def run_command(url: str, graph_url: str, nice: int, out) -> None:
+    """`flask broadcasts run --until-idle` with BROADCAST_WORKER_NICE ``nice``; put its output and this
+    process's niceness afterwards on ``out``."""
+    import os
+
+    from tests.processes import build_app
+
+    app = build_app(url, WHATSAPP_GRAPH_URL=graph_url, WHATSAPP_PAIR_RATE_BURST=0, BROADCAST_PACING=False,
+                    BROADCAST_WORKER_NICE=nice, BROADCAST_YIELD_SHARE=0)
+    result = app.test_cli_runner().invoke(args=["broadcasts", "run", "--until-idle"])
+    out.put((result.output, os.nice(0)))
+
+
 def check_then_hang(url: str, broadcast_id: int, chunk: int, chunks: int, ready, go) -> None:
     """The check's job on ``broadcast_id``, ``chunk`` contacts a transaction: after ``chunks`` of them are
     committed, say so on ``ready`` and wait on ``go`` (the parent kills this process meanwhile)."""

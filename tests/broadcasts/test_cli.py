@@ -1,9 +1,14 @@
 """flask broadcasts: run, tick, throughput."""
 from __future__ import annotations
 
+import multiprocessing
+import os
+
 from saas.broadcasts.models import NumberPacing
 from saas.extensions import db
 from tests.broadcasts.helpers import Shop, sends_to
+from tests.broadcasts.processes import run_command
+from tests.broadcasts.test_crash import database_url
 
 
 def test_run_sends_what_is_running_and_tick_starts_nothing_not_due(app, runner, graph):
@@ -19,6 +24,22 @@ def test_run_sends_what_is_running_and_tick_starts_nothing_not_due(app, runner, 
     finally:
         app.config["BROADCAST_PACING"] = True
     assert result.exit_code == 0, result.output
+    assert len(sends_to(graph)) == 3
+
+
+def test_the_worker_lowers_its_own_cpu_priority_and_sends_all_the_same(app, graph):
+    shop = Shop(app, graph)
+    shop.template()
+    shop.contacts(3)
+    shop.call("start", shop.create())
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    child = context.Process(target=run_command, args=(database_url(app), graph.url, 7, out))
+    child.start()
+    output, niceness = out.get(timeout=120)
+    child.join(timeout=30)
+    assert "Recipients claimed: 3" in output
+    assert niceness == min(os.nice(0) + 7, 19)
     assert len(sends_to(graph)) == 3
 
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from saas.broadcasts.pacing import Pacing
+import pytest
+
+from saas.broadcasts.pacing import MAX_PAUSE, Pacing, Yielding
 from saas.broadcasts.runner import Runner
 from saas.extensions import db
 from saas.messaging.outbound import send_service
@@ -16,6 +18,69 @@ class Clock:
 
     def __call__(self):
         return self.now
+
+
+class Schedstat:
+    """A thread's scheduler statistics as the kernel writes them: ns on a CPU, ns waiting for one, slices."""
+
+    def __init__(self, path):
+        self.path = path
+        self.waited = 0.0
+        self.write()
+
+    def wait(self, seconds: float) -> None:
+        self.waited += seconds
+        self.write()
+
+    def write(self) -> None:
+        self.path.write_text(f"123456 {round(self.waited * 1e9)} 42\n")
+
+
+def test_a_worker_pauses_after_a_batch_that_waited_for_the_cpu_as_long_as_it_waited(tmp_path):
+    clock, stat, pauses = Clock(), Schedstat(tmp_path / "schedstat"), []
+    yielding = Yielding(0.5, path=str(stat.path), clock=clock, sleep=pauses.append)
+    assert yielding.after_batch() == 0            # the first batch has nothing to compare with
+    clock.now += 1.0
+    stat.wait(0.3)                                # 30% of the batch waiting: the cores were not wanted much
+    assert yielding.after_batch() == 0
+    clock.now += 1.0
+    stat.wait(0.6)                                # 60%: others wanted them
+    assert yielding.after_batch() == pytest.approx(0.6) and pauses == [pytest.approx(0.6)]
+    clock.now += 4.0
+    stat.wait(3.0)
+    assert yielding.after_batch() == MAX_PAUSE and yielding.paused == pytest.approx(0.6 + MAX_PAUSE)
+
+
+def test_yielding_is_off_at_share_zero_and_where_the_kernel_does_not_say(tmp_path):
+    clock, stat, pauses = Clock(), Schedstat(tmp_path / "schedstat"), []
+    off = Yielding(0, path=str(stat.path), clock=clock, sleep=pauses.append)
+    blind = Yielding(0.5, path=str(tmp_path / "absent"), clock=clock, sleep=pauses.append)
+    for _ in range(3):
+        clock.now += 1.0
+        stat.wait(1.0)
+        assert off.after_batch() == 0 and blind.after_batch() == 0
+    assert pauses == []
+
+
+def test_the_worker_pauses_between_batches_while_the_cores_are_wanted_and_sends_all(app, graph, tmp_path):
+    shop = Shop(app, graph)
+    shop.template()
+    shop.contacts(10)
+    shop.call("start", shop.create())
+    stat, clock, pauses = Schedstat(tmp_path / "schedstat"), Clock(), []
+
+    def busy_machine():                           # every second, 0.9 s of it waiting for a CPU
+        clock.now += 1.0
+        stat.wait(0.9)
+        return clock.now
+
+    with app.app_context():
+        runner = Runner(db.session, send_service(app), batch=3, pacing=Pacing(enabled=False),
+                        yielding=Yielding(0.5, path=str(stat.path), clock=busy_machine, sleep=pauses.append))
+        assert runner.run(until_idle=True) == 10
+        db.session.remove()
+    assert len(sends_to(graph)) == 10
+    assert len(pauses) == 3 and pauses[0] == pytest.approx(0.9)   # after each batch but the first
 
 
 def test_a_number_sends_at_its_rate_and_never_more_than_a_second_of_burst():

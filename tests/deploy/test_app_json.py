@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_app_json_matches_the_procfile_and_the_settings():
     manifest = json.loads((ROOT / "app.json").read_text())
-    procfile = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    procfile = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines()
+                            if line.strip() and not line.startswith("#"))
     assert set(manifest["formation"]) == set(procfile) - {"release"}
     assert {a["plan"] for a in manifest["addons"]} == {"heroku-postgresql", "heroku-redis"}
     assert manifest["buildpacks"] == [{"url": "heroku/python"}]

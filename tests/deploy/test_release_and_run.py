@@ -60,7 +60,8 @@ def free_port() -> int:
 
 def procfile() -> dict[str, str]:
     return {kind.strip(): command.strip() for kind, command in
-            (line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())}
+            (line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines()
+                            if line.strip() and not line.startswith("#"))}
 
 
 class Processes:
