@@ -82,11 +82,12 @@ def usage():
 
 
 def _register_rooms() -> None:
-    from saas.api import automation, inbox, orders
+    from saas.api import automation, exports, inbox, orders
 
     inbox.register(bp)
     automation.register(bp)
     orders.register(bp)
+    exports.register(bp)
 
 
 _register_rooms()
