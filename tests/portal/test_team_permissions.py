@@ -43,6 +43,7 @@ EXPECTED = {
     "automation": {"owner", "admin", "developer"},
     "orders": {"owner", "admin", "developer", "agent"},
     "order_settings": {"owner", "admin", "developer"},
+    "exports": {"owner", "admin", "developer", "billing"},
 }
 
 
@@ -88,6 +89,9 @@ ACTIONS = {
     "preview plan change": ("billing", "GET", lambda t, c: "/billing/change/pro", None),
     "change plan": ("billing", "POST", lambda t, c: "/billing/change/pro", lambda cl, t, c: {
         "plan": "pro", "attempt": "0123456789abcdef", "proration_date": "1700000000"}),
+    "invoice page": ("billing", "GET", lambda t, c: "/billing/invoices/in_test_1", None),
+    "exports page": ("exports", "GET", lambda t, c: "/exports", None),
+    "export messages": ("exports", "GET", lambda t, c: "/exports/messages.csv", None),
     "checkout return": ("billing", "GET", lambda t, c: "/billing/success?session_id=cs_test_1", None),
     "checkout abandoned": ("billing", "GET", lambda t, c: "/billing/cancel", None),
     "webhooks page": ("webhooks", "GET", lambda t, c: "/webhooks", None),
