@@ -90,6 +90,15 @@ HOT_QUERIES = {
                                 "AND effective_month IN ('2025-09')"),
     "a day's billable counts": ("SELECT tenant_id, category, count(*) FROM message_costs WHERE sent_at >= '2025-09-01' "
                                 "AND sent_at < '2025-09-02' AND estimated_billable GROUP BY tenant_id, category"),
+    # Exports (saas.exports): a tenant's rows over a time range, in time order.
+    "messages export": ("SELECT m.id, p.display_number, c.estimated_micros FROM messages m JOIN phone_numbers p "
+                        "ON p.id = m.phone_number_id LEFT OUTER JOIN message_costs c ON c.tenant_id = m.tenant_id "
+                        "AND c.message_id = m.id WHERE m.tenant_id = 1 AND m.created_at >= '2026-11-01' "
+                        "AND m.created_at < '2026-12-01' ORDER BY m.created_at, m.id"),
+    "usage records export": ("SELECT * FROM usage_records WHERE tenant_id = 1 AND voided_at IS NULL "
+                             "AND created_at >= '2026-11-01' AND created_at < '2026-12-01' ORDER BY created_at, id"),
+    "orders export": ("SELECT * FROM orders WHERE tenant_id = 1 AND created_at >= '2026-11-01' "
+                      "AND created_at < '2026-12-01' ORDER BY created_at, id"),
 }
 
 

@@ -73,9 +73,9 @@ def test_an_overage_line_links_to_exactly_the_records_it_charges(app, stripe, su
 
 def test_another_customers_invoice_is_not_found(app, stripe, subscriber):
     [mine] = stripe.of_kind("invoice")
-    theirs = dict(mine, id="in_someone_else", customer=stripe.customer("other@example.com")["id"])
+    theirs = dict(mine, id="in_fakeOther000001", customer=stripe.customer("other@example.com")["id"])
     stripe.store(theirs)
-    assert subscriber.get("/billing/invoices/in_someone_else").status_code == 404
+    assert subscriber.get("/billing/invoices/in_fakeOther000001").status_code == 404
     assert subscriber.get("/billing/invoices/in_nothing_here").status_code == 404
     assert subscriber.get("/billing/invoices/not-an-invoice").status_code == 404
     assert subscriber.get(f"/billing/invoices/{mine['id']}").status_code == 200
