@@ -42,10 +42,10 @@ def _instant(raw: str, *, end: bool) -> datetime | None:
             moment = datetime.combine(date.fromisoformat(raw), time())
             return moment + timedelta(days=1) if end else moment
         moment = datetime.fromisoformat(raw)
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     except (ValueError, OverflowError):
         return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     return moment
 
 

@@ -123,6 +123,7 @@ def test_every_export_is_refused_without_the_feature_with_the_upgrade_link(clien
     ("from=yesterday", "from"), ("to=2026-13-01", "to"), ("from=2026-11-05&to=2026-11-01", "to"),
     ("from=2024-01-01&to=2026-01-01", "to"), ("from=1999-12-31&to=2000-01-02", "from"),
     ("from=" + "2" * 41, "from"), ("from=2026-11-01%00", "from"), ("to=2026-11-01T25:00:00Z", "to"),
+    ("to=9999-12-31", "to"), ("to=9999-12-31T23:59:59-01:00", "to"), ("from=0001-01-01T00:00:00%2B01:00", "from"),
 ])
 def test_a_range_that_names_no_dates_or_is_too_long_is_refused_with_the_field(client, pro, query, field):
     for name in KINDS:
