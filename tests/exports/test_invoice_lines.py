@@ -71,6 +71,25 @@ def test_an_overage_line_links_to_exactly_the_records_it_charges(app, stripe, su
     assert [int(row[0]) for row in rows_of(answer)[1:]] == charged
 
 
+def test_lines_past_those_the_invoice_embeds_are_read_too(app, stripe, subscriber):
+    with app.app_context():
+        pro = plan_by_code("pro")
+        metered = pro.stripe_metered_price_id
+        db.session.remove()
+    [invoice] = stripe.of_kind("invoice")
+    _overage_line(stripe, invoice, metered)
+    lines = invoice["lines"]["data"]
+    flat = [line for line in lines if line["pricing"]["price_details"]["price"] != metered]
+    extra = [dict(flat[0], id=f"il_fakeextra{n:04d}", description=f"Proration {n}") for n in range(12)]
+    # Stripe embeds the first lines only: the overage line comes on the second page of /lines.
+    invoice["_lines"] = flat + extra + [line for line in lines if line not in flat]
+    invoice["lines"] = dict(invoice["lines"], data=invoice["_lines"][:10], has_more=True)
+    text = subscriber.get(f"/billing/invoices/{invoice['id']}").get_data(as_text=True)
+    assert "Proration 11" in text and text.count('class="usage-records"') == 1
+    pages = stripe.requests("GET", f"/v1/invoices/{invoice['id']}/lines")
+    assert [call.params.get("starting_after") for call in pages] == [invoice["_lines"][9]["id"]]
+
+
 def test_another_customers_invoice_is_not_found(app, stripe, subscriber):
     [mine] = stripe.of_kind("invoice")
     theirs = dict(mine, id="in_fakeOther000001", customer=stripe.customer("other@example.com")["id"])
