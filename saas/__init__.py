@@ -87,6 +87,7 @@ def register_extensions(app: Flask) -> None:
     from saas.messaging import models as _messaging  # noqa: F401
     from saas.metering import models as _metering  # noqa: F401
     from saas.costs import models as _costs  # noqa: F401
+    from saas.analytics import models as _analytics  # noqa: F401
     from saas.orders import models as _orders  # noqa: F401
     from saas.audit import models as _audit  # noqa: F401
     from saas.tenants import models as _tenants  # noqa: F401
