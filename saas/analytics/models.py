@@ -81,7 +81,9 @@ class CountedMessage(db.Model):
     __table_args__ = (Index("ix_analytics_counted_day", "day"),)
 
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
-    message_id: Mapped[int] = mapped_column(BigId, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    # No foreign key: a message row pruned (or its month's partition dropped) leaves its share counted, as the
+    # roll-ups keep its day; and a rebuild of millions of shares checks no reference per row.
+    message_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     day: Mapped[date] = mapped_column(Date)
     phone_number_id: Mapped[int] = mapped_column(Integer)
     category: Mapped[str] = mapped_column(String(CATEGORY_LENGTH))
