@@ -245,6 +245,7 @@ def register_whatsapp_housekeeping(app: Flask, background) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from saas.admin.analytics import bp as admin_analytics_bp
     from saas.admin.plans import bp as admin_plans_bp
     from saas.admin.rates import bp as admin_rates_bp
     from saas.admin.routes import bp as admin_bp
@@ -273,6 +274,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin_bp)
     app.register_blueprint(admin_plans_bp)
     app.register_blueprint(admin_rates_bp)
+    app.register_blueprint(admin_analytics_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(cloud_bp)
     app.register_blueprint(webhooks_bp)
