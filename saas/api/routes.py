@@ -82,8 +82,9 @@ def usage():
 
 
 def _register_rooms() -> None:
-    from saas.api import automation, inbox, orders
+    from saas.api import analytics, automation, inbox, orders
 
+    analytics.register(bp)
     inbox.register(bp)
     automation.register(bp)
     orders.register(bp)
