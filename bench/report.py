@@ -5,6 +5,7 @@ import datetime
 import os
 import subprocess
 
+import analytics
 import broadcast
 import export
 import inbound
@@ -127,4 +128,4 @@ def targets(bench) -> list[tuple[str, str]]:
                      lambda v: f"{v[0]:.2f}x, {v[1]} 5xx"))
     return (out + live_sends.targets(bench) + noisy_neighbour.targets(bench) + send_many.targets(bench)
             + inbox_page.targets(bench) + inbound.targets(bench) + broadcast.targets(bench)
-            + export.targets(bench))
+            + analytics.targets(bench) + export.targets(bench))

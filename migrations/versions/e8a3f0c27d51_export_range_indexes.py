@@ -1,7 +1,7 @@
 """export range indexes: a tenant's messages, usage records and orders by creation time
 
 Revision ID: e8a3f0c27d51
-Revises: 7c4d2e9a1b36
+Revises: a3d7f0c2e815
 Create Date: 2026-12-06 20:00:00.000000
 
 """
@@ -10,7 +10,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'e8a3f0c27d51'
-down_revision = '7c4d2e9a1b36'
+down_revision = 'a3d7f0c2e815'
 branch_labels = None
 depends_on = None
 

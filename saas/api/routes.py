@@ -82,8 +82,9 @@ def usage():
 
 
 def _register_rooms() -> None:
-    from saas.api import automation, exports, inbox, orders
+    from saas.api import analytics, automation, exports, inbox, orders
 
+    analytics.register(bp)
     inbox.register(bp)
     automation.register(bp)
     orders.register(bp)

@@ -57,6 +57,7 @@ def _token(client):
 
 # (area, method, path(team, ctx), form(client, team, ctx)) — ctx holds the live number and template ids.
 ACTIONS = {
+    "analytics page": ("dashboard", "GET", lambda t, c: "/analytics", None),
     "keys page": ("keys", "GET", lambda t, c: "/keys", None),
     "create key": ("keys", "POST", lambda t, c: "/keys", lambda cl, t, c: {"name": "CI"}),
     "revoke key": ("keys", "POST", lambda t, c: f"/keys/{t.key_id}/revoke", lambda cl, t, c: {}),
@@ -198,7 +199,7 @@ def test_every_area_in_the_matrix_is_in_the_table():
 # one side or the other.
 TENANT_BLUEPRINTS = {"portal"}
 NOT_TENANT_PAGES = {
-    "admin", "admin_plans", "admin_rates",          # the platform admins' console, behind its own check (saas/admin/access.py)
+    "admin", "admin_plans", "admin_rates", "admin_analytics",  # the platform admins' console, behind its own check (saas/admin/access.py)
     "api", "cloud", "openapi",       # API-key requests, and the public API reference
     "webhooks", "whatsapp_webhooks",  # signed calls from Stripe and Meta
     "shop_webhooks",                 # signed calls from shops (Shopify, WooCommerce)
