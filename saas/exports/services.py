@@ -56,11 +56,15 @@ def _record_filters(args) -> dict:
 def start(session, tenant, rights, name: str, args) -> Export:
     """The export ``name`` of ``tenant`` for the query ``args`` (``from``, ``to``; for usage records ``unit``
     and ``overage``). Raises FeatureNotInPlan/PaymentRequired without the feature, InvalidRequest for a bad
-    range or filter, before any row is read."""
-    require(rights)
+    range or filter, before any row is read.
+
+    The usage records past the plan's included amount are every plan's to read, the feature or not: they are
+    what an invoice's overage line charges, and the invoice links to them (``records_behind``)."""
     kind = KINDS[name]
-    span = ranges.parse(args)
     extra = _record_filters(args) if name == "usage-records" else {}
+    if not extra.get("overage"):
+        require(rights)
+    span = ranges.parse(args)
     rows = kind.rows(session, tenant.id, span, **extra)
     filename = f"{kind.name}-{span.start:%Y%m%d}-{span.end:%Y%m%d}.csv"
     return Export(filename, stream(kind.columns, rows))

@@ -119,6 +119,21 @@ def test_every_export_is_refused_without_the_feature_with_the_upgrade_link(clien
     assert error["details"]["feature"] == "analytics_export"
 
 
+def test_the_overage_records_an_invoice_charges_are_open_to_a_plan_without_exports(app, client):
+    starter = sender(client, "starter")
+    with app.app_context():
+        charged = record(starter.tenant_id, DAY1, "conversations", overage=True)
+        record(starter.tenant_id, DAY1, "conversations", overage=False)
+        db.session.commit()
+        db.session.remove()
+    answer = starter.get(f"/api/v1/exports/usage-records?{RANGE}&overage=1")
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert [int(row[0]) for row in rows_of(answer)[1:]] == [charged]
+    for query in ("", "&overage=0", "&unit=conversations"):
+        refused = starter.get(f"/api/v1/exports/usage-records?{RANGE}{query}")
+        assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "feature_not_in_plan"
+
+
 @pytest.mark.parametrize("query, field", [
     ("from=yesterday", "from"), ("to=2026-13-01", "to"), ("from=2026-11-05&to=2026-11-01", "to"),
     ("from=2024-01-01&to=2026-01-01", "to"), ("from=1999-12-31&to=2000-01-02", "from"),
