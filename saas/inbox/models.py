@@ -22,7 +22,8 @@ AUTOMATION = "automation"
 API = "api"
 BROADCAST = "broadcast"
 SYSTEM = "system"
-AUTHORS = (CUSTOMER, AGENT, AUTOMATION, API, BROADCAST, SYSTEM)
+ORDER = "order"  # an order's notification (saas.orders)
+AUTHORS = (CUSTOMER, AGENT, AUTOMATION, API, BROADCAST, SYSTEM, ORDER)
 
 # What an entry is.
 MESSAGE = "message"

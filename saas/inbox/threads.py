@@ -20,7 +20,7 @@ from saas.contacts.models import SOURCE_INBOUND
 from saas.database import built_once, insert_for
 from saas.inbox import rendering
 from saas.inbox.models import (
-    AGENT, API, AUTOMATION, BROADCAST, CUSTOMER, MESSAGE, OPEN, RESOLVED, RULE_RUN, SYSTEM, Entry, Thread,
+    AGENT, API, AUTOMATION, BROADCAST, CUSTOMER, MESSAGE, OPEN, ORDER, RESOLVED, RULE_RUN, SYSTEM, Entry, Thread,
 )
 from saas.messaging.inbound.objects import moment
 from saas.messaging.models import STATUS_RANK, Message
@@ -28,8 +28,10 @@ from saas.timeutil import utcnow
 
 # WhatsApp's free customer-service window after the customer's last message.
 WINDOW = timedelta(hours=24)
-# Senders that are not the inbox name themselves with an Idempotency-Key prefix: "broadcast:...", "automation:...".
-AUTHOR_PREFIXES = {"broadcast:": BROADCAST, "automation:": AUTOMATION}
+# Senders that are not the inbox name themselves with an Idempotency-Key prefix: "broadcast:...", "automation:...",
+# "order-notification:..." (an order's state reached). An order's notification answers nobody: like a broadcast,
+# it leaves a waiting customer waiting.
+AUTHOR_PREFIXES = {"broadcast:": BROADCAST, "automation:": AUTOMATION, "order-notification:": ORDER}
 ANSWERING = (AGENT, AUTOMATION, API)
 
 

@@ -103,3 +103,24 @@ def test_the_queue_puts_the_soonest_closing_window_first_then_the_longest_wait(a
     assert sorted(order, key=page.index) == ["16505550001", "16505550002", "16505550003", "16505550004"]
     assert "3h 59m left" in page or "4h 0m left" in page
     assert page.count("window closed") == 2
+
+
+def test_an_orders_notification_lands_in_the_thread_as_the_orders_and_answers_nobody(app, client, whatsapp):
+    from tests.messaging.live import add_template
+
+    shop = make_shop(app, whatsapp, "pro")
+    whatsapp.add_template(shop.waba_id, "order_update")
+    add_template(app, shop.tenant_id, shop.waba_id, "order_update")
+    mapped = client.put("/api/v1/order-notifications/created", headers=shop.headers,
+                        json={"phone_number_id": shop.number.phone_number_id,
+                              "template": {"name": "order_update", "language": "en_US"},
+                              "variables": {"body.1": {"field": "reference"}}})
+    assert mapped.status_code == 200, mapped.get_json()
+    post_inbound(app, client, shop, text("where is my order?"))
+    event = client.post("/api/v1/orders/1001/events", headers=shop.headers,
+                        json={"event": "created", "phone": f"+{CUSTOMER}"})
+    assert event.status_code == 201 and event.get_json()["notification"]["status"] == "sent", event.get_json()
+    [thread] = threads_of(app, shop.tenant_id)
+    messages = [(e.direction, e.author) for e in entries_of(app, thread.id) if e.kind == "message"]
+    assert messages == [("in", "customer"), ("out", "order")]
+    assert thread.waiting_since is not None  # the customer's question is still waiting for an answer
