@@ -49,7 +49,8 @@ class Touched:
 def _contact_id(conn, tenant_id: int, key: str, name: str | None) -> int | None:
     parsed = directory.parse_wa_id(key)
     keys = {"wa_id": parsed.digits} if parsed else {"user_id": key[:100]}
-    session = Session(bind=conn)
+    # Its savepoint, not the session, decides: closing it must never undo a contact made in a caller's savepoint.
+    session = Session(bind=conn, join_transaction_mode="rollback_only")
     try:
         with session.begin_nested():
             contact, _ = directory.find_or_create(session, tenant_id, name=name, source=SOURCE_INBOUND, **keys)
