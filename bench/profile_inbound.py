@@ -134,6 +134,9 @@ def profile(args, token: str) -> int:
         with app.app_context():
             sent = sending.send_runs(runs)
             db.session.remove()
+        deliverer = app.extensions.get("event_deliverer")
+        if deliverer is not None:  # the sends' events, handed to it (EVENTS_IN_BACKGROUND)
+            deliverer.join(60)
         if sent != len(runs):
             raise SystemExit(f"{len(runs)} replies queued, {sent} sent")
 

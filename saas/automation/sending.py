@@ -20,6 +20,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import bindparam, event, or_, select, update
 from sqlalchemy.orm import Session
 
+from saas import events
 from saas.automation.actions import finish
 from saas.automation.models import FAILED, FEATURE, PENDING, SENDING, SENT, Run
 from saas.billing import entitlements
@@ -85,8 +86,10 @@ def install(app) -> None:
 
 
 def send_runs(run_ids) -> int:
-    """Send the replies of these runs (those still pending); how many were sent."""
-    return sum(1 for run_id in run_ids if send_run(run_id) == SENT)
+    """Send the replies of these runs (those still pending); how many were sent. The sends' domain events
+    go to the process's deliverer (with EVENTS_IN_BACKGROUND), delivered in sets with others'."""
+    with events.handed_to_deliverer():
+        return sum(1 for run_id in run_ids if send_run(run_id) == SENT)
 
 
 # Built once: one of each per reply.
