@@ -45,7 +45,7 @@ lint: install
 worker: install
 	$(BIN)/python worker.py
 
-# Refresh the committed copies of Pico.css and uPlot (the broadcast report's chart) from the npm registry
+# Refresh the committed copies of Pico.css and uPlot (the broadcast report's and the analytics page's charts) from the npm registry
 # (the app never uses a CDN).
 vendor:
 	rm -rf .vendor-tmp && mkdir .vendor-tmp

@@ -53,8 +53,9 @@ def load_threads(url: str, email: str, count: int = THREADS) -> int:
     return tenant_id
 
 
-def logged_in_cookie(port: int) -> str:
-    """The owner's session cookie, from the login form (its CSRF token included) over HTTP."""
+def logged_in_cookie(port: int, page_path: str = "/inbox") -> str:
+    """The owner's session cookie, from the login form (its CSRF token included) over HTTP; ``page_path`` is
+    asked for once to check the session opens it."""
     http = requests.Session()
     base = f"http://127.0.0.1:{port}"
     page = http.get(f"{base}/login", timeout=30)
@@ -63,9 +64,10 @@ def logged_in_cookie(port: int) -> str:
                      allow_redirects=False)
     if done.status_code not in (302, 303):
         raise RuntimeError(f"inbox page: login answered {done.status_code}")
-    inbox = http.get(f"{base}/inbox", timeout=60)
-    if inbox.status_code != 200 or "Customer " not in inbox.text:
-        raise RuntimeError(f"inbox page: /inbox answered {inbox.status_code} without the loaded threads")
+    page = http.get(f"{base}{page_path}", timeout=60)
+    if page.status_code != 200 or (page_path == "/inbox" and "Customer " not in page.text):
+        raise RuntimeError(f"{page_path} answered {page.status_code}" + (
+            " without the loaded threads" if page_path == "/inbox" else ""))
     return "; ".join(f"{name}={value}" for name, value in http.cookies.items())
 
 

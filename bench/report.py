@@ -5,7 +5,9 @@ import datetime
 import os
 import subprocess
 
+import analytics
 import broadcast
+import export
 import inbound
 import inbox_page
 import live_sends
@@ -125,4 +127,5 @@ def targets(bench) -> list[tuple[str, str]]:
                      "slow sandbox at 256 >= 0.8x instant sandbox, no 5xx",
                      lambda v: f"{v[0]:.2f}x, {v[1]} 5xx"))
     return (out + live_sends.targets(bench) + noisy_neighbour.targets(bench) + send_many.targets(bench)
-            + inbox_page.targets(bench) + inbound.targets(bench) + broadcast.targets(bench))
+            + inbox_page.targets(bench) + inbound.targets(bench) + broadcast.targets(bench)
+            + analytics.targets(bench) + export.targets(bench))

@@ -46,11 +46,16 @@ tenant's API sends at 16 connections alone and during it, the worker's memory
 at 1,000 and at the audience, and a broadcast paced at 80/s (bench/broadcast.py).
 
 Workload names for --only: new chat forwarder forwarder-insert ten-tenants
-slow-sandbox slow-clients ingest live noisy-neighbour send-many inbox-page inbound broadcast.
+slow-sandbox slow-clients ingest live noisy-neighbour send-many inbox-page inbound broadcast analytics
+export.
 
 ``inbound`` posts customers' messages at 100 a second while a keyword rule answers them and agents reply over
 the API, and times both (bench/inbound.py). ``inbox-page`` loads 10,000 open threads for the main tenant and
-asks for its inbox page, logged in, at 1 and 4 connections (bench/inbox_page.py).
+asks for its inbox page, logged in, at 1 and 4 connections (bench/inbox_page.py). ``analytics`` loads 10 million
+messages for the main tenant in bulk, rebuilds the daily roll-ups from them with ``flask analytics rebuild``, and
+asks for its analytics page over 90 days, logged in, at 1 and 4 connections (bench/analytics.py). ``export``
+loads 1,000,000 messages for the main tenant and downloads their CSV export through a streaming client while
+reading the gunicorn workers' RSS from /proc (bench/export.py).
 """
 from __future__ import annotations
 
@@ -67,8 +72,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
+import analytics
 import before
 import broadcast
+import export
 import inbound
 import inbox_page
 import ingest
@@ -84,7 +91,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/relay_bench"
 FERNET_KEY = "x9Gj0eKqk0p2M1o5Y2m2f8qVZ0jv3QXb6Zy9yQ1K8fU="
 WORKLOADS = ("new", "chat", "forwarder", "forwarder-insert", "ten-tenants", "slow-sandbox", "slow-clients", "ingest",
-             "live", "noisy-neighbour", "send-many", "inbox-page", "inbound", "broadcast")
+             "live", "noisy-neighbour", "send-many", "inbox-page", "inbound", "broadcast", "analytics",
+             "export")
 APP_WORKLOADS = {"new", "chat", "ten-tenants", "slow-sandbox", "slow-clients", "live", "noisy-neighbour",
                  "broadcast"}
 APP_SECRET = "bench-app-secret"
@@ -395,6 +403,10 @@ def main(argv=None) -> int:
             inbox_page.run(bench)
         if "inbound" in only:
             inbound.run(bench)
+        if "analytics" in only:
+            analytics.run(bench)
+        if "export" in only:
+            export.run(bench)
     except KeyboardInterrupt:
         print("interrupted; stopping servers", file=sys.stderr)
         return 130

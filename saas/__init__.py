@@ -87,6 +87,7 @@ def register_extensions(app: Flask) -> None:
     from saas.messaging import models as _messaging  # noqa: F401
     from saas.metering import models as _metering  # noqa: F401
     from saas.costs import models as _costs  # noqa: F401
+    from saas.analytics import models as _analytics  # noqa: F401
     from saas.orders import models as _orders  # noqa: F401
     from saas.audit import models as _audit  # noqa: F401
     from saas.tenants import models as _tenants  # noqa: F401
@@ -244,6 +245,7 @@ def register_whatsapp_housekeeping(app: Flask, background) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from saas.admin.analytics import bp as admin_analytics_bp
     from saas.admin.plans import bp as admin_plans_bp
     from saas.admin.rates import bp as admin_rates_bp
     from saas.admin.routes import bp as admin_bp
@@ -272,6 +274,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin_bp)
     app.register_blueprint(admin_plans_bp)
     app.register_blueprint(admin_rates_bp)
+    app.register_blueprint(admin_analytics_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(cloud_bp)
     app.register_blueprint(webhooks_bp)

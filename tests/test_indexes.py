@@ -90,6 +90,25 @@ HOT_QUERIES = {
                                 "AND effective_month IN ('2025-09')"),
     "a day's billable counts": ("SELECT tenant_id, category, count(*) FROM message_costs WHERE sent_at >= '2025-09-01' "
                                 "AND sent_at < '2025-09-02' AND estimated_billable GROUP BY tenant_id, category"),
+    # The analytics (saas.analytics): a delivered batch's shares, a tenant's range, every tenant's range.
+    "shares of a batch": ("SELECT * FROM analytics_counted WHERE tenant_id IN (1, 2) "
+                          "AND message_id = ANY(ARRAY[1, 2, 3]::bigint[])"),
+    "a tenant's days": ("SELECT day, phone_number_id, sum(sent) FROM analytics_daily WHERE tenant_id = 1 "
+                        "AND day >= '2025-09-01' AND day <= '2025-09-30' GROUP BY day, phone_number_id"),
+    "a tenant's failures": ("SELECT error_code, sum(failed) FROM analytics_daily_failures WHERE tenant_id = 1 "
+                            "AND day >= '2025-09-01' AND day <= '2025-09-30' GROUP BY error_code"),
+    "every tenant's days": ("SELECT tenant_id, sum(sent) FROM analytics_daily WHERE day >= '2025-09-01' "
+                            "AND day <= '2025-09-30' GROUP BY tenant_id"),
+    "a rebuild's days": "DELETE FROM analytics_counted WHERE day >= '2025-09-01'",
+    # Exports (saas.exports): a tenant's rows over a time range, in time order.
+    "messages export": ("SELECT m.id, p.display_number, c.estimated_micros FROM messages m JOIN phone_numbers p "
+                        "ON p.id = m.phone_number_id LEFT OUTER JOIN message_costs c ON c.tenant_id = m.tenant_id "
+                        "AND c.message_id = m.id WHERE m.tenant_id = 1 AND m.created_at >= '2026-11-01' "
+                        "AND m.created_at < '2026-12-01' ORDER BY m.created_at, m.id"),
+    "usage records export": ("SELECT * FROM usage_records WHERE tenant_id = 1 AND voided_at IS NULL "
+                             "AND created_at >= '2026-11-01' AND created_at < '2026-12-01' ORDER BY created_at, id"),
+    "orders export": ("SELECT * FROM orders WHERE tenant_id = 1 AND created_at >= '2026-11-01' "
+                      "AND created_at < '2026-12-01' ORDER BY created_at, id"),
 }
 
 

@@ -14,7 +14,9 @@ from flask import Blueprint, jsonify, render_template
 from marshmallow import Schema, fields
 
 from saas.api import (
-    consent_openapi, openapi_automation, openapi_broadcasts, openapi_contacts, openapi_inbox, openapi_orders, schemas,
+    consent_openapi, openapi_analytics, openapi_automation, openapi_broadcasts, openapi_contacts, openapi_exports,
+    openapi_inbox,
+    openapi_orders, schemas,
 )
 from saas.api.openapi_responses import GRAPH_ERRORS, READ_ERRORS, SEND_ERRORS, UPLOAD_ERRORS
 from saas.api.openapi_responses import errors as _errors, ok as _ok
@@ -221,6 +223,8 @@ def build_spec(version: str = "1.0.0") -> dict:
     openapi_inbox.inbox_paths(spec)
     openapi_automation.paths(spec)
     openapi_orders.paths(spec)
+    openapi_analytics.paths(spec)
+    openapi_exports.paths(spec)
     document = spec.to_dict()
     document["security"] = [{"bearer": []}]
     return document

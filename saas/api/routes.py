@@ -82,11 +82,13 @@ def usage():
 
 
 def _register_rooms() -> None:
-    from saas.api import automation, inbox, orders
+    from saas.api import analytics, automation, exports, inbox, orders
 
+    analytics.register(bp)
     inbox.register(bp)
     automation.register(bp)
     orders.register(bp)
+    exports.register(bp)
 
 
 _register_rooms()

@@ -279,6 +279,7 @@ def portal_url(stripe, tenant: Tenant, *, return_url: str) -> str:
 
 @dataclass(frozen=True)
 class InvoiceRow:
+    id: str
     created: datetime
     number: str | None
     amount: int
@@ -294,7 +295,7 @@ def invoices(stripe, tenant: Tenant, *, limit: int = 24) -> list[InvoiceRow]:
         return []
     with stripe_call("list invoices"):
         listing = _plain(stripe.v1.invoices.list(params={"customer": tenant.stripe_customer_id, "limit": limit}))
-    return [InvoiceRow(created=from_timestamp(i["created"]), number=i.get("number"),
+    return [InvoiceRow(id=i["id"], created=from_timestamp(i["created"]), number=i.get("number"),
                        amount=int(i.get("total") if i.get("total") is not None else i.get("amount_due") or 0),
                        currency=i.get("currency") or "usd", status=i.get("status"),
                        hosted_invoice_url=i.get("hosted_invoice_url"), invoice_pdf=i.get("invoice_pdf"))

@@ -1,4 +1,4 @@
-"""flask commands: seed, create-admin, tenants, keys, jobs, usage, sends, plans sync, billing resync, tokens rotate, templates sync, whatsapp, webhooks, events, broadcasts, rates.
+"""flask commands: seed, create-admin, tenants, keys, jobs, usage, sends, plans sync, billing resync, tokens rotate, templates sync, whatsapp, webhooks, events, broadcasts, rates, analytics.
 
 The accounts' and the worker's are here; Stripe billing's (usage, plans, billing) in saas.cli.billing;
 WhatsApp's (sends, tokens, templates, whatsapp, webhooks) in saas.cli.messaging; the domain events' outbox in
@@ -12,6 +12,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from saas.billing.catalog import seed_plans
 from saas.billing.services import UnknownPlan
+from saas.cli.analytics import analytics_cli
 from saas.cli.billing import billing_cli, plans_cli, usage_cli
 from saas.cli.broadcasts import broadcasts_cli
 from saas.cli.events import events_cli
@@ -135,5 +136,5 @@ def worker_command():
 def init_app(app) -> None:
     for command in (seed_command, create_admin_command, tenants_cli, keys_cli, jobs_cli, usage_cli, sends_cli,
                     plans_cli, billing_cli, tokens_cli, templates_cli, whatsapp_cli, webhooks_cli, events_cli,
-                    broadcasts_cli, rates_cli):
+                    broadcasts_cli, rates_cli, analytics_cli):
         app.cli.add_command(command)

@@ -76,6 +76,8 @@ class Message(db.Model):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_messages_tenant_created", "tenant_id", "id"),
+        # Exports: a tenant's messages over a time range, in time order.
+        Index("ix_messages_tenant_created_at", "tenant_id", "created_at", "id"),
         # The recovery job's query: sends interrupted before they were settled.
         Index("ix_messages_pending", "created_at", postgresql_where=text("status = 'pending'"),
               sqlite_where=text("status = 'pending'")),

@@ -53,7 +53,9 @@ class UsageRecord(db.Model):
 
     __tablename__ = "usage_records"
     __table_args__ = (Index("ix_usage_records_unreported", "reported_at", "voided_at"),
-                      Index("ix_usage_records_subject", "tenant_id", "subject"))
+                      Index("ix_usage_records_subject", "tenant_id", "subject"),
+                      # Exports: a tenant's records over a time range (an invoice line's period).
+                      Index("ix_usage_records_tenant_created", "tenant_id", "created_at", "id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)

@@ -34,6 +34,7 @@ class Order(db.Model):
         UniqueConstraint("tenant_id", "reference"),
         # The listing, newest first.
         Index("ix_orders_tenant_id", "tenant_id", "id"),
+        Index("ix_orders_tenant_created", "tenant_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -11,9 +11,10 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from saas.billing import checkout, entitlements, plan_changes, stripe_client
+from saas.billing import checkout, entitlements, invoice_lines, plan_changes, stripe_client
 from saas.billing.services import subscription_for
 from saas.errors import BillingNotConfigured, BillingUnavailable, NotFound
+from saas.exports import services as exports
 from saas.portal.access import allowed, tenant_required
 from saas.portal.forms import ConfirmForm, PlanChangeForm, PlanChoiceForm
 from saas.security_headers import policy
@@ -178,3 +179,21 @@ def change_confirm(tenant, code):
     except (BillingUnavailable, BillingNotConfigured) as exc:
         return back_to_billing(exc.message)
     return back_to_billing(f"You are now on the {subscription.plan.name} plan.", "success")
+
+
+@bp.get("/billing/invoices/<invoice_id>")
+@tenant_required
+@allowed("billing")
+def invoice(tenant, invoice_id):
+    """An invoice's lines; each overage line links to the usage records it charges (the usage-records export
+    of its unit, past the plan's included amount, over the line's period)."""
+    try:
+        shown = invoice_lines.invoice_of(stripe_client.client(), tenant, invoice_id)
+    except NotFound:
+        abort(404)
+    except (BillingUnavailable, BillingNotConfigured) as exc:
+        return back_to_billing(exc.message)
+    links = {index: url_for("portal.exports.download", name="usage-records",
+                            **exports.records_behind(line.unit, line.period_start, line.period_end))
+             for index, line in enumerate(shown.lines) if line.unit and line.period_start and line.period_end}
+    return render_template("portal/invoice.html", invoice=shown, links=links)

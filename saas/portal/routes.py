@@ -10,14 +10,14 @@ from flask import Blueprint, Flask
 
 from saas.extensions import login_manager
 from saas.portal import (
-    account, audit, auth, automation, billing, broadcasts, consent, contact_attributes, contact_imports, contacts,
-    email_links, home, inbox, inbox_live, keys, message_templates, numbers, orders, page_context, sessions, team,
-    twofactor, webhooks,
+    account, analytics, audit, auth, automation, billing, broadcasts, consent, contact_attributes, contact_imports,
+    contacts, email_links, exports, home, inbox, inbox_live, keys, message_templates, numbers, orders, page_context,
+    sessions, team, twofactor, webhooks,
 )
 
 PAGES = (home, auth, email_links, twofactor, account, keys, numbers, message_templates, contacts, contact_imports,
          contact_attributes, broadcasts, webhooks, billing, team, audit, consent, inbox, inbox_live, orders,
-         automation)
+         automation, analytics, exports)
 
 bp = Blueprint("portal", __name__)
 for page in PAGES:

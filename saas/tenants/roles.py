@@ -25,13 +25,17 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "orders": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER, ROLE_AGENT}),
     # The templates order events send, and the shop connections with their secrets.
     "order_settings": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER}),
+    # Exports of messages, costs, usage and orders: those who read the dashboard (billing reads the usage
+    # records behind an invoice's overage line); not agents.
+    "exports": frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_DEVELOPER, ROLE_BILLING}),
 }
 
 AREA_NAMES = {"keys": "API keys", "contacts": "contacts", "numbers": "numbers", "templates": "message templates",
               "broadcasts": "broadcasts",
               "webhooks": "webhooks", "billing": "billing", "members": "team members", "audit": "the audit log",
               "consent": "marketing consent", "dashboard": "the dashboard", "inbox": "the inbox",
-              "automation": "automation", "orders": "orders", "order_settings": "order notification settings"}
+              "automation": "automation", "orders": "orders", "order_settings": "order notification settings",
+              "exports": "exports"}
 
 ROLE_DESCRIPTIONS = {
     ROLE_OWNER: "everything, including granting the owner role",

@@ -667,6 +667,20 @@ def preview_invoice(fake, params):
     return invoice
 
 
+def list_invoice_lines(fake, invoice_id, params):
+    """An invoice's lines a page at a time, in the invoice's order (``_lines`` holds them all when the invoice
+    embeds only the first ones, as Stripe embeds ten)."""
+    invoice = fake.get(invoice_id, "invoice")
+    lines = invoice.get("_lines") or invoice["lines"]["data"]
+    after = params.get("starting_after")
+    if after:
+        ids = [line["id"] for line in lines]
+        lines = lines[ids.index(after) + 1:] if after in ids else []
+    limit = int(params.get("limit", 10))
+    return {"object": "list", "url": f"/v1/invoices/{invoice_id}/lines", "has_more": len(lines) > limit,
+            "data": lines[:limit]}
+
+
 def list_invoices(fake, params):
     items = fake.of_kind("invoice")
     if "customer" in params:
@@ -716,6 +730,7 @@ ROUTES = {
     ("POST", "invoices/create_preview"): preview_invoice,
     ("GET", "invoices"): list_invoices,
     ("GET", "invoices/{id}"): lambda f, i, p: f.public(f.get(i, "invoice")),
+    ("GET", "invoices/{id}/lines"): list_invoice_lines,
     ("GET", "events"): list_events,
     ("GET", "events/{id}"): lambda f, i, p: next((e for e in f.events if e["id"] == i), None) or f.get(i),
 }

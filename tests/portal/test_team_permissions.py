@@ -43,6 +43,7 @@ EXPECTED = {
     "automation": {"owner", "admin", "developer"},
     "orders": {"owner", "admin", "developer", "agent"},
     "order_settings": {"owner", "admin", "developer"},
+    "exports": {"owner", "admin", "developer", "billing"},
 }
 
 
@@ -56,6 +57,7 @@ def _token(client):
 
 # (area, method, path(team, ctx), form(client, team, ctx)) — ctx holds the live number and template ids.
 ACTIONS = {
+    "analytics page": ("dashboard", "GET", lambda t, c: "/analytics", None),
     "keys page": ("keys", "GET", lambda t, c: "/keys", None),
     "create key": ("keys", "POST", lambda t, c: "/keys", lambda cl, t, c: {"name": "CI"}),
     "revoke key": ("keys", "POST", lambda t, c: f"/keys/{t.key_id}/revoke", lambda cl, t, c: {}),
@@ -88,6 +90,9 @@ ACTIONS = {
     "preview plan change": ("billing", "GET", lambda t, c: "/billing/change/pro", None),
     "change plan": ("billing", "POST", lambda t, c: "/billing/change/pro", lambda cl, t, c: {
         "plan": "pro", "attempt": "0123456789abcdef", "proration_date": "1700000000"}),
+    "invoice page": ("billing", "GET", lambda t, c: "/billing/invoices/in_test_1", None),
+    "exports page": ("exports", "GET", lambda t, c: "/exports", None),
+    "export messages": ("exports", "GET", lambda t, c: "/exports/messages.csv", None),
     "checkout return": ("billing", "GET", lambda t, c: "/billing/success?session_id=cs_test_1", None),
     "checkout abandoned": ("billing", "GET", lambda t, c: "/billing/cancel", None),
     "webhooks page": ("webhooks", "GET", lambda t, c: "/webhooks", None),
@@ -194,7 +199,7 @@ def test_every_area_in_the_matrix_is_in_the_table():
 # one side or the other.
 TENANT_BLUEPRINTS = {"portal"}
 NOT_TENANT_PAGES = {
-    "admin", "admin_plans", "admin_rates",          # the platform admins' console, behind its own check (saas/admin/access.py)
+    "admin", "admin_plans", "admin_rates", "admin_analytics",  # the platform admins' console, behind its own check (saas/admin/access.py)
     "api", "cloud", "openapi",       # API-key requests, and the public API reference
     "webhooks", "whatsapp_webhooks",  # signed calls from Stripe and Meta
     "shop_webhooks",                 # signed calls from shops (Shopify, WooCommerce)
