@@ -267,3 +267,17 @@ def unreachable_answer(exc: BaseException):
 def insert_for(conn, model):
     """The dialect's own INSERT for ``model`` (ON CONFLICT and RETURNING where the database has them)."""
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(model)
+
+
+_BUILT: dict[tuple[str, str], object] = {}
+
+
+def built_once(conn, name: str, build):
+    """The statement ``build(conn)`` makes, built once per dialect and kept under ``name``: a statement on a
+    hot path is built with bind parameters and reused, since building one and working out its cache key
+    costs more than running it."""
+    key = (conn.dialect.name, name)
+    statement = _BUILT.get(key)
+    if statement is None:
+        statement = _BUILT[key] = build(conn)
+    return statement

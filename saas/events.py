@@ -11,8 +11,10 @@ EVENTS_IN_BACKGROUND, the default) the commit only hands its streams to the
 process's deliverer (``Deliverer``), a thread that delivers every commit's
 events that arrived meanwhile in one transaction, so the request answers once
 its own change is committed and consumers' work is done in sets beside it;
-elsewhere (jobs, the CLI, a thread of the send service) in the committing
-thread before ``commit`` returns. The sweep (``sweep``: every process's
+so do the commits of work that asks for it (``handed_to_deliverer``: the
+sending of automated replies, one commit per reply); elsewhere (jobs, the
+CLI, a thread of the send service) in the committing thread before
+``commit`` returns. The sweep (``sweep``: every process's
 housekeeping, and ``flask events sweep``) delivers what a crash between the
 two left, and gives a failed consumer its events again.
 
@@ -36,12 +38,13 @@ import logging
 import os
 import threading
 import time
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-from flask import current_app, has_request_context
+from flask import current_app, has_app_context, has_request_context
 
 from saas import outbox
 from saas.outbox import Event  # noqa: F401  (what publishers build and consumers get)
@@ -67,6 +70,8 @@ class Consumer:
 _consumers: dict[str, Consumer] = {}
 # The streams this context published in since it last delivered (one set per thread, greenlet or task).
 _published: ContextVar[set | None] = ContextVar("domain_event_streams", default=None)
+# Whether this context's commits hand their events to the deliverer though it is no request.
+_handed_over: ContextVar[bool] = ContextVar("domain_events_handed_over", default=False)
 
 
 def subscribe(event_types, handle: Callable, *, name: str | None = None, serves: Callable | None = None) -> Consumer:
@@ -198,8 +203,19 @@ def deliver_streams(session, streams) -> int:
     return delivered
 
 
+@contextmanager
+def handed_to_deliverer():
+    """Within it (in an app context), commits hand their events to the process's deliverer as a request's
+    do (with EVENTS_IN_BACKGROUND): many small transactions' events are then delivered in sets."""
+    token = _handed_over.set(True)
+    try:
+        yield
+    finally:
+        _handed_over.reset(token)
+
+
 def _deliverer() -> "Deliverer | None":
-    if not has_request_context():
+    if not has_request_context() and not (_handed_over.get() and has_app_context()):
         return None
     app = current_app._get_current_object()
     if not app.config.get("EVENTS_IN_BACKGROUND"):

@@ -24,6 +24,12 @@ a backoff and goes on with the jobs Redis kept.
 The same thread runs the housekeeping tasks registered with ``every``: the
 usage roll-up and the recovery of interrupted sends.
 
+A job that must not wait behind the others (automation's replies, which
+would otherwise queue behind the applying of WhatsApp's notifications) gets a
+lane of its own (``lane``): a bounded queue and a few threads, each running
+one queued call at a time. A lane is only for work a sweep does again: a call
+that finds its lane full is left to it.
+
 Jobs are named by import path so the worker (saas.worker, which builds its
 own app) can run them without anything from the web process; RQ is handed the
 worker's entry points by name too, so this module never builds an app.
@@ -101,6 +107,12 @@ class BackgroundQueue:
         self._idle = threading.Event()
         self._idle.set()
         self._pending = 0
+        self._lanes: dict[str, "_Lane"] = {}
+
+    def lane(self, path: str, *, threads: int, bound: int) -> None:
+        """Run ``path``'s calls on a lane of their own: ``threads`` threads, at most ``bound`` calls waiting
+        (more are dropped: only for work a sweep does again)."""
+        self._lanes[path] = _Lane(path, max(1, threads), max(1, bound))
 
     def every(self, name: str, seconds: float, fn) -> None:
         """Run ``fn()`` in an app context about every ``seconds`` in this process's background thread."""
@@ -112,10 +124,14 @@ class BackgroundQueue:
             self._dispatch([(path, args)])
             return
         self._ensure_thread()
+        lane = self._lanes.get(path)
         with self._lock:
             self._pending += 1
             self._idle.clear()
-        self._queue.put((path, args))
+        if lane is None:
+            self._queue.put((path, args))
+        elif not lane.put(self, args):
+            self._done(1)
 
     def start(self) -> None:
         """Start the background thread in this process (idempotent; safe after a fork)."""
@@ -158,11 +174,14 @@ class BackgroundQueue:
                     break
             if jobs:
                 self._dispatch(jobs)
-                with self._lock:
-                    self._pending -= len(jobs)
-                    if self._pending == 0:
-                        self._idle.set()
+                self._done(len(jobs))
             self.run_due_tasks()
+
+    def _done(self, count: int) -> None:
+        with self._lock:
+            self._pending -= count
+            if self._pending == 0:
+                self._idle.set()
 
     def _wait(self) -> float:
         if not self._tasks:
@@ -209,6 +228,40 @@ class BackgroundQueue:
             finally:
                 db.session.remove()
                 _running.reset(token)
+
+
+class _Lane:
+    """A job's own queue (bounded) and threads, started in each process on first use."""
+
+    def __init__(self, path: str, threads: int, bound: int):
+        self.path, self.threads = path, threads
+        self._queue: queue.Queue = queue.Queue(bound)
+        self._pid = None
+        self._lock = threading.Lock()
+
+    def put(self, background: BackgroundQueue, args) -> bool:
+        """Queue one call; False when the lane is full (nothing queued)."""
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._pid = os.getpid()
+                    for n in range(self.threads):
+                        threading.Thread(target=self._loop, args=(background,), name=f"lane {self.path} {n}",
+                                         daemon=True).start()
+        try:
+            self._queue.put_nowait(args)
+        except queue.Full:
+            log.warning("the lane of %s is full; the call is left to its sweep", self.path)
+            return False
+        return True
+
+    def _loop(self, background: BackgroundQueue) -> None:
+        while True:
+            args = self._queue.get()
+            try:
+                background._dispatch([(self.path, args)])
+            finally:
+                background._done(1)
 
 
 def enqueue(path: str, *args) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
-from saas.automation.models import PENDING, Run
+from saas.automation.models import Run
 from saas.contacts import labels
 from saas.contacts.consent import records
 from saas.contacts.models import OPTED_IN, OPTED_OUT, SOURCE_KEYWORD
@@ -100,12 +100,13 @@ def apply(conn, session, rule, action: dict, message, thread, now: datetime | No
     raise ValueError(f"not an action that sends nothing: {kind}")
 
 
-def queue_reply(conn, tenant_id: int, run_id: int, body: dict) -> None:
-    conn.execute(update(Run).where(Run.id == run_id, Run.tenant_id == tenant_id).values(status=PENDING, body=body))
+_FINISH = update(Run).where(Run.id == bindparam("b_run"), Run.tenant_id == bindparam("b_tenant")).values(
+    status=bindparam("b_status"), finished_at=bindparam("b_now"), message_id=bindparam("b_message"),
+    error_code=bindparam("b_code"), error_title=bindparam("b_title"))
 
 
 def finish(conn, tenant_id: int, run_id: int, status: str, now: datetime, *, message_id: int | None = None,
            error_code: str | None = None, error_title: str | None = None) -> None:
-    conn.execute(update(Run).where(Run.id == run_id, Run.tenant_id == tenant_id).values(
-        status=status, finished_at=now, message_id=message_id, error_code=(error_code or None) and error_code[:40],
-        error_title=(error_title or None) and error_title[:300]))
+    conn.execute(_FINISH, {"b_run": run_id, "b_tenant": tenant_id, "b_status": status, "b_now": now,
+                           "b_message": message_id, "b_code": (error_code or None) and error_code[:40],
+                           "b_title": (error_title or None) and error_title[:300]})

@@ -20,9 +20,9 @@ from saas.automation.context import (
     TenantSetting, enabled_rules, first_from_contact, labels_of, with_automation,
 )
 from saas.automation.matching import Context, Inbound, inbound_of, matches
-from saas.automation.models import DONE, SKIPPED, Run
+from saas.automation.models import DONE, FIRST_MESSAGE, PENDING, SKIPPED, Run
 from saas.automation.rules import filled
-from saas.database import insert_for
+from saas.database import built_once, insert_for
 from saas.inbox import threads
 from saas.messaging.inbound.objects import moment
 from saas.timeutil import utcnow
@@ -30,10 +30,14 @@ from saas.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 
-def context_for(conn, setting: TenantSetting, message: Inbound) -> Context:
-    return Context(first=first_from_contact(conn, message.tenant_id, message.number_pk, message.wa_id,
-                                            message.wa_message_id),
-                   labels=labels_of(conn, message.tenant_id, message.wa_id),
+def context_for(conn, setting: TenantSetting, message: Inbound, rules=None) -> Context:
+    """What ``rules`` (by default: any rule) read besides ``message``. Whether it is the contact's first and
+    the contact's labels are read only when one of the rules asks (its trigger, its conditions)."""
+    first = rules is None or any(rule.trigger == FIRST_MESSAGE for rule in rules)
+    labelled = rules is None or any((rule.conditions or {}).get("labels") for rule in rules)
+    return Context(first=first and first_from_contact(conn, message.tenant_id, message.number_pk, message.wa_id,
+                                                      message.wa_message_id),
+                   labels=labels_of(conn, message.tenant_id, message.wa_id) if labelled else frozenset(),
                    hours=setting.hours(message.number_pk), zone=setting.zone)
 
 
@@ -58,54 +62,63 @@ def _reply_held(conn, setting: TenantSetting, message: Inbound, our_number: str,
     return None
 
 
-def _run(conn, rule, message: Inbound, thread_id: int, now: datetime) -> int | None:
-    return conn.execute(insert_for(conn, Run).on_conflict_do_nothing(
-        index_elements=["tenant_id", "rule_id", "wa_message_id"]).values(
-        tenant_id=message.tenant_id, rule_id=rule.id, rule_name=rule.name, wa_message_id=message.wa_message_id,
-        phone_number_id=message.number_pk, wa_id=message.wa_id, thread_id=thread_id, status=DONE,
-        created_at=now).returning(Run.id)).scalar()
+def _run_insert(conn):
+    return insert_for(conn, Run).on_conflict_do_nothing(
+        index_elements=["tenant_id", "rule_id", "wa_message_id"]).returning(Run.id)
+
+
+def _run(conn, rule, message: Inbound, thread_id: int, now: datetime, **outcome) -> int | None:
+    """The run written (its id), or None when the rule ran on this message before (unique)."""
+    return conn.execute(built_once(conn, "automation.run", _run_insert), {
+        "tenant_id": message.tenant_id, "rule_id": rule.id, "rule_name": rule.name,
+        "wa_message_id": message.wa_message_id, "phone_number_id": message.number_pk, "wa_id": message.wa_id,
+        "thread_id": thread_id, "created_at": now, "status": DONE, **outcome}).scalar()
 
 
 def apply_rule(conn, session, setting, rule, message: Inbound, our_number: str, now: datetime) -> int | None:
-    """Run ``rule`` on ``message`` (it matched); the id of the run when it has a reply to send."""
+    """Run ``rule`` on ``message`` (it matched); the id of the run when it has a reply to send.
+
+    The run is written with its outcome (a reply queued, or held back by a loop guard) in one statement;
+    when it was written before (the event delivered again) nothing else is done."""
     thread = threads.thread_for(conn, message.tenant_id, message.number_pk, message.wa_id, name=message.name,
                                 now=now)
-    run_id = _run(conn, rule, message, thread.id, now)
+    reply = next((a for a in rule.actions if a["type"] == "reply"), None)
+    held = _reply_held(conn, setting, message, our_number, now) if reply is not None else None
+    if reply is None:
+        outcome = {}
+    elif held:
+        outcome = {"status": SKIPPED, "finished_at": now, "error_title": held[:300]}
+    else:
+        body = filled(reply["message"], message.name, message.wa_id)
+        outcome = {"status": PENDING, "body": body}
+    run_id = _run(conn, rule, message, thread.id, now, **outcome)
     if run_id is None:
         return None  # done when this event was first delivered
     done = [doing.apply(conn, session, rule, action, message, thread) for action in rule.actions
             if action["type"] != "reply"]
-    reply = next((a for a in rule.actions if a["type"] == "reply"), None)
-    due = None
-    if reply is not None:
-        held = _reply_held(conn, setting, message, our_number, now)
-        if held:
-            doing.finish(conn, message.tenant_id, run_id, SKIPPED, now, error_title=held)
-            done.append(held)
-        else:
-            body = filled(reply["message"], message.name, message.wa_id)
-            doing.queue_reply(conn, message.tenant_id, run_id, body)
-            done.append(f"reply queued ({body['type']})")
-            due = run_id
+    if held:
+        done.append(held)
+    elif reply is not None:
+        done.append(f"reply queued ({body['type']})")
     threads.log_rule_run(conn, message.tenant_id, thread.id, rule.name, "; ".join(done) or "matched",
                          detail={"rule_id": rule.id, "run_id": run_id, "trigger": rule.trigger}, now=now)
-    return due
+    return run_id if reply is not None and not held else None
 
 
 def handle(conn, events) -> list[int]:
     """The consumer's work: every event of a tenant with automation through its rules; the runs with a reply
     to send (for ``sending``)."""
     served = with_automation(conn, {event.tenant_id for event in events})
+    events = [event for event in events if event.tenant_id in served]
+    ours = guards.sent_by_automation_among(conn, [event.payload["wa_message_id"] for event in events])
     now = utcnow()
     due: list[int] = []
     rules_by_tenant: dict[int, list] = {}
     settings: dict[int, TenantSetting] = {}
     with Session(bind=conn, join_transaction_mode="rollback_only") as session:
         for event in events:
-            if event.tenant_id not in served:
-                continue
             message, our_number = _message_of(event, now)
-            if guards.sent_by_automation(conn, message.wa_message_id):
+            if message.wa_message_id in ours:
                 continue
             rules = rules_by_tenant.get(event.tenant_id)
             if rules is None:
@@ -114,7 +127,7 @@ def handle(conn, events) -> list[int]:
                 continue
             setting = settings.get(event.tenant_id) or settings.setdefault(event.tenant_id,
                                                                             TenantSetting(conn, event.tenant_id))
-            context = context_for(conn, setting, message)
+            context = context_for(conn, setting, message, rules)
             for rule in rules:
                 if not matches(rule, message, context):
                     continue

@@ -12,13 +12,26 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from saas.automation.models import PENDING, SENDING, SENT, Run
 from saas.messaging.models import Message, PhoneNumber
 
 HOUR = timedelta(hours=1)
 AUTOMATED = "automation:"
+
+
+# Built once (these run for every inbound message a rule answers).
+_NUMBERS_ENDING = select(PhoneNumber.id, PhoneNumber.tenant_id, PhoneNumber.display_number).where(
+    PhoneNumber.display_number.like(bindparam("ending")))
+_LAST_SENT = (select(Message.idempotency_key).where(
+    Message.tenant_id == bindparam("tenant_id"), Message.phone_number_id == bindparam("number_id"),
+    Message.wa_id == bindparam("wa_id"), Message.direction == "out", Message.created_at >= bindparam("since"))
+    .order_by(Message.created_at.desc(), Message.id.desc()).limit(1))
+_REPLIES_SINCE = select(func.count(Run.id)).where(
+    Run.tenant_id == bindparam("tenant_id"), Run.phone_number_id == bindparam("number_pk"),
+    Run.wa_id == bindparam("wa_id"), Run.created_at > bindparam("since"), Run.created_at <= bindparam("now"),
+    Run.status.in_((PENDING, SENDING, SENT)))
 
 
 def digits(value: str | None) -> str:
@@ -32,21 +45,28 @@ def sent_by_automation(conn, wa_message_id: str) -> bool:
     return bool(key and key.startswith(AUTOMATED))
 
 
+def sent_by_automation_among(conn, wa_message_ids) -> set[str]:
+    """Those of ``wa_message_ids`` that are outbound messages of ours a rule sent (one query for a batch)."""
+    wanted = sorted(set(wa_message_ids))
+    if not wanted:
+        return set()
+    rows = conn.execute(select(Message.wa_message_id, Message.idempotency_key).where(
+        Message.wa_message_id.in_(wanted), Message.direction == "out")).all()
+    return {wamid for wamid, key in rows if key and key.startswith(AUTOMATED)}
+
+
 def from_automated_number(conn, our_display_number: str, sender: str, now: datetime) -> bool:
     """Whether ``sender`` is one of our numbers (any tenant's) whose last message to ``our_display_number``
     within the hour was an automated reply."""
     ours, theirs = digits(our_display_number), digits(sender)
     if not ours or not theirs:
         return False
-    candidates = conn.execute(select(PhoneNumber.id, PhoneNumber.tenant_id, PhoneNumber.display_number)
-                              .where(PhoneNumber.display_number.like(f"%{theirs[-4:]}"))).all()
+    candidates = conn.execute(_NUMBERS_ENDING, {"ending": f"%{theirs[-4:]}"}).all()
     for number_id, tenant_id, display in candidates:
         if digits(display) != theirs:
             continue
-        key = conn.execute(select(Message.idempotency_key).where(
-            Message.tenant_id == tenant_id, Message.phone_number_id == number_id, Message.wa_id == ours,
-            Message.direction == "out", Message.created_at >= now - HOUR)
-            .order_by(Message.created_at.desc(), Message.id.desc()).limit(1)).scalar()
+        key = conn.execute(_LAST_SENT, {"tenant_id": tenant_id, "number_id": number_id, "wa_id": ours,
+                                        "since": now - HOUR}).scalar()
         if key and key.startswith(AUTOMATED):
             return True
     return False
@@ -54,6 +74,5 @@ def from_automated_number(conn, our_display_number: str, sender: str, now: datet
 
 def replies_in_hour(conn, tenant_id: int, number_pk: int, wa_id: str, now: datetime) -> int:
     """Automated replies to the thread in the hour before ``now`` (sent, or on their way)."""
-    return conn.execute(select(func.count(Run.id)).where(
-        Run.tenant_id == tenant_id, Run.phone_number_id == number_pk, Run.wa_id == wa_id,
-        Run.created_at > now - HOUR, Run.created_at <= now, Run.status.in_((PENDING, SENDING, SENT)))).scalar()
+    return conn.execute(_REPLIES_SINCE, {"tenant_id": tenant_id, "number_pk": number_pk, "wa_id": wa_id,
+                                         "since": now - HOUR, "now": now}).scalar()

@@ -89,7 +89,7 @@ def replay(tenant, rule_id, *, now: datetime | None = None) -> dict:
             "type": row.type, "text": {"body": row.body_summary or ""}}
         message = inbound_of(tenant.id, row.phone_number_id, row.wa_id, row.wa_message_id, raw,
                              moment(raw.get("timestamp"), row.created_at))
-        if not matches(rule, message, context_for(conn, setting, message)):
+        if not matches(rule, message, context_for(conn, setting, message, [rule])):
             continue
         totals["matched"] += 1
         shown = {"wa_message_id": message.wa_message_id, "from": message.wa_id, "number_id": message.number_pk,

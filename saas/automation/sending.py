@@ -1,8 +1,10 @@
 """Sending the replies rules queued, off the transaction that matched them, through the send service.
 
 A run with a reply is written ``pending`` in the delivering transaction (saas.automation.engine). Once that
-transaction commits, its runs are handed to this process's background queue (``send_runs``); the sweep
-(every process's housekeeping, ``sweep``) sends what a crash or a delivery without an app context left.
+transaction commits, its runs are handed one by one to a lane of this process's background queue
+(``send_runs``: AUTOMATION_SEND_THREADS threads of their own, so replies neither wait behind the applying of
+notifications nor hold it up, and several are on their way to WhatsApp at once); the sweep (every process's
+housekeeping, ``sweep``) sends what a crash, a full lane or a delivery without an app context left.
 A run is claimed (``pending`` to ``sending``, one conditional UPDATE: one process sends it) and sent with the
 Idempotency-Key ``automation:<run id>``, so a run claimed again after a crash is answered from the first
 send, never sent twice; the send service meters it, checks WhatsApp's rules (the window) and consent. The
@@ -15,9 +17,10 @@ from contextvars import ContextVar
 from datetime import timedelta
 
 from flask import current_app, has_app_context
-from sqlalchemy import event, or_, select, update
+from sqlalchemy import bindparam, event, or_, select, update
 from sqlalchemy.orm import Session
 
+from saas import events
 from saas.automation.actions import finish
 from saas.automation.models import FAILED, FEATURE, PENDING, SENDING, SENT, Run
 from saas.billing import entitlements
@@ -54,7 +57,9 @@ def _after_commit(session) -> None:
         return
     _due.set(None)
     if has_app_context() and "background" in current_app.extensions:
-        current_app.extensions["background"].enqueue(JOB, list(run_ids))
+        background = current_app.extensions["background"]
+        for run_id in run_ids:
+            background.enqueue(JOB, [run_id])
 
 
 def _after_rollback(session) -> None:
@@ -64,32 +69,48 @@ def _after_rollback(session) -> None:
 
 
 def install(app) -> None:
-    """Hand committed runs to the background queue, and sweep for left ones in every process's
+    """Hand committed runs to the background queue's lane for replies, and sweep for left ones in every process's
     housekeeping (AUTOMATION_SWEEP_SECONDS)."""
     if not event.contains(Session, "after_commit", _after_commit):
         event.listen(Session, "after_commit", _after_commit)
         event.listen(Session, "after_rollback", _after_rollback)
     app.config.setdefault("AUTOMATION_SWEEP_SECONDS", 2.0)
+    # Replies are sent by this many threads of each process, beside the applying of notifications; at most
+    # QUEUE wait (more are left to the sweep).
+    app.config.setdefault("AUTOMATION_SEND_THREADS", 4)
+    app.config.setdefault("AUTOMATION_SEND_QUEUE", 2000)
+    app.extensions["background"].lane(JOB, threads=app.config["AUTOMATION_SEND_THREADS"],
+                                      bound=app.config["AUTOMATION_SEND_QUEUE"])
     if app.config.get("HOUSEKEEPING"):
         app.extensions["background"].every("automation replies", app.config["AUTOMATION_SWEEP_SECONDS"], sweep)
 
 
 def send_runs(run_ids) -> int:
-    """Send the replies of these runs (those still pending); how many were sent."""
-    return sum(1 for run_id in run_ids if send_run(run_id) == SENT)
+    """Send the replies of these runs (those still pending); how many were sent. The sends' domain events
+    go to the process's deliverer (with EVENTS_IN_BACKGROUND), delivered in sets with others'."""
+    with events.handed_to_deliverer():
+        return sum(1 for run_id in run_ids if send_run(run_id) == SENT)
 
 
-def _claim(run_id: int) -> Run | None:
+# Built once: one of each per reply.
+_CLAIM = (update(Run).where(Run.id == bindparam("b_run"), Run.status == PENDING)
+          .values(status=SENDING, claimed_at=bindparam("b_now"))
+          .returning(Run.tenant_id, Run.thread_id, Run.wa_id, Run.phone_number_id, Run.rule_name, Run.body)
+          .execution_options(synchronize_session=False))
+_GRAPH_ID = select(PhoneNumber.phone_number_id).where(PhoneNumber.id == bindparam("number_pk"),
+                                                      PhoneNumber.tenant_id == bindparam("tenant_id"))
+
+
+def _claim(run_id: int):
+    """The run's row (what sending reads of it) when this process took it, pending, for sending; else None."""
     now = utcnow()
     try:
-        claimed = db.session.execute(update(Run).where(Run.id == run_id, Run.status == PENDING)
-                                     .values(status=SENDING, claimed_at=now)
-                                     .execution_options(synchronize_session=False)).rowcount
+        run = db.session.connection().execute(_CLAIM, {"b_run": run_id, "b_now": now}).first()
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
-    return db.session.get(Run, run_id) if claimed else None
+    return run
 
 
 def send_run(run_id: int) -> str | None:
@@ -101,8 +122,8 @@ def send_run(run_id: int) -> str | None:
                                                          run.phone_number_id, run.rule_name)
     body = {"messaging_product": "whatsapp", "to": wa_id, **(run.body or {})}
     tenant = tenant_snapshot(tenant_id)
-    phone_number_id = db.session.scalar(select(PhoneNumber.phone_number_id).where(
-        PhoneNumber.id == number_pk, PhoneNumber.tenant_id == tenant_id))
+    phone_number_id = db.session.connection().execute(_GRAPH_ID, {"number_pk": number_pk,
+                                                                  "tenant_id": tenant_id}).scalar()
     db.session.rollback()  # no transaction held while WhatsApp is called
     outcome, error = None, None
     try:

@@ -46,12 +46,15 @@ def with_inbox(conn, tenant_ids) -> set[int]:
     return {tenant_id for tenant_id, answer in answers.items() if answer}
 
 
-def _inbound(conn, event):
+def _inbound(conn, event, auto_assign: dict[int, bool]):
     payload = event.payload
     touched = threads.record_inbound(conn, event.tenant_id, payload["number"]["id"], payload["from"],
                                      payload["wa_message_id"], payload["object"] or {}, payload.get("contact"))
-    if touched is not None and touched.assignee_id is None and assignment.auto_assign_on(conn, event.tenant_id):
-        assignment.assign_thread(conn, event.tenant_id, touched.thread_id)
+    if touched is not None and touched.assignee_id is None:
+        if event.tenant_id not in auto_assign:  # read once per tenant and delivering transaction
+            auto_assign[event.tenant_id] = assignment.auto_assign_on(conn, event.tenant_id)
+        if auto_assign[event.tenant_id]:
+            assignment.assign_thread(conn, event.tenant_id, touched.thread_id)
     return touched
 
 
@@ -61,6 +64,7 @@ def take(conn, batch) -> int:
     without the inbox, and it reaches every consumer of its type.)"""
     served = with_inbox(conn, {event.tenant_id for event in batch})
     touched = []
+    auto_assign: dict[int, bool] = {}
     # Runs of one type, in order: settled sends and statuses in sets, inbound messages one by one.
     for event_type, run in groupby((event for event in batch if event.tenant_id in served), key=attrgetter("type")):
         if event_type == SEND_SETTLED:
@@ -68,7 +72,7 @@ def take(conn, batch) -> int:
         elif event_type == STATUS_CHANGED:
             touched += batches.apply_statuses(conn, list(run))
         else:
-            touched += [t for t in (_inbound(conn, event) for event in run) if t is not None]
+            touched += [t for t in (_inbound(conn, event, auto_assign) for event in run) if t is not None]
     if touched and has_app_context():
         live.for_app(current_app).notify(t.tenant_id for t in touched)
     return len(touched)

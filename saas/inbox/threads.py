@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from saas.contacts import directory
 from saas.contacts.models import SOURCE_INBOUND
-from saas.database import insert_for
+from saas.database import built_once, insert_for
 from saas.inbox import rendering
 from saas.inbox.models import (
     AGENT, API, AUTOMATION, BROADCAST, CUSTOMER, MESSAGE, OPEN, ORDER, RESOLVED, RULE_RUN, SYSTEM, Entry, Thread,
@@ -49,7 +49,8 @@ class Touched:
 def _contact_id(conn, tenant_id: int, key: str, name: str | None) -> int | None:
     parsed = directory.parse_wa_id(key)
     keys = {"wa_id": parsed.digits} if parsed else {"user_id": key[:100]}
-    session = Session(bind=conn)
+    # Its savepoint, not the session, decides: closing it must never undo a contact made in a caller's savepoint.
+    session = Session(bind=conn, join_transaction_mode="rollback_only")
     try:
         with session.begin_nested():
             contact, _ = directory.find_or_create(session, tenant_id, name=name, source=SOURCE_INBOUND, **keys)
@@ -61,28 +62,45 @@ def _contact_id(conn, tenant_id: int, key: str, name: str | None) -> int | None:
         session.close()
 
 
+def _thread_query(conn):
+    return select(Thread.__table__).where(
+        Thread.tenant_id == bindparam("tenant_id"), Thread.phone_number_id == bindparam("number_pk"),
+        Thread.wa_id == bindparam("wa_id")).with_for_update()
+
+
+def _thread_insert(conn):
+    # Made here: the new row (locked by this transaction); made a moment ago by another one: nothing.
+    return insert_for(conn, Thread).on_conflict_do_nothing(
+        index_elements=["tenant_id", "phone_number_id", "wa_id"]).returning(*Thread.__table__.c)
+
+
 def thread_for(conn, tenant_id: int, number_pk: int, wa_id: str, *, name: str | None = None,
                status: str = OPEN, now: datetime | None = None) -> Thread:
     """The thread of ``wa_id`` on the tenant's number ``number_pk``, made (with its contact) when there is none.
     Locks its row (FOR UPDATE) for the rest of the caller's transaction."""
-    query = select(Thread.__table__).where(Thread.tenant_id == tenant_id, Thread.phone_number_id == number_pk,
-                                           Thread.wa_id == wa_id).with_for_update()
-    row = conn.execute(query).first()
+    query = built_once(conn, "inbox.thread", _thread_query)
+    which = {"tenant_id": tenant_id, "number_pk": number_pk, "wa_id": wa_id}
+    row = conn.execute(query, which).first()
     if row is None:
         now = now or utcnow()
         contact_id = _contact_id(conn, tenant_id, wa_id, name)
-        conn.execute(insert_for(conn, Thread).on_conflict_do_nothing(
-            index_elements=["tenant_id", "phone_number_id", "wa_id"]).values(
-            tenant_id=tenant_id, phone_number_id=number_pk, wa_id=wa_id, contact_id=contact_id,
-            name=name[:200] if name else None, status=status, unread=0, last_preview="", created_at=now,
-            updated_at=now))
-        row = conn.execute(query).first()
+        row = conn.execute(built_once(conn, "inbox.thread.insert", _thread_insert), {
+            "tenant_id": tenant_id, "phone_number_id": number_pk, "wa_id": wa_id, "contact_id": contact_id,
+            "name": name[:200] if name else None, "status": status, "unread": 0, "last_preview": "",
+            "created_at": now, "updated_at": now}).first() or conn.execute(query, which).first()
     return row
 
 
 def _insert_entry(conn, values: dict, conflict: str) -> int | None:
-    return conn.execute(insert_for(conn, Entry).on_conflict_do_nothing(index_elements=["tenant_id", conflict])
-                        .values(**values).returning(Entry.id)).scalar()
+    def build(conn):
+        return insert_for(conn, Entry).on_conflict_do_nothing(index_elements=["tenant_id", conflict]).returning(
+            Entry.id)
+
+    return conn.execute(built_once(conn, f"inbox.entry.{conflict}", build), values).scalar()
+
+
+_TOUCHED = (update(Thread).where(Thread.id == bindparam("b_thread"), Thread.tenant_id == bindparam("b_tenant"))
+            .values(updated_at=bindparam("b_now")))
 
 
 def _touch(conn, thread, at: datetime, preview: str, now: datetime, **values) -> None:
@@ -217,11 +235,12 @@ def log_rule_run(conn, tenant_id: int, thread_id: int, rule: str, outcome: str, 
                  detail: dict | None = None, now: datetime | None = None) -> int:
     """An automation's run on a thread, shown in it (a rule that matched, what it did or why it did not)."""
     now = now or utcnow()
-    entry_id = conn.execute(insert_for(conn, Entry).values(
-        tenant_id=tenant_id, thread_id=thread_id, kind=RULE_RUN, author=AUTOMATION, type="rule_run",
-        content={"rule": rule[:200], "outcome": outcome[:200], **(detail or {})}, text=f"{rule}: {outcome}"[:4096],
-        at=now, created_at=now).returning(Entry.id)).scalar()
-    conn.execute(update(Thread).where(Thread.id == thread_id, Thread.tenant_id == tenant_id).values(updated_at=now))
+    statement = built_once(conn, "inbox.entry", lambda conn: insert_for(conn, Entry).returning(Entry.id))
+    entry_id = conn.execute(statement, {
+        "tenant_id": tenant_id, "thread_id": thread_id, "kind": RULE_RUN, "author": AUTOMATION, "type": "rule_run",
+        "content": {"rule": rule[:200], "outcome": outcome[:200], **(detail or {})},
+        "text": f"{rule}: {outcome}"[:4096], "at": now, "created_at": now}).scalar()
+    conn.execute(_TOUCHED, {"b_thread": thread_id, "b_tenant": tenant_id, "b_now": now})
     return entry_id
 
 

@@ -169,10 +169,13 @@ def test_with_events_delivered_by_the_deliverer_thread_the_reply_still_leaves(ap
             db.session.remove()
         assert deliverer.join(10)  # delivered in the deliverer's transaction
         settle(app)  # the reply its commit handed to the background queue
+        assert deliverer.join(10)  # the send's own event, handed to the deliverer too
     finally:
         app.config["EVENTS_IN_BACKGROUND"] = False
     assert [m["text"]["body"] for m in sent_to(whatsapp, CUSTOMER)] == ["Prices: example.com"]
     assert [r.status for r in runs_of(app, shop.tenant_id)] == ["sent"]
+    [out] = [e for e in thread_entries(app, shop.tenant_id) if e.direction == "out"]
+    assert (out.author, out.status, out.text) == ("automation", "accepted", "Prices: example.com")
 
 
 def test_a_free_form_reply_outside_the_window_is_refused_by_the_send_service_and_shown(app, client, whatsapp):

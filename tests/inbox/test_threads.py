@@ -124,3 +124,21 @@ def test_an_orders_notification_lands_in_the_thread_as_the_orders_and_answers_no
     messages = [(e.direction, e.author) for e in entries_of(app, thread.id) if e.kind == "message"]
     assert messages == [("in", "customer"), ("out", "order")]
     assert thread.waiting_since is not None  # the customer's question is still waiting for an answer
+
+
+def test_a_new_customers_thread_is_made_with_its_contact_inside_a_savepoint(app, whatsapp):
+    # The outbox delivers a failed batch's events again one at a time, each in a savepoint of its own: the
+    # contact made for a new customer there must outlive the contact's own session.
+    from saas.contacts.models import Contact
+    from saas.extensions import db
+    from saas.inbox import threads
+
+    shop = make_shop(app, whatsapp)
+    with app.app_context():
+        conn = db.session.connection()
+        with conn.begin_nested():
+            thread = threads.thread_for(conn, shop.tenant_id, shop.number.id, "16505550101", name="New Customer")
+        contact = db.session.get(Contact, thread.contact_id)
+        assert contact is not None and contact.wa_id == "16505550101"
+        db.session.commit()
+        db.session.remove()
