@@ -64,7 +64,9 @@ def _locked(conn, tenant_id: int, reference: str):
 
 
 def _contact_id(conn, tenant_id: int, wa_id: str, name: str | None) -> int | None:
-    session = Session(bind=conn)
+    # Its savepoint, not the session, decides: closing it must never undo a contact made in a caller's savepoint
+    # (the outbox delivers a failed batch's events again one at a time, each in a savepoint).
+    session = Session(bind=conn, join_transaction_mode="rollback_only")
     try:
         with session.begin_nested():
             contact, _ = directory.find_or_create(session, tenant_id, wa_id=wa_id, name=name, source=SOURCE_API)

@@ -119,3 +119,30 @@ def test_the_consumer_needs_no_app_context_and_takes_a_repeated_event_once(app, 
         [order] = db.session.scalars(select(Order).where(Order.tenant_id == store.tenant_id)).all()
         assert (order.state, order.customer_name, order.wa_id) == ("requested", "Ayşe", "905320000001")
         db.session.remove()
+
+
+def test_a_carts_contact_made_inside_a_savepoint_is_kept_with_its_order(app, client):
+    """The outbox delivers a failed batch's events again one at a time, each in a savepoint of its own: the
+    contact made there for a new customer must outlive the contact's own session, as its order does."""
+    from saas.contacts.models import Contact
+    from saas.messaging.domain_events import NumberRef, message_received
+    from saas.messaging.models import PhoneNumber
+    from saas.orders.consumers import take
+    from saas.orders.models import Order
+
+    store = Store(client)
+    with app.app_context():
+        number = db.session.scalar(select(PhoneNumber).where(PhoneNumber.tenant_id == store.tenant_id))
+        ref = NumberRef(number.id, store.tenant_id, number.phone_number_id, number.display_number, None)
+        engine = db.engine
+        db.session.remove()
+    event = message_received(ref, "wamid.cart-2", "905320000002", wa.inbound("order", CART, sender="905320000002"),
+                             contact=wa.contact("905320000002", name="Deniz"))
+    with engine.begin() as conn:
+        with conn.begin_nested():
+            assert take(conn, [event]) == 1
+    with app.app_context():
+        [order] = db.session.scalars(select(Order).where(Order.tenant_id == store.tenant_id)).all()
+        contact = db.session.get(Contact, order.contact_id)
+        assert contact is not None and (contact.wa_id, contact.name) == ("905320000002", "Deniz")
+        db.session.remove()
