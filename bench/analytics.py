@@ -12,16 +12,12 @@ the server's time) and at 4. Target: p99 under 300 ms at 1 connection.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import psycopg
-from common import parse_wrk
-from inbox_page import OWNER, logged_in_cookie
+from inbox_page import OWNER, logged_in_cookie, measure_page
 
-BENCH_DIR = Path(__file__).resolve().parent
 MESSAGES = int(os.environ.get("BENCH_ANALYTICS_MESSAGES", 10_000_000))
 DAYS = 90
 LABEL = "analytics page, 10M messages"
@@ -144,18 +140,7 @@ def run(bench) -> None:
         with psycopg.connect(bench.url) as conn:
             today = conn.execute("SELECT (now() at time zone 'utc')::date").fetchone()[0]
         path = f"/analytics?from={today - timedelta(days=DAYS - 1)}&to={today}"
-        for connections in (1, 4):
-            argv = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{bench.args.seconds:g}s", "--latency",
-                    "-s", str(BENCH_DIR / "page.lua"), f"http://127.0.0.1:{port}/"]
-            env = {**bench.env, "BENCH_PATH": path, "BENCH_COOKIE": cookie,
-                   "BENCH_TENANTS": ",".join(f"{key}:{number}" for key, number in [bench.main])}
-            done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=bench.args.seconds + 60)
-            result = parse_wrk(done.stdout)
-            if result is None:
-                raise RuntimeError(f"wrk printed no result:\n{done.stdout}{done.stderr}")
-            bench.results[(LABEL, connections)] = result
-            print(f"  {LABEL:34s} c={connections:<4d} {result['rps']:8.1f} req/s  p50 {result['p50']:.1f} ms  "
-                  f"p99 {result['p99']:.1f} ms  non-2xx {result['non2xx']}", flush=True)
+        measure_page(bench, port, path, cookie, LABEL)
     finally:
         bench.procs.stop(proc)
 

@@ -78,20 +78,25 @@ def run(bench) -> None:
     proc, port = bench.serve("inbox-page", bench.web_command, bench.app_dir, {"SANDBOX_LATENCY_MS": "0"})
     try:
         cookie = logged_in_cookie(port)
-        for connections in (1, 4):
-            argv = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{bench.args.seconds:g}s", "--latency",
-                    "-s", str(BENCH_DIR / "page.lua"), f"http://127.0.0.1:{port}/"]
-            env = {**bench.env, "BENCH_PATH": "/inbox", "BENCH_COOKIE": cookie,
-                   "BENCH_TENANTS": ",".join(f"{key}:{number}" for key, number in [bench.main])}
-            done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=bench.args.seconds + 60)
-            result = parse_wrk(done.stdout)
-            if result is None:
-                raise RuntimeError(f"wrk printed no result:\n{done.stdout}{done.stderr}")
-            bench.results[(LABEL, connections)] = result
-            print(f"  {LABEL:34s} c={connections:<4d} {result['rps']:8.1f} req/s  p50 {result['p50']:.1f} ms  "
-                  f"p99 {result['p99']:.1f} ms  non-2xx {result['non2xx']}", flush=True)
+        measure_page(bench, port, "/inbox", cookie, LABEL)
     finally:
         bench.procs.stop(proc)
+
+
+def measure_page(bench, port: int, path: str, cookie: str, label: str, connections=(1, 4)) -> None:
+    """wrk on one logged-in page (page.lua) at each of ``connections``: its results under ``label``."""
+    for n in connections:
+        argv = ["wrk", "-t", "1", "-c", str(n), "-d", f"{bench.args.seconds:g}s", "--latency",
+                "-s", str(BENCH_DIR / "page.lua"), f"http://127.0.0.1:{port}/"]
+        env = {**bench.env, "BENCH_PATH": path, "BENCH_COOKIE": cookie,
+               "BENCH_TENANTS": ",".join(f"{key}:{number}" for key, number in [bench.main])}
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=bench.args.seconds + 60)
+        result = parse_wrk(done.stdout)
+        if result is None:
+            raise RuntimeError(f"wrk printed no result:\n{done.stdout}{done.stderr}")
+        bench.results[(label, n)] = result
+        print(f"  {label:34s} c={n:<4d} {result['rps']:8.1f} req/s  p50 {result['p50']:.1f} ms  "
+              f"p99 {result['p99']:.1f} ms  non-2xx {result['non2xx']}", flush=True)
 
 
 def targets(bench) -> list[tuple[str, str]]:
