@@ -93,23 +93,30 @@ def test_a_cart_for_a_plan_without_order_notifications_stays_a_message(app, clie
         db.session.remove()
 
 
-def test_the_consumer_needs_no_app_context_and_takes_a_repeated_event_once(app, client):
-    """As the outbox delivers: a bare connection, no request, no app context, the same event twice."""
-    from flask import has_app_context
-
+def cart_event(app, store, wamid: str, wa_id: str, name: str):
+    """WhatsApp's cart from ``wa_id`` to the store's number as messaging publishes it, and the app's engine."""
     from saas.messaging.domain_events import NumberRef, message_received
     from saas.messaging.models import PhoneNumber
-    from saas.orders.consumers import take
-    from saas.orders.models import Order
 
-    store = Store(client)
     with app.app_context():
         number = db.session.scalar(select(PhoneNumber).where(PhoneNumber.tenant_id == store.tenant_id))
         ref = NumberRef(number.id, store.tenant_id, number.phone_number_id, number.display_number, None)
         engine = db.engine
         db.session.remove()
-    event = message_received(ref, "wamid.cart-1", "905320000001", wa.inbound("order", CART, sender="905320000001"),
-                             contact=wa.contact("905320000001", name="Ayşe"))
+    event = message_received(ref, wamid, wa_id, wa.inbound("order", CART, sender=wa_id),
+                             contact=wa.contact(wa_id, name=name))
+    return event, engine
+
+
+def test_the_consumer_needs_no_app_context_and_takes_a_repeated_event_once(app, client):
+    """As the outbox delivers: a bare connection, no request, no app context, the same event twice."""
+    from flask import has_app_context
+
+    from saas.orders.consumers import take
+    from saas.orders.models import Order
+
+    store = Store(client)
+    event, engine = cart_event(app, store, "wamid.cart-1", "905320000001", "Ayşe")
     assert not has_app_context()
     with engine.begin() as conn:
         assert take(conn, [event]) == 1
@@ -125,19 +132,11 @@ def test_a_carts_contact_made_inside_a_savepoint_is_kept_with_its_order(app, cli
     """The outbox delivers a failed batch's events again one at a time, each in a savepoint of its own: the
     contact made there for a new customer must outlive the contact's own session, as its order does."""
     from saas.contacts.models import Contact
-    from saas.messaging.domain_events import NumberRef, message_received
-    from saas.messaging.models import PhoneNumber
     from saas.orders.consumers import take
     from saas.orders.models import Order
 
     store = Store(client)
-    with app.app_context():
-        number = db.session.scalar(select(PhoneNumber).where(PhoneNumber.tenant_id == store.tenant_id))
-        ref = NumberRef(number.id, store.tenant_id, number.phone_number_id, number.display_number, None)
-        engine = db.engine
-        db.session.remove()
-    event = message_received(ref, "wamid.cart-2", "905320000002", wa.inbound("order", CART, sender="905320000002"),
-                             contact=wa.contact("905320000002", name="Deniz"))
+    event, engine = cart_event(app, store, "wamid.cart-2", "905320000002", "Deniz")
     with engine.begin() as conn:
         with conn.begin_nested():
             assert take(conn, [event]) == 1
