@@ -20,7 +20,7 @@ written down first: that time is reported beside it). Last, at the first delay, 
 second for ``--paced-seconds``: its achieved rate. The served app has BROADCAST_IN_WEB=0 (the worker
 sends, as when one is deployed). The worker runs with the app's BROADCAST_BATCH and SEND_MANY_CONCURRENCY
 against a Graph answering at once, and with ``--broadcast-batch`` and ``--broadcast-concurrency`` (500 and
-128) against a slower one: its rate is at most its calls in flight over the delay.
+256) against a slower one: its rate is at most its calls in flight over the delay.
 
 Each setup step and the worker run in the app's checkout as this script (``--setup``, ``--worker``), so
 the bench process imports nothing of the app.
@@ -379,9 +379,9 @@ def add_arguments(parser) -> None:
                         help="WhatsApp's answer delays in ms (default: 0 200)")
     parser.add_argument("--broadcast-batch", type=int, default=500,
                         help="the worker's BROADCAST_BATCH when WhatsApp answers after a delay (default 500)")
-    parser.add_argument("--broadcast-concurrency", type=int, default=128,
+    parser.add_argument("--broadcast-concurrency", type=int, default=256,
                         help="the worker's SEND_MANY_CONCURRENCY (Graph calls of a batch at once) when WhatsApp "
-                             "answers after a delay (default 128; at once, the app's settings)")
+                             "answers after a delay (default 256; at once, the app's settings)")
     parser.add_argument("--paced-seconds", type=float, default=15.0,
                         help="how long the broadcast paced at 80/s runs (its audience is 80 a second of it)")
 
