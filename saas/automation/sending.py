@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, event, or_, select, update
 from sqlalchemy.orm import Session
 
 from saas import events
+from saas.automation import retention
 from saas.automation.actions import finish
 from saas.automation.models import FAILED, FEATURE, PENDING, SENDING, SENT, Run
 from saas.billing import entitlements
@@ -83,6 +84,9 @@ def install(app) -> None:
                                       bound=app.config["AUTOMATION_SEND_QUEUE"])
     if app.config.get("HOUSEKEEPING"):
         app.extensions["background"].every("automation replies", app.config["AUTOMATION_SWEEP_SECONDS"], sweep)
+        keep = timedelta(days=app.config["AUTOMATION_RUN_RETENTION_DAYS"])
+        app.extensions["background"].every("automation runs kept", 3600.0,
+                                           lambda: retention.prune(db.session, keep=keep))
 
 
 def send_runs(run_ids) -> int:
