@@ -1,7 +1,7 @@
-"""The broadcast engine's settings, from the environment (saas.config's readers), for ``app.config``."""
+"""The broadcast engine's settings, from the environment (saas.env's readers), for ``app.config``."""
 from __future__ import annotations
 
-from saas.config import env_bool, env_float, env_int
+from saas.env import env_bool, env_float, env_int
 
 # The default of BROADCAST_CHECK_INLINE_MAX: about 0.4 s of checking in a request.
 INLINE_MAX = 2000
