@@ -20,13 +20,12 @@ import json
 import os
 import pstats
 import secrets
-import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-from profile_send import FERNET_KEY, print_cpu_by_library, watch_database
+from profile_send import app_against_graph, print_cpu_by_library, watch_database
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/relay_bench_profile"
@@ -163,20 +162,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
     token = "EAAGprofile" + secrets.token_urlsafe(16)
-    graph = subprocess.Popen([sys.executable, "-u", str(BENCH_DIR / "graph_server.py"), "--port", "0",
-                              "--delay-ms", "0", "--token", token],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        port = int(graph.stdout.readline().split()[1])
-        os.environ.update(DATABASE_URL=url, SECRET_KEY="bench", TOKEN_ENCRYPTION_KEY=FERNET_KEY, LOG_LEVEL="WARNING",
-                          WHATSAPP_PAIR_RATE_BURST="0", HOUSEKEEPING="0", WHATSAPP_APP_SECRET="profile",
-                          WHATSAPP_GRAPH_URL=f"http://127.0.0.1:{port}")
-        os.environ.pop("REDIS_URL", None)
-        sys.path.insert(0, args.app_dir)
+    with app_against_graph(url, token, args.app_dir, WHATSAPP_APP_SECRET="profile"):
         return profile(args, token)
-    finally:
-        graph.terminate()
-        graph.wait(5)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -75,18 +76,25 @@ def main(argv=None) -> int:
 
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
     token = "EAAGprofile" + secrets.token_urlsafe(16)
-    graph_log = open(os.devnull, "w")
+    with app_against_graph(url, token, args.app_dir, delay_ms=args.graph_delay_ms):
+        return profile(args, token)
+
+
+@contextmanager
+def app_against_graph(url: str, token: str, app_dir: str, *, delay_ms: float = 0.0, **env: str):
+    """bench/graph_server.py on loopback taking ``token``, and this process's environment set for building the
+    app in it against that Graph and the database ``url`` (no housekeeping, no Redis, ``app_dir`` importable)."""
     graph = subprocess.Popen([sys.executable, "-u", str(BENCH_DIR / "graph_server.py"), "--port", "0",
-                              "--delay-ms", str(args.graph_delay_ms), "--token", token],
-                             stdout=subprocess.PIPE, stderr=graph_log, text=True)
+                              "--delay-ms", str(delay_ms), "--token", token],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         port = int(graph.stdout.readline().split()[1])
         os.environ.update(DATABASE_URL=url, SECRET_KEY="bench", TOKEN_ENCRYPTION_KEY=FERNET_KEY, LOG_LEVEL="WARNING",
                           WHATSAPP_PAIR_RATE_BURST="0", HOUSEKEEPING="0",
-                          WHATSAPP_GRAPH_URL=f"http://127.0.0.1:{port}")
+                          WHATSAPP_GRAPH_URL=f"http://127.0.0.1:{port}", **env)
         os.environ.pop("REDIS_URL", None)
-        sys.path.insert(0, args.app_dir)
-        return profile(args, token)
+        sys.path.insert(0, app_dir)
+        yield port
     finally:
         graph.terminate()
         graph.wait(5)
