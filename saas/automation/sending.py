@@ -190,21 +190,31 @@ def key_of(run_id: int) -> str:
 def _record(tenant_id: int, number_pk: int, outcomes: list) -> None:
     """Each run's outcome (run, body sent, message id, WhatsApp's id, error or None): on the run, in one
     statement where it is still this claim's, and in the customer's thread. Commits."""
-    conn = db.session.connection()
     now = utcnow()
-    finish_many(conn, tenant_id, [(run.id, FAILED if error else SENT, message_id, error)
-                                  for run, _, message_id, _, error in outcomes], now)
-    for run, body, message_id, wamid, error in outcomes:
-        if message_id is not None and run.thread_id is not None:
-            kind, content, line = rendering.outbound(body)
-            threads.record_outbound(conn, tenant_id, number_pk=number_pk, wa_id=run.wa_id, message_id=message_id,
-                                    wa_message_id=wamid, author=AUTOMATION, kind=kind, content=content, line=line,
-                                    at=now, status="failed" if error else "accepted",
-                                    error_title=error.message[:300] if error else None)
-        if error is not None and run.thread_id is not None:
-            threads.log_rule_run(conn, tenant_id, run.thread_id, run.rule_name, f"reply not sent: {error.message}",
-                                 detail={"run_id": run.id, "code": error.code}, now=now)
-    db.session.commit()
+    try:
+        conn = db.session.connection()
+        finish_many(conn, tenant_id, [(run.id, FAILED if error else SENT, message_id, error)
+                                      for run, _, message_id, _, error in outcomes], now)
+        for run, body, message_id, wamid, error in outcomes:
+            _into_thread(conn, tenant_id, number_pk, run, body, message_id, wamid, error, now)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def _into_thread(conn, tenant_id: int, number_pk: int, run, body: dict, message_id, wamid, error, now) -> None:
+    if run.thread_id is None:
+        return
+    if message_id is not None:
+        kind, content, line = rendering.outbound(body)
+        threads.record_outbound(conn, tenant_id, number_pk=number_pk, wa_id=run.wa_id, message_id=message_id,
+                                wa_message_id=wamid, author=AUTOMATION, kind=kind, content=content, line=line,
+                                at=now, status="failed" if error else "accepted",
+                                error_title=error.message[:300] if error else None)
+    if error is not None:
+        threads.log_rule_run(conn, tenant_id, run.thread_id, run.rule_name, f"reply not sent: {error.message}",
+                             detail={"run_id": run.id, "code": error.code}, now=now)
 
 
 def sweep(now=None, limit: int = SWEEP_LIMIT) -> int:
