@@ -23,7 +23,8 @@ from saas.automation.matching import Context, Inbound, inbound_of, matches
 from saas.automation.models import DONE, FIRST_MESSAGE, PENDING, SKIPPED, Run
 from saas.automation.rules import filled
 from saas.database import built_once, insert_for
-from saas.inbox import threads
+from saas.inbox import batches, threads
+from saas.inbox.consumers import with_inbox
 from saas.messaging.inbound.objects import moment
 from saas.timeutil import utcnow
 
@@ -75,13 +76,16 @@ def _run(conn, rule, message: Inbound, thread_id: int, now: datetime, **outcome)
         "thread_id": thread_id, "created_at": now, "status": DONE, **outcome}).scalar()
 
 
-def apply_rule(conn, session, setting, rule, message: Inbound, our_number: str, now: datetime) -> int | None:
+def apply_rule(conn, session, setting, rule, message: Inbound, our_number: str, now: datetime,
+               thread=None) -> int | None:
     """Run ``rule`` on ``message`` (it matched); the id of the run when it has a reply to send.
 
+    ``thread``: the customer's thread as read (locked) in this transaction, when nothing changed it since.
     The run is written with its outcome (a reply queued, or held back by a loop guard) in one statement;
     when it was written before (the event delivered again) nothing else is done."""
-    thread = threads.thread_for(conn, message.tenant_id, message.number_pk, message.wa_id, name=message.name,
-                                now=now)
+    if thread is None:
+        thread = threads.thread_for(conn, message.tenant_id, message.number_pk, message.wa_id, name=message.name,
+                                    now=now)
     reply = next((a for a in rule.actions if a["type"] == "reply"), None)
     held = _reply_held(conn, setting, message, our_number, now) if reply is not None else None
     if reply is None:
@@ -105,6 +109,18 @@ def apply_rule(conn, session, setting, rule, message: Inbound, our_number: str, 
     return run_id if reply is not None and not held else None
 
 
+def _threads_up_front(conn, messages: list[Inbound], now: datetime) -> dict:
+    """The customers' threads of the tenants with the inbox, read (locked) or made in one go: the inbox's
+    consumer makes each in this transaction anyway. Other tenants' threads are made when a rule matches."""
+    inbox = with_inbox(conn, {message.tenant_id for message in messages})
+    names: dict[tuple, str | None] = {}
+    for message in messages:
+        if message.tenant_id in inbox:
+            key = (message.tenant_id, message.number_pk, message.wa_id)
+            names[key] = names.get(key) or message.name
+    return batches.customer_threads(conn, names, now) if names else {}
+
+
 def handle(conn, events) -> list[int]:
     """The consumer's work: every event of a tenant with automation through its rules; the runs with a reply
     to send (for ``sending``)."""
@@ -113,29 +129,27 @@ def handle(conn, events) -> list[int]:
     ours = guards.sent_by_automation_among(conn, [event.payload["wa_message_id"] for event in events])
     now = utcnow()
     due: list[int] = []
-    rules_by_tenant: dict[int, list] = {}
     settings: dict[int, TenantSetting] = {}
     with Session(bind=conn, join_transaction_mode="rollback_only") as session:
-        for event in events:
-            message, our_number = _message_of(event, now)
-            if message.wa_message_id in ours:
-                continue
-            rules = rules_by_tenant.get(event.tenant_id)
-            if rules is None:
-                rules = rules_by_tenant[event.tenant_id] = enabled_rules(session, event.tenant_id)
-            if not rules:
-                continue
-            setting = settings.get(event.tenant_id) or settings.setdefault(event.tenant_id,
-                                                                            TenantSetting(conn, event.tenant_id))
+        rules_by_tenant = {tenant_id: enabled_rules(session, tenant_id)
+                           for tenant_id in sorted({event.tenant_id for event in events})}
+        work = [_message_of(event, now) for event in events if rules_by_tenant[event.tenant_id]]
+        work = [(message, number) for message, number in work if message.wa_message_id not in ours]
+        # Each thread as read here serves its first match only: a rule's actions may change it (assignment).
+        fresh = _threads_up_front(conn, [message for message, _ in work], now)
+        for message, our_number in work:
+            rules = rules_by_tenant[message.tenant_id]
+            setting = settings.get(message.tenant_id) or settings.setdefault(
+                message.tenant_id, TenantSetting(conn, message.tenant_id))
             context = context_for(conn, setting, message, rules)
             for rule in rules:
                 if not matches(rule, message, context):
                     continue
-                run_id = apply_rule(conn, session, setting, rule, message, our_number, now)
+                thread = fresh.pop((message.tenant_id, message.number_pk, message.wa_id), None)
+                run_id = apply_rule(conn, session, setting, rule, message, our_number, now, thread)
                 if run_id is not None:
                     due.append(run_id)
                 if rule.stop_after_match:
                     break
         session.flush()
     return due
-

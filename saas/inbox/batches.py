@@ -14,9 +14,9 @@ from sqlalchemy import bindparam, select, tuple_, update
 
 from saas.contacts.inbound import contact_ids
 from saas.database import among, insert_many
-from saas.inbox import threads
-from saas.inbox.models import MESSAGE, RESOLVED, Entry, Thread
-from saas.messaging.inbound.objects import first_error, text
+from saas.inbox import rendering, threads
+from saas.inbox.models import CUSTOMER, MESSAGE, OPEN, RESOLVED, Entry, Thread
+from saas.messaging.inbound.objects import first_error, moment, text
 from saas.messaging.models import STATUS_RANK, Message
 from saas.timeutil import utcnow
 
@@ -24,7 +24,8 @@ _SENT = (Message.id, Message.tenant_id, Message.phone_number_id, Message.wa_id, 
          Message.wa_message_id, Message.idempotency_key, Message.created_at, Message.error_code,
          Message.error_title)
 _THREAD = (Thread.id, Thread.tenant_id, Thread.phone_number_id, Thread.wa_id, Thread.status, Thread.assignee_id,
-           Thread.last_message_at, Thread.last_preview, Thread.waiting_since)
+           Thread.last_message_at, Thread.last_preview, Thread.waiting_since, Thread.name, Thread.unread,
+           Thread.window_expires_at, Thread.contact_id)
 
 
 def record_settled(conn, settled, now=None) -> list[threads.Touched]:
@@ -85,20 +86,31 @@ def _write_new(conn, new, now) -> list[threads.Touched]:
             for t in found.values() if t.id in latest]
 
 
-def _threads(conn, keys: set[tuple[int, int, str]], now) -> dict:
+def _threads(conn, keys: set[tuple[int, int, str]], now, *, status: str = RESOLVED,
+             names: dict | None = None) -> dict:
     """The threads of (tenant, number, customer) ``keys``, locked in id order; those missing made first
-    (resolved: the business wrote first), each with its contact."""
+    (``status``: resolved when the business wrote first; ``names``: a customer's profile name by key), each
+    with its contact."""
     found = _locked(conn, keys)
     missing = sorted(keys - set(found))
     if missing:
+        names = names or {}
         contacts = contact_ids(conn, sorted({(tenant_id, wa_id) for tenant_id, _, wa_id in missing}))
         insert_many(conn, Thread.__table__, [
             {"tenant_id": tenant_id, "phone_number_id": number_pk, "wa_id": wa_id,
-             "contact_id": contacts.get((tenant_id, wa_id)), "status": RESOLVED, "unread": 0, "last_preview": "",
-             "created_at": now, "updated_at": now} for tenant_id, number_pk, wa_id in missing],
+             "contact_id": contacts.get((tenant_id, wa_id)), "name": names.get((tenant_id, number_pk, wa_id)),
+             "status": status, "unread": 0, "last_preview": "", "created_at": now, "updated_at": now}
+            for tenant_id, number_pk, wa_id in missing],
             conflict=("tenant_id", "phone_number_id", "wa_id"))
         found = _locked(conn, keys)
     return found
+
+
+def customer_threads(conn, names: dict[tuple[int, int, str], str | None], now=None) -> dict:
+    """The threads of (tenant, number, customer) keys, locked in id order, those missing made open with their
+    contacts as a customer's first message makes them (``names``: each key's profile name, or None)."""
+    return _threads(conn, set(names), now or utcnow(), status=OPEN,
+                    names={key: name[:200] for key, name in names.items() if name})
 
 
 def _locked(conn, keys) -> dict:
@@ -163,3 +175,72 @@ def apply_statuses(conn, statuses, now=None) -> list[threads.Touched]:
             status=bindparam("b_status"), error_code=bindparam("b_code"), error_title=bindparam("b_title")), params)
         conn.execute(update(Thread).where(among(conn, Thread.id, sorted(moved))).values(updated_at=now))
     return touched + [threads.Touched(tenant_id, thread_id) for thread_id, tenant_id in sorted(moved.items())]
+
+
+_INBOUND = (update(Thread.__table__).where(Thread.__table__.c.id == bindparam("b_id"))
+            .values(updated_at=bindparam("b_now"), unread=bindparam("b_unread"), status=OPEN,
+                    window_expires_at=bindparam("b_window"), waiting_since=bindparam("b_waiting"),
+                    name=bindparam("b_name"), last_message_at=bindparam("b_at"), last_preview=bindparam("b_preview")))
+
+
+def _inbound_row(event, now) -> tuple[tuple, str | None, dict]:
+    """An inbound message event as (its thread's key, the customer's profile name, its entry's values)."""
+    payload = event.payload
+    message = payload["object"] or {}
+    contact = payload.get("contact")
+    profile = contact.get("profile") if isinstance(contact, dict) and isinstance(contact.get("profile"), dict) else {}
+    name = profile.get("name") if isinstance(profile.get("name"), str) and profile.get("name") else None
+    kind, content, line = rendering.inbound(message)
+    entry = {"tenant_id": event.tenant_id, "thread_id": None, "kind": MESSAGE, "direction": "in",
+             "author": CUSTOMER, "wa_message_id": payload["wa_message_id"][:128], "type": kind, "content": content,
+             "text": line, "at": moment(message.get("timestamp"), now), "created_at": now}
+    return (event.tenant_id, payload["number"]["id"], payload["from"]), name, entry
+
+
+def record_inbound(conn, received, now=None) -> list[threads.Touched]:
+    """``message.received`` events of tenants with the inbox, as ``threads.record_inbound`` writes each, in
+    one statement per table: the threads found (locked) or made open with their contacts, the entries
+    inserted (one already written is left as it is), each thread touched once for its new messages (unread,
+    window, waiting since, newest preview, the last profile name given). One Touched per thread changed, in
+    the order of their first new message."""
+    now = now or utcnow()
+    rows, seen = [], set()
+    for event in received:
+        key, name, entry = _inbound_row(event, now)
+        if (entry["tenant_id"], entry["wa_message_id"]) not in seen:
+            seen.add((entry["tenant_id"], entry["wa_message_id"]))
+            rows.append((key, name, entry))
+    names = {key: name[:200] for key, name, _ in rows if name}
+    found = _threads(conn, {key for key, _, _ in rows}, now, status=OPEN, names=names)
+    for key, _, entry in rows:
+        entry["thread_id"] = found[key].id
+    written = {tuple(row) for row in insert_many(conn, Entry.__table__, [entry for _, _, entry in rows],
+                                                 returning=("tenant_id", "wa_message_id"),
+                                                 conflict=("tenant_id", "wa_message_id"))}
+    changed: dict[int, dict] = {}
+    for key, name, entry in rows:
+        if (entry["tenant_id"], entry["wa_message_id"]) in written:
+            _count_inbound(changed, found[key], name, entry)
+    if changed:
+        conn.execute(_INBOUND, [dict(values, b_now=now) for _, values in sorted(changed.items())])
+    by_id = {thread.id: thread for thread in found.values()}
+    return [threads.Touched(by_id[thread_id].tenant_id, thread_id, new_inbound=True, status=OPEN,
+                            assignee_id=by_id[thread_id].assignee_id) for thread_id in changed]
+
+
+def _count_inbound(changed: dict, thread, name: str | None, entry: dict) -> None:
+    """One new inbound entry onto the thread's values, as ``threads.record_inbound`` moves them."""
+    values = changed.get(thread.id)
+    if values is None:
+        values = changed[thread.id] = {
+            "b_id": thread.id, "b_unread": thread.unread, "b_window": thread.window_expires_at,
+            "b_waiting": thread.waiting_since, "b_name": thread.name, "b_at": thread.last_message_at,
+            "b_preview": thread.last_preview}
+    at = entry["at"]
+    values["b_unread"] += 1
+    values["b_window"] = max(at + threads.WINDOW, values["b_window"] or at + threads.WINDOW)
+    values["b_waiting"] = min(at, values["b_waiting"] or at)
+    if name:
+        values["b_name"] = name[:200]
+    if values["b_at"] is None or at >= values["b_at"]:
+        values["b_at"], values["b_preview"] = at, entry["text"][:300]

@@ -18,7 +18,7 @@ from saas import events
 from saas.cache import SnapshotCache
 
 from saas.billing.models import Plan, Subscription
-from saas.inbox import assignment, batches, live, threads
+from saas.inbox import assignment, batches, live
 from saas.inbox.seats import FEATURE
 from saas.messaging.domain_events import MESSAGE_RECEIVED, SEND_SETTLED, STATUS_CHANGED
 
@@ -46,16 +46,16 @@ def with_inbox(conn, tenant_ids) -> set[int]:
     return {tenant_id for tenant_id, answer in answers.items() if answer}
 
 
-def _inbound(conn, event, auto_assign: dict[int, bool]):
-    payload = event.payload
-    touched = threads.record_inbound(conn, event.tenant_id, payload["number"]["id"], payload["from"],
-                                     payload["wa_message_id"], payload["object"] or {}, payload.get("contact"))
-    if touched is not None and touched.assignee_id is None:
-        if event.tenant_id not in auto_assign:  # read once per tenant and delivering transaction
-            auto_assign[event.tenant_id] = assignment.auto_assign_on(conn, event.tenant_id)
-        if auto_assign[event.tenant_id]:
-            assignment.assign_thread(conn, event.tenant_id, touched.thread_id)
-    return touched
+def _assign(conn, touched, auto_assign: dict[int, bool]) -> None:
+    """Threads new inbound messages reached with nobody on them, handed to the next agent where the tenant
+    assigns automatically."""
+    for thread in touched:
+        if thread.assignee_id is not None:
+            continue
+        if thread.tenant_id not in auto_assign:  # read once per tenant and delivering transaction
+            auto_assign[thread.tenant_id] = assignment.auto_assign_on(conn, thread.tenant_id)
+        if auto_assign[thread.tenant_id]:
+            assignment.assign_thread(conn, thread.tenant_id, thread.thread_id)
 
 
 def take(conn, batch) -> int:
@@ -65,14 +65,16 @@ def take(conn, batch) -> int:
     served = with_inbox(conn, {event.tenant_id for event in batch})
     touched = []
     auto_assign: dict[int, bool] = {}
-    # Runs of one type, in order: settled sends and statuses in sets, inbound messages one by one.
+    # Runs of one type, in order, each in a few set-based statements.
     for event_type, run in groupby((event for event in batch if event.tenant_id in served), key=attrgetter("type")):
         if event_type == SEND_SETTLED:
             touched += batches.record_settled(conn, list(run))
         elif event_type == STATUS_CHANGED:
             touched += batches.apply_statuses(conn, list(run))
         else:
-            touched += [t for t in (_inbound(conn, event, auto_assign) for event in run) if t is not None]
+            received = batches.record_inbound(conn, list(run))
+            _assign(conn, received, auto_assign)
+            touched += received
     if touched and has_app_context():
         live.for_app(current_app).notify(t.tenant_id for t in touched)
     return len(touched)
