@@ -53,12 +53,11 @@ def _message_of(event, now: datetime) -> tuple[Inbound, str]:
     return message, payload["number"].get("display_number") or ""
 
 
-def _reply_held(conn, setting: TenantSetting, message: Inbound, our_number: str, now: datetime) -> str | None:
+def _reply_held(setting: TenantSetting, guard: guards.BatchGuards, message: Inbound, our_number: str) -> str | None:
     """Why a reply to ``message`` is held back by a loop guard, or None."""
-    if guards.from_automated_number(conn, our_number, message.wa_id, now):
+    if guard.from_automated_number(our_number, message.wa_id):
         return "reply held: the sender is one of our numbers answering automatically"
-    if guards.replies_in_hour(conn, message.tenant_id, message.number_pk, message.wa_id, now) \
-            >= setting.replies_per_hour:
+    if guard.replies_in_hour(message.tenant_id, message.number_pk, message.wa_id) >= setting.replies_per_hour:
         return f"reply held: {setting.replies_per_hour} automated replies to this customer in the past hour"
     return None
 
@@ -76,10 +75,11 @@ def _run(conn, rule, message: Inbound, thread_id: int, now: datetime, **outcome)
         "thread_id": thread_id, "created_at": now, "status": DONE, **outcome}).scalar()
 
 
-def apply_rule(conn, session, setting, rule, message: Inbound, our_number: str, now: datetime,
+def apply_rule(conn, session, setting, guard, rule, message: Inbound, our_number: str, now: datetime,
                thread=None) -> int | None:
     """Run ``rule`` on ``message`` (it matched); the id of the run when it has a reply to send.
 
+    ``guard``: the batch's loop guards (guards.BatchGuards), told of the reply queued.
     ``thread``: the customer's thread as read (locked) in this transaction, when nothing changed it since.
     The run is written with its outcome (a reply queued, or held back by a loop guard) in one statement;
     when it was written before (the event delivered again) nothing else is done."""
@@ -87,7 +87,7 @@ def apply_rule(conn, session, setting, rule, message: Inbound, our_number: str, 
         thread = threads.thread_for(conn, message.tenant_id, message.number_pk, message.wa_id, name=message.name,
                                     now=now)
     reply = next((a for a in rule.actions if a["type"] == "reply"), None)
-    held = _reply_held(conn, setting, message, our_number, now) if reply is not None else None
+    held = _reply_held(setting, guard, message, our_number) if reply is not None else None
     if reply is None:
         outcome = {}
     elif held:
@@ -106,7 +106,10 @@ def apply_rule(conn, session, setting, rule, message: Inbound, our_number: str, 
         done.append(f"reply queued ({body['type']})")
     threads.log_rule_run(conn, message.tenant_id, thread.id, rule.name, "; ".join(done) or "matched",
                          detail={"rule_id": rule.id, "run_id": run_id, "trigger": rule.trigger}, now=now)
-    return run_id if reply is not None and not held else None
+    if reply is None or held:
+        return None
+    guard.queued(message.tenant_id, message.number_pk, message.wa_id)
+    return run_id
 
 
 def _threads_up_front(conn, messages: list[Inbound], now: datetime) -> dict:
@@ -137,6 +140,7 @@ def handle(conn, events) -> list[int]:
         work = [(message, number) for message, number in work if message.wa_message_id not in ours]
         # Each thread as read here serves its first match only: a rule's actions may change it (assignment).
         fresh = _threads_up_front(conn, [message for message, _ in work], now)
+        guard = guards.BatchGuards(conn, [message for message, _ in work], now)
         for message, our_number in work:
             rules = rules_by_tenant[message.tenant_id]
             setting = settings.get(message.tenant_id) or settings.setdefault(
@@ -146,7 +150,7 @@ def handle(conn, events) -> list[int]:
                 if not matches(rule, message, context):
                     continue
                 thread = fresh.pop((message.tenant_id, message.number_pk, message.wa_id), None)
-                run_id = apply_rule(conn, session, setting, rule, message, our_number, now, thread)
+                run_id = apply_rule(conn, session, setting, guard, rule, message, our_number, now, thread)
                 if run_id is not None:
                     due.append(run_id)
                 if rule.stop_after_match:

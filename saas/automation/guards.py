@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, or_, select, tuple_
 
 from saas.automation.models import PENDING, SENDING, SENT, Run
 from saas.messaging.models import Message, PhoneNumber
@@ -76,3 +76,45 @@ def replies_in_hour(conn, tenant_id: int, number_pk: int, wa_id: str, now: datet
     """Automated replies to the thread in the hour before ``now`` (sent, or on their way)."""
     return conn.execute(_REPLIES_SINCE, {"tenant_id": tenant_id, "number_pk": number_pk, "wa_id": wa_id,
                                          "since": now - HOUR, "now": now}).scalar()
+
+
+class BatchGuards:
+    """The loop guards for a batch of inbound messages: what ``from_automated_number`` and
+    ``replies_in_hour`` read, read for all of them in one statement each, and the replies the batch queues
+    counted as it goes (as the database would count them, in the batch's transaction)."""
+
+    def __init__(self, conn, messages, now: datetime):
+        self.conn, self.now = conn, now
+        keys = sorted({(m.tenant_id, m.number_pk, m.wa_id) for m in messages})
+        self.replies: dict[tuple, int] = {}
+        if keys:
+            self.replies = {(t, n, w): count for t, n, w, count in conn.execute(
+                select(Run.tenant_id, Run.phone_number_id, Run.wa_id, func.count(Run.id))
+                .where(tuple_(Run.tenant_id, Run.phone_number_id, Run.wa_id).in_(keys),
+                       Run.created_at > now - HOUR, Run.created_at <= now, Run.status.in_((PENDING, SENDING, SENT)))
+                .group_by(Run.tenant_id, Run.phone_number_id, Run.wa_id))}
+        endings = sorted({digits(m.wa_id)[-4:] for m in messages if digits(m.wa_id)})
+        self.numbers = conn.execute(select(PhoneNumber.id, PhoneNumber.tenant_id, PhoneNumber.display_number).where(
+            or_(*(PhoneNumber.display_number.like(f"%{ending}") for ending in endings)))).all() if endings else []
+
+    def from_automated_number(self, our_display_number: str, sender: str) -> bool:
+        """``from_automated_number`` at the batch's moment."""
+        ours, theirs = digits(our_display_number), digits(sender)
+        if not ours or not theirs:
+            return False
+        for number_id, tenant_id, display in self.numbers:
+            if not (display or "").endswith(theirs[-4:]) or digits(display) != theirs:
+                continue
+            key = self.conn.execute(_LAST_SENT, {"tenant_id": tenant_id, "number_id": number_id, "wa_id": ours,
+                                                 "since": self.now - HOUR}).scalar()
+            if key and key.startswith(AUTOMATED):
+                return True
+        return False
+
+    def replies_in_hour(self, tenant_id: int, number_pk: int, wa_id: str) -> int:
+        """``replies_in_hour`` at the batch's moment, the replies it queued so far included."""
+        return self.replies.get((tenant_id, number_pk, wa_id), 0)
+
+    def queued(self, tenant_id: int, number_pk: int, wa_id: str) -> None:
+        key = (tenant_id, number_pk, wa_id)
+        self.replies[key] = self.replies.get(key, 0) + 1

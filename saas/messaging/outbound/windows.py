@@ -293,11 +293,14 @@ def refresh_service_windows(conn, inbound: list[tuple[int, int, str, datetime]])
         key = (tenant_id, number_pk, contact)
         if key not in latest or at > latest[key]:
             latest[key] = at
-    # One statement per window, in key order: concurrent refreshes lock rows in the same order.
-    stmt = _refresh_statement(conn)
-    for (tenant_id, number_pk, contact), at in sorted(latest.items()):
-        conn.execute(stmt, {"tenant_id": tenant_id, "phone_number_id": number_pk, "contact": contact,
-                            "opened_at": at, "last_inbound_at": at, "expires_at": at + SERVICE_WINDOW})
+    if not latest:
+        return
+    # One executemany (pipelined on PostgreSQL), rows in key order: concurrent refreshes lock rows in the
+    # same order.
+    conn.execute(_refresh_statement(conn), [
+        {"tenant_id": tenant_id, "phone_number_id": number_pk, "contact": contact, "opened_at": at,
+         "last_inbound_at": at, "expires_at": at + SERVICE_WINDOW}
+        for (tenant_id, number_pk, contact), at in sorted(latest.items())])
 
 
 OPEN_SERVICE_WINDOW = (
