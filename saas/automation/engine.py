@@ -79,7 +79,8 @@ def apply_rule(conn, session, setting, guard, rule, message: Inbound, our_number
                thread=None) -> int | None:
     """Run ``rule`` on ``message`` (it matched); the id of the run when it has a reply to send.
 
-    ``guard``: the batch's loop guards (guards.BatchGuards), told of the reply queued.
+    ``guard``: the batch's loop guards (guards.BatchGuards), told of the reply queued and the thread logged on
+    (marked updated once the batch is done).
     ``thread``: the customer's thread as read (locked) in this transaction, when nothing changed it since.
     The run is written with its outcome (a reply queued, or held back by a loop guard) in one statement;
     when it was written before (the event delivered again) nothing else is done."""
@@ -105,7 +106,9 @@ def apply_rule(conn, session, setting, guard, rule, message: Inbound, our_number
     elif reply is not None:
         done.append(f"reply queued ({body['type']})")
     threads.log_rule_run(conn, message.tenant_id, thread.id, rule.name, "; ".join(done) or "matched",
-                         detail={"rule_id": rule.id, "run_id": run_id, "trigger": rule.trigger}, now=now)
+                         detail={"rule_id": rule.id, "run_id": run_id, "trigger": rule.trigger}, now=now,
+                         touch=False)
+    guard.logged.add(thread.id)
     if reply is None or held:
         return None
     guard.queued(message.tenant_id, message.number_pk, message.wa_id)
@@ -155,5 +158,6 @@ def handle(conn, events) -> list[int]:
                     due.append(run_id)
                 if rule.stop_after_match:
                     break
+        threads.touch_threads(conn, guard.logged, now)
         session.flush()
     return due

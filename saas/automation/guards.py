@@ -85,6 +85,7 @@ class BatchGuards:
 
     def __init__(self, conn, messages, now: datetime):
         self.conn, self.now = conn, now
+        self.logged: set[int] = set()  # threads a run was logged on, marked updated at the batch's end
         keys = sorted({(m.tenant_id, m.number_pk, m.wa_id) for m in messages})
         self.replies: dict[tuple, int] = {}
         if keys:

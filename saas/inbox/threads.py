@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from saas.contacts import directory
 from saas.contacts.models import SOURCE_INBOUND
-from saas.database import built_once, insert_for
+from saas.database import among, built_once, insert_for
 from saas.inbox import rendering
 from saas.inbox.models import (
     AGENT, API, AUTOMATION, BROADCAST, CUSTOMER, MESSAGE, OPEN, ORDER, RESOLVED, RULE_RUN, SYSTEM, Entry, Thread,
@@ -232,16 +232,24 @@ def apply_status(conn, tenant_id: int, wa_message_id: str, status: str, *, error
 
 
 def log_rule_run(conn, tenant_id: int, thread_id: int, rule: str, outcome: str, *,
-                 detail: dict | None = None, now: datetime | None = None) -> int:
-    """An automation's run on a thread, shown in it (a rule that matched, what it did or why it did not)."""
+                 detail: dict | None = None, now: datetime | None = None, touch: bool = True) -> int:
+    """An automation's run on a thread, shown in it (a rule that matched, what it did or why it did not).
+    ``touch=False``: the caller marks the thread updated (``touch_threads``), once for a batch."""
     now = now or utcnow()
     statement = built_once(conn, "inbox.entry", lambda conn: insert_for(conn, Entry).returning(Entry.id))
     entry_id = conn.execute(statement, {
         "tenant_id": tenant_id, "thread_id": thread_id, "kind": RULE_RUN, "author": AUTOMATION, "type": "rule_run",
         "content": {"rule": rule[:200], "outcome": outcome[:200], **(detail or {})},
         "text": f"{rule}: {outcome}"[:4096], "at": now, "created_at": now}).scalar()
-    conn.execute(_TOUCHED, {"b_thread": thread_id, "b_tenant": tenant_id, "b_now": now})
+    if touch:
+        conn.execute(_TOUCHED, {"b_thread": thread_id, "b_tenant": tenant_id, "b_now": now})
     return entry_id
+
+
+def touch_threads(conn, thread_ids, now: datetime) -> None:
+    """Mark the threads (ids read in the caller's transaction) updated at ``now``, in one statement."""
+    if thread_ids:
+        conn.execute(update(Thread).where(among(conn, Thread.id, sorted(thread_ids))).values(updated_at=now))
 
 
 def log_event(conn, tenant_id: int, thread_id: int, line: str, *, user_id: int | None = None,
