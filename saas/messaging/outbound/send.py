@@ -41,6 +41,7 @@ from saas.messaging.outbound.accept_journal import KeptAccept
 from saas.messaging.outbound.accepts import GroupAccepts
 from saas.messaging.outbound.batch import PENDING, SendingMany
 from saas.messaging.outbound.bodies import graph_response, request_hash, summarise
+from saas.messaging.outbound.grouped import GroupCommit, SendingGrouped
 from saas.messaging.outbound.consent import MARKETING, AllowEverySend, ConsentCheck, marketing_stopped
 from saas.messaging.outbound.payloads import forwarded_body
 from saas.messaging.models import MODE_LIVE, Message
@@ -64,7 +65,7 @@ class SendOutcome:
     replayed: bool
 
 
-class SendService(Settling, SendingMany):
+class SendService(Settling, SendingMany, SendingGrouped):
     """Sends messages; built once per app by the factory with its collaborators, and usable from
     anywhere (a request, a worker, a command, a plain function): it reaches nothing else.
 
@@ -101,6 +102,9 @@ class SendService(Settling, SendingMany):
         self.consent = consent if consent is not None else AllowEverySend()
         # Live sends' accepts, written in groups on PostgreSQL (saas.messaging.outbound.accepts).
         self.group_accepts = GroupAccepts()
+        # Answered sends' transactions, written in groups on PostgreSQL (saas.messaging.outbound.grouped).
+        self.group_sends = GroupCommit(self.write_send_group)
+        self.window_reads = GroupCommit(self.read_window_group)
 
     def send(self, tenant, rights, phone_number_id: str, payload: dict, *, idempotency_key: str | None = None,
              to_input: str | None = None, upstream: dict | None = None) -> SendOutcome:
@@ -180,11 +184,17 @@ class SendService(Settling, SendingMany):
 
     def _admit(self, tenant_id: int, rights, number, payload: dict) -> Admission:
         """WhatsApp's rules, then the contact's consent to a marketing template, in a read-only transaction
-        of their own (ended before any transport works)."""
+        of their own (ended before any transport works); the contact's window read with the other sends'
+        of the moment where it can be (saas.messaging.outbound.grouped)."""
+        windows = self.windows_in_group(tenant_id, number, payload["to"])
+        admission = None if windows is None else self.rules.admit_read(windows, number, payload)
+        if admission is not None and admission.category != MARKETING:
+            return admission
         session = self.session
         try:
             conn = session.connection(execution_options=_single_statement(session))
-            admission = self.rules.admit(conn, tenant_id, number, payload, self.clock())
+            if admission is None:
+                admission = self.rules.admit(conn, tenant_id, number, payload, self.clock())
             if admission.category == MARKETING:
                 refused = self.consent.refusals(conn, tenant_id, number.id, [payload["to"]], rights)
                 if payload["to"] in refused:
@@ -214,8 +224,10 @@ class SendService(Settling, SendingMany):
         body = graph_response(result.wa_message_id, payload["to"], to_input or payload["to"], payload["type"])
         answer = {"status": "accepted", "wa_message_id": result.wa_message_id, "response_status": 200,
                   "response_body": body if idempotency_key else None}
-        message_id = self._reconnecting(
-            lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest, admission, answer))
+        message_id = self.meter_in_group(tenant, rights, number, payload, idempotency_key, digest, admission, answer)
+        if message_id is None:
+            message_id = self._reconnecting(
+                lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest, admission, answer))
         if isinstance(message_id, SendOutcome):
             return message_id
         return self._accepted(transport, tenant.id, message_id, result.wa_message_id, body)
