@@ -1,5 +1,6 @@
-"""Group commit of sends the transport answered first (the sandbox): one transaction for the sends that
-arrive together in one process; and one read of their contacts' windows for WhatsApp's rules.
+"""Group commit of sends: one transaction for the sends that arrive together in one process (the sandbox's
+written accepted with its answer, a live number's pending before WhatsApp is called); and one read of their
+contacts' windows for WhatsApp's rules.
 
 Under load many sends of a process (its greenlets or threads) reach their
 transaction at about the same time. Instead of one transaction each, the
@@ -14,7 +15,7 @@ after the ones before it, under the tenant's quota lock), then the
 still answers only once its own rows are committed. Sends that arrive while
 a group is written are written by the next writer, one of themselves, so
 nobody waits for more than one transaction and no delay is added when the
-process is idle (a lone send is a group of one).
+process is idle (a lone send is written as it always was).
 
 The customer-service windows WhatsApp's rules read before any send
 (saas.messaging.outbound.rules) are read the same way: the first send to
@@ -40,7 +41,7 @@ from saas.database import insert_many, single_statement
 from saas.errors import ApiError
 from saas.messaging.domain_events import send_settled
 from saas.messaging.models import Message
-from saas.messaging.outbound.batch import placed_in_windows
+from saas.messaging.outbound.batch import PENDING, placed_in_windows
 from saas.messaging.outbound.bodies import summarise
 from saas.messaging.outbound.rules import ContactWindows
 from saas.metering.services import current_period
@@ -62,8 +63,9 @@ class GroupedSend:
     admission: object                 # saas.messaging.outbound.rules.Admission
     row: dict
     settled: bool                     # publishes send.settled with its rows
+    alone: object                     # writes the send on its own: its message id (or a replay's outcome)
     index: int = 0                    # its place in the group being written
-    outcome: int | ApiError | None = None  # the message id, its quota's refusal, or None: not written
+    outcome: object = None            # the message id, a refusal (ApiError), or None: not written
     done: threading.Event = field(default_factory=threading.Event)
     taken: bool = False               # in a group being written: it waits for that group's commit
     lead: bool = False                # woken to write the next group
@@ -141,7 +143,15 @@ class SendingGrouped:
 
     def write_send_group(self, session, group: list[GroupedSend]) -> None:
         """Write ``group`` in one transaction (see the module). Commits, then delivers what was published;
-        sets each member's ``outcome``. Raises what the database raised, with nothing written."""
+        sets each member's ``outcome``. Raises what the database raised, with nothing written. A group of one
+        is written the single send's way (``alone``: in one statement where it can)."""
+        if len(group) < 2:
+            for item in group:
+                try:
+                    item.outcome = item.alone()
+                except ApiError as exc:
+                    item.outcome = exc
+            return
         now = self.clock()
         periods: dict[int, datetime] = {}
         for item in group:
@@ -154,8 +164,11 @@ class SendingGrouped:
         try:
             conn = session.connection()
             tenants = sorted(periods)
-            placed = {tenant_id: placed_in_windows(conn, tenant_id, [i for i in group if i.tenant_id == tenant_id],
-                                                   now, periods[tenant_id]) for tenant_id in tenants}
+            # Windows are locked in key order whatever the members' order; messages are inserted in the order
+            # of their Idempotency-Keys, so two groups never wait on each other's keys crosswise.
+            placed = {tenant_id: placed_in_windows(conn, tenant_id, sorted(
+                (i for i in group if i.tenant_id == tenant_id), key=lambda i: i.row["idempotency_key"] or ""),
+                now, periods[tenant_id]) for tenant_id in tenants}
             everyone = [entry for tenant_id in tenants for entry in placed[tenant_id]]
             rows = [{**item.row, "conversation_id": window.id, "opened_conversation": opened, "created_at": now,
                      "updated_at": now} for item, window, opened in everyone]
@@ -176,22 +189,27 @@ class SendingGrouped:
         for item in group:
             item.outcome = written.get(item.index, decided.get(item.index))
 
-    def meter_in_group(self, tenant, rights, number, payload, idempotency_key, digest, admission, answer):
-        """An answered send's transaction, written in its process's group (PostgreSQL; a send held to its
-        number's messaging limit is not grouped). Returns the message id, or None when the send was not
-        written (the caller writes it alone); raises its quota's refusal (QuotaExceeded, PaymentRequired)."""
+    def meter_in_group(self, tenant, rights, number, payload, idempotency_key, digest, admission, alone, *,
+                       answer=None, kept_callback_data=None):
+        """A send's transaction, written in its process's group (PostgreSQL; a send held to its number's
+        messaging limit is not grouped): accepted with the transport's ``answer`` when it was asked first,
+        else pending. ``alone()`` writes the send on its own: how a group of one, a send that is not grouped
+        and the members of a failed group are written. Returns the message id (or what ``alone`` returned);
+        raises its quota's refusal (QuotaExceeded, PaymentRequired)."""
         session = self.session
         if (session.get_bind().dialect.name != "postgresql"
                 or (admission.business_initiated and admission.messaging_limit is not None)):
-            return None
+            return alone()
         period = current_period(rights.subscription, self.clock(), rights.grace)
         item = GroupedSend(tenant.id, rights, period.start, payload, admission, {
             "tenant_id": tenant.id, "phone_number_id": number.id, "direction": "out", "wa_id": payload["to"],
             "type": payload["type"], "body_summary": summarise(payload), "period_start": period.start,
             "idempotency_key": idempotency_key, "request_hash": digest,
-            "business_initiated": admission.business_initiated, **answer, "category": admission.category,
-            "callback_data": None}, settled=self.settles_in_send(answer, tenant.id))
+            "business_initiated": admission.business_initiated, **(answer or PENDING), "category": admission.category,
+            "callback_data": kept_callback_data}, settled=self.settles_in_send(answer, tenant.id), alone=alone)
         self.group_sends.submit(session, item)
+        if item.outcome is None:
+            return alone()
         if isinstance(item.outcome, ApiError):
             raise item.outcome
         return item.outcome

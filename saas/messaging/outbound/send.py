@@ -164,9 +164,10 @@ class SendService(Settling, SendingMany, SendingGrouped):
                                            to_input, admission)
 
         tenant_value = forwarded.get(callback_data.FIELD)
-        message_id = self._reconnecting(
-            lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest, admission,
-                                kept_callback_data=callback_data.kept_with_us(tenant_value)))
+        kept = callback_data.kept_with_us(tenant_value)
+        message_id = self.meter_in_group(tenant, rights, number, payload, idempotency_key, digest, admission, lambda: (
+            self._reconnecting(lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest,
+                                                   admission, kept_callback_data=kept))), kept_callback_data=kept)
         if isinstance(message_id, SendOutcome):
             return message_id
         # Our message id travels with the send and comes back in its statuses: a send whose answer
@@ -224,10 +225,9 @@ class SendService(Settling, SendingMany, SendingGrouped):
         body = graph_response(result.wa_message_id, payload["to"], to_input or payload["to"], payload["type"])
         answer = {"status": "accepted", "wa_message_id": result.wa_message_id, "response_status": 200,
                   "response_body": body if idempotency_key else None}
-        message_id = self.meter_in_group(tenant, rights, number, payload, idempotency_key, digest, admission, answer)
-        if message_id is None:
-            message_id = self._reconnecting(
-                lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest, admission, answer))
+        message_id = self.meter_in_group(tenant, rights, number, payload, idempotency_key, digest, admission, lambda: (
+            self._reconnecting(lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest,
+                                                   admission, answer))), answer=answer)
         if isinstance(message_id, SendOutcome):
             return message_id
         return self._accepted(transport, tenant.id, message_id, result.wa_message_id, body)
