@@ -5,6 +5,8 @@ found or opened, the message row written as ``pending``, its usage metered;
 see saas.messaging.outbound.windows) and one UPDATE after it (``accepted`` with
 WhatsApp's id, or ``failed`` and un-billed). The sandbox, which sends
 nothing, is asked first and its answer written in that one transaction. No connection is held while the transport works.
+On PostgreSQL the transaction is shared with the process's other sends of the moment, and so is the read
+of the contacts' windows for WhatsApp's rules (saas.messaging.outbound.grouped).
 Before any of it, WhatsApp's own rules are checked (saas.messaging.outbound.rules):
 a send Meta would refuse is refused here, with Meta's code, for every
 transport, and nothing is sent, written or billed; so is a marketing template
@@ -44,12 +46,14 @@ from saas.messaging.outbound.bodies import graph_response, request_hash, summari
 from saas.messaging.outbound.grouped import GroupCommit, SendingGrouped
 from saas.messaging.outbound.consent import MARKETING, AllowEverySend, ConsentCheck, marketing_stopped
 from saas.messaging.outbound.payloads import forwarded_body
+from saas.messaging.domain_events import send_settled
 from saas.messaging.models import MODE_LIVE, Message
+from saas.outbox import STREAM_LENGTH
 from saas.messaging.outbound.refusals import check_feature, refusal
 from saas.messaging.outbound.rules import Admission, enforce_messaging_limit
 from saas.messaging.outbound.settle import DEFAULT_RECOVERY, Settling
 from saas.messaging.outbound.transports import SendResult
-from saas.messaging.outbound.windows import INSERT_MESSAGE, ONE_STATEMENT_SEND, WINDOW, open_window
+from saas.messaging.outbound.windows import INSERT_MESSAGE, ONE_STATEMENT_SEND, SETTLED_EVENT, WINDOW, open_window
 from saas.billing.pricing import Send
 from saas.metering.services import current_period
 from saas.timeutil import utcnow
@@ -286,13 +290,16 @@ class SendService(Settling, SendingMany, SendingGrouped):
         category = admission.category
         limited = admission.business_initiated and admission.messaging_limit is not None
         session = self.session
-        one_statement = (not self.metering.may_refuse(rights) and not limited and not settled
+        one_statement = (not self.metering.may_refuse(rights) and not limited
                          and session.get_bind().dialect.name == "postgresql")
         try:
             if one_statement:
+                # A settled send's send.settled goes in the same statement (its message id put in there).
+                event = send_settled(tenant.id, 0, payload["to"], "accepted", wa_message_id=answer["wa_message_id"],
+                                     category=category) if settled else None
                 message_id = self._meter_in_one_statement(
                     session, rights, tenant.id, number.id, payload, category, now, period.start, idempotency_key,
-                    digest, answer, admission.business_initiated)
+                    digest, answer, admission.business_initiated, event)
             else:
                 conn = session.connection()
                 if limited:
@@ -344,18 +351,25 @@ class SendService(Settling, SendingMany, SendingGrouped):
         return self.reconnecting.run(self.session, work)
 
     def _meter_in_one_statement(self, session, rights, tenant_id, number_id, payload, category, now, period_start,
-                                idempotency_key, digest, answer, business_initiated) -> int:
+                                idempotency_key, digest, answer, business_initiated, event=None) -> int:
         params = {
             "tenant_id": tenant_id, "contact": payload["to"], "category": category, "now": now,
             "expires_at": now + WINDOW, "period_start": period_start, "phone_number_id": number_id,
             "type": payload["type"], "body_summary": summarise(payload), "idempotency_key": idempotency_key,
             "request_hash": digest, "business_initiated": business_initiated, **answer,
             "response_body": json.dumps(answer["response_body"]) if answer["response_body"] is not None else None}
+        with_list = ONE_STATEMENT_SEND
+        if event is not None:
+            with_list += SETTLED_EVENT
+            params.update(event_type=event.type, event_stream=event.stream[:STREAM_LENGTH],
+                          event_payload=json.dumps(event.payload))
         conn = session.connection(execution_options=_single_statement(session))
         for _ in range(5):
             message_id = self.metering.meter_within(
-                conn, rights, ONE_STATEMENT_SEND, "metered", "SELECT id FROM message", params).scalar()
+                conn, rights, with_list, "metered", "SELECT id FROM message", params).scalar()
             if message_id is not None:
+                if event is not None:
+                    events.published([event.stream])
                 return message_id
         raise RuntimeError("could not open or join a conversation window")
 

@@ -69,7 +69,7 @@ def test_sends_arriving_together_are_written_in_groups_each_with_its_own_rows(pg
     assert all(opened for *_, opened in rows)
     # Written in groups (a send that found no other writes itself alone): fewer message INSERTs and window
     # reads than sends.
-    sizes = [len(params["wa_id"]) if isinstance(params["wa_id"], list) else 1 for params in inserts]
+    sizes = [len(params["wa_id"]) if isinstance(params.get("wa_id"), list) else 1 for params in inserts]
     assert sum(sizes) == len(contacts)
     assert max(sizes) > 1 and len(inserts) < len(contacts)
     assert len(reads) < len(contacts)
