@@ -116,3 +116,23 @@ def test_a_group_that_fails_is_written_again_one_send_at_a_time(pg_only, app, cl
     assert responses[0].get_json()["messages"] == responses[1].get_json()["messages"]
     values = usage_values(app, acme.tenant_id)
     assert values["messages"] == values["conversations"] == SENDERS - 1
+
+
+def test_a_lone_send_writes_its_settled_event_with_its_rows(backend, app, client):
+    # On a plan whose quota never refuses, a sandbox send alone is one statement on PostgreSQL, its send.settled
+    # (which the inbox wants) written in it; the inbox's thread gets the send all the same on either database.
+    acme = sender(client, "enterprise")
+    one_statement = statements_like(app, "settled_event AS")
+    response = client.post(f"/v23.0/{acme.number}/messages", headers=acme.headers, json=text_to("15553200001"))
+    assert response.status_code == 200
+    settle(app)
+    wamid = response.get_json()["messages"][0]["id"]
+    with app.app_context():
+        entries = db.session.execute(select(Entry.message_id, Entry.wa_message_id).where(
+            Entry.tenant_id == acme.tenant_id)).all()
+        message_id = db.session.scalar(select(Message.id).where(Message.wa_message_id == wamid))
+        left = db.session.scalar(select(func.count()).select_from(OutboxEvent))
+        db.session.remove()
+    assert entries == [(message_id, wamid)]
+    assert left == 0
+    assert len(one_statement) == (1 if backend == "postgresql" else 0)
