@@ -122,7 +122,7 @@ class GroupCommit:
         try:
             self.write(session, group)
         except Exception:
-            log.exception("group commit failed; its sends are written one by one")
+            log.exception("a grouped step failed; each of its members goes on alone")
             for item in group:
                 item.outcome = None
         finally:
