@@ -242,7 +242,7 @@ class SendingMany:
             conn = session.connection()
             going = [i for i in items if i.answer is None or i.answer.ok]
             going = self._within_messaging_limit(conn, tenant.id, number, going, now, decided)
-            placed = _placed(conn, tenant.id, going, now, period.start)
+            placed = placed_in_windows(conn, tenant.id, going, now, period.start)
             rows = [_row(tenant.id, number.id, item, now, period.start, window.id, opened)
                     for item, window, opened in placed]
             failed = [i for i in items if i.answer is not None and not i.answer.ok]
@@ -337,7 +337,7 @@ def _checked(items: list, rights, results: list, keys: list | None = None) -> li
     return work
 
 
-def _placed(conn, tenant_id: int, items: list[_Item], now, period_start) -> list:
+def placed_in_windows(conn, tenant_id: int, items: list[_Item], now, period_start) -> list:
     """The windows the items go in, opened or joined (saas.messaging.outbound.windows.open_windows):
     (item, window, opened) in the batch's order, ``opened`` for the first item of a window it opens."""
     keys = [(item.payload["to"], item.admission.category) for item in items]
