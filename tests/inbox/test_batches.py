@@ -16,7 +16,7 @@ from saas.messaging.domain_events import send_settled
 from saas.messaging.outbound import send_service
 from saas.tenants.services import tenant_snapshot
 from tests import whatsapp_payloads as wa
-from tests.inbox.helpers import entries_of, make_shop, post_statuses, threads_of
+from tests.inbox.helpers import entries_of, make_shop, post_inbound, post_statuses, text, threads_of
 from tests.messaging.live import add_template, template_payload
 from tests.statements import statements_on
 
@@ -102,3 +102,34 @@ def test_statuses_handed_over_again_or_older_than_the_tick_change_nothing(app, c
     post_statuses(app, client, shop, wa.failed(wamids[1], recipient=customers[1]))
     [failed] = [e for t in threads_of(app, shop.tenant_id) if t.wa_id == customers[1] for e in entries_of(app, t.id)]
     assert (failed.status, failed.error_code, failed.error_title) == ("failed", 131026, "Message undeliverable")
+
+
+def test_a_batch_of_inbound_messages_costs_the_inbox_the_same_statements_whatever_its_size(app, client, whatsapp):
+    shop = make_shop(app, whatsapp)
+    costs = []
+    for first, size in ((0, 2), (100, 12)):
+        messages = [text(f"hello {n}", sender=f"1650555{n:04d}") for n in range(first, first + size)]
+        with inbox_statements(app) as applying:
+            post_inbound(app, client, shop, *messages)
+        costs.append(len(applying))
+    assert costs[0] == costs[1] and costs[0] > 0, costs
+    threads = threads_of(app, shop.tenant_id)
+    assert len(threads) == 14 and all(t.contact_id is not None and t.unread == 1 for t in threads)
+
+
+def test_a_customers_messages_in_one_batch_land_as_they_would_one_by_one(app, client, whatsapp):
+    shop = make_shop(app, whatsapp)
+    messages = [text("second", offset=-60), text("third", offset=-10), text("first", offset=-120)]
+    post_inbound(app, client, shop, *messages)
+    [thread] = threads_of(app, shop.tenant_id)
+    entries = entries_of(app, thread.id)
+    assert [e.text for e in entries] == ["first", "second", "third"]
+    assert (thread.status, thread.unread, thread.name) == ("open", 3, "Sheena Nelson")
+    assert (thread.last_message_at, thread.last_preview) == (entries[-1].at, "third")
+    assert thread.waiting_since == entries[0].at
+    assert thread.window_expires_at == entries[-1].at + timedelta(hours=24)
+
+    post_inbound(app, client, shop, *messages, text("fourth"))  # WhatsApp repeats them, with one more
+    [thread] = threads_of(app, shop.tenant_id)
+    assert [e.text for e in entries_of(app, thread.id)] == ["first", "second", "third", "fourth"]
+    assert (thread.unread, thread.last_preview, thread.waiting_since) == (4, "fourth", entries[0].at)
