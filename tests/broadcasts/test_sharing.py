@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from contextlib import contextmanager
@@ -88,11 +89,18 @@ def test_lanes_send_batches_side_by_side_each_recipient_once(app, graph, backend
     broadcast_id = shop.create()
     shop.call("start", broadcast_id)
     graph.latency = 0.01  # batches take a while: the lanes' claims overlap
+    opened = []
+
+    def lane(app):
+        opened.append(threading.current_thread().name)
+        return lane_session(app)
+
     with app.app_context():
         runner = Runner(db.session, send_service(app), batch=10, pacing=Pacing(enabled=False), lanes=3,
-                        lane_session=lambda: lane_session(app))
+                        lane_session=lambda: lane(app))
         assert runner.run(until_idle=True) == 200
         db.session.remove()
+    assert len(opened) == 2 and all(name.startswith("broadcast-lane") for name in opened)   # two more lanes
     sent = Counter(sends_to(graph))
     assert len(sent) == 200 and set(sent.values()) == {1}
     assert {r.status for r in shop.recipients(broadcast_id)} == {"sent"}
