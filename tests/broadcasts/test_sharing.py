@@ -108,7 +108,7 @@ def test_lanes_send_batches_side_by_side_each_recipient_once(app, graph, backend
 
 
 def test_the_worker_process_names_its_connections_and_runs_its_lanes(app, backend):
-    app.config["BROADCAST_WORKER_LANES"] = 3
+    lanes, app.config["BROADCAST_WORKER_LANES"] = app.config["BROADCAST_WORKER_LANES"], 3
     try:
         with app.app_context():
             runner = worker_runner(app)
@@ -120,7 +120,7 @@ def test_the_worker_process_names_its_connections_and_runs_its_lanes(app, backen
             assert runner.deference is not None and runner.deference.share == 1   # the tests' setting
             db.session.remove()
     finally:
-        app.config["BROADCAST_WORKER_LANES"] = 2
+        app.config["BROADCAST_WORKER_LANES"] = lanes
 
 
 LEAD_A_SESSION = """
