@@ -167,7 +167,8 @@ def worker(url: str, graph_url: str, paced: bool) -> dict:
         claimed = runner.run(until_idle=True)
         seconds = time.monotonic() - began
         paused = getattr(getattr(runner, "yielding", None), "paused", 0.0)
-    return {"claimed": claimed, "seconds": seconds, "paused_s": paused,
+        deferred = getattr(getattr(runner, "deference", None), "paused", 0.0)
+    return {"claimed": claimed, "seconds": seconds, "paused_s": paused, "deferred_s": deferred,
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -287,7 +288,8 @@ class BroadcastPhase:
     def show(self, delay: float, found: dict) -> None:
         small, big = found["small"], found["big"]
         print(f"  broadcast of {big['sent']:,}: {big['per_s']:.1f} sends/s over {big['span_s']:.1f} s of sending "
-              f"(worker {big['seconds']:.1f} s in all, {big.get('paused_s', 0):.1f} s of it paused for busy cores); "
+              f"(worker {big['seconds']:.1f} s in all, {big.get('paused_s', 0):.1f} s of it paused for busy cores, "
+              f"{big.get('deferred_s', 0):.1f} s for others at work in the database); "
               f"worker peak memory {small['max_rss_mb']:.0f} MB at "
               f"{SMALL:,}, {big['max_rss_mb']:.0f} MB at {big['sent']:,}", flush=True)
 
