@@ -160,7 +160,10 @@ def worker(url: str, graph_url: str, paced: bool) -> dict:
     CPU priority it lowers itself to; a checkout from before BROADCAST_WORKER_NICE runs at the web's)."""
     from saas.broadcasts import worker as workers
 
-    app = app_for(url, graph_url, BROADCAST_PACING=paced)  # BROADCAST_BATCH and the rest from the environment
+    # The worker shares this machine's cores with the web processes: it gives way to them as README says such a
+    # worker should (BROADCAST_BUSY_SHARE 0.2 unless the environment says otherwise).
+    share = float(os.environ.get("BROADCAST_BUSY_SHARE", "0.2"))
+    app = app_for(url, graph_url, BROADCAST_PACING=paced, BROADCAST_BUSY_SHARE=share)  # the rest from the environment
     with app.app_context():
         runner = workers.worker_runner(app) if hasattr(workers, "worker_runner") else workers.runner_for(app)
         began = time.monotonic()

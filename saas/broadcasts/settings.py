@@ -21,7 +21,7 @@ def load() -> dict:
         "BROADCAST_YIELD_SHARE": env_float("BROADCAST_YIELD_SHARE", 0.5),
         # While other sessions are at work in the database (the web serving requests), `flask broadcasts run`
         # keeps this share of its pace, pausing after each batch; 1: never gives way.
-        "BROADCAST_BUSY_SHARE": env_float("BROADCAST_BUSY_SHARE", 0.2),
+        "BROADCAST_BUSY_SHARE": env_float("BROADCAST_BUSY_SHARE", 1.0),
         # Batches `flask broadcasts run` sends side by side (one claiming and writing while another waits for
         # WhatsApp), each in a thread with a database session of its own; one by default (two cost more CPU a
         # send where measured).
