@@ -4,6 +4,8 @@ started on its port."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import pytest
 from limits import RateLimitItemPerMinute
@@ -11,7 +13,7 @@ from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
 from saas.outages import Outage, redis_client_options
-from saas.rate_store import FailoverStorage
+from saas.rate_store import FailoverStorage, LocalCounts
 from tests.redis_server import RedisServer
 
 
@@ -91,3 +93,27 @@ def test_while_down_redis_is_tried_again_once_a_second_not_on_every_count(redis_
     for _ in range(50):
         store.incr("k", 60)
     assert len(tries) == 2
+
+
+def timers() -> int:
+    return sum(isinstance(thread, threading.Timer) for thread in threading.enumerate())
+
+
+@pytest.mark.parametrize("strategy", [SlidingWindowCounterRateLimiter, MovingWindowRateLimiter])
+def test_counting_in_memory_starts_no_thread_and_still_forgets_stale_keys(strategy):
+    counts = LocalCounts()
+    limiter = strategy(counts)
+    every_second = RateLimitItemPerMinute(1000)
+    time.sleep(0.02)  # the timer limits' constructor starts (cancelled) is gone
+    before = timers()
+    for _ in range(3):
+        assert limiter.hit(every_second, "tenant", "1")
+        assert timers() == before
+        time.sleep(0.02)  # past limits' 10 ms timer: it would start a thread for the next count
+    # Stale keys are swept by a later count, at most once a SWEEP_SECONDS.
+    counts.SWEEP_SECONDS = counts._next_sweep = 0.0
+    counts.incr("stale", 0.01)
+    time.sleep(0.05)
+    counts.incr("fresh", 60)
+    assert "stale" not in counts.storage and "fresh" in counts.storage
+    assert limiter.get_window_stats(every_second, "tenant", "1").remaining == 997
