@@ -13,7 +13,7 @@ from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
 from saas.outages import Outage, redis_client_options
-from saas.rate_store import FailoverStorage, LocalCounts
+from saas.rate_store import FailoverStorage, LocalCounts, take_sliding_window_entry
 from tests.redis_server import RedisServer
 
 
@@ -117,3 +117,28 @@ def test_counting_in_memory_starts_no_thread_and_still_forgets_stale_keys(strate
     counts.incr("fresh", 60)
     assert "stale" not in counts.storage and "fresh" in counts.storage
     assert limiter.get_window_stats(every_second, "tenant", "1").remaining == 997
+
+
+def test_a_count_is_read_and_taken_in_one_redis_round_trip_on_limits_own_keys(redis_server):
+    clock = Clock()
+    store, other = failover(redis_server.url, clock), failover(redis_server.url, clock)
+    client = store.primary.get_connection()
+    take_sliding_window_entry(store, "warm", 3, 60)  # the script is loaded by the first count
+
+    def scripts_run() -> int:
+        return client.info("commandstats")["cmdstat_evalsha"]["calls"]
+    before = scripts_run()
+    first = take_sliding_window_entry(store, "api/t1", 3, 60)
+    assert scripts_run() - before == 1  # reading then taking with limits' own scripts runs two
+    assert first[0] is True and first[1:4:2] == (0, 0)
+    # The same keys limits' own sliding window reads and counts: shared with other processes and with limits.
+    assert take_sliding_window_entry(other, "api/t1", 3, 60)[0] is True
+    assert store.get_sliding_window("api/t1", 60)[2] == 2
+    assert store.acquire_sliding_window_entry("api/t1", 3, 60, 1) is True
+    refused = take_sliding_window_entry(store, "api/t1", 3, 60)
+    assert refused[0] is False and refused[3] == 3
+    assert store.get_sliding_window("api/t1", 60)[2] == 3  # a refusal takes nothing
+    # Redis gone: counted in this process's memory, the same way.
+    redis_server.stop()
+    assert [take_sliding_window_entry(store, "api/t1", 2, 60)[0] for _ in range(3)] == [True, True, False]
+    assert store.outage.down
