@@ -18,8 +18,8 @@ retried by RQ when it raises.
 While Redis cannot be reached (saas.outages), nothing waits for it and
 nothing is lost: batches run in this process's thread instead, and
 ``queue_now`` says no, so its caller does the work another way. The worker
-(``work``) survives Redis going away and coming back: it starts again with
-a backoff and goes on with the jobs Redis kept.
+(saas.rq_worker) survives Redis going away and coming back: it starts again
+with a backoff and goes on with the jobs Redis kept.
 
 The same thread runs the housekeeping tasks registered with ``every``: the
 usage roll-up and the recovery of interrupted sends.
@@ -41,7 +41,6 @@ import importlib
 import logging
 import os
 import queue
-import signal
 import threading
 import time
 from collections import defaultdict
@@ -53,10 +52,10 @@ log = logging.getLogger(__name__)
 QUEUE = "default"
 # How many queued jobs one pass takes at most.
 BATCH = 1000
-# After the first job of a pass, wait this long for more to batch with it.
+# After the first job of a pass, wait this long for more to batch with it; longer when the batches go to RQ,
+# where each is a job the worker forks a process for (a few a second is what one worker should take).
 LINGER = 0.1
-# The worker's waits before it starts again after losing Redis: doubling, at most this long.
-WORKER_RESTART_MAX_SECONDS = 5.0
+RQ_LINGER = 1.0
 
 # What this process is running: None (a request, a command), "here" (a job of its background thread), or
 # "rq" (an RQ job, in the worker's work-horse, a process that ends with the job).
@@ -166,7 +165,7 @@ class BackgroundQueue:
                 first = None
             jobs = [first] if first is not None else []
             if jobs:
-                time.sleep(LINGER)
+                time.sleep(RQ_LINGER if self.rq_queue is not None and not self.outage.down else LINGER)
             while len(jobs) < BATCH:
                 try:
                     jobs.append(self._queue.get_nowait())
@@ -304,50 +303,3 @@ def init_app(app) -> None:
         rq_queue = Queue(QUEUE, connection=Redis.from_url(url, **options))
     app.extensions["rq_queue"] = rq_queue
     app.extensions["background"] = BackgroundQueue(app, rq_queue)
-
-
-def work(rq_queue) -> None:
-    """The worker (``flask jobs worker``): RQ's, with its scheduler (for retries that wait), until told to stop.
-
-    RQ itself waits for Redis while it waits for a job; losing Redis anywhere else ends its loop. Then a
-    new worker starts after a backoff (doubling, at most WORKER_RESTART_MAX_SECONDS) and carries on with
-    the jobs Redis kept. SIGTERM or SIGINT ends it as RQ's does (after the current job).
-    """
-    import redis
-    from rq import Worker
-
-    class ReconnectingWorker(Worker):
-        # RQ's own wait between tries while Redis is down (its default grows to a minute).
-        max_connection_wait_time = WORKER_RESTART_MAX_SECONDS
-        stop_asked = False
-
-        def request_stop(self, signum, frame):
-            self.stop_asked = True
-            super().request_stop(signum, frame)
-
-    stop: list[int] = []
-
-    def stop_between_workers(signum, frame):
-        stop.append(signum)
-
-    wait = 1.0
-    while True:
-        worker = None
-        try:
-            worker = ReconnectingWorker([rq_queue], connection=rq_queue.connection)  # it talks to Redis already
-            worked = worker.work(with_scheduler=True)
-            why = "loop ended"
-        except redis.exceptions.RedisError as exc:
-            worked, why = False, f"lost Redis ({type(exc).__name__}: {exc})"
-        if worker is not None and worker.stop_asked:
-            return
-        log.warning("the worker's %s; starting again in %.0f s", why, wait)
-        # RQ's signal handlers belong to the worker that ended: until the next one starts, a stop is noted here.
-        signal.signal(signal.SIGTERM, stop_between_workers)
-        signal.signal(signal.SIGINT, stop_between_workers)
-        deadline = time.monotonic() + wait
-        while not stop and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if stop:
-            return
-        wait = 1.0 if worked else min(wait * 2, WORKER_RESTART_MAX_SECONDS)

@@ -3,11 +3,11 @@
 Web processes put jobs on RQ by name (``saas.worker.run_batch`` and ``run_job``,
 see saas.jobs); RQ's work-horse imports this module and calls them. ``main``
 starts the worker itself (``python worker.py``, the Procfile's ``worker``, or
-``flask jobs worker``), which survives Redis going away (saas.jobs.work).
+``flask jobs worker``), which survives Redis going away (saas.rq_worker.work).
 """
 from __future__ import annotations
 
-from saas import jobs
+from saas import jobs, rq_worker
 
 _app = None
 
@@ -48,4 +48,4 @@ def main() -> None:
         if queue is None:
             raise SystemExit("REDIS_URL is not set; without it follow-up jobs run in each web process's "
                              "background thread.")
-        jobs.work(queue)
+        rq_worker.work(queue)

@@ -134,3 +134,23 @@ def test_an_email_refused_every_time_is_kept_by_rq_and_sent_when_requeued(on_red
     for job_id in registry.get_job_ids():
         registry.requeue(job_id)
     arrives(mailbox, worker, "someone@kept.example.com", "Kept")
+
+
+def test_a_job_taken_off_the_queue_and_never_started_is_run(on_redis, mailbox):
+    """Redis lost between RQ's taking a job and starting it strands the job on RQ's intermediate list (RQ
+    would fail it unrun a minute later): the worker puts it back on the queue and runs it, once."""
+    from saas import jobs
+
+    web, worker = on_redis
+    queue = web.extensions["rq_queue"]
+    wait_until(lambda: "Listening on" in worker.log() or "default" in worker.log(), 30, worker.log)
+    # The state a worker leaves when Redis goes away right after its BLMOVE: the job saved, its id only on the
+    # intermediate list, never marked started.
+    job = queue.create_job(jobs.RUN_JOB, args=("saas.mail.send_one", ["someone@stranded.example.com", "Stranded",
+                                                                      "body"]))
+    job.save()
+    queue.connection.lpush(queue.intermediate_queue_key, job.id)
+    arrives(mailbox, worker, "someone@stranded.example.com", "Stranded", seconds=40)
+    assert "never started; it is queued again" in worker.log()
+    assert queue.connection.llen(queue.intermediate_queue_key) == 0
+    assert len(mailbox.to("someone@stranded.example.com", "Stranded")) == 1

@@ -125,12 +125,12 @@ def create_key_command(tenant, name):
 @jobs_cli.command("worker")
 def worker_command():
     """Run background jobs from Redis (needs REDIS_URL); survives Redis going away and coming back."""
-    from saas import jobs
+    from saas import rq_worker
 
     queue = current_app.extensions.get("rq_queue")
     if queue is None:
         raise click.ClickException("REDIS_URL is not set; without it follow-up jobs run in each web process's background thread.")
-    jobs.work(queue)  # the same loop as ``python worker.py`` (saas.worker), in this app
+    rq_worker.work(queue)  # the same loop as ``python worker.py`` (saas.worker), in this app
 
 
 def init_app(app) -> None:

@@ -93,6 +93,23 @@ def forgot_password(base: str, email: str) -> int:
                         allow_redirects=False).status_code
 
 
+def rq_state(redis: RedisServer) -> str:
+    """Where RQ's jobs are (for a failure's message): queued, taken and not started, started, failed, scheduled."""
+    from redis import Redis
+    from rq import Queue
+
+    try:
+        queue = Queue("default", connection=Redis.from_url(redis.url))
+        failed = queue.failed_job_registry
+        why = [str(queue.fetch_job(job_id).exc_info or "").strip().splitlines()[-1:] for job_id in
+               failed.get_job_ids()[:3]]
+        return (f"queued {queue.count}, taken {queue.connection.llen(queue.intermediate_queue_key)}, "
+                f"started {queue.started_job_registry.count}, failed {failed.count} {why}, "
+                f"scheduled {queue.scheduled_job_registry.count}")
+    except Exception as exc:  # noqa: BLE001 - only a failure's message
+        return f"RQ's state unknown ({exc})"
+
+
 def statuses_of(app, tenant_id: int) -> Counter:
     from saas.messaging.models import Message
 
@@ -172,7 +189,8 @@ def test_redis_stopped_mid_load_costs_no_request_and_no_job(app, served, mailbox
         # The web process puts its jobs on Redis again once it has found it back (it tries once a second).
         wait_until(lambda: "follow-up jobs use it again" in web.log(), 30, web.log)
         assert forgot_password(base, "owner@limited.example.com") == 303
-        wait_until(lambda: mailbox.to("owner@limited.example.com", "Reset your password"), 60, worker.log)
+        wait_until(lambda: mailbox.to("owner@limited.example.com", "Reset your password"), 60,
+                   lambda: f"{rq_state(redis)}\n{worker.log()}")
     finally:
         stream.stop()
     assert worker.running() and web.running(), worker.log()
@@ -188,4 +206,5 @@ def test_redis_stopped_mid_load_costs_no_request_and_no_job(app, served, mailbox
     # Nothing lost: every send answered is a message, and each one's receipts all came (some through the worker,
     # those of the outage in the web process).
     wait_until(lambda: statuses_of(app, busy_id) == Counter({"read": len(stream.sent)}), 60,
-               lambda: f"{statuses_of(app, busy_id)} for {len(stream.sent)} sends\n{worker.log()[-3000:]}")
+               lambda: f"{statuses_of(app, busy_id)} for {len(stream.sent)} sends; RQ: {rq_state(redis)}\n"
+                       f"{worker.log()[-3000:]}")
