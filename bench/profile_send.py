@@ -10,9 +10,12 @@ postgresql://postgres@127.0.0.1:5432/relay_bench_profile, created when
 missing; run after migrations: `flask db upgrade && flask seed` there, or after
 `make bench`, whose database it may share), and every send goes through
 Flask's test client to bench/graph_server.py (answering at once unless
---graph-delay-ms). Prints, per send: wall and CPU ms, SQL statements and the
-wall time spent in them, and the CPU split by library (tottime summed by
-where the function lives), then the functions with the most own CPU.
+--graph-delay-ms). Prints, per send: wall and CPU ms, SQL statements (those the requests ran
+themselves apart) and the wall time spent in them, and the CPU split by
+library (tottime summed by where the function lives), then the functions with
+the most own CPU. ``--concurrency N`` sends from N threads at once instead
+(each request on its own connection, as a server's greenlets are), so sends
+that arrive together share their transactions; CPU is then not profiled.
 """
 from __future__ import annotations
 
@@ -24,7 +27,9 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,6 +77,7 @@ def main(argv=None) -> int:
     parser.add_argument("--statements", type=int, default=0, help="list this many SQL statements, by count per send")
     parser.add_argument("--callees", help="also list by cumulative CPU the functions matching this regex")
     parser.add_argument("--app-dir", default=str(BENCH_DIR.parent))
+    parser.add_argument("--concurrency", type=int, default=1, help="threads sending at once (1: one after another)")
     parser.add_argument("--no-cprofile", action="store_true",
                         help="CPU and wall per send only, without the profiler's own cost (to compare checkouts)")
     args = parser.parse_args(argv)
@@ -141,13 +147,21 @@ def sending_tenant(app, args, token: str) -> tuple[str, str, list[str]]:
     return key, phone_number_id, contacts
 
 
+# Threads that run requests: the main one, and the senders of --concurrency.
+SENDER_THREADS = ("MainThread", "sender")
+
+
 def watch_database(engine, texts: Counter | None = None) -> tuple[list, list, list]:
-    """Counts on the engine from now on: ([SQL statements], [their wall seconds], [seconds each pooled
-    connection was held]), to be reset between the warm-up and the measure; each statement's text is
-    counted in ``texts`` when given."""
+    """Counts on the engine from now on: ([SQL statements, those of requests' threads, commits], [their wall seconds],
+    [seconds each pooled connection was held]), to be reset between the warm-up and the measure; each
+    statement's text is counted in ``texts`` when given."""
     from sqlalchemy import event
 
-    statements, in_db, held = [0], [0.0], []
+    statements, in_db, held = [0, 0, 0], [0.0], []
+
+    @event.listens_for(engine, "commit")
+    def commit(conn):
+        statements[2] += 1
 
     @event.listens_for(engine, "checkout")
     def checkout(dbapi_connection, record, proxy):
@@ -166,6 +180,7 @@ def watch_database(engine, texts: Counter | None = None) -> tuple[list, list, li
     @event.listens_for(engine, "after_cursor_execute")
     def after(conn, cursor, statement, parameters, context, executemany):
         statements[0] += 1
+        statements[1] += threading.current_thread().name.startswith(SENDER_THREADS)
         if texts is not None:
             texts[" ".join(statement.split())[:110]] += 1
         in_db[0] += time.perf_counter() - conn.info.pop("bench_started", time.perf_counter())
@@ -183,37 +198,51 @@ def profile(args, token: str) -> int:
         texts = Counter() if args.statements else None
         statements, in_db, held = watch_database(db.engine, texts)
 
-    client = app.test_client()
     headers = {"Authorization": f"Bearer {key}"}
     path = f"/v23.0/{phone_number_id}/messages"
+    clients = threading.local()
 
     def send(to):
-        response = client.post(path, headers=headers, json={"messaging_product": "whatsapp", "to": to,
-                                                            "type": "text", "text": {"body": "bench"}})
+        if not hasattr(clients, "client"):
+            clients.client = app.test_client()
+        response = clients.client.post(path, headers=headers, json={"messaging_product": "whatsapp", "to": to,
+                                                                    "type": "text", "text": {"body": "bench"}})
         if response.status_code != 200:
             raise SystemExit(f"send answered {response.status_code}: {response.get_data(as_text=True)}")
 
-    for to in contacts[args.sends:]:  # warm up: caches, pools, first connections
-        send(to)
-    statements[0], in_db[0] = 0, 0.0
+    def send_all(recipients):
+        if args.concurrency <= 1:
+            for to in recipients:
+                send(to)
+            return
+        with ThreadPoolExecutor(args.concurrency, thread_name_prefix="sender") as pool:
+            list(pool.map(send, recipients))
+
+    send_all(contacts[args.sends:])  # warm up: caches, pools, first connections
+    statements[:], in_db[0] = [0, 0, 0], 0.0
     held.clear()
     if texts is not None:
         texts.clear()
     profiler = cProfile.Profile(time.process_time)
     wall, cpu = time.perf_counter(), time.process_time()
-    if not args.no_cprofile:
+    cpu_started = cpu
+    if args.concurrency <= 1 and not args.no_cprofile:
         profiler.enable()
-    for to in contacts[:args.sends]:
-        send(to)
+    send_all(contacts[:args.sends])
     profiler.disable()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    quiet(statements)
+    follow_ups_cpu = time.process_time() - cpu_started - cpu
     n = args.sends
+    how = "one after another" if args.concurrency <= 1 else f"from {args.concurrency} threads at once"
+    print(f"{args.mode}: {n} sends {how}, Graph answering after {args.graph_delay_ms:g} ms")
+    print(f"  per send: wall {1000 * wall / n:.2f} ms, CPU {1000 * cpu / n:.2f} ms"
+          f"{' (under cProfile)' if args.concurrency <= 1 else ''} and {1000 * follow_ups_cpu / n:.2f} ms after the last "
+          f"answer (follow-ups finishing), {statements[0] / n:.1f} SQL statements "
+          f"({statements[1] / n:.1f} in the request itself) taking {1000 * in_db[0] / n:.2f} ms wall; "
+          f"{statements[2] / n:.2f} commits (autocommitted statements not counted)")
     if args.no_cprofile:
-        print(f"{args.mode}: {n} sends one after another: wall {1000 * wall / n:.2f} ms, CPU {1000 * cpu / n:.2f} ms a send")
         return 0
-    print(f"{args.mode}: {n} sends one after another, Graph answering after {args.graph_delay_ms:g} ms")
-    print(f"  per send: wall {1000 * wall / n:.2f} ms, CPU {1000 * cpu / n:.2f} ms (under cProfile), "
-          f"{statements[0] / n:.1f} SQL statements taking {1000 * in_db[0] / n:.2f} ms wall")
     if held:
         held.sort()
         long = sum(h * 1000 >= args.graph_delay_ms for h in held) if args.graph_delay_ms else "n/a"
@@ -225,11 +254,23 @@ def profile(args, token: str) -> int:
         print("  SQL statements per send, most frequent first:")
         for statement, count in texts.most_common(args.statements):
             print(f"    {count / n:5.2f}  {statement}")
+    if args.concurrency > 1:
+        return 0
     stats = pstats.Stats(profiler)
     print_cpu_by_library(stats, n, "send", args.top)
     if args.callees:
         stats.sort_stats("cumulative").print_stats(args.callees)
     return 0
+
+
+def quiet(statements: list, seconds: float = 1.0) -> None:
+    """Wait until the follow-ups of the sends (status walks, event deliveries, in this process's background
+    threads) are done: no statement for ``seconds``; their statements count for the sends too."""
+    while True:
+        before = statements[0]
+        time.sleep(seconds)
+        if statements[0] == before:
+            return
 
 
 def stamp_digits(stamp: str) -> str:

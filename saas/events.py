@@ -152,12 +152,18 @@ def publish(conn, events: list[Event]) -> int:
     if not kept:
         return 0
     outbox.write(conn, kept, utcnow())
-    streams = _published.get()
-    if streams is None:
-        streams = set()
-        _published.set(streams)
-    streams.update(event.stream[:outbox.STREAM_LENGTH] for event in kept)
+    published([event.stream for event in kept])
     return len(kept)
+
+
+def published(streams) -> None:
+    """Note that events of ``streams`` were written to the outbox in the caller's transaction (by ``publish``,
+    or by a statement of the caller's own that inserts them with its rows), so that ``commit`` delivers them."""
+    noted = _published.get()
+    if noted is None:
+        noted = set()
+        _published.set(noted)
+    noted.update(stream[:outbox.STREAM_LENGTH] for stream in streams)
 
 
 def commit(session) -> int:

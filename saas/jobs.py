@@ -26,9 +26,10 @@ usage roll-up and the recovery of interrupted sends.
 
 A job that must not wait behind the others (automation's replies, which
 would otherwise queue behind the applying of WhatsApp's notifications) gets a
-lane of its own (``lane``): a bounded queue and a few threads, each running
-one queued call at a time. A lane is only for work a sweep does again: a call
-that finds its lane full is left to it.
+lane of its own (``lane``): a bounded queue and a few threads, each taking every
+call waiting in it at once (up to the lane's ``batch``) and running them as one
+batch (the job's ``batch`` form). A lane is only for work a sweep does again: a
+call that finds its lane full is left to it.
 
 Jobs are named by import path so the worker (saas.worker, which builds its
 own app) can run them without anything from the web process; RQ is handed the
@@ -108,10 +109,10 @@ class BackgroundQueue:
         self._pending = 0
         self._lanes: dict[str, "_Lane"] = {}
 
-    def lane(self, path: str, *, threads: int, bound: int) -> None:
-        """Run ``path``'s calls on a lane of their own: ``threads`` threads, at most ``bound`` calls waiting
-        (more are dropped: only for work a sweep does again)."""
-        self._lanes[path] = _Lane(path, max(1, threads), max(1, bound))
+    def lane(self, path: str, *, threads: int, bound: int, batch: int = 1) -> None:
+        """Run ``path``'s calls on a lane of their own: ``threads`` threads, each taking up to ``batch`` waiting
+        calls at a time, at most ``bound`` calls waiting (more are dropped: only for work a sweep does again)."""
+        self._lanes[path] = _Lane(path, max(1, threads), max(1, bound), max(1, batch))
 
     def every(self, name: str, seconds: float, fn) -> None:
         """Run ``fn()`` in an app context about every ``seconds`` in this process's background thread."""
@@ -232,8 +233,8 @@ class BackgroundQueue:
 class _Lane:
     """A job's own queue (bounded) and threads, started in each process on first use."""
 
-    def __init__(self, path: str, threads: int, bound: int):
-        self.path, self.threads = path, threads
+    def __init__(self, path: str, threads: int, bound: int, batch: int = 1):
+        self.path, self.threads, self.batch = path, threads, batch
         self._queue: queue.Queue = queue.Queue(bound)
         self._pid = None
         self._lock = threading.Lock()
@@ -256,11 +257,16 @@ class _Lane:
 
     def _loop(self, background: BackgroundQueue) -> None:
         while True:
-            args = self._queue.get()
+            taken = [self._queue.get()]
+            while len(taken) < self.batch:
+                try:
+                    taken.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                background._dispatch([(self.path, args)])
+                background._dispatch([(self.path, args) for args in taken])
             finally:
-                background._done(1)
+                background._done(len(taken))
 
 
 def enqueue(path: str, *args) -> None:

@@ -58,3 +58,31 @@ def test_a_full_lane_leaves_the_call_and_join_still_ends(app):
     GATE.set()
     assert background.join(10)
     assert RAN == ["first", "second"]
+
+
+def gathers(value) -> None:
+    raise AssertionError("a lane with a batch runs the job's batch form")
+
+
+def _gathered(calls) -> None:
+    values = [args[0] for args in calls]
+    if "first" in values:
+        STARTED.set()
+        assert GATE.wait(10)
+    RAN.append(values)
+
+
+gathers.batch = _gathered
+
+
+def test_a_lane_thread_takes_every_waiting_call_at_once_up_to_its_batch(app):
+    fresh()
+    background = BackgroundQueue(app)
+    background.lane(f"{HERE}.gathers", threads=1, bound=10, batch=3)
+    background.enqueue(f"{HERE}.gathers", "first")
+    assert STARTED.wait(10)           # the lane's one thread holds the first call
+    for value in "abcd":
+        background.enqueue(f"{HERE}.gathers", value)  # they wait together
+    GATE.set()
+    assert background.join(10)
+    assert RAN == [["first"], ["a", "b", "c"], ["d"]]

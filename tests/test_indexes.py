@@ -100,6 +100,13 @@ HOT_QUERIES = {
     "every tenant's days": ("SELECT tenant_id, sum(sent) FROM analytics_daily WHERE day >= '2025-09-01' "
                             "AND day <= '2025-09-30' GROUP BY tenant_id"),
     "a rebuild's days": "DELETE FROM analytics_counted WHERE day >= '2025-09-01'",
+    # Automation's replies (saas.automation.sending): the claims, and the claims a stopped process left.
+    "automation replies claimed": ("SELECT id FROM automation_runs WHERE status = 'pending' AND id IN (1, 2, 3) "
+                                   "ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED"),
+    "oldest automation replies claimed": ("SELECT id FROM automation_runs WHERE status = 'pending' "
+                                          "ORDER BY created_at LIMIT 100 FOR UPDATE SKIP LOCKED"),
+    "automation claims left": ("SELECT id FROM automation_runs WHERE status = 'sending' AND claimed_at < now() "
+                               "ORDER BY claimed_at LIMIT 200 FOR UPDATE SKIP LOCKED"),
     # Exports (saas.exports): a tenant's rows over a time range, in time order.
     "messages export": ("SELECT m.id, p.display_number, c.estimated_micros FROM messages m JOIN phone_numbers p "
                         "ON p.id = m.phone_number_id LEFT OUTER JOIN message_costs c ON c.tenant_id = m.tenant_id "

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
 
-from saas.automation.models import Run
+from saas.automation.models import SENDING, Run
 from saas.contacts import labels
 from saas.contacts.consent import records
 from saas.contacts.models import OPTED_IN, OPTED_OUT, SOURCE_KEYWORD
@@ -100,13 +100,18 @@ def apply(conn, session, rule, action: dict, message, thread, now: datetime | No
     raise ValueError(f"not an action that sends nothing: {kind}")
 
 
-_FINISH = update(Run).where(Run.id == bindparam("b_run"), Run.tenant_id == bindparam("b_tenant")).values(
+_FINISH = update(Run).where(Run.id == bindparam("b_run"), Run.tenant_id == bindparam("b_tenant"),
+                           Run.status == SENDING).values(
     status=bindparam("b_status"), finished_at=bindparam("b_now"), message_id=bindparam("b_message"),
     error_code=bindparam("b_code"), error_title=bindparam("b_title"))
 
 
-def finish(conn, tenant_id: int, run_id: int, status: str, now: datetime, *, message_id: int | None = None,
-           error_code: str | None = None, error_title: str | None = None) -> None:
-    conn.execute(_FINISH, {"b_run": run_id, "b_tenant": tenant_id, "b_status": status, "b_now": now,
-                           "b_message": message_id, "b_code": (error_code or None) and error_code[:40],
-                           "b_title": (error_title or None) and error_title[:300]})
+def finish_many(conn, tenant_id: int, outcomes: list, now: datetime) -> None:
+    """Runs being sent, each (run id, status, message id or None, ApiError or None), finished in one statement
+    (those no longer ``sending`` are left as they are)."""
+    if not outcomes:
+        return
+    conn.execute(_FINISH, [{"b_run": run_id, "b_tenant": tenant_id, "b_status": status, "b_now": now,
+                            "b_message": message_id, "b_code": error.code[:40] if error else None,
+                            "b_title": error.message[:300] if error else None}
+                           for run_id, status, message_id, error in outcomes])

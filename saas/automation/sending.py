@@ -1,14 +1,20 @@
-"""Sending the replies rules queued, off the transaction that matched them, through the send service.
+"""Sending the replies rules queued, off the transaction that matched them, in batches through the send service.
 
 A run with a reply is written ``pending`` in the delivering transaction (saas.automation.engine). Once that
-transaction commits, its runs are handed one by one to a lane of this process's background queue
-(``send_runs``: AUTOMATION_SEND_THREADS threads of their own, so replies neither wait behind the applying of
-notifications nor hold it up, and several are on their way to WhatsApp at once); the sweep (every process's
+transaction commits, its runs are handed to a lane of this process's background queue (``send_runs``:
+AUTOMATION_SEND_THREADS threads of their own, so replies neither wait behind the applying of notifications nor
+hold it up); each thread takes every run waiting in the lane at once. The sweep (every process's
 housekeeping, ``sweep``) sends what a crash, a full lane or a delivery without an app context left.
-A run is claimed (``pending`` to ``sending``, one conditional UPDATE: one process sends it) and sent with the
-Idempotency-Key ``automation:<run id>``, so a run claimed again after a crash is answered from the first
-send, never sent twice; the send service meters it, checks WhatsApp's rules (the window) and consent. The
-outcome goes on the run and into the customer's thread, written by "automation".
+
+Runs are claimed many at a time (``pending`` to ``sending`` in one UPDATE, the rows taken with FOR UPDATE SKIP
+LOCKED on PostgreSQL: one process sends a run, and a claim never waits for another) and sent a batch per
+tenant and number through the send service's ``send_many``, which meters each one and checks WhatsApp's rules
+(the window) and consent as a single send; each message row carries the Idempotency-Key ``automation:<run
+id>`` (the inbox and the loop guards know automated sends by it). The outcomes go on the runs in one
+statement and into the customers' threads, written by "automation". A run is sent at most once: a claim left
+``sending`` by a process that stopped is settled from the message its key names (``recover``); only a run
+whose message was never written (so nothing left) is sent again, and one whose message is still pending (its
+fate unknown) waits for the send service to settle it.
 """
 from __future__ import annotations
 
@@ -17,30 +23,34 @@ from contextvars import ContextVar
 from datetime import timedelta
 
 from flask import current_app, has_app_context
-from sqlalchemy import bindparam, event, or_, select, update
+from sqlalchemy import bindparam, event, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from saas import events
 from saas.automation import retention
-from saas.automation.actions import finish
+from saas.automation.actions import finish_many
+from saas.automation.guards import AUTOMATED
 from saas.automation.models import FAILED, FEATURE, PENDING, SENDING, SENT, Run
 from saas.billing import entitlements
-from saas.errors import ApiError, IdempotencyConflict
+from saas.errors import ApiError, UpstreamError
 from saas.extensions import db
 from saas.inbox import live, rendering, threads
 from saas.inbox.models import AUTOMATION
-from saas.messaging.models import PhoneNumber
-from saas.messaging.outbound import payloads, send_service
+from saas.messaging.models import Message, PhoneNumber
+from saas.messaging.outbound import send_service
+from saas.messaging.outbound.batch import Refused
 from saas.tenants.services import tenant_snapshot
 from saas.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
 JOB = "saas.automation.sending.send_runs"
-# A run still ``sending`` this long after its claim was left by a process that stopped; it is sent again
-# (under the same Idempotency-Key, so what went out is not sent twice).
+# A run still ``sending`` this long after its claim was left by a process that stopped (``recover``).
 STALE_CLAIM = timedelta(minutes=5)
 SWEEP_LIMIT = 200
+# Runs one claim takes at most (a batch per tenant and number among them).
+CLAIM_LIMIT = 100
 
 # Runs written in this context's transaction, sent once it commits.
 _due: ContextVar[tuple | None] = ContextVar("automation_runs_due", default=None)
@@ -81,7 +91,7 @@ def install(app) -> None:
     app.config.setdefault("AUTOMATION_SEND_THREADS", 4)
     app.config.setdefault("AUTOMATION_SEND_QUEUE", 2000)
     app.extensions["background"].lane(JOB, threads=app.config["AUTOMATION_SEND_THREADS"],
-                                      bound=app.config["AUTOMATION_SEND_QUEUE"])
+                                      bound=app.config["AUTOMATION_SEND_QUEUE"], batch=CLAIM_LIMIT)
     if app.config.get("HOUSEKEEPING"):
         app.extensions["background"].every("automation replies", app.config["AUTOMATION_SWEEP_SECONDS"], sweep)
         keep = timedelta(days=app.config["AUTOMATION_RUN_RETENTION_DAYS"])
@@ -90,90 +100,180 @@ def install(app) -> None:
 
 
 def send_runs(run_ids) -> int:
-    """Send the replies of these runs (those still pending); how many were sent. The sends' domain events
-    go to the process's deliverer (with EVENTS_IN_BACKGROUND), delivered in sets with others'."""
+    """Claim and send the replies of these runs (those still pending), in batches; how many were sent. The
+    sends' domain events go to the process's deliverer (with EVENTS_IN_BACKGROUND), delivered in sets."""
+    run_ids = sorted(set(run_ids))
+    sent = 0
     with events.handed_to_deliverer():
-        return sum(1 for run_id in run_ids if send_run(run_id) == SENT)
+        for start in range(0, len(run_ids), CLAIM_LIMIT):
+            sent += _send_claimed(_claim(run_ids[start:start + CLAIM_LIMIT]))
+    return sent
 
 
-# Built once: one of each per reply.
-_CLAIM = (update(Run).where(Run.id == bindparam("b_run"), Run.status == PENDING)
-          .values(status=SENDING, claimed_at=bindparam("b_now"))
-          .returning(Run.tenant_id, Run.thread_id, Run.wa_id, Run.phone_number_id, Run.rule_name, Run.body)
-          .execution_options(synchronize_session=False))
+# The lane hands a thread every call waiting in it at once.
+send_runs.batch = lambda calls: send_runs([run_id for (ids,) in calls for run_id in ids])
+
+# Built once.
+_CLAIMED = (Run.id, Run.tenant_id, Run.thread_id, Run.wa_id, Run.phone_number_id, Run.rule_name, Run.body)
 _GRAPH_ID = select(PhoneNumber.phone_number_id).where(PhoneNumber.id == bindparam("number_pk"),
                                                       PhoneNumber.tenant_id == bindparam("tenant_id"))
 
 
-def _claim(run_id: int):
-    """The run's row (what sending reads of it) when this process took it, pending, for sending; else None."""
-    now = utcnow()
+def claim_statement(run_ids: list[int] | None = None, limit: int = CLAIM_LIMIT):
+    """The claim: runs taken for sending (``pending`` to ``sending``), those of ``run_ids`` still pending, or
+    else the ``limit`` oldest pending; rows another transaction holds are skipped (PostgreSQL), never waited
+    for. Returns the runs' rows (what sending reads of them)."""
+    due = select(Run.id).where(Run.status == PENDING)
+    due = due.where(Run.id.in_(run_ids)).order_by(Run.id) if run_ids is not None else due.order_by(Run.created_at)
+    due = due.limit(limit).with_for_update(skip_locked=True)
+    return (update(Run).where(Run.id.in_(due.scalar_subquery()), Run.status == PENDING)
+            .values(status=SENDING, claimed_at=utcnow()).returning(*_CLAIMED)
+            .execution_options(synchronize_session=False))
+
+
+def _claim(run_ids: list[int] | None = None, limit: int = CLAIM_LIMIT) -> list:
+    """``claim_statement``'s runs, in id order. Commits."""
     try:
-        run = db.session.connection().execute(_CLAIM, {"b_run": run_id, "b_now": now}).first()
+        rows = db.session.execute(claim_statement(run_ids, limit)).all()
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
-    return run
+    return sorted(rows, key=lambda row: row.id)
 
 
-def send_run(run_id: int) -> str | None:
-    """Claim and send one run's reply; its status after (None: not pending, someone else has it). Commits."""
-    run = _claim(run_id)
-    if run is None:
-        return None
-    tenant_id, thread_id, wa_id, number_pk, rule_name = (run.tenant_id, run.thread_id, run.wa_id,
-                                                         run.phone_number_id, run.rule_name)
-    body = {"messaging_product": "whatsapp", "to": wa_id, **(run.body or {})}
+def _send_claimed(runs: list) -> int:
+    """Send claimed runs, a batch per tenant and number; how many were sent."""
+    groups: dict[tuple[int, int], list] = {}
+    for run in runs:
+        groups.setdefault((run.tenant_id, run.phone_number_id), []).append(run)
+    sent = 0
+    for (tenant_id, number_pk), batch in groups.items():
+        sent += _send_batch(tenant_id, number_pk, batch)
+    if groups and has_app_context():
+        live.for_app(current_app).notify(sorted({tenant_id for tenant_id, _ in groups}))
+    return sent
+
+
+def _send_batch(tenant_id: int, number_pk: int, runs: list) -> int:
+    """One tenant's claimed runs from one number through ``send_many``; their outcomes written. Commits."""
+    bodies = [{"messaging_product": "whatsapp", "to": run.wa_id, **(run.body or {})} for run in runs]
     tenant = tenant_snapshot(tenant_id)
     phone_number_id = db.session.connection().execute(_GRAPH_ID, {"number_pk": number_pk,
                                                                   "tenant_id": tenant_id}).scalar()
     db.session.rollback()  # no transaction held while WhatsApp is called
-    outcome, error = None, None
     try:
         if tenant is None or phone_number_id is None:
             raise ApiError("The tenant or its number is gone.")
         rights = entitlements.for_tenant(tenant)
         rights.require(FEATURE, "automation")
-        message = payloads.outbound_item(body)
-        outcome = send_service(current_app).send(tenant, rights, phone_number_id, message.payload,
-                                                 idempotency_key=f"automation:{run_id}", upstream=message.upstream)
-    except IdempotencyConflict:
-        return SENDING  # the first try is still on its way; the sweep looks again
-    except ApiError as exc:
-        error = exc
-    message_id = outcome.message_id if outcome else (error.details or {}).get("message_id") if error else None
-    status = SENT if outcome else FAILED
-    conn = db.session.connection()
+        results = send_service(current_app).send_many(tenant, phone_number_id, bodies, rights=rights,
+                                                      keys=[key_of(run.id) for run in runs])
+    except IntegrityError:
+        # A run's message was written before: its claim was taken back from a process still at work. Nothing
+        # of this batch was written or sent; ``recover`` settles the runs from their messages.
+        log.warning("automation replies %s: a message of the batch exists already", [run.id for run in runs])
+        return 0
+    except ApiError as exc:  # the sender itself refused (suspended, number gone, no automation): none sent
+        results = [Refused(index, run.wa_id, exc) for index, run in enumerate(runs)]
+    outcomes = [(run, body, result.message_id, getattr(result, "wa_message_id", None),
+                 None if result.accepted else result.error) for run, body, result in zip(runs, bodies, results)]
+    _record(tenant_id, number_pk, outcomes)
+    return sum(1 for result in results if result.accepted)
+
+
+def key_of(run_id: int) -> str:
+    """The Idempotency-Key on the message of run ``run_id``."""
+    return f"{AUTOMATED}{run_id}"
+
+
+def _record(tenant_id: int, number_pk: int, outcomes: list) -> None:
+    """Each run's outcome (run, body sent, message id, WhatsApp's id, error or None): on the run, in one
+    statement where it is still this claim's, and in the customer's thread. Commits."""
     now = utcnow()
-    finish(conn, tenant_id, run_id, status, now, message_id=message_id,
-           error_code=error.code if error else None, error_title=error.message if error else None)
-    if message_id is not None and thread_id is not None:
+    try:
+        conn = db.session.connection()
+        finish_many(conn, tenant_id, [(run.id, FAILED if error else SENT, message_id, error)
+                                      for run, _, message_id, _, error in outcomes], now)
+        for run, body, message_id, wamid, error in outcomes:
+            _into_thread(conn, tenant_id, number_pk, run, body, message_id, wamid, error, now)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def _into_thread(conn, tenant_id: int, number_pk: int, run, body: dict, message_id, wamid, error, now) -> None:
+    if run.thread_id is None:
+        return
+    if message_id is not None:
         kind, content, line = rendering.outbound(body)
-        threads.record_outbound(conn, tenant_id, number_pk=number_pk, wa_id=wa_id, message_id=message_id,
-                                wa_message_id=outcome.wa_message_id if outcome else None, author=AUTOMATION,
-                                kind=kind, content=content, line=line, at=now,
-                                status="accepted" if outcome else "failed",
+        threads.record_outbound(conn, tenant_id, number_pk=number_pk, wa_id=run.wa_id, message_id=message_id,
+                                wa_message_id=wamid, author=AUTOMATION, kind=kind, content=content, line=line,
+                                at=now, status="failed" if error else "accepted",
                                 error_title=error.message[:300] if error else None)
-    if error is not None and thread_id is not None:
-        threads.log_rule_run(conn, tenant_id, thread_id, rule_name, f"reply not sent: {error.message}",
-                             detail={"run_id": run_id, "code": error.code}, now=now)
-    db.session.commit()
-    if has_app_context():
-        live.for_app(current_app).notify([tenant_id])
-    return status
+    if error is not None:
+        threads.log_rule_run(conn, tenant_id, run.thread_id, run.rule_name, f"reply not sent: {error.message}",
+                             detail={"run_id": run.id, "code": error.code}, now=now)
 
 
 def sweep(now=None, limit: int = SWEEP_LIMIT) -> int:
-    """Send the pending replies, and those a stopped process left ``sending``; how many were sent."""
+    """Settle the claims stopped processes left (``recover``), then send up to ``limit`` pending replies, oldest
+    first, in batches; how many were sent."""
+    recover(now)
+    sent, left = 0, limit
+    with events.handed_to_deliverer():
+        while left > 0:
+            claimed = _claim(limit=min(left, CLAIM_LIMIT))
+            if not claimed:
+                break
+            left -= len(claimed)
+            sent += _send_claimed(claimed)
+    return sent
+
+
+_WENT_OUT = ("accepted", "sent", "delivered", "read")
+
+
+def recover(now=None, limit: int = SWEEP_LIMIT) -> int:
+    """Runs still ``sending`` STALE_CLAIM after their claim (the process sending them stopped), settled from
+    the message their key names; how many. None written: nothing of the run left, and it is pending again.
+    One still pending (it may have reached WhatsApp) is left until the send service settles it: never sent
+    again. Otherwise the run takes the message's outcome (and the thread its entry). Commits."""
     now = now or utcnow()
-    rows = db.session.execute(select(Run.id, Run.status).where(
-        or_(Run.status == PENDING, (Run.status == SENDING) & (Run.claimed_at < now - STALE_CLAIM)))
-        .order_by(Run.created_at).limit(limit)).all()
-    stale = [run_id for run_id, status in rows if status == SENDING]
-    if stale:
-        db.session.execute(update(Run).where(Run.id.in_(stale), Run.status == SENDING,
-                                             Run.claimed_at < now - STALE_CLAIM)
-                           .values(status=PENDING).execution_options(synchronize_session=False))
-    db.session.commit()
-    return send_runs([run_id for run_id, _ in rows])
+    try:
+        stale = db.session.execute(select(*_CLAIMED).where(Run.status == SENDING,
+                                                           Run.claimed_at < now - STALE_CLAIM)
+                                   .order_by(Run.claimed_at).limit(limit).with_for_update(skip_locked=True)).all()
+        messages = {}
+        if stale:
+            messages = {(row.tenant_id, row.idempotency_key): row for row in db.session.execute(
+                select(Message.id, Message.tenant_id, Message.idempotency_key, Message.status,
+                       Message.wa_message_id, Message.error_code, Message.error_title)
+                .where(tuple_(Message.tenant_id, Message.idempotency_key).in_(
+                    sorted({(run.tenant_id, key_of(run.id)) for run in stale}))))}
+        unsent = [run.id for run in stale if (run.tenant_id, key_of(run.id)) not in messages]
+        if unsent:
+            db.session.execute(update(Run).where(Run.id.in_(unsent), Run.status == SENDING)
+                               .values(status=PENDING, claimed_at=None)
+                               .execution_options(synchronize_session=False))
+        settled: dict[tuple[int, int], list] = {}
+        for run in stale:
+            message = messages.get((run.tenant_id, key_of(run.id)))
+            if message is None or message.status == "pending":
+                continue
+            error = None if message.status in _WENT_OUT else UpstreamError(
+                message.error_title or UpstreamError.message, details={"whatsapp_code": message.error_code})
+            body = {"messaging_product": "whatsapp", "to": run.wa_id, **(run.body or {})}
+            settled.setdefault((run.tenant_id, run.phone_number_id), []).append(
+                (run, body, message.id, message.wa_message_id, error))
+        for (tenant_id, number_pk), outcomes in settled.items():
+            _record(tenant_id, number_pk, outcomes)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    found = len(unsent) + sum(len(outcomes) for outcomes in settled.values())
+    if found:
+        log.warning("settled %d automation replies a stopped process left sending", found)
+    return found

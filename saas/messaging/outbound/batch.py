@@ -89,6 +89,7 @@ class _Item:
     message: Outbound
     admission: Admission | None = None
     answer: SendResult | None = None  # the transport's, when it was asked before the transaction
+    key: str | None = None            # written on its message row (``send_many``'s ``keys``)
 
     @property
     def payload(self) -> dict:
@@ -100,7 +101,7 @@ class SendingMany:
     enqueue, clock and concurrency, and the settling it inherits)."""
 
     def send_many(self, tenant, phone_number_id: str, items: list, *, rights=None,
-                  pool: ThreadPoolExecutor | None = None) -> list[Accepted | Refused]:
+                  pool: ThreadPoolExecutor | None = None, keys: list[str] | None = None) -> list[Accepted | Refused]:
         """Send each of ``items`` (Cloud API message bodies) from the tenant's number ``phone_number_id``.
 
         Returns one result per item, in order: Accepted, or Refused with the
@@ -110,23 +111,26 @@ class SendingMany:
         ``rights`` default to the tenant's now. Raises, and sends nothing, only
         when the sender itself is refused: TenantSuspended, NotFound (not the
         tenant's number), EmailNotVerified, UpstreamError (live numbers are not
-        enabled here). Not idempotent: items carry no Idempotency-Key.
+        enabled here). Not idempotent (see ``keys``).
         ``pool``: the caller's threads to make WhatsApp's calls on (its size bounds the calls at a time), so a
         sender of batch after batch starts its threads once; without it each call starts ``concurrency``.
+        ``keys``: one Idempotency-Key per item, written on its message row (how a sender finds the rows of its
+        own batch again, and how the inbox and the loop guards tell who sent them); never looked up: a key
+        written before makes the batch's transaction raise IntegrityError, with nothing sent or billed.
         """
         try:
-            return self._send_many(tenant, phone_number_id, items, rights, pool)
+            return self._send_many(tenant, phone_number_id, items, rights, pool, keys)
         finally:
             end_transaction(self.session)
 
-    def _send_many(self, tenant, phone_number_id, items, rights, pool) -> list:
+    def _send_many(self, tenant, phone_number_id, items, rights, pool, keys) -> list:
         rights = rights if rights is not None else self.accounts.rights(tenant)
         number = self.sending_number(tenant, rights, phone_number_id)
         transport = self.transports.for_number(number)
         if transport is None:
             raise UpstreamError("Live numbers are not enabled on this server.", graph_code=131000)
         results: list = [None] * len(items)
-        work = _checked(items, rights, results)
+        work = _checked(items, rights, results, keys)
         if not work:
             return results
         decided = self._reconnecting(lambda: self._admit_many(tenant.id, rights, number, [i.payload for i in work]))
@@ -238,7 +242,7 @@ class SendingMany:
             conn = session.connection()
             going = [i for i in items if i.answer is None or i.answer.ok]
             going = self._within_messaging_limit(conn, tenant.id, number, going, now, decided)
-            placed = _placed(conn, tenant.id, going, now, period.start)
+            placed = placed_in_windows(conn, tenant.id, going, now, period.start)
             rows = [_row(tenant.id, number.id, item, now, period.start, window.id, opened)
                     for item, window, opened in placed]
             failed = [i for i in items if i.answer is not None and not i.answer.ok]
@@ -318,7 +322,7 @@ class SendingMany:
         return lost
 
 
-def _checked(items: list, rights, results: list) -> list[_Item]:
+def _checked(items: list, rights, results: list, keys: list | None = None) -> list[_Item]:
     """Each item validated and allowed by the plan; the refused ones' results set."""
     work = []
     for index, item in enumerate(items):
@@ -329,11 +333,11 @@ def _checked(items: list, rights, results: list) -> list[_Item]:
             written = item.get("to") if isinstance(item, dict) else None
             results[index] = Refused(index, written if isinstance(written, str) else None, exc)
             continue
-        work.append(_Item(index, message))
+        work.append(_Item(index, message, key=keys[index] if keys is not None else None))
     return work
 
 
-def _placed(conn, tenant_id: int, items: list[_Item], now, period_start) -> list:
+def placed_in_windows(conn, tenant_id: int, items: list[_Item], now, period_start) -> list:
     """The windows the items go in, opened or joined (saas.messaging.outbound.windows.open_windows):
     (item, window, opened) in the batch's order, ``opened`` for the first item of a window it opens."""
     keys = [(item.payload["to"], item.admission.category) for item in items]
@@ -362,7 +366,7 @@ def _row(tenant_id: int, number_pk: int, item: _Item, now, period_start, convers
         kept = callback_data.kept_with_us(forwarded_body(payload, item.message.upstream).get(callback_data.FIELD))
     return {"tenant_id": tenant_id, "phone_number_id": number_pk, "direction": "out", "wa_id": payload["to"],
             "type": payload["type"], "body_summary": summarise(payload), **state, "conversation_id": conversation_id,
-            "opened_conversation": opened, "period_start": period_start, "idempotency_key": None,
+            "opened_conversation": opened, "period_start": period_start, "idempotency_key": item.key,
             "request_hash": None, "business_initiated": item.admission.business_initiated,
             "category": item.admission.category, "callback_data": kept, "error_code": None, "error_title": None,
             "failed_at": None, "created_at": now, "updated_at": now}
@@ -374,6 +378,6 @@ def _failed_row(tenant_id: int, number_pk: int, item: _Item, now) -> dict:
     return {"tenant_id": tenant_id, "phone_number_id": number_pk, "direction": "out", "wa_id": payload["to"],
             "type": payload["type"], "body_summary": summarise(payload), "status": "failed", "wa_message_id": None,
             "response_status": 502, "response_body": None, "conversation_id": None, "opened_conversation": False,
-            "period_start": None, "idempotency_key": None, "request_hash": None, "business_initiated": False,
+            "period_start": None, "idempotency_key": item.key, "request_hash": None, "business_initiated": False,
             "category": None, "callback_data": None, "error_code": answer.error_code,
             "error_title": answer.error_title, "failed_at": now, "created_at": now, "updated_at": now}

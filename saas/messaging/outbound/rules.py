@@ -127,6 +127,13 @@ class WhatsAppRules:
         window_open = self.window_open(conn, tenant_id, number, payload["to"], now, free_form=not is_template)
         return self._decide(number, payload, terms, window_open)
 
+    def admit_read(self, windows: "ContactWindows", number, payload: dict) -> Admission:
+        """``admit`` with the contact's window read already (``windows``, read for it among others); raises
+        what ``admit`` raises. Reads nothing."""
+        is_template = TYPES[payload["type"]].template
+        terms = self._template(number, payload) if is_template else None
+        return self._decide(number, payload, terms, windows.open(payload["to"], free_form=not is_template))
+
     def admit_many(self, conn, tenant_id: int, number, payloads: list[dict], now: datetime) -> list:
         """``admit`` for each payload of a batch, in order: its Admission, or the WhatsAppRule refusing it.
 

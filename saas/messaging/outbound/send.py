@@ -5,6 +5,8 @@ found or opened, the message row written as ``pending``, its usage metered;
 see saas.messaging.outbound.windows) and one UPDATE after it (``accepted`` with
 WhatsApp's id, or ``failed`` and un-billed). The sandbox, which sends
 nothing, is asked first and its answer written in that one transaction. No connection is held while the transport works.
+On PostgreSQL the transaction is shared with the process's other sends of the moment, and so is the read
+of the contacts' windows for WhatsApp's rules (saas.messaging.outbound.grouped).
 Before any of it, WhatsApp's own rules are checked (saas.messaging.outbound.rules):
 a send Meta would refuse is refused here, with Meta's code, for every
 transport, and nothing is sent, written or billed; so is a marketing template
@@ -41,14 +43,17 @@ from saas.messaging.outbound.accept_journal import KeptAccept
 from saas.messaging.outbound.accepts import GroupAccepts
 from saas.messaging.outbound.batch import PENDING, SendingMany
 from saas.messaging.outbound.bodies import graph_response, request_hash, summarise
+from saas.messaging.outbound.grouped import GroupCommit, SendingGrouped
 from saas.messaging.outbound.consent import MARKETING, AllowEverySend, ConsentCheck, marketing_stopped
 from saas.messaging.outbound.payloads import forwarded_body
+from saas.messaging.domain_events import send_settled
 from saas.messaging.models import MODE_LIVE, Message
+from saas.outbox import STREAM_LENGTH
 from saas.messaging.outbound.refusals import check_feature, refusal
 from saas.messaging.outbound.rules import Admission, enforce_messaging_limit
 from saas.messaging.outbound.settle import DEFAULT_RECOVERY, Settling
 from saas.messaging.outbound.transports import SendResult
-from saas.messaging.outbound.windows import INSERT_MESSAGE, ONE_STATEMENT_SEND, WINDOW, open_window
+from saas.messaging.outbound.windows import INSERT_MESSAGE, ONE_STATEMENT_SEND, SETTLED_EVENT, WINDOW, open_window
 from saas.billing.pricing import Send
 from saas.metering.services import current_period
 from saas.timeutil import utcnow
@@ -64,7 +69,7 @@ class SendOutcome:
     replayed: bool
 
 
-class SendService(Settling, SendingMany):
+class SendService(Settling, SendingMany, SendingGrouped):
     """Sends messages; built once per app by the factory with its collaborators, and usable from
     anywhere (a request, a worker, a command, a plain function): it reaches nothing else.
 
@@ -101,6 +106,9 @@ class SendService(Settling, SendingMany):
         self.consent = consent if consent is not None else AllowEverySend()
         # Live sends' accepts, written in groups on PostgreSQL (saas.messaging.outbound.accepts).
         self.group_accepts = GroupAccepts()
+        # Answered sends' transactions, written in groups on PostgreSQL (saas.messaging.outbound.grouped).
+        self.group_sends = GroupCommit(self.write_send_group)
+        self.window_reads = GroupCommit(self.read_window_group)
 
     def send(self, tenant, rights, phone_number_id: str, payload: dict, *, idempotency_key: str | None = None,
              to_input: str | None = None, upstream: dict | None = None) -> SendOutcome:
@@ -160,9 +168,10 @@ class SendService(Settling, SendingMany):
                                            to_input, admission)
 
         tenant_value = forwarded.get(callback_data.FIELD)
-        message_id = self._reconnecting(
-            lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest, admission,
-                                kept_callback_data=callback_data.kept_with_us(tenant_value)))
+        kept = callback_data.kept_with_us(tenant_value)
+        message_id = self.meter_in_group(tenant, rights, number, payload, idempotency_key, digest, admission, lambda: (
+            self._reconnecting(lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest,
+                                                   admission, kept_callback_data=kept))), kept_callback_data=kept)
         if isinstance(message_id, SendOutcome):
             return message_id
         # Our message id travels with the send and comes back in its statuses: a send whose answer
@@ -180,11 +189,17 @@ class SendService(Settling, SendingMany):
 
     def _admit(self, tenant_id: int, rights, number, payload: dict) -> Admission:
         """WhatsApp's rules, then the contact's consent to a marketing template, in a read-only transaction
-        of their own (ended before any transport works)."""
+        of their own (ended before any transport works); the contact's window read with the other sends'
+        of the moment where it can be (saas.messaging.outbound.grouped)."""
+        windows = self.windows_in_group(tenant_id, number, payload["to"])
+        admission = None if windows is None else self.rules.admit_read(windows, number, payload)
+        if admission is not None and admission.category != MARKETING:
+            return admission
         session = self.session
         try:
             conn = session.connection(execution_options=_single_statement(session))
-            admission = self.rules.admit(conn, tenant_id, number, payload, self.clock())
+            if admission is None:
+                admission = self.rules.admit(conn, tenant_id, number, payload, self.clock())
             if admission.category == MARKETING:
                 refused = self.consent.refusals(conn, tenant_id, number.id, [payload["to"]], rights)
                 if payload["to"] in refused:
@@ -214,8 +229,9 @@ class SendService(Settling, SendingMany):
         body = graph_response(result.wa_message_id, payload["to"], to_input or payload["to"], payload["type"])
         answer = {"status": "accepted", "wa_message_id": result.wa_message_id, "response_status": 200,
                   "response_body": body if idempotency_key else None}
-        message_id = self._reconnecting(
-            lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest, admission, answer))
+        message_id = self.meter_in_group(tenant, rights, number, payload, idempotency_key, digest, admission, lambda: (
+            self._reconnecting(lambda: self._meter(tenant, rights, number, payload, idempotency_key, digest,
+                                                   admission, answer))), answer=answer)
         if isinstance(message_id, SendOutcome):
             return message_id
         return self._accepted(transport, tenant.id, message_id, result.wa_message_id, body)
@@ -274,13 +290,16 @@ class SendService(Settling, SendingMany):
         category = admission.category
         limited = admission.business_initiated and admission.messaging_limit is not None
         session = self.session
-        one_statement = (not self.metering.may_refuse(rights) and not limited and not settled
+        one_statement = (not self.metering.may_refuse(rights) and not limited
                          and session.get_bind().dialect.name == "postgresql")
         try:
             if one_statement:
+                # A settled send's send.settled goes in the same statement (its message id put in there).
+                event = send_settled(tenant.id, 0, payload["to"], "accepted", wa_message_id=answer["wa_message_id"],
+                                     category=category) if settled else None
                 message_id = self._meter_in_one_statement(
                     session, rights, tenant.id, number.id, payload, category, now, period.start, idempotency_key,
-                    digest, answer, admission.business_initiated)
+                    digest, answer, admission.business_initiated, event)
             else:
                 conn = session.connection()
                 if limited:
@@ -332,18 +351,25 @@ class SendService(Settling, SendingMany):
         return self.reconnecting.run(self.session, work)
 
     def _meter_in_one_statement(self, session, rights, tenant_id, number_id, payload, category, now, period_start,
-                                idempotency_key, digest, answer, business_initiated) -> int:
+                                idempotency_key, digest, answer, business_initiated, event=None) -> int:
         params = {
             "tenant_id": tenant_id, "contact": payload["to"], "category": category, "now": now,
             "expires_at": now + WINDOW, "period_start": period_start, "phone_number_id": number_id,
             "type": payload["type"], "body_summary": summarise(payload), "idempotency_key": idempotency_key,
             "request_hash": digest, "business_initiated": business_initiated, **answer,
             "response_body": json.dumps(answer["response_body"]) if answer["response_body"] is not None else None}
+        with_list = ONE_STATEMENT_SEND
+        if event is not None:
+            with_list += SETTLED_EVENT
+            params.update(event_type=event.type, event_stream=event.stream[:STREAM_LENGTH],
+                          event_payload=json.dumps(event.payload))
         conn = session.connection(execution_options=_single_statement(session))
         for _ in range(5):
             message_id = self.metering.meter_within(
-                conn, rights, ONE_STATEMENT_SEND, "metered", "SELECT id FROM message", params).scalar()
+                conn, rights, with_list, "metered", "SELECT id FROM message", params).scalar()
             if message_id is not None:
+                if event is not None:
+                    events.published([event.stream])
                 return message_id
         raise RuntimeError("could not open or join a conversation window")
 

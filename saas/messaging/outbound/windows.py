@@ -253,6 +253,16 @@ WITH latest AS (
     FROM message
 )"""
 
+# Appended to ONE_STATEMENT_SEND for a send written settled (the sandbox's, answered first): its send.settled
+# event in the outbox in the same statement, its payload made by saas.messaging.domain_events.send_settled with
+# the message's id put in.
+SETTLED_EVENT = """, settled_event AS (
+    INSERT INTO domain_events (tenant_id, type, stream, payload, created_at, attempts)
+    SELECT :tenant_id, :event_type, :event_stream,
+           CAST(jsonb_set(CAST(:event_payload AS jsonb), '{message_id}', to_jsonb(message.id)) AS json), :now, 0
+    FROM message
+)"""
+
 
 # -- the customer-service window ---------------------------------------------------------------
 # Opened (or refreshed) for 24 hours by every message a contact sends to one of the
