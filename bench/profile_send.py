@@ -237,7 +237,7 @@ def profile(args, token: str) -> int:
     how = "one after another" if args.concurrency <= 1 else f"from {args.concurrency} threads at once"
     print(f"{args.mode}: {n} sends {how}, Graph answering after {args.graph_delay_ms:g} ms")
     print(f"  per send: wall {1000 * wall / n:.2f} ms, CPU {1000 * cpu / n:.2f} ms"
-          f"{' (under cProfile)' if args.concurrency <= 1 else ''} and {1000 * follow_ups_cpu / n:.2f} ms after the last "
+          f"{' (under cProfile)' if args.concurrency <= 1 and not args.no_cprofile else ''} and {1000 * follow_ups_cpu / n:.2f} ms after the last "
           f"answer (follow-ups finishing), {statements[0] / n:.1f} SQL statements "
           f"({statements[1] / n:.1f} in the request itself) taking {1000 * in_db[0] / n:.2f} ms wall; "
           f"{statements[2] / n:.2f} commits (autocommitted statements not counted)")
