@@ -160,14 +160,18 @@ def worker(url: str, graph_url: str, paced: bool) -> dict:
     CPU priority it lowers itself to; a checkout from before BROADCAST_WORKER_NICE runs at the web's)."""
     from saas.broadcasts import worker as workers
 
-    app = app_for(url, graph_url, BROADCAST_PACING=paced)  # BROADCAST_BATCH and the rest from the environment
+    # The worker shares this machine's cores with the web processes: it gives way to them as README says such a
+    # worker should (BROADCAST_BUSY_SHARE 0.2 unless the environment says otherwise).
+    share = float(os.environ.get("BROADCAST_BUSY_SHARE", "0.2"))
+    app = app_for(url, graph_url, BROADCAST_PACING=paced, BROADCAST_BUSY_SHARE=share)  # the rest from the environment
     with app.app_context():
         runner = workers.worker_runner(app) if hasattr(workers, "worker_runner") else workers.runner_for(app)
         began = time.monotonic()
         claimed = runner.run(until_idle=True)
         seconds = time.monotonic() - began
         paused = getattr(getattr(runner, "yielding", None), "paused", 0.0)
-    return {"claimed": claimed, "seconds": seconds, "paused_s": paused,
+        deferred = getattr(getattr(runner, "deference", None), "paused", 0.0)
+    return {"claimed": claimed, "seconds": seconds, "paused_s": paused, "deferred_s": deferred,
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -287,7 +291,8 @@ class BroadcastPhase:
     def show(self, delay: float, found: dict) -> None:
         small, big = found["small"], found["big"]
         print(f"  broadcast of {big['sent']:,}: {big['per_s']:.1f} sends/s over {big['span_s']:.1f} s of sending "
-              f"(worker {big['seconds']:.1f} s in all, {big.get('paused_s', 0):.1f} s of it paused for busy cores); "
+              f"(worker {big['seconds']:.1f} s in all, {big.get('paused_s', 0):.1f} s of it paused for busy cores, "
+              f"{big.get('deferred_s', 0):.1f} s for others at work in the database); "
               f"worker peak memory {small['max_rss_mb']:.0f} MB at "
               f"{SMALL:,}, {big['max_rss_mb']:.0f} MB at {big['sent']:,}", flush=True)
 

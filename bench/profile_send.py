@@ -78,6 +78,8 @@ def main(argv=None) -> int:
     parser.add_argument("--callees", help="also list by cumulative CPU the functions matching this regex")
     parser.add_argument("--app-dir", default=str(BENCH_DIR.parent))
     parser.add_argument("--concurrency", type=int, default=1, help="threads sending at once (1: one after another)")
+    parser.add_argument("--no-cprofile", action="store_true",
+                        help="CPU and wall per send only, without the profiler's own cost (to compare checkouts)")
     args = parser.parse_args(argv)
 
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
@@ -224,7 +226,7 @@ def profile(args, token: str) -> int:
     profiler = cProfile.Profile(time.process_time)
     wall, cpu = time.perf_counter(), time.process_time()
     cpu_started = cpu
-    if args.concurrency <= 1:
+    if args.concurrency <= 1 and not args.no_cprofile:
         profiler.enable()
     send_all(contacts[:args.sends])
     profiler.disable()
@@ -235,10 +237,12 @@ def profile(args, token: str) -> int:
     how = "one after another" if args.concurrency <= 1 else f"from {args.concurrency} threads at once"
     print(f"{args.mode}: {n} sends {how}, Graph answering after {args.graph_delay_ms:g} ms")
     print(f"  per send: wall {1000 * wall / n:.2f} ms, CPU {1000 * cpu / n:.2f} ms"
-          f"{' (under cProfile)' if args.concurrency <= 1 else ''} and {1000 * follow_ups_cpu / n:.2f} ms after the last "
+          f"{' (under cProfile)' if args.concurrency <= 1 and not args.no_cprofile else ''} and {1000 * follow_ups_cpu / n:.2f} ms after the last "
           f"answer (follow-ups finishing), {statements[0] / n:.1f} SQL statements "
           f"({statements[1] / n:.1f} in the request itself) taking {1000 * in_db[0] / n:.2f} ms wall; "
           f"{statements[2] / n:.2f} commits (autocommitted statements not counted)")
+    if args.no_cprofile:
+        return 0
     if held:
         held.sort()
         long = sum(h * 1000 >= args.graph_delay_ms for h in held) if args.graph_delay_ms else "n/a"

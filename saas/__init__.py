@@ -14,6 +14,9 @@ def create_app(config: dict | None = None) -> Flask:
     """
     app = Flask(__name__, instance_relative_config=True,
                 template_folder=os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates"))
+    from saas.json_codec import OrjsonProvider
+
+    app.json = OrjsonProvider(app)
     from saas import config as settings
 
     app.config.update(settings.load(app.instance_path))

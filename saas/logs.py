@@ -69,6 +69,8 @@ def configure(app):
     @app.after_request
     def log_and_tag(response):
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        if not access.isEnabledFor(logging.INFO):
+            return response  # LOG_LEVEL above INFO: no access line, nothing to gather for it
         started = g.get("request_started")
         access.info(
             "request",

@@ -92,8 +92,8 @@ def base_app(backend, tmp_path_factory, mail_server):
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "SERVER_NAME": None,
                       "HOUSEKEEPING": False, "WHATSAPP_PAIR_RATE_BURST": 0, "ADMIN_REQUIRES_TWO_FACTOR": False,
                       # `flask broadcasts run` invoked in the test process leaves its priority alone and
-                      # never pauses for a busy machine.
-                      "BROADCAST_WORKER_NICE": 0, "BROADCAST_YIELD_SHARE": 0,
+                      # never pauses for a busy machine or for others at work in the database.
+                      "BROADCAST_WORKER_NICE": 0, "BROADCAST_YIELD_SHARE": 0, "BROADCAST_BUSY_SHARE": 1,
                       "RATE_LIMIT_PAUSE_SECONDS": 0, "EVENTS_IN_BACKGROUND": False,
                       # The inbox's live streams end quickly (tests/inbox/test_live.py reads them to the end).
                       "INBOX_STREAM_SECONDS": 0.3, "INBOX_POLL_SECONDS": 0.05,

@@ -4,6 +4,8 @@ started on its port."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import pytest
 from limits import RateLimitItemPerMinute
@@ -11,7 +13,7 @@ from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
 from saas.outages import Outage, redis_client_options
-from saas.rate_store import FailoverStorage
+from saas.rate_store import FailoverStorage, LocalCounts, take_sliding_window_entry
 from tests.redis_server import RedisServer
 
 
@@ -91,3 +93,52 @@ def test_while_down_redis_is_tried_again_once_a_second_not_on_every_count(redis_
     for _ in range(50):
         store.incr("k", 60)
     assert len(tries) == 2
+
+
+def timers() -> int:
+    return sum(isinstance(thread, threading.Timer) for thread in threading.enumerate())
+
+
+@pytest.mark.parametrize("strategy", [SlidingWindowCounterRateLimiter, MovingWindowRateLimiter])
+def test_counting_in_memory_starts_no_thread_and_still_forgets_stale_keys(strategy):
+    counts = LocalCounts()
+    limiter = strategy(counts)
+    every_second = RateLimitItemPerMinute(1000)
+    time.sleep(0.02)  # the timer limits' constructor starts (cancelled) is gone
+    before = timers()
+    for _ in range(3):
+        assert limiter.hit(every_second, "tenant", "1")
+        assert timers() == before
+        time.sleep(0.02)  # past limits' 10 ms timer: it would start a thread for the next count
+    # Stale keys are swept by a later count, at most once a SWEEP_SECONDS.
+    counts.SWEEP_SECONDS = counts._next_sweep = 0.0
+    counts.incr("stale", 0.01)
+    time.sleep(0.05)
+    counts.incr("fresh", 60)
+    assert "stale" not in counts.storage and "fresh" in counts.storage
+    assert limiter.get_window_stats(every_second, "tenant", "1").remaining == 997
+
+
+def test_a_count_is_read_and_taken_in_one_redis_round_trip_on_limits_own_keys(redis_server):
+    clock = Clock()
+    store, other = failover(redis_server.url, clock), failover(redis_server.url, clock)
+    client = store.primary.get_connection()
+    take_sliding_window_entry(store, "warm", 3, 60)  # the script is loaded by the first count
+
+    def scripts_run() -> int:
+        return client.info("commandstats")["cmdstat_evalsha"]["calls"]
+    before = scripts_run()
+    first = take_sliding_window_entry(store, "api/t1", 3, 60)
+    assert scripts_run() - before == 1  # reading then taking with limits' own scripts runs two
+    assert first[0] is True and first[1:4:2] == (0, 0)
+    # The same keys limits' own sliding window reads and counts: shared with other processes and with limits.
+    assert take_sliding_window_entry(other, "api/t1", 3, 60)[0] is True
+    assert store.get_sliding_window("api/t1", 60)[2] == 2
+    assert store.acquire_sliding_window_entry("api/t1", 3, 60, 1) is True
+    refused = take_sliding_window_entry(store, "api/t1", 3, 60)
+    assert refused[0] is False and refused[3] == 3
+    assert store.get_sliding_window("api/t1", 60)[2] == 3  # a refusal takes nothing
+    # Redis gone: counted in this process's memory, the same way.
+    redis_server.stop()
+    assert [take_sliding_window_entry(store, "api/t1", 2, 60)[0] for _ in range(3)] == [True, True, False]
+    assert store.outage.down

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 from saas import cache
+from saas.rate_store import take_sliding_window_entry
 
 WINDOW_SECONDS = 60
 
@@ -73,18 +74,18 @@ class PlanLimits:
     def take(self, limit: KeyLimit) -> Allowance | None:
         """Count one request of the tenant; ``allowed`` False when it is past its limit (then nothing is counted).
 
-        A refusal reads the count once; a request let through reads it and takes a place (on Redis, two
-        round trips). None when the store is turned off (tests).
+        The count is read and, under the limit, a place taken in one step (on Redis, one round trip).
+        None when the store is turned off (tests).
         """
         if not self.store.enabled:
             return None
-        storage = self.store.storage
         key = f"api/tenant:{limit.tenant_id}/{limit.per_minute}/minute"
-        previous, previous_expires_in, current, current_expires_in = storage.get_sliding_window(key, WINDOW_SECONDS)
+        taken, previous, previous_expires_in, current, current_expires_in = take_sliding_window_entry(
+            self.store.storage, key, limit.per_minute, WINDOW_SECONDS)
         used = previous * previous_expires_in / WINDOW_SECONDS + current
         now = self.clock()
         reset_at = now + _next_place_in(previous, previous_expires_in, current, current_expires_in)
-        if used < limit.per_minute and storage.acquire_sliding_window_entry(key, limit.per_minute, WINDOW_SECONDS, 1):
+        if taken:
             return Allowance(True, limit.per_minute, max(0, limit.per_minute - math.floor(used) - 1), reset_at)
         return Allowance(False, limit.per_minute, 0, reset_at if reset_at > now else now + 1)
 

@@ -1,13 +1,13 @@
 """What every API view does first: read the JSON body, find the tenant behind the key."""
 from __future__ import annotations
 
-import json
 import re
 import time
 
 from flask import current_app, g, request
 
 from saas.billing import entitlements
+from saas import json_codec
 from saas.errors import InvalidRequest, RateLimited, TenantSuspended
 from saas.extensions import db
 # How a body is checked is messaging's (every sender checks it the same way); the views call these.
@@ -87,7 +87,7 @@ def json_object() -> dict:
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:
-        body = json.loads(raw)
+        body = json_codec.loads(raw)
     except (ValueError, RecursionError):
         raise InvalidRequest("The request body is not valid JSON.") from None
     if not isinstance(body, dict):

@@ -4,11 +4,15 @@ each batch; broadcasts from one number share its bucket. Kept in the worker's me
 paces itself, so with several workers give each a share (BROADCAST_RATE_SHARE).
 
 ``Yielding``: a worker process on cores shared with web processes pauses after a batch that spent much of
-its time waiting for a CPU (BROADCAST_YIELD_SHARE)."""
+its time waiting for a CPU (BROADCAST_YIELD_SHARE). ``Deference``: a worker keeps only a share of its pace
+while other sessions are at work in the database, the web serving requests (BROADCAST_BUSY_SHARE)."""
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
+
+from sqlalchemy import text
 
 
 @dataclass
@@ -24,11 +28,16 @@ class Pacing:
         self.share = share
         self.enabled = enabled
         self.buckets: dict[int, Bucket] = {}
+        self.lock = threading.Lock()  # a worker's lanes share its buckets
 
     def take(self, number_pk: int, rate: int, wanted: int) -> int:
         """How many sends (at most ``wanted``) the number may make now at ``rate`` a second; taken."""
         if not self.enabled:
             return wanted
+        with self.lock:
+            return self._take(number_pk, rate, wanted)
+
+    def _take(self, number_pk: int, rate: int, wanted: int) -> int:
         rate = max(rate * self.share, 0.01)
         now = self.clock()
         bucket = self.buckets.get(number_pk)
@@ -90,4 +99,51 @@ class Yielding:
         self.sleep(pause)
         self.paused += pause
         self.mark = (self.clock(), waited)
+        return pause
+
+
+# The application_name of a broadcast worker's connections: workers do not give way to one another.
+WORKER_APPLICATION = "relay-broadcasts"
+# Other sessions of this database in the middle of work: the web's requests, jobs (PostgreSQL).
+OTHERS_AT_WORK = text(
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+    "AND backend_type = 'client backend' AND state IN ('active', 'idle in transaction') "
+    "AND application_name <> :worker")
+# The longest pause after one batch for others at work.
+MAX_DEFERENCE = 5.0
+
+
+def others_at_work(session) -> int:
+    """How many other sessions (not broadcast workers') are in a statement or a transaction now; 0 where the
+    database does not say (SQLite). Ends the read's transaction."""
+    if session.get_bind().dialect.name != "postgresql":
+        return 0
+    try:
+        return session.execute(OTHERS_AT_WORK, {"worker": WORKER_APPLICATION}).scalar() or 0
+    finally:
+        session.commit()
+
+
+class Deference:
+    """A worker giving way to the processes that serve requests, wherever they run: after each batch it asks
+    the database whether other sessions are at work (``others``, a callable: their count), and if any are it
+    pauses so as to keep ``share`` of its pace while they work: a batch that took t seconds to send is
+    followed by t * (1 / share - 1) (at most MAX_DEFERENCE). The database's work and the cores the worker drives (its
+    backend, WhatsApp's calls) step back with it; with nobody else at work it sends at full speed. Off with
+    ``share`` 1 (or more)."""
+
+    def __init__(self, share: float, others, *, sleep=time.sleep):
+        self.share = share
+        self.others = others
+        self.sleep = sleep
+        self.paused = 0.0
+
+    def after_batch(self, worked: float) -> float:
+        """Pause if others are at work, in proportion to the ``worked`` seconds of the batch just sent;
+        seconds paused."""
+        if not 0 < self.share < 1 or worked <= 0 or not self.others():
+            return 0.0
+        pause = min(worked * (1 / self.share - 1), MAX_DEFERENCE)
+        self.sleep(pause)
+        self.paused += pause
         return pause

@@ -9,6 +9,7 @@ one's next run made at the same time) and settles claims a dead worker left (saa
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -19,7 +20,7 @@ from saas.broadcasts import schedule
 from saas.broadcasts.engine import postgres, send_batch
 from saas.broadcasts.freeze import freeze
 from saas.broadcasts.models import DEFAULT_RATE, RUNNING, SCHEDULED, Broadcast, NumberPacing
-from saas.broadcasts.pacing import Pacing, Yielding
+from saas.broadcasts.pacing import Deference, Pacing, Yielding
 from saas.broadcasts.recovery import recover
 from saas.timeutil import utcnow
 
@@ -31,7 +32,8 @@ IDLE_SECONDS = 1.0
 
 class Runner:
     def __init__(self, session, service, *, batch: int = 100, pacing: Pacing | None = None, clock=utcnow,
-                 sleep=time.sleep, recover_after: timedelta = timedelta(minutes=10), yielding: Yielding | None = None):
+                 sleep=time.sleep, recover_after: timedelta = timedelta(minutes=10), yielding: Yielding | None = None,
+                 deference: Deference | None = None, lanes: int = 1, lane_session=None):
         self.session = session
         self.service = service
         self.batch = batch
@@ -40,6 +42,11 @@ class Runner:
         self.sleep = sleep
         self.recover_after = recover_after
         self.yielding = yielding
+        self.deference = deference
+        # Batches sent side by side (one claiming and writing while another waits for WhatsApp), each lane a
+        # thread with a session of its own (``lane_session()``: a context manager giving one).
+        self.lanes = lanes if lane_session is not None else 1
+        self.lane_session = lane_session
         # WhatsApp's calls of every batch of a run, on threads started once (see ``run``).
         self.pool: ThreadPoolExecutor | None = None
 
@@ -74,24 +81,59 @@ class Runner:
     def run(self, *, until_idle: bool = False, stop=lambda: False, tick_every: float = 5.0) -> int:
         """Send until ``stop()`` (or, with ``until_idle``, until nothing is left to send now); how many
         recipients were claimed. Ticks every ``tick_every`` seconds. WhatsApp's calls go out on one pool of
-        the send service's ``concurrency`` threads for the whole run, not threads started for every batch."""
+        the send service's ``concurrency`` threads for the whole run (shared by the lanes), not threads
+        started for every batch."""
         with ThreadPoolExecutor(max(self.service.concurrency, 1), thread_name_prefix="broadcast-send") as pool:
             self.pool = pool
             try:
+                if self.lanes > 1:
+                    return self._with_lanes(until_idle, stop, tick_every)
                 return self._run(until_idle, stop, tick_every)
             finally:
                 self.pool = None
 
-    def _run(self, until_idle: bool, stop, tick_every: float) -> int:
+    def _with_lanes(self, until_idle: bool, stop, tick_every: float) -> int:
+        """This lane (which also ticks) and ``lanes - 1`` more, each until idle or stopped; one failing
+        stops the others after their batch, and its error is raised."""
+        failed = threading.Event()
+        halted = lambda: failed.is_set() or stop()  # noqa: E731
+        with ThreadPoolExecutor(self.lanes - 1, thread_name_prefix="broadcast-lane") as lanes:
+            others = [lanes.submit(self._lane, until_idle, halted, failed) for _ in range(self.lanes - 1)]
+            try:
+                total = self._run(until_idle, halted, tick_every)
+            except BaseException:
+                failed.set()
+                raise
+            for lane in others:
+                total += lane.result()
+        return total
+
+    def _lane(self, until_idle: bool, stop, failed: threading.Event) -> int:
+        with self.lane_session() as session:
+            lane = Runner(session, self.service, batch=self.batch, pacing=self.pacing, clock=self.clock,
+                          sleep=self.sleep, recover_after=self.recover_after, deference=self.deference,
+                          yielding=self.yielding and Yielding(self.yielding.share))
+            lane.pool = self.pool
+            try:
+                return lane._run(until_idle, stop, None)
+            except BaseException:
+                failed.set()
+                raise
+            finally:
+                if lane.yielding is not None:
+                    self.yielding.paused += lane.yielding.paused
+
+    def _run(self, until_idle: bool, stop, tick_every: float | None) -> int:
         total, last_tick = 0, None
         while not stop():
-            if last_tick is None or time.monotonic() - last_tick >= tick_every:
+            if tick_every is not None and (last_tick is None or time.monotonic() - last_tick >= tick_every):
                 tick(self.session, recover_after=self.recover_after, now=self.clock())
                 last_tick = time.monotonic()
+            began = time.monotonic()
             claimed, wait = self.pass_once()
             total += claimed
-            if claimed and self.yielding is not None:
-                self.yielding.after_batch()
+            if claimed:
+                self._give_way(time.monotonic() - began)
             if claimed or wait < 0:
                 continue
             if wait:
@@ -101,6 +143,13 @@ class Runner:
             else:
                 self.sleep(IDLE_SECONDS)
         return total
+
+    def _give_way(self, worked: float) -> None:
+        """After a batch: pause for busy cores (``yielding``) and for others at work (``deference``)."""
+        if self.yielding is not None:
+            self.yielding.after_batch()
+        if self.deference is not None:
+            self.deference.after_batch(worked)
 
 
 def tick(session, *, recover_after: timedelta, now=None) -> dict:

@@ -19,6 +19,13 @@ def load() -> dict:
         # A worker pauses after a batch that spent more than this share of its time waiting for a CPU (others
         # want the cores), as long as it waited; 0: never.
         "BROADCAST_YIELD_SHARE": env_float("BROADCAST_YIELD_SHARE", 0.5),
+        # While other sessions are at work in the database (the web serving requests), `flask broadcasts run`
+        # keeps this share of its pace, pausing after each batch; 1: never gives way.
+        "BROADCAST_BUSY_SHARE": env_float("BROADCAST_BUSY_SHARE", 1.0),
+        # Batches `flask broadcasts run` sends side by side (one claiming and writing while another waits for
+        # WhatsApp), each in a thread with a database session of its own; one by default (two cost more CPU a
+        # send where measured).
+        "BROADCAST_WORKER_LANES": env_int("BROADCAST_WORKER_LANES", 1),
         # Each worker's share of a number's rate (0.5 with two workers).
         "BROADCAST_RATE_SHARE": env_float("BROADCAST_RATE_SHARE", 1.0),
         # How often due broadcasts are started and abandoned claims recovered (the tick).

@@ -25,7 +25,8 @@ broadcasts_cli = AppGroup("broadcasts", help="Send broadcasts: the worker, the t
 @click.option("--until-idle", is_flag=True, help="Stop once nothing is left to send now.")
 def run_command(until_idle):
     """Send running broadcasts, paced per number, until SIGTERM or SIGINT (the Procfile's broadcasts); on cores
-    wanted by others it gives way (BROADCAST_WORKER_NICE, BROADCAST_YIELD_SHARE)."""
+    wanted by others, and while others are at work in the database, it gives way (BROADCAST_WORKER_NICE,
+    BROADCAST_YIELD_SHARE, BROADCAST_BUSY_SHARE)."""
     stopping = []
     before = {sig: signal.signal(sig, lambda *_: stopping.append(True)) for sig in (signal.SIGTERM, signal.SIGINT)}
     runner = worker_runner(current_app)

@@ -26,7 +26,7 @@ def run_command(url: str, graph_url: str, nice: int, out) -> None:
     from tests.processes import build_app
 
     app = build_app(url, WHATSAPP_GRAPH_URL=graph_url, WHATSAPP_PAIR_RATE_BURST=0, BROADCAST_PACING=False,
-                    BROADCAST_WORKER_NICE=nice, BROADCAST_YIELD_SHARE=0)
+                    BROADCAST_WORKER_NICE=nice, BROADCAST_YIELD_SHARE=0, BROADCAST_BUSY_SHARE=1)
     result = app.test_cli_runner().invoke(args=["broadcasts", "run", "--until-idle"])
     out.put((result.output, os.nice(0)))
 
