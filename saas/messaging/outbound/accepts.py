@@ -66,14 +66,44 @@ class Accept:
     accepted: bool | None = None  # True: written; False: no longer pending; None: not written
 
 
-class GroupAccepts:
+class Writers:
+    """One process's group commits (its greenlets or threads): the members waiting, and whether one of them is
+    writing. The first to arrive writes; the others wait, and each group's writer hands over to the next."""
+
+    def __init__(self, max_group: int):
+        self.max_group = max_group
+        self._lock = threading.Lock()
+        self._waiting: list = []
+        self._writing = False
+
+    def _join(self, item) -> bool:
+        """Queue ``item``; True when it writes (nobody was writing), False when it waits for a writer."""
+        with self._lock:
+            self._waiting.append(item)
+            lead = not self._writing
+            if lead:
+                self._writing = True
+        return lead
+
+    def _hand_over(self, group: list) -> None:
+        """The writer is done with ``group``: the first member still waiting writes next (or nobody is writing),
+        and the group's members are woken."""
+        with self._lock:
+            if self._waiting:
+                following = self._waiting[0]
+                following.lead = True
+                following.done.set()
+            else:
+                self._writing = False
+        for item in group:
+            item.done.set()
+
+
+class GroupAccepts(Writers):
     """Group commit of accepts for one process (its greenlets or threads)."""
 
     def __init__(self, *, max_group: int = 500):
-        self.max_group = max_group
-        self._lock = threading.Lock()
-        self._waiting: list[Accept] = []
-        self._writing = False
+        super().__init__(max_group)
 
     def accept(self, session, item: Accept, now: datetime) -> bool | None:
         """Write ``item`` (alone or in a group); True once committed accepted, False if it was no
@@ -83,12 +113,7 @@ class GroupAccepts:
         autocommitted statement, or, when members publish ``send.settled``, the statement and
         their events in one transaction (delivered by the writer's ``events.commit``).
         """
-        with self._lock:
-            self._waiting.append(item)
-            lead = not self._writing
-            if lead:
-                self._writing = True
-        if not lead:
+        if not self._join(item):
             item.done.wait(WAIT_SECONDS)
             with self._lock:
                 if not item.lead:
@@ -128,15 +153,7 @@ class GroupAccepts:
             for item in group:
                 item.accepted = item.message_id in accepted
         finally:
-            with self._lock:
-                if self._waiting:
-                    following = self._waiting[0]
-                    following.lead = True
-                    following.done.set()
-                else:
-                    self._writing = False
-            for item in group:
-                item.done.set()
+            self._hand_over(group)
 
 
 def accept_send(session, groups: GroupAccepts, accept, *, settled: bool = False) -> bool:

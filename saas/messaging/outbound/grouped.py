@@ -41,6 +41,7 @@ from saas.database import insert_many, single_statement
 from saas.errors import ApiError
 from saas.messaging.domain_events import send_settled
 from saas.messaging.models import Message
+from saas.messaging.outbound.accepts import Writers
 from saas.messaging.outbound.batch import PENDING, placed_in_windows
 from saas.messaging.outbound.bodies import summarise
 from saas.messaging.outbound.rules import ContactWindows
@@ -84,24 +85,16 @@ class WindowRead:
     lead: bool = False
 
 
-class GroupCommit:
+class GroupCommit(Writers):
     """Leader and followers for one process: ``submit`` returns once ``write(session, group)`` wrote the item's
     group (each member's ``outcome`` set) or failed (outcomes left None)."""
 
     def __init__(self, write, *, max_group: int = 200):
+        super().__init__(max_group)
         self.write = write
-        self.max_group = max_group
-        self._lock = threading.Lock()
-        self._waiting: list = []
-        self._writing = False
 
     def submit(self, session, item) -> None:
-        with self._lock:
-            self._waiting.append(item)
-            lead = not self._writing
-            if lead:
-                self._writing = True
-        if not lead:
+        if not self._join(item):
             item.done.wait(WAIT_SECONDS)
             with self._lock:
                 if not item.lead and not item.taken and not item.done.is_set():
@@ -126,15 +119,7 @@ class GroupCommit:
             for item in group:
                 item.outcome = None
         finally:
-            with self._lock:
-                if self._waiting:
-                    following = self._waiting[0]
-                    following.lead = True
-                    following.done.set()
-                else:
-                    self._writing = False
-            for item in group:
-                item.done.set()
+            self._hand_over(group)
 
 
 class SendingGrouped:
