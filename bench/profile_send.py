@@ -13,14 +13,17 @@ Flask's test client to bench/graph_server.py (answering at once unless
 --graph-delay-ms). Prints, per send: wall and CPU ms, SQL statements (those the requests ran
 themselves apart) and the wall time spent in them, and the CPU split by
 library (tottime summed by where the function lives), then the functions with
-the most own CPU. ``--concurrency N`` sends from N threads at once instead
-(each request on its own connection, as a server's greenlets are), so sends
-that arrive together share their transactions; CPU is then not profiled.
+the most own CPU. The CPU and statements count the whole send in this process:
+what it leaves to the background threads after its answer (the sandbox's
+status walks, the delivery of its domain events to each consumer) too, split by
+part (bench/send_parts.py), each thread profiled on its own CPU clock.
+``--concurrency N`` sends from N threads at once instead (each request on its
+own connection, as a server's greenlets are), so sends that arrive together
+share their transactions.
 """
 from __future__ import annotations
 
 import argparse
-import cProfile
 import os
 import pstats
 import re
@@ -33,6 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from pathlib import Path
+
+from send_parts import Parts
 
 BENCH_DIR = Path(__file__).resolve().parent
 FERNET_KEY = "x9Gj0eKqk0p2M1o5Y2m2f8qVZ0jv3QXb6Zy9yQ1K8fU="
@@ -76,6 +81,8 @@ def main(argv=None) -> int:
     parser.add_argument("--top", type=int, default=25, help="functions with the most own CPU to list")
     parser.add_argument("--statements", type=int, default=0, help="list this many SQL statements, by count per send")
     parser.add_argument("--callees", help="also list by cumulative CPU the functions matching this regex")
+    parser.add_argument("--part", action="append", help="profile only the parts (bench/send_parts.py) whose names "
+                        "contain this (request, walk, consumer, inbox...); again for more")
     parser.add_argument("--app-dir", default=str(BENCH_DIR.parent))
     parser.add_argument("--concurrency", type=int, default=1, help="threads sending at once (1: one after another)")
     parser.add_argument("--no-cprofile", action="store_true",
@@ -151,10 +158,10 @@ def sending_tenant(app, args, token: str) -> tuple[str, str, list[str]]:
 SENDER_THREADS = ("MainThread", "sender")
 
 
-def watch_database(engine, texts: Counter | None = None) -> tuple[list, list, list]:
+def watch_database(engine, texts: Counter | None = None, parts: Parts | None = None) -> tuple[list, list, list]:
     """Counts on the engine from now on: ([SQL statements, those of requests' threads, commits], [their wall seconds],
     [seconds each pooled connection was held]), to be reset between the warm-up and the measure; each
-    statement's text is counted in ``texts`` when given."""
+    statement's text is counted in ``texts`` when given, and each statement to the part running in ``parts``."""
     from sqlalchemy import event
 
     statements, in_db, held = [0, 0, 0], [0.0], []
@@ -183,6 +190,8 @@ def watch_database(engine, texts: Counter | None = None) -> tuple[list, list, li
         statements[1] += threading.current_thread().name.startswith(SENDER_THREADS)
         if texts is not None:
             texts[" ".join(statement.split())[:110]] += 1
+        if parts is not None:
+            parts.count_statement()
         in_db[0] += time.perf_counter() - conn.info.pop("bench_started", time.perf_counter())
 
     return statements, in_db, held
@@ -194,9 +203,11 @@ def profile(args, token: str) -> int:
 
     app = create_app()
     key, phone_number_id, contacts = sending_tenant(app, args, token)
+    parts = Parts(profile=not args.no_cprofile)
+    parts.install()
     with app.app_context():
         texts = Counter() if args.statements else None
-        statements, in_db, held = watch_database(db.engine, texts)
+        statements, in_db, held = watch_database(db.engine, texts, parts)
 
     headers = {"Authorization": f"Bearer {key}"}
     path = f"/v23.0/{phone_number_id}/messages"
@@ -205,8 +216,9 @@ def profile(args, token: str) -> int:
     def send(to):
         if not hasattr(clients, "client"):
             clients.client = app.test_client()
-        response = clients.client.post(path, headers=headers, json={"messaging_product": "whatsapp", "to": to,
-                                                                    "type": "text", "text": {"body": "bench"}})
+        with parts.part("request"):
+            response = clients.client.post(path, headers=headers, json={"messaging_product": "whatsapp", "to": to,
+                                                                        "type": "text", "text": {"body": "bench"}})
         if response.status_code != 200:
             raise SystemExit(f"send answered {response.status_code}: {response.get_data(as_text=True)}")
 
@@ -219,17 +231,15 @@ def profile(args, token: str) -> int:
             list(pool.map(send, recipients))
 
     send_all(contacts[args.sends:])  # warm up: caches, pools, first connections
+    quiet(statements)  # and its follow-ups done, so that none of them is counted below
     statements[:], in_db[0] = [0, 0, 0], 0.0
     held.clear()
+    parts.reset()
     if texts is not None:
         texts.clear()
-    profiler = cProfile.Profile(time.process_time)
     wall, cpu = time.perf_counter(), time.process_time()
     cpu_started = cpu
-    if args.concurrency <= 1 and not args.no_cprofile:
-        profiler.enable()
     send_all(contacts[:args.sends])
-    profiler.disable()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     quiet(statements)
     follow_ups_cpu = time.process_time() - cpu_started - cpu
@@ -237,10 +247,11 @@ def profile(args, token: str) -> int:
     how = "one after another" if args.concurrency <= 1 else f"from {args.concurrency} threads at once"
     print(f"{args.mode}: {n} sends {how}, Graph answering after {args.graph_delay_ms:g} ms")
     print(f"  per send: wall {1000 * wall / n:.2f} ms, CPU {1000 * cpu / n:.2f} ms"
-          f"{' (under cProfile)' if args.concurrency <= 1 and not args.no_cprofile else ''} and {1000 * follow_ups_cpu / n:.2f} ms after the last "
+          f"{'' if args.no_cprofile else ' (under cProfile)'} and {1000 * follow_ups_cpu / n:.2f} ms after the last "
           f"answer (follow-ups finishing), {statements[0] / n:.1f} SQL statements "
           f"({statements[1] / n:.1f} in the request itself) taking {1000 * in_db[0] / n:.2f} ms wall; "
           f"{statements[2] / n:.2f} commits (autocommitted statements not counted)")
+    parts.print_split(n, cpu + follow_ups_cpu)
     if args.no_cprofile:
         return 0
     if held:
@@ -254,9 +265,9 @@ def profile(args, token: str) -> int:
         print("  SQL statements per send, most frequent first:")
         for statement, count in texts.most_common(args.statements):
             print(f"    {count / n:5.2f}  {statement}")
-    if args.concurrency > 1:
+    stats = parts.stats(args.part)
+    if stats is None:
         return 0
-    stats = pstats.Stats(profiler)
     print_cpu_by_library(stats, n, "send", args.top)
     if args.callees:
         stats.sort_stats("cumulative").print_stats(args.callees)
