@@ -106,14 +106,19 @@ def wanted(event_type: str) -> bool:
     return any(event_type in consumer.types for consumer in _consumers.values())
 
 
+def wanted_for_every_tenant(event_type: str) -> bool:
+    """Whether a consumer wants every tenant's ``event_type`` events (then ``audience`` asks nobody)."""
+    return any(event_type in consumer.types and consumer.serves is None for consumer in _consumers.values())
+
+
 def audience(conn, event_type: str, tenant_ids) -> set[int]:
     """The tenants among ``tenant_ids`` whose ``event_type`` events some consumer wants (see ``subscribe``)."""
     tenant_ids = set(tenant_ids)
+    if wanted_for_every_tenant(event_type):
+        return tenant_ids
     wanted_by: set[int] = set()
     for consumer in _consumers.values():
         if event_type in consumer.types:
-            if consumer.serves is None:
-                return tenant_ids
             wanted_by |= set(consumer.serves(conn, tenant_ids - wanted_by)) & tenant_ids
             if wanted_by == tenant_ids:
                 break

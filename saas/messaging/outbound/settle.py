@@ -206,6 +206,8 @@ class Settling:
         """Whether a consumer wants ``tenant_id``'s ``send.settled`` (read in the service's session)."""
         if not events.wanted(SEND_SETTLED):
             return False
+        if events.wanted_for_every_tenant(SEND_SETTLED):  # known without a connection (every send asks)
+            return True
         with reading(self.session):
             return tenant_id in events.audience(self.session.connection(), SEND_SETTLED, {tenant_id})
 
