@@ -77,9 +77,15 @@ def _in_transaction(session) -> bool:
 
 
 def insert_many(conn, table, rows: list[dict], *, returning: tuple[str, ...] = (),
-                conflict: tuple[str, ...] = ()) -> list:
+                conflict: tuple[str, ...] = (), add: tuple[str, ...] = (), replace: tuple[str, ...] = (),
+                skip_conflicts: bool = False) -> list:
     """Insert ``rows`` (dicts with the same keys) into ``table`` in set-based statements; the RETURNING
     rows in the order of ``rows`` (less any left out by ``conflict``: ON CONFLICT (those columns) DO NOTHING).
+
+    With ``add`` or ``replace`` (an upsert), a row whose ``conflict`` key is stored updates the stored row
+    instead: each ``add`` column gets the row's value added to it, each ``replace`` column the row's value.
+    No two rows may then share a key (PostgreSQL updates a row once per statement). ``skip_conflicts``:
+    ON CONFLICT DO NOTHING on any unique key.
 
     On PostgreSQL one ``INSERT ... SELECT ... FROM unnest(...)``, each column's values in one array: a
     short statement whatever the count, where a multi-row VALUES list of thousands of parameters costs
@@ -92,16 +98,22 @@ def insert_many(conn, table, rows: list[dict], *, returning: tuple[str, ...] = (
         return []
     columns = tuple(rows[0])
     if conn.dialect.name == "postgresql":
-        result = conn.execute(_unnest_insert(conn.dialect, table, columns, returning, conflict),
+        conflict = conflict or (("*",) if skip_conflicts else ())
+        result = conn.execute(_unnest_insert(conn.dialect, table, columns, returning, conflict, add, replace),
                               {name: _array(table.c[name], [row[name] for row in rows]) for name in columns})
         return result.all() if returning else []
     statement = sqlite.insert(table)
-    if conflict:
-        statement = statement.on_conflict_do_nothing(index_elements=list(conflict))
+    if add or replace:
+        statement = statement.on_conflict_do_update(index_elements=list(conflict), set_={
+            **{name: table.c[name] + statement.excluded[name] for name in add},
+            **{name: statement.excluded[name] for name in replace}})
+    elif conflict or skip_conflicts:
+        statement = statement.on_conflict_do_nothing(index_elements=list(conflict) or None)
     if not returning:
         conn.execute(statement, rows)
         return []
-    statement = statement.returning(*(table.c[name] for name in returning), sort_by_parameter_order=not conflict)
+    statement = statement.returning(*(table.c[name] for name in returning),
+                                    sort_by_parameter_order=not (conflict or skip_conflicts))
     return conn.execute(statement, rows).all()
 
 
@@ -114,6 +126,14 @@ def among(conn, column, values):
     return column.in_(list(values))
 
 
+def among_bound(conn, column, name: str):
+    """``column`` IN the values bound as ``name`` when the statement runs (a statement built once): one array
+    parameter on PostgreSQL, as ``among``, an expanding IN elsewhere."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
 def _array(column, values: list) -> list:
     """A column's values as the driver passes them in an array: JSON ones as their text (cast to JSON[])."""
     if isinstance(column.type, JSON):
@@ -122,7 +142,8 @@ def _array(column, values: list) -> list:
 
 
 @functools.lru_cache(maxsize=64)
-def _unnest_insert(dialect, table, columns: tuple, returning: tuple, conflict: tuple):
+def _unnest_insert(dialect, table, columns: tuple, returning: tuple, conflict: tuple, add: tuple = (),
+                   replace: tuple = ()):
     def array_type(name: str) -> str:
         column = table.c[name]
         type_ = column.type
@@ -134,7 +155,13 @@ def _unnest_insert(dialect, table, columns: tuple, returning: tuple, conflict: t
     names = ", ".join(columns)
     sql = (f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) WITH ORDINALITY "
            f"AS v({names}, ordinal) ORDER BY ordinal")
-    if conflict:
+    if add or replace:
+        sql += f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET " + ", ".join(
+            [f"{name} = {table.name}.{name} + excluded.{name}" for name in add]
+            + [f"{name} = excluded.{name}" for name in replace])
+    elif conflict == ("*",):
+        sql += " ON CONFLICT DO NOTHING"
+    elif conflict:
         sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
     if returning:
         sql += f" RETURNING {', '.join(returning)}"

@@ -15,11 +15,10 @@ from __future__ import annotations
 from collections import defaultdict
 
 from sqlalchemy import Date, and_, case, func, or_, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 
 from saas.analytics.models import AMOUNTS, COUNTS, KEY, NO_CODE, CountedMessage, DailyFailures, DailyFigures
 from saas.costs.models import MessageCost
-from saas.database import among
+from saas.database import among_bound, built_once, insert_many
 from saas.messaging.models import Message
 
 # The first key of the two-key advisory lock that serialises the roll-ups' consumers per tenant.
@@ -60,29 +59,19 @@ def share_select(*extra):
             .where(Message.direction == "out", Message.status != "pending"))
 
 
-def _insert(conn, table):
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
-
-
+# The roll-ups are upserts, one set-based statement each (saas.database.insert_many): built once, where a
+# dialect's INSERT ... ON CONFLICT would be compiled again at every batch (SQLAlchemy caches none).
 def _add_figures(conn, rows: list[dict]) -> None:
-    statement = _insert(conn, DailyFigures.__table__)
-    added = {name: getattr(DailyFigures.__table__.c, name) + getattr(statement.excluded, name)
-             for name in (*COUNTS, *AMOUNTS)}
-    conn.execute(statement.on_conflict_do_update(index_elements=["tenant_id", *KEY], set_=added), rows)
+    insert_many(conn, DailyFigures.__table__, rows, conflict=("tenant_id", *KEY), add=(*COUNTS, *AMOUNTS))
 
 
 def _add_failures(conn, rows: list[dict]) -> None:
-    statement = _insert(conn, DailyFailures.__table__)
-    conn.execute(statement.on_conflict_do_update(
-        index_elements=["tenant_id", "day", "phone_number_id", "error_code"],
-        set_={"failed": DailyFailures.__table__.c.failed + statement.excluded.failed}), rows)
+    insert_many(conn, DailyFailures.__table__, rows, conflict=("tenant_id", "day", "phone_number_id", "error_code"),
+                add=("failed",))
 
 
 def _keep(conn, rows: list[dict]) -> None:
-    statement = _insert(conn, CountedMessage.__table__)
-    conn.execute(statement.on_conflict_do_update(
-        index_elements=["tenant_id", "message_id"],
-        set_={name: getattr(statement.excluded, name) for name in SHARE}), rows)
+    insert_many(conn, CountedMessage.__table__, rows, conflict=("tenant_id", "message_id"), replace=SHARE)
 
 
 def _lock(conn, tenant_ids) -> None:
@@ -95,17 +84,23 @@ def _lock(conn, tenant_ids) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:space, :tenant)"), {"space": LOCK_SPACE, "tenant": tenant_id})
 
 
+def _named(conn, ids: bool, wamids: bool):
+    """``share_select`` (with each message's WhatsApp id) of the messages named by the ids bound as ``ids``
+    and/or the WhatsApp ids bound as ``wamids``; built once per dialect."""
+    def build(conn):
+        named = [among_bound(conn, column, name) for column, name, given in (
+            (Message.id, "ids", ids), (Message.wa_message_id, "wamids", wamids)) if given]
+        return share_select(Message.wa_message_id).where(or_(*named))
+    return built_once(conn, f"analytics.shares.{ids:d}{wamids:d}", build)
+
+
 def _read(conn, by_id: set, by_wamid: set) -> dict:
     """The shares now of the messages named: (tenant, message id) -> row."""
     ids = sorted({message_id for _, message_id in by_id})
     wamids = sorted({wamid for _, wamid in by_wamid})
-    named = []
-    if ids:
-        named.append(among(conn, Message.id, ids))
-    if wamids:
-        named.append(among(conn, Message.wa_message_id, wamids))
+    params = {name: values for name, values in (("ids", ids), ("wamids", wamids)) if values}
     found = {}
-    for row in conn.execute(share_select(Message.wa_message_id).where(or_(*named))):
+    for row in conn.execute(_named(conn, bool(ids), bool(wamids)), params):
         if (row.tenant_id, row.message_id) in by_id or (row.tenant_id, row.wa_message_id) in by_wamid:
             found[(row.tenant_id, row.message_id)] = row
     return found
@@ -114,9 +109,9 @@ def _read(conn, by_id: set, by_wamid: set) -> dict:
 def _counted(conn, pairs) -> dict:
     if not pairs:
         return {}
-    rows = conn.execute(select(CountedMessage.__table__).where(
-        CountedMessage.tenant_id.in_(sorted({t for t, _ in pairs})),
-        among(conn, CountedMessage.message_id, sorted(m for _, m in pairs))))
+    statement = built_once(conn, "analytics.counted", lambda conn: select(CountedMessage.__table__).where(
+        among_bound(conn, CountedMessage.tenant_id, "tenants"), among_bound(conn, CountedMessage.message_id, "ids")))
+    rows = conn.execute(statement, {"tenants": sorted({t for t, _ in pairs}), "ids": sorted(m for _, m in pairs)})
     return {(row.tenant_id, row.message_id): {name: getattr(row, name) for name in SHARE} for row in rows}
 
 
