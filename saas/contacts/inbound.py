@@ -19,7 +19,7 @@ from saas.contacts import history
 from saas.contacts.directory import parse_wa_id
 from saas.contacts.models import SOURCE_INBOUND, Contact
 from saas.contacts.values import NAME_LENGTH, USER_ID
-from saas.database import among, insert_for
+from saas.database import among, insert_many
 from saas.timeutil import from_timestamp, utcnow
 
 ACTOR = "whatsapp"
@@ -146,12 +146,11 @@ def _create(conn, senders: list[Sender]) -> dict[tuple, int]:
     if not senders:
         return {}
     now = utcnow()
-    statement = insert_for(conn, Contact).on_conflict_do_nothing()  # on either unique key
-    rows = conn.execute(statement.returning(Contact.id, Contact.tenant_id, Contact.wa_id, Contact.user_id), [
+    rows = insert_many(conn, Contact.__table__, [
         {"tenant_id": s.tenant_id, "wa_id": s.wa_id, "user_id": s.user_id, "name": s.name,
          "country": parse_wa_id(s.wa_id).country if s.wa_id else None, "attributes": {},
          "source": SOURCE_INBOUND, "last_inbound_at": s.wrote_at, "created_at": now, "updated_at": now}
-        for s in senders]).all()
+        for s in senders], returning=("id", "tenant_id", "wa_id", "user_id"), skip_conflicts=True)  # either key
     created = {(row.tenant_id, row.wa_id or f"user:{row.user_id}"): row.id for row in rows}
     by_tenant: dict[int, list[int]] = {}
     for (tenant_id, _), contact_id in created.items():

@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select, tuple_, update
 
 from saas.contacts.inbound import contact_ids
-from saas.database import among, insert_many
+from saas.database import among, built_once, insert_many
 from saas.inbox import rendering, threads
 from saas.inbox.models import CUSTOMER, MESSAGE, OPEN, RESOLVED, Entry, Thread
 from saas.messaging.inbound.objects import first_error, moment, text
@@ -23,6 +23,21 @@ from saas.timeutil import utcnow
 _SENT = (Message.id, Message.tenant_id, Message.phone_number_id, Message.wa_id, Message.type, Message.body_summary,
          Message.wa_message_id, Message.idempotency_key, Message.created_at, Message.error_code,
          Message.error_title)
+# A batch's statements, built once with its keys bound as ``keys`` (an expanding IN of (tenant, ...) pairs).
+def _keyed(name: str, build):
+    return lambda conn: built_once(conn, f"inbox.batches.{name}", lambda conn: build(bindparam("keys", expanding=True)))
+
+
+_SENDS_BY_ID = _keyed("sends.id", lambda keys: select(*_SENT).where(
+    tuple_(Message.tenant_id, Message.id).in_(keys), Message.direction == "out"))
+_SENDS_BY_WAMID = _keyed("sends.wamid", lambda keys: select(*_SENT).where(
+    tuple_(Message.tenant_id, Message.wa_message_id).in_(keys), Message.direction == "out"))
+_ENTRIES_OF_SENDS = _keyed("entries.message", lambda keys: select(Entry.tenant_id, Entry.message_id).where(
+    tuple_(Entry.tenant_id, Entry.message_id).in_(keys)))
+_ENTRIES_BY_WAMID = _keyed("entries.wamid", lambda keys: select(
+    Entry.id, Entry.tenant_id, Entry.wa_message_id, Entry.thread_id, Entry.status).where(
+    tuple_(Entry.tenant_id, Entry.wa_message_id).in_(keys)))
+
 _THREAD = (Thread.id, Thread.tenant_id, Thread.phone_number_id, Thread.wa_id, Thread.status, Thread.assignee_id,
            Thread.last_message_at, Thread.last_preview, Thread.waiting_since, Thread.name, Thread.unread,
            Thread.window_expires_at, Thread.contact_id)
@@ -34,10 +49,8 @@ def record_settled(conn, settled, now=None) -> list[threads.Touched]:
     by_message: dict[tuple[int, int], list] = {}
     for event in settled:
         by_message.setdefault((event.tenant_id, event.payload["message_id"]), []).append(event)
-    rows = conn.execute(select(*_SENT).where(tuple_(Message.tenant_id, Message.id).in_(sorted(by_message)),
-                                             Message.direction == "out")).all()
-    written = set(conn.execute(select(Entry.tenant_id, Entry.message_id).where(
-        tuple_(Entry.tenant_id, Entry.message_id).in_(sorted(by_message)))).tuples())
+    rows = conn.execute(_SENDS_BY_ID(conn), {"keys": sorted(by_message)}).all()
+    written = set(conn.execute(_ENTRIES_OF_SENDS(conn), {"keys": sorted(by_message)}).tuples())
     touched, new = [], []
     for row in rows:
         key = (row.tenant_id, row.id)
@@ -113,9 +126,12 @@ def customer_threads(conn, names: dict[tuple[int, int, str], str | None], now=No
                     names={key: name[:200] for key, name in names.items() if name})
 
 
+_LOCKED = _keyed("threads.locked", lambda keys: select(*_THREAD).where(
+    tuple_(Thread.tenant_id, Thread.phone_number_id, Thread.wa_id).in_(keys)).order_by(Thread.id).with_for_update())
+
+
 def _locked(conn, keys) -> dict:
-    rows = conn.execute(select(*_THREAD).where(tuple_(Thread.tenant_id, Thread.phone_number_id, Thread.wa_id)
-                                               .in_(sorted(keys))).order_by(Thread.id).with_for_update()).all()
+    rows = conn.execute(_LOCKED(conn), {"keys": sorted(keys)}).all()
     return {(row.tenant_id, row.phone_number_id, row.wa_id): row for row in rows}
 
 
@@ -156,8 +172,7 @@ def apply_statuses(conn, statuses, now=None) -> list[threads.Touched]:
                              text(error.get("title") or error.get("message"), 300))
     if not furthest:
         return []
-    entries = conn.execute(select(Entry.id, Entry.tenant_id, Entry.wa_message_id, Entry.thread_id, Entry.status)
-                           .where(tuple_(Entry.tenant_id, Entry.wa_message_id).in_(sorted(furthest)))).all()
+    entries = conn.execute(_ENTRIES_BY_WAMID(conn), {"keys": sorted(furthest)}).all()
     touched, params, moved = [], [], {}
     for entry in entries:
         status, code, title = furthest.pop((entry.tenant_id, entry.wa_message_id))
@@ -165,8 +180,7 @@ def apply_statuses(conn, statuses, now=None) -> list[threads.Touched]:
             params.append({"b_id": entry.id, "b_status": status, "b_code": code, "b_title": title})
             moved[entry.thread_id] = entry.tenant_id
     if furthest:  # sends of ours with no entry yet (a batch's, which publishes no settling): written now
-        rows = conn.execute(select(*_SENT).where(tuple_(Message.tenant_id, Message.wa_message_id).in_(sorted(furthest)),
-                                                 Message.direction == "out")).all()
+        rows = conn.execute(_SENDS_BY_WAMID(conn), {"keys": sorted(furthest)}).all()
         if rows:
             touched += _write_new(conn, [(row, *furthest[(row.tenant_id, row.wa_message_id)]) for row in rows], now)
     if params:
