@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, aliased, mapped_column
 
+from saas.database import among_bound, built_once
 from saas.extensions import db
 from saas.ids import BigId
 
@@ -109,10 +110,11 @@ def in_streams(streams: list[str], *, limit: int):
     """A claim of the due events of ``streams`` (what a transaction just published, and any left before
     them) that are ready."""
     def claim(conn, now):
-        return _ready(conn, conn.execute(
-            select(*_CLAIMED).where(_among(conn, OutboxEvent.stream, streams), OutboxEvent.dead_at.is_(None),
-                                    _due(now))
-            .order_by(OutboxEvent.id).limit(limit).with_for_update(skip_locked=True)).all())
+        statement = built_once(conn, f"outbox.claim.{limit}", lambda conn: (
+            select(*_CLAIMED).where(among_bound(conn, OutboxEvent.stream, "streams"), OutboxEvent.dead_at.is_(None),
+                                    _due(bindparam("now")))
+            .order_by(OutboxEvent.id).limit(limit).with_for_update(skip_locked=True)))
+        return _ready(conn, conn.execute(statement, {"streams": streams, "now": now}).all())
     return claim
 
 
@@ -135,11 +137,13 @@ def _ready(conn, rows) -> list:
     claimed by another process), in id order."""
     if not rows:
         return []
-    first_other = dict(conn.execute(
+    statement = built_once(conn, "outbox.first_other", lambda conn: (
         select(OutboxEvent.stream, func.min(OutboxEvent.id))
-        .where(_among(conn, OutboxEvent.stream, sorted({row.stream for row in rows})), OutboxEvent.dead_at.is_(None),
-               ~_among(conn, OutboxEvent.id, [row.id for row in rows]))
-        .group_by(OutboxEvent.stream)).all())
+        .where(among_bound(conn, OutboxEvent.stream, "streams"), OutboxEvent.dead_at.is_(None),
+               ~among_bound(conn, OutboxEvent.id, "ids"))
+        .group_by(OutboxEvent.stream)))
+    first_other = dict(conn.execute(statement, {"streams": sorted({row.stream for row in rows}),
+                                                "ids": [row.id for row in rows]}).all())
     return [row for row in rows if first_other.get(row.stream) is None or row.id < first_other[row.stream]]
 
 
@@ -176,7 +180,8 @@ def deliver(session, consumers, claim, now: datetime) -> int:
             return 0
         for consumer, owed in _owed(consumers, rows):
             consumer.handle(conn, [_event(row) for row in owed])
-        conn.execute(delete(OutboxEvent).where(_among(conn, OutboxEvent.id, [row.id for row in rows])))
+        conn.execute(built_once(conn, "outbox.delete", lambda conn: delete(OutboxEvent).where(
+            among_bound(conn, OutboxEvent.id, "ids"))), {"ids": [row.id for row in rows]})
         session.commit()
         return len(rows)
     except Exception as exc:
