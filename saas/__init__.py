@@ -54,12 +54,14 @@ def register_logging(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     from saas import database, jobs
     from saas.extensions import csrf, db, limiter, login_manager, migrate
+    from saas.portal.sessions import CookieSessions
 
     db.init_app(app)
     database.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     csrf.init_app(app)
     login_manager.init_app(app)
+    app.session_interface = CookieSessions()
 
     @app.after_request
     def retry_after_only_on_429_and_503(response):

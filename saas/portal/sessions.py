@@ -9,6 +9,7 @@ import time
 from urllib.parse import urlsplit
 
 from flask import current_app, g, redirect, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager, login_user
 
 from saas.extensions import db
@@ -21,6 +22,22 @@ from saas.text import problem
 SIGNUP_USER = "signup_user_id"
 # Who gave the right password and still owes the code, and since when.
 HALF_LOGIN = "half_login"
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with nothing done for a request that brings no session cookie and
+    leaves its session untouched (every API call: a Bearer key, no cookie): no signer built when it
+    opens, no cookie settings read when it ends. A page that stores something still sets the cookie."""
+
+    def open_session(self, app, request):
+        if app.secret_key and self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app, session, response) -> None:
+        if not session and not session.modified and not session.accessed:
+            return
+        super().save_session(app, session, response)
 
 
 def init_login(manager: LoginManager) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import AuthActions
 from tests.factories import sender, settle
 
 
@@ -174,3 +175,21 @@ def test_mark_as_read_of_an_unknown_message_is_400(acme):
     response = acme.send(payload={"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.nope"})
     assert response.status_code == 400
     assert "message_id" in graph_error(response)["details"]
+
+
+def test_a_cookieless_send_sets_no_cookie_and_the_portal_session_still_works(app, client, acme, auth):
+    """An API call opens no session (saas.portal.sessions.CookieSessions); a portal login still sets its
+    cookie, which logs the following pages in, API calls from that browser between them included."""
+    sent = acme.send(body="no cookie")
+    assert sent.status_code == 200
+    assert "Set-Cookie" not in sent.headers
+    browser = app.test_client()
+    assert AuthActions(browser).signup(email="cookie@acme.example.com").status_code == 303
+    assert browser.get_cookie("session") is not None
+    assert browser.get("/dashboard").status_code == 200
+    answered = browser.post(f"/v23.0/{acme.number}/messages", headers=acme.headers,
+                            json={"messaging_product": "whatsapp", "to": "15551234567", "type": "text",
+                                  "text": {"body": "from a browser"}})
+    assert answered.status_code == 200
+    assert browser.get("/dashboard").status_code == 200
+    assert app.test_client().get("/dashboard").status_code == 302
