@@ -1,6 +1,7 @@
 """Finding and creating a tenant's contacts: the one place a WhatsApp id is parsed and a contact made."""
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -34,6 +35,13 @@ def parse_wa_id(value: str, *, validity: bool = True) -> WaId | None:
     digits = PHONE_NOISE.sub("", value).removeprefix("+")
     if not DIGITS.fullmatch(digits):
         return None
+    return _parsed(digits, validity)
+
+
+# The same numbers come again and again (a batch's contacts are parsed as they are found, then as they
+# are made; a customer writes and is answered), and phonenumbers' parse is the dear part.
+@functools.lru_cache(maxsize=4096)
+def _parsed(digits: str, validity: bool) -> WaId:
     try:
         number = phonenumbers.parse("+" + digits)
     except phonenumbers.NumberParseException:
