@@ -64,8 +64,9 @@ def _reply_held(setting: TenantSetting, guard: guards.BatchGuards, message: Inbo
 
 
 def apply_rule(conn, session, setting, guard, runs, rule, message: Inbound, our_number: str, now: datetime,
-               thread=None) -> None:
-    """Run ``rule`` on ``message`` (it matched), unless it ran on it before (the event delivered again).
+               thread=None):
+    """Run ``rule`` on ``message`` (it matched), unless it ran on it before (the event delivered again); the
+    customer's thread it ran on (None when it did not run).
 
     ``guard``: the batch's loop guards (guards.BatchGuards), told of the reply queued and the thread logged on
     (marked updated once the batch is done). ``runs``: the batch's runs (saas.automation.runs.BatchRuns),
@@ -73,7 +74,7 @@ def apply_rule(conn, session, setting, guard, runs, rule, message: Inbound, our_
     thread, written with the others'. ``thread``: the customer's thread as read (locked) in this
     transaction, when nothing changed it since."""
     if runs.ran(rule, message):
-        return  # done when this event was first delivered
+        return None  # done when this event was first delivered
     if thread is None:
         thread = threads.thread_for(conn, message.tenant_id, message.number_pk, message.wa_id, name=message.name,
                                     now=now)
@@ -102,6 +103,7 @@ def apply_rule(conn, session, setting, guard, runs, rule, message: Inbound, our_
     guard.logged.add(thread.id)
     if reply is not None and not held:
         guard.queued(message.tenant_id, message.number_pk, message.wa_id)
+    return thread
 
 
 def _threads_up_front(conn, messages: list[Inbound], now: datetime) -> dict:
@@ -129,7 +131,7 @@ def handle(conn, events) -> list[int]:
                            for tenant_id in sorted({event.tenant_id for event in events})}
         work = [_message_of(event, now) for event in events if rules_by_tenant[event.tenant_id]]
         work = [(message, number) for message, number in work if message.wa_message_id not in ours]
-        # Each thread as read here serves its first match only: a rule's actions may change it (assignment).
+        # Each thread as read here (or by a match) serves the next match until an assignment changes it.
         fresh = _threads_up_front(conn, [message for message, _ in work], now)
         guard = guards.BatchGuards(conn, [message for message, _ in work], now)
         runs = BatchRuns(conn, rules_by_tenant, [message for message, _ in work])
@@ -141,8 +143,13 @@ def handle(conn, events) -> list[int]:
             for rule in rules:
                 if not matches(rule, message, context):
                     continue
-                thread = fresh.pop((message.tenant_id, message.number_pk, message.wa_id), None)
-                apply_rule(conn, session, setting, guard, runs, rule, message, our_number, now, thread)
+                key = (message.tenant_id, message.number_pk, message.wa_id)
+                thread = apply_rule(conn, session, setting, guard, runs, rule, message, our_number, now,
+                                    fresh.get(key))
+                if thread is None or any(action["type"] == "assign" for action in rule.actions):
+                    fresh.pop(key, None)  # read again by the next match
+                else:
+                    fresh[key] = thread
                 if rule.stop_after_match:
                     break
         runs.flush(conn)
