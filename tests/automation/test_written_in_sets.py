@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from saas.contacts.models import Contact, ContactLabel
@@ -241,3 +242,45 @@ def test_a_sent_batch_costs_the_threads_the_same_statements_whatever_its_size(ap
             db.session.remove()
         costs.append(len(seen))
     assert costs[0] == costs[1] and costs[0] > 0, costs
+
+
+def test_a_run_another_delivery_wrote_meanwhile_rolls_the_batch_back_and_its_retry_does_it_once(
+        app, client, whatsapp, backend):
+    if backend != "postgresql":
+        pytest.skip("two writers at once: PostgreSQL (SQLite has one writer at a time)")
+    from sqlalchemy import event, insert
+
+    from saas.automation.models import Run
+    from saas.automation.runs import WrittenMeanwhile
+    from saas.timeutil import utcnow
+
+    shop = pro_shop(app, whatsapp)
+    rule = add_rule(client, shop, name="prices", actions=[{"type": "add_label", "label": "asked"}, *REPLY])
+    batch = [(sender, "price?", f"wamid.m{sender}") for sender in customers(90, 2)]
+
+    wrote: list[bool] = []
+
+    def write_first(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO automation_runs") and not wrote:
+            wrote.append(True)  # another delivery's run, committed just before the batch writes its own
+            with engine.begin() as other:
+                other.execute(insert(Run).values(
+                    tenant_id=shop.tenant_id, rule_id=rule["id"], rule_name="prices", wa_message_id=batch[1][2],
+                    phone_number_id=shop.number.id, wa_id=batch[1][0], status="done", created_at=utcnow()))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", write_first)
+    try:
+        with pytest.raises(WrittenMeanwhile):
+            handle(app, shop, batch)
+    finally:
+        event.remove(engine, "before_cursor_execute", write_first)
+    with app.app_context():
+        db.session.remove()
+    assert [(run.wa_id, run.status) for run in runs_of(app, shop.tenant_id)] == [(batch[1][0], "done")]
+    assert len(handle(app, shop, batch)) == 1  # delivered again: the other's run is left as it is
+    assert [(run.wa_id, run.status) for run in runs_of(app, shop.tenant_id)] == [
+        (batch[1][0], "done"), (batch[0][0], "pending")]
+    lines = [entry.text for entry in thread_entries(app, shop.tenant_id) if entry.kind == "rule_run"]
+    assert lines == ["prices: label 'asked' added; reply queued (text)"]
