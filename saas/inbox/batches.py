@@ -1,4 +1,4 @@
-"""Settled sends and WhatsApp's statuses onto threads, a delivered batch at a time.
+"""Settled sends, WhatsApp's statuses and an automation's sent replies onto threads, a batch at a time.
 
 What ``threads.record_message_row`` and ``threads.apply_status`` do for one event, done for a batch in a few
 set-based statements whatever its size: the sends' rows read at once; their threads found (locked, in id
@@ -6,7 +6,8 @@ order) or made with their contacts; their entries inserted; each thread touched 
 entries' ticks forward in one statement, and write the entries of sends that have none yet (a batch's
 sends publish no settling) as settled sends' are. What the batch finds written already (the inbox's own
 reply, whose entry knows its agent; an event handed over again) goes the one-event way, which knows how to
-merge it. Same rows, same idempotence.
+merge it. Same rows, same idempotence. A batch of an automation's replies (``record_replies``) goes the same
+way, with the lines saying why those not sent were not.
 """
 from __future__ import annotations
 
