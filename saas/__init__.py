@@ -246,6 +246,15 @@ def register_whatsapp_housekeeping(app: Flask, background) -> None:
         notifications.prune(keep=keep)
 
     background.every("unapplied WhatsApp notifications", app.config["WHATSAPP_SWEEP_SECONDS"], sweep)
+    share = app.config["WHATSAPP_SHARE_SECONDS"]
+    if share > 0:
+        # What another process stored and has not applied yet (its queue is behind), taken by this one. Not
+        # when jobs go to RQ: its worker applies them.
+        def take_waiting():
+            if background.runs_jobs_here():
+                notifications.apply_waiting(older_than=timedelta(seconds=share))
+
+        background.every("WhatsApp notifications waiting", share, take_waiting)
     background.every("webhook deliveries", app.config["WEBHOOK_DELIVERY_SECONDS"], delivery.deliver_due)
 
 

@@ -197,6 +197,10 @@ class BackgroundQueue:
                 continue
             self._guarded(path, lambda: call_batch(path, batch))
 
+    def runs_jobs_here(self) -> bool:
+        """Whether this process runs its jobs itself (no RQ, or Redis is down) rather than handing them to RQ."""
+        return self.rq_queue is None or self.outage.down
+
     def put_on_rq(self, fn, *args, **options) -> bool:
         """Enqueue ``fn(*args)`` on RQ; False when there is no RQ or Redis cannot be reached (nothing queued)."""
         from redis.exceptions import RedisError

@@ -5,7 +5,8 @@ written (unique per rule and inbound message: an event delivered again finds it 
 actions that send nothing are done on the spot (labels, assignment, consent, a forwarded event), the reply
 is written into the run as the Cloud API body to send (``sending`` sends it once this transaction has
 committed), and the run is logged on the customer's thread. A rule that stops after a match ends the turn.
-Loop guards (saas.automation.guards) hold replies back, and say so in the thread.
+Loop guards (saas.automation.guards) hold replies back, and say so in the thread. A delivered batch's runs
+and their lines are written together (saas.automation.runs), a statement each whatever the batch's size.
 """
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from saas.automation.context import (
     TenantSetting, enabled_rules, first_from_contact, labels_of, with_automation,
 )
 from saas.automation.matching import Context, Inbound, inbound_of, matches
-from saas.automation.models import DONE, FIRST_MESSAGE, PENDING, SKIPPED, Run
+from saas.automation.models import DONE, FIRST_MESSAGE, PENDING, SKIPPED
 from saas.automation.rules import filled
-from saas.database import built_once, insert_for
+from saas.automation.runs import BatchRuns
 from saas.inbox import batches, threads
 from saas.inbox.consumers import with_inbox
 from saas.messaging.inbound.objects import moment
@@ -62,57 +63,47 @@ def _reply_held(setting: TenantSetting, guard: guards.BatchGuards, message: Inbo
     return None
 
 
-def _run_insert(conn):
-    return insert_for(conn, Run).on_conflict_do_nothing(
-        index_elements=["tenant_id", "rule_id", "wa_message_id"]).returning(Run.id)
-
-
-def _run(conn, rule, message: Inbound, thread_id: int, now: datetime, **outcome) -> int | None:
-    """The run written (its id), or None when the rule ran on this message before (unique)."""
-    return conn.execute(built_once(conn, "automation.run", _run_insert), {
-        "tenant_id": message.tenant_id, "rule_id": rule.id, "rule_name": rule.name,
-        "wa_message_id": message.wa_message_id, "phone_number_id": message.number_pk, "wa_id": message.wa_id,
-        "thread_id": thread_id, "created_at": now, "status": DONE, **outcome}).scalar()
-
-
-def apply_rule(conn, session, setting, guard, rule, message: Inbound, our_number: str, now: datetime,
-               thread=None) -> int | None:
-    """Run ``rule`` on ``message`` (it matched); the id of the run when it has a reply to send.
+def apply_rule(conn, session, setting, guard, runs, rule, message: Inbound, our_number: str, now: datetime,
+               thread=None):
+    """Run ``rule`` on ``message`` (it matched), unless it ran on it before (the event delivered again); the
+    customer's thread it ran on (None when it did not run).
 
     ``guard``: the batch's loop guards (guards.BatchGuards), told of the reply queued and the thread logged on
-    (marked updated once the batch is done).
-    ``thread``: the customer's thread as read (locked) in this transaction, when nothing changed it since.
-    The run is written with its outcome (a reply queued, or held back by a loop guard) in one statement;
-    when it was written before (the event delivered again) nothing else is done."""
+    (marked updated once the batch is done). ``runs``: the batch's runs (saas.automation.runs.BatchRuns),
+    which keep this one with its outcome (a reply queued, or held back by a loop guard) and its line in the
+    thread, written with the others'. ``thread``: the customer's thread as read (locked) in this
+    transaction, when nothing changed it since."""
+    if runs.ran(rule, message):
+        return None  # done when this event was first delivered
     if thread is None:
         thread = threads.thread_for(conn, message.tenant_id, message.number_pk, message.wa_id, name=message.name,
                                     now=now)
     reply = next((a for a in rule.actions if a["type"] == "reply"), None)
     held = _reply_held(setting, guard, message, our_number) if reply is not None else None
     if reply is None:
-        outcome = {}
+        outcome = {"status": DONE}
     elif held:
         outcome = {"status": SKIPPED, "finished_at": now, "error_title": held[:300]}
     else:
         body = filled(reply["message"], message.name, message.wa_id)
         outcome = {"status": PENDING, "body": body}
-    run_id = _run(conn, rule, message, thread.id, now, **outcome)
-    if run_id is None:
-        return None  # done when this event was first delivered
-    done = [doing.apply(conn, session, rule, action, message, thread) for action in rule.actions
-            if action["type"] != "reply"]
+    key = runs.add(rule, message, thread.id, now, replying=reply is not None and not held, **outcome)
+    done = []
+    for action in rule.actions:
+        if action["type"] == "reply":
+            continue
+        if action["type"] == "assign" and runs.logged_on(thread.id):
+            runs.flush(conn)  # the lines kept for this thread come before the assignment's own
+        done.append(doing.apply(conn, session, rule, action, message, thread))
     if held:
         done.append(held)
     elif reply is not None:
         done.append(f"reply queued ({body['type']})")
-    threads.log_rule_run(conn, message.tenant_id, thread.id, rule.name, "; ".join(done) or "matched",
-                         detail={"rule_id": rule.id, "run_id": run_id, "trigger": rule.trigger}, now=now,
-                         touch=False)
+    runs.log(key, thread.id, rule, "; ".join(done) or "matched", now)
     guard.logged.add(thread.id)
-    if reply is None or held:
-        return None
-    guard.queued(message.tenant_id, message.number_pk, message.wa_id)
-    return run_id
+    if reply is not None and not held:
+        guard.queued(message.tenant_id, message.number_pk, message.wa_id)
+    return thread
 
 
 def _threads_up_front(conn, messages: list[Inbound], now: datetime) -> dict:
@@ -134,16 +125,16 @@ def handle(conn, events) -> list[int]:
     events = [event for event in events if event.tenant_id in served]
     ours = guards.sent_by_automation_among(conn, [event.payload["wa_message_id"] for event in events])
     now = utcnow()
-    due: list[int] = []
     settings: dict[int, TenantSetting] = {}
     with Session(bind=conn, join_transaction_mode="rollback_only") as session:
         rules_by_tenant = {tenant_id: enabled_rules(session, tenant_id)
                            for tenant_id in sorted({event.tenant_id for event in events})}
         work = [_message_of(event, now) for event in events if rules_by_tenant[event.tenant_id]]
         work = [(message, number) for message, number in work if message.wa_message_id not in ours]
-        # Each thread as read here serves its first match only: a rule's actions may change it (assignment).
+        # Each thread as read here (or by a match) serves the next match until an assignment changes it.
         fresh = _threads_up_front(conn, [message for message, _ in work], now)
         guard = guards.BatchGuards(conn, [message for message, _ in work], now)
+        runs = BatchRuns(conn, rules_by_tenant, [message for message, _ in work])
         for message, our_number in work:
             rules = rules_by_tenant[message.tenant_id]
             setting = settings.get(message.tenant_id) or settings.setdefault(
@@ -152,12 +143,16 @@ def handle(conn, events) -> list[int]:
             for rule in rules:
                 if not matches(rule, message, context):
                     continue
-                thread = fresh.pop((message.tenant_id, message.number_pk, message.wa_id), None)
-                run_id = apply_rule(conn, session, setting, guard, rule, message, our_number, now, thread)
-                if run_id is not None:
-                    due.append(run_id)
+                key = (message.tenant_id, message.number_pk, message.wa_id)
+                thread = apply_rule(conn, session, setting, guard, runs, rule, message, our_number, now,
+                                    fresh.get(key))
+                if thread is None or any(action["type"] == "assign" for action in rule.actions):
+                    fresh.pop(key, None)  # read again by the next match
+                else:
+                    fresh[key] = thread
                 if rule.stop_after_match:
                     break
+        runs.flush(conn)
         threads.touch_threads(conn, guard.logged, now)
         session.flush()
-    return due
+    return runs.due

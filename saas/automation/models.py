@@ -83,8 +83,8 @@ class Run(db.Model):
     wa_id: Mapped[str] = mapped_column(String(64))
     thread_id: Mapped[int | None] = mapped_column(BigId)
     status: Mapped[str] = mapped_column(String(10))
-    # The Cloud API body of the reply (None: the rule sends nothing).
-    body: Mapped[dict | None] = mapped_column(JSON)
+    # The Cloud API body of the reply (None, SQL NULL: the rule sends nothing).
+    body: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     message_id: Mapped[int | None] = mapped_column(BigId)
     error_code: Mapped[str | None] = mapped_column(String(40))
     error_title: Mapped[str | None] = mapped_column(String(300))

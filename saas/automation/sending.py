@@ -35,7 +35,7 @@ from saas.automation.models import FAILED, FEATURE, PENDING, SENDING, SENT, Run
 from saas.billing import entitlements
 from saas.errors import ApiError, UpstreamError
 from saas.extensions import db
-from saas.inbox import live, rendering, threads
+from saas.inbox import batches, live, rendering, threads
 from saas.inbox.models import AUTOMATION
 from saas.messaging.models import Message, PhoneNumber
 from saas.messaging.outbound import send_service
@@ -189,32 +189,40 @@ def key_of(run_id: int) -> str:
 
 def _record(tenant_id: int, number_pk: int, outcomes: list) -> None:
     """Each run's outcome (run, body sent, message id, WhatsApp's id, error or None): on the run, in one
-    statement where it is still this claim's, and in the customer's thread. Commits."""
+    statement where it is still this claim's, and in the customer's thread (written by "automation"; a reply
+    not sent says why), a statement per table for the batch. Commits."""
     now = utcnow()
     try:
         conn = db.session.connection()
         finish_many(conn, tenant_id, [(run.id, FAILED if error else SENT, message_id, error)
                                       for run, _, message_id, _, error in outcomes], now)
+        items = []
         for run, body, message_id, wamid, error in outcomes:
-            _into_thread(conn, tenant_id, number_pk, run, body, message_id, wamid, error, now)
+            items += _into_thread(tenant_id, run, body, message_id, wamid, error, now)
+        if items:
+            batches.record_replies(conn, tenant_id, number_pk, items, now)
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
 
 
-def _into_thread(conn, tenant_id: int, number_pk: int, run, body: dict, message_id, wamid, error, now) -> None:
+def _into_thread(tenant_id: int, run, body: dict, message_id, wamid, error, now) -> list[tuple]:
+    """What a run's outcome writes in the customer's thread, as ``batches.record_replies`` takes it."""
     if run.thread_id is None:
-        return
+        return []
+    items = []
     if message_id is not None:
         kind, content, line = rendering.outbound(body)
-        threads.record_outbound(conn, tenant_id, number_pk=number_pk, wa_id=run.wa_id, message_id=message_id,
-                                wa_message_id=wamid, author=AUTOMATION, kind=kind, content=content, line=line,
-                                at=now, status="failed" if error else "accepted",
-                                error_title=error.message[:300] if error else None)
+        items.append((run.wa_id, threads.outbound_row(
+            tenant_id, None, message_id=message_id, wa_message_id=wamid, author=AUTOMATION, kind=kind,
+            content=content, line=line, at=now, status="failed" if error else "accepted",
+            error_title=error.message[:300] if error else None, now=now)))
     if error is not None:
-        threads.log_rule_run(conn, tenant_id, run.thread_id, run.rule_name, f"reply not sent: {error.message}",
-                             detail={"run_id": run.id, "code": error.code}, now=now)
+        items.append((None, threads.rule_run_row(tenant_id, run.thread_id, run.rule_name,
+                                                 f"reply not sent: {error.message}", now,
+                                                 detail={"run_id": run.id, "code": error.code})))
+    return items
 
 
 def sweep(now=None, limit: int = SWEEP_LIMIT) -> int:

@@ -1,4 +1,4 @@
-"""Settled sends and WhatsApp's statuses onto threads, a delivered batch at a time.
+"""Settled sends, WhatsApp's statuses and an automation's sent replies onto threads, a batch at a time.
 
 What ``threads.record_message_row`` and ``threads.apply_status`` do for one event, done for a batch in a few
 set-based statements whatever its size: the sends' rows read at once; their threads found (locked, in id
@@ -6,7 +6,8 @@ order) or made with their contacts; their entries inserted; each thread touched 
 entries' ticks forward in one statement, and write the entries of sends that have none yet (a batch's
 sends publish no settling) as settled sends' are. What the batch finds written already (the inbox's own
 reply, whose entry knows its agent; an event handed over again) goes the one-event way, which knows how to
-merge it. Same rows, same idempotence.
+merge it. Same rows, same idempotence. A batch of an automation's replies (``record_replies``) goes the same
+way, with the lines saying why those not sent were not.
 """
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ from saas.timeutil import utcnow
 _SENT = (Message.id, Message.tenant_id, Message.phone_number_id, Message.wa_id, Message.type, Message.body_summary,
          Message.wa_message_id, Message.idempotency_key, Message.created_at, Message.error_code,
          Message.error_title)
+# An outbound entry's columns (a rule-run line has some of them, the others NULL).
+_OUTBOUND = ("tenant_id", "thread_id", "kind", "direction", "author", "author_user_id", "message_id", "wa_message_id",
+             "type", "content", "text", "status", "error_code", "error_title", "at", "created_at")
+
+
 # A batch's statements, built once with its keys bound as ``keys`` (an expanding IN of (tenant, ...) pairs).
 def _keyed(name: str, build):
     return lambda conn: built_once(conn, f"inbox.batches.{name}", lambda conn: build(bindparam("keys", expanding=True)))
@@ -97,6 +103,47 @@ def _write_new(conn, new, now) -> list[threads.Touched]:
     _touch_all(conn, {thread.id: thread for thread in found.values()}, latest, now)
     return [threads.Touched(t.tenant_id, t.id, status=t.status, assignee_id=t.assignee_id)
             for t in found.values() if t.id in latest]
+
+
+def record_replies(conn, tenant_id: int, number_pk: int, items: list[tuple], now) -> None:
+    """Messages to customers of one tenant's number and lines about them, as ``threads.record_outbound`` and
+    ``threads.log_rule_run`` write each, in their order, a statement per table whatever their count.
+
+    ``items``: (the customer's wa_id, a ``threads.outbound_row`` without its thread) or (None, a
+    ``threads.rule_run_row``). An entry a status wrote first goes the one-event way, which merges; the others'
+    threads are found (locked) or made resolved, the new entries inserted (idempotent on the message id), and
+    each thread touched once: its newest preview, no longer waiting once answered (``threads.ANSWERING``)."""
+    message_ids = sorted({entry["message_id"] for wa_id, entry in items if wa_id is not None})
+    written = set(conn.execute(select(Entry.message_id).where(
+        Entry.tenant_id == tenant_id, among(conn, Entry.message_id, message_ids))).scalars()) if message_ids else set()
+    new = []
+    for wa_id, entry in items:
+        if wa_id is not None and entry["message_id"] in written:
+            threads.record_outbound(
+                conn, tenant_id, number_pk=number_pk, wa_id=wa_id, message_id=entry["message_id"],
+                wa_message_id=entry["wa_message_id"], author=entry["author"], kind=entry["type"],
+                content=entry["content"], line=entry["text"], at=entry["at"], status=entry["status"],
+                error_code=entry["error_code"], error_title=entry["error_title"], now=now)
+        else:
+            new.append((wa_id, entry))
+    keys = {(tenant_id, number_pk, wa_id) for wa_id, _ in new if wa_id is not None}
+    found = _threads(conn, keys, now) if keys else {}
+    rows = [dict(dict.fromkeys(_OUTBOUND), **entry) for _, entry in new]
+    for (wa_id, _), row in zip(new, rows):
+        if wa_id is not None:
+            row["thread_id"] = found[(tenant_id, number_pk, wa_id)].id
+    inserted = {message_id for (message_id,) in insert_many(
+        conn, Entry.__table__, rows, returning=("message_id",), conflict=("tenant_id", "message_id"))}
+    latest: dict[int, tuple] = {}
+    for row in rows:
+        if row["direction"] == "out" and row["message_id"] in inserted:
+            at, line, answered = latest.get(row["thread_id"], (None, "", False))
+            if at is None or row["at"] >= at:  # one by one, a later one as new as the last moves the preview
+                at, line = row["at"], row["text"]
+            latest[row["thread_id"]] = (at, line, answered or (row["author"] in threads.ANSWERING
+                                                                and row["status"] != "failed"))
+    _touch_all(conn, {thread.id: thread for thread in found.values()}, latest, now)
+    threads.touch_threads(conn, {row["thread_id"] for row in rows if row["direction"] is None} - set(latest), now)
 
 
 def _threads(conn, keys: set[tuple[int, int, str]], now, *, status: str = RESOLVED,

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from saas.contacts import directory
 from saas.contacts.models import SOURCE_INBOUND
-from saas.database import among, built_once, insert_for
+from saas.database import among, built_once, insert_for, insert_many
 from saas.inbox import rendering
 from saas.inbox.models import (
     AGENT, API, AUTOMATION, BROADCAST, CUSTOMER, MESSAGE, OPEN, ORDER, RESOLVED, RULE_RUN, SYSTEM, Entry, Thread,
@@ -144,6 +144,17 @@ def author_of(idempotency_key: str | None) -> str:
     return API
 
 
+def outbound_row(tenant_id: int, thread_id: int | None, *, message_id: int | None, wa_message_id: str | None,
+                 author: str, kind: str, content: dict, line: str, at: datetime, status: str | None,
+                 now: datetime, author_user_id: int | None = None, error_code: int | None = None,
+                 error_title: str | None = None) -> dict:
+    """The entry of a message to the customer (``record_outbound``'s), as values to insert."""
+    return {"tenant_id": tenant_id, "thread_id": thread_id, "kind": MESSAGE, "direction": "out", "author": author,
+            "author_user_id": author_user_id, "message_id": message_id, "wa_message_id": wa_message_id,
+            "type": kind, "content": content, "text": line[:4096], "status": status, "error_code": error_code,
+            "error_title": error_title, "at": at, "created_at": now}
+
+
 def record_outbound(conn, tenant_id: int, *, number_pk: int, wa_id: str, message_id: int | None,
                     wa_message_id: str | None, author: str, kind: str, content: dict, line: str,
                     at: datetime, status: str | None, author_user_id: int | None = None,
@@ -159,11 +170,10 @@ def record_outbound(conn, tenant_id: int, *, number_pk: int, wa_id: str, message
     existing = conn.execute(select(Entry.id, Entry.author, Entry.status).where(
         Entry.tenant_id == tenant_id, Entry.message_id == message_id)).first() if message_id else None
     if existing is None:
-        entry_id = _insert_entry(conn, {
-            "tenant_id": tenant_id, "thread_id": thread.id, "kind": MESSAGE, "direction": "out", "author": author,
-            "author_user_id": author_user_id, "message_id": message_id, "wa_message_id": wa_message_id,
-            "type": kind, "content": content, "text": line[:4096], "status": status, "error_code": error_code,
-            "error_title": error_title, "at": at, "created_at": now}, "message_id")
+        entry_id = _insert_entry(conn, outbound_row(
+            tenant_id, thread.id, message_id=message_id, wa_message_id=wa_message_id, author=author, kind=kind,
+            content=content, line=line, at=at, status=status, author_user_id=author_user_id,
+            error_code=error_code, error_title=error_title, now=now), "message_id")
         if entry_id is None:
             return Touched(tenant_id, thread.id, status=thread.status, assignee_id=thread.assignee_id)
     else:
@@ -231,19 +241,29 @@ def apply_status(conn, tenant_id: int, wa_message_id: str, status: str, *, error
     return Touched(tenant_id, entry.thread_id)
 
 
+def rule_run_row(tenant_id: int, thread_id: int, rule: str, outcome: str, now: datetime, *,
+                 detail: dict | None = None) -> dict:
+    """The entry of an automation's run on a thread (``log_rule_run``'s), as values to insert."""
+    return {"tenant_id": tenant_id, "thread_id": thread_id, "kind": RULE_RUN, "author": AUTOMATION, "type": "rule_run",
+            "content": {"rule": rule[:200], "outcome": outcome[:200], **(detail or {})},
+            "text": f"{rule}: {outcome}"[:4096], "at": now, "created_at": now}
+
+
 def log_rule_run(conn, tenant_id: int, thread_id: int, rule: str, outcome: str, *,
                  detail: dict | None = None, now: datetime | None = None, touch: bool = True) -> int:
     """An automation's run on a thread, shown in it (a rule that matched, what it did or why it did not).
     ``touch=False``: the caller marks the thread updated (``touch_threads``), once for a batch."""
     now = now or utcnow()
     statement = built_once(conn, "inbox.entry", lambda conn: insert_for(conn, Entry).returning(Entry.id))
-    entry_id = conn.execute(statement, {
-        "tenant_id": tenant_id, "thread_id": thread_id, "kind": RULE_RUN, "author": AUTOMATION, "type": "rule_run",
-        "content": {"rule": rule[:200], "outcome": outcome[:200], **(detail or {})},
-        "text": f"{rule}: {outcome}"[:4096], "at": now, "created_at": now}).scalar()
+    entry_id = conn.execute(statement, rule_run_row(tenant_id, thread_id, rule, outcome, now, detail=detail)).scalar()
     if touch:
         conn.execute(_TOUCHED, {"b_thread": thread_id, "b_tenant": tenant_id, "b_now": now})
     return entry_id
+
+
+def log_rule_runs(conn, rows: list[dict]) -> None:
+    """Runs' entries (``rule_run_row``s) in one statement; the caller marks their threads updated."""
+    insert_many(conn, Entry.__table__, rows)
 
 
 def touch_threads(conn, thread_ids, now: datetime) -> None:

@@ -133,3 +133,89 @@ def test_a_customers_messages_in_one_batch_land_as_they_would_one_by_one(app, cl
     [thread] = threads_of(app, shop.tenant_id)
     assert [e.text for e in entries_of(app, thread.id)] == ["first", "second", "third", "fourth"]
     assert (thread.unread, thread.last_preview, thread.waiting_since) == (4, "fourth", entries[0].at)
+
+
+REPLYING = [f"1650557{n:04d}" for n in range(4)]  # wrote first: waiting
+NEW = "16505579999"  # never wrote: the reply makes the thread
+
+
+def reply_items(app, shop, now) -> list[tuple]:
+    """An automation's replies and lines as ``batches.record_replies`` takes them: the first customer
+    answered then a reply failed (the same moment), the second only failed, a line alone for the third, and
+    a customer with no thread yet answered."""
+    from saas.inbox import threads
+
+    by_wa_id = {thread.wa_id: thread.id for thread in threads_of(app, shop.tenant_id)}
+
+    def reply(wa_id, message_id, line, failed=False):
+        return (wa_id, threads.outbound_row(
+            shop.tenant_id, None, message_id=message_id, wa_message_id=f"wamid.out{message_id}",
+            author="automation", kind="text", content={"body": line}, line=line, at=now,
+            status="failed" if failed else "accepted", error_title="Undeliverable" if failed else None, now=now))
+
+    def line(wa_id, outcome):
+        return (None, threads.rule_run_row(shop.tenant_id, by_wa_id[wa_id], "prices", outcome, now,
+                                           detail={"run_id": 1, "code": "upstream_error"}))
+
+    first, second, third, _ = REPLYING
+    return [reply(first, 1, "one"), reply(first, 2, "two", failed=True), line(first, "reply not sent: two"),
+            reply(second, 3, "three", failed=True), line(second, "reply not sent: three"),
+            line(third, "reply not sent: refused"), reply(NEW, 4, "four")]
+
+
+def replied(app, shop, now) -> tuple:
+    threads = threads_of(app, shop.tenant_id)
+    entries = [[(e.kind, e.author, e.direction, e.status, e.error_title, e.text, e.content, e.at == now)
+                for e in sorted(entries_of(app, thread.id), key=lambda e: e.id)] for thread in threads]
+    return entries, [(t.wa_id, t.status, t.last_preview, t.waiting_since is None, t.unread, t.updated_at == now,
+                      t.contact_id is not None) for t in threads]
+
+
+def test_a_batch_of_automated_replies_lands_as_one_by_one(app, client, whatsapp):
+    from saas.inbox import batches, threads
+    from saas.timeutil import utcnow
+
+    together, alone = make_shop(app, whatsapp), make_shop(app, whatsapp)
+    for shop in (together, alone):
+        for customer in REPLYING:
+            post_inbound(app, client, shop, text("price?", sender=customer), sender=customer)
+    now = utcnow()
+    items, items_alone = reply_items(app, together, now), reply_items(app, alone, now)
+    with app.app_context():
+        batches.record_replies(db.session.connection(), together.tenant_id, together.number.id, items, now)
+        db.session.commit()
+        conn = db.session.connection()
+        for wa_id, row in items_alone:
+            if wa_id is None:
+                threads.log_rule_run(conn, alone.tenant_id, row["thread_id"], "prices",
+                                     row["content"]["outcome"], detail={"run_id": 1, "code": "upstream_error"},
+                                     now=now)
+            else:
+                threads.record_outbound(
+                    conn, alone.tenant_id, number_pk=alone.number.id, wa_id=wa_id, message_id=row["message_id"],
+                    wa_message_id=row["wa_message_id"], author="automation", kind="text", content=row["content"],
+                    line=row["text"], at=now, status=row["status"], error_title=row["error_title"], now=now)
+        db.session.commit()
+        db.session.remove()
+    rows = replied(app, together, now)
+    assert rows == replied(app, alone, now)
+    threads_ = {wa_id: rest for wa_id, *rest in rows[1]}
+    first, second, third, _ = REPLYING
+    assert threads_[first][:3] == ["open", "two", True]  # answered; the later of the moment is the last message
+    assert threads_[second][:3] == ["open", "three", False]  # a failed reply answers nobody
+    assert threads_[third][:4] == ["open", "price?", False, 1] and threads_[third][4]  # touched by its line
+    assert threads_[NEW] == ["resolved", "four", True, 0, True, True]
+
+    # Written again, WhatsApp's tick having moved on meanwhile: the entries are there, merged (the tick moved
+    # forward), none twice.
+    again = [(wa_id, dict(row, status="delivered" if row["status"] == "accepted" else row["status"]))
+             for wa_id, row in reply_items(app, together, now) if wa_id is not None]
+    with app.app_context():
+        batches.record_replies(db.session.connection(), together.tenant_id, together.number.id, again, now)
+        db.session.commit()
+        db.session.remove()
+    entries, threads_again = replied(app, together, now)
+    assert threads_again == rows[1]
+    assert [[entry[3] for entry in thread] for thread in entries] == [
+        [status.replace("accepted", "delivered") if status else status for _, _, _, status, *_ in thread]
+        for thread in rows[0]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import threading
 from datetime import timedelta
 
 import pytest
@@ -602,3 +603,85 @@ def test_flask_whatsapp_apply_pending_applies_what_is_left(whatsapp, runner, acm
     assert result.exit_code == 0, result.output
     assert "Applied 1 stored notifications." in result.output
     assert message(whatsapp, item["id"]).body_summary == "left behind"
+
+
+# -- what another process left waiting -------------------------------------------------------
+
+def _left_waiting(app, acme, text: str, *, age: timedelta, attempts: int = 0) -> dict:
+    """A notification another process stored ``age`` ago and has not applied (its queue is behind)."""
+    item = wa.inbound("text", {"body": text})
+    with app.app_context():
+        db.session.add(WhatsAppNotification(body=wa.body_of(wa.notification(acme.waba_id, ("messages", wa.messages_value(
+            acme, contacts=[wa.contact()], messages=[item])))).decode(), received_at=utcnow() - age,
+            attempts=attempts))
+        db.session.commit()
+        db.session.remove()
+    return item
+
+
+def test_a_notification_left_waiting_past_the_share_time_is_taken_by_any_process(whatsapp, acme):
+    waited = _left_waiting(whatsapp, acme, "waited", age=timedelta(seconds=1))
+    fresh = _left_waiting(whatsapp, acme, "just stored", age=timedelta(0))
+    failed = _left_waiting(whatsapp, acme, "failed before", age=timedelta(seconds=1), attempts=1)
+    with whatsapp.app_context():
+        assert notifications.apply_waiting(older_than=timedelta(milliseconds=250)) == 1
+        assert notifications.apply_waiting(older_than=timedelta(milliseconds=250)) == 0  # applied once
+        db.session.remove()
+    assert message(whatsapp, waited["id"]).body_summary == "waited"
+    # Its own process still has the fresh one in its queue; a failed one is the sweep's, tried on its schedule.
+    assert message(whatsapp, fresh["id"]) is None and message(whatsapp, failed["id"]) is None
+
+
+def test_every_process_takes_what_waits_unless_sharing_is_off(whatsapp, acme):
+    from saas import create_app
+
+    waited = _left_waiting(whatsapp, acme, "taken by housekeeping", age=timedelta(seconds=1))
+    url = whatsapp.config["SQLALCHEMY_DATABASE_URI"]
+    off = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "HOUSEKEEPING": True,
+                      "WHATSAPP_SHARE_SECONDS": 0.0})
+    on = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "HOUSEKEEPING": True,
+                     "WHATSAPP_SHARE_SECONDS": 0.5})
+    try:
+        assert "WhatsApp notifications waiting" not in {task[0] for task in off.extensions["background"]._tasks}
+        tasks = {task[0]: task for task in on.extensions["background"]._tasks}
+        assert tasks["WhatsApp notifications waiting"][1] == 0.5
+        with on.app_context():
+            tasks["WhatsApp notifications waiting"][2]()
+    finally:
+        for process in (off, on):
+            with process.app_context():
+                db.engine.dispose()
+    assert message(whatsapp, waited["id"]).body_summary == "taken by housekeeping"
+
+
+def test_a_notification_being_applied_elsewhere_is_skipped_not_waited_for(whatsapp, acme, backend):
+    if backend != "postgresql":
+        pytest.skip("row locks held by another connection: PostgreSQL")
+    from sqlalchemy import create_engine
+
+    item = _left_waiting(whatsapp, acme, "applied by its own process", age=timedelta(seconds=1))
+    (row,) = stored(whatsapp)
+    other = create_engine(whatsapp.config["SQLALCHEMY_DATABASE_URI"])
+    try:
+        with other.connect() as conn:  # the process that stored it is applying it: the row is locked
+            conn.execute(select(WhatsAppNotification.id).where(WhatsAppNotification.id == row.id).with_for_update())
+
+            def take():
+                with whatsapp.app_context():
+                    notifications.apply_waiting(older_than=timedelta(milliseconds=250))
+                    db.session.remove()
+
+            taker = threading.Thread(target=take)
+            taker.start()
+            taker.join(10)
+            waited = taker.is_alive()
+            conn.rollback()
+            taker.join(10)
+            assert not waited, "waited for the row another process holds"
+            assert message(whatsapp, item["id"]) is None
+    finally:
+        other.dispose()
+    with whatsapp.app_context():
+        assert notifications.apply_waiting(older_than=timedelta(milliseconds=250)) == 1
+        db.session.remove()
+    assert message(whatsapp, item["id"]).body_summary == "applied by its own process"

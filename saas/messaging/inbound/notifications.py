@@ -176,6 +176,34 @@ def apply_notification(notification_id: int) -> None:
 apply_notification.batch = apply_many
 
 
+def _waiting(cutoff: datetime, limit: int, *, untried: bool = False) -> list[int]:
+    """Ids of notifications stored before ``cutoff`` and not applied, oldest first (``untried``: only those no
+    process has tried to apply yet)."""
+    query = (select(WhatsAppNotification.id)
+             .where(WhatsAppNotification.processed_at.is_(None), WhatsAppNotification.received_at <= cutoff)
+             .order_by(WhatsAppNotification.received_at).limit(limit))
+    query = query.where(WhatsAppNotification.attempts == 0 if untried
+                        else WhatsAppNotification.attempts < MAX_ATTEMPTS)
+    ids = list(db.session.scalars(query))
+    db.session.rollback()
+    return ids
+
+
+def apply_waiting(*, older_than: timedelta, limit: int = 100, now: datetime | None = None) -> int:
+    """Apply notifications still waiting ``older_than`` after they were stored, whichever process stored them;
+    how many were found. Returns at once when none waits (one indexed read).
+
+    Each process applies what its own requests stored, so a process holding most of WhatsApp's connections
+    falls behind while the others idle; every process runs this often (``WHATSAPP_SHARE_SECONDS``) to take
+    the oldest of them. Rows a process is applying are skipped, never waited for (``_claim``), and what its
+    queue hands it later is found applied and skipped: each notification is applied once. Only untried ones:
+    a notification that failed is the sweep's (``apply_pending``)."""
+    ids = _waiting((now or utcnow()) - older_than, limit, untried=True)
+    if ids:
+        apply_many([(i,) for i in ids])
+    return len(ids)
+
+
 def apply_pending(*, older_than: timedelta = timedelta(seconds=10), limit: int = 500,
                   now: datetime | None = None) -> int:
     """Apply stored notifications still unapplied after ``older_than`` (a crash lost their job), then the
@@ -184,13 +212,7 @@ def apply_pending(*, older_than: timedelta = timedelta(seconds=10), limit: int =
     Run by every process's housekeeping and ``flask whatsapp apply-pending``;
     safe anywhere at once (rows are claimed, and applying is idempotent).
     """
-    cutoff = (now or utcnow()) - older_than
-    ids = list(db.session.scalars(
-        select(WhatsAppNotification.id)
-        .where(WhatsAppNotification.processed_at.is_(None), WhatsAppNotification.received_at <= cutoff,
-               WhatsAppNotification.attempts < MAX_ATTEMPTS)
-        .order_by(WhatsAppNotification.received_at).limit(limit)))
-    db.session.rollback()
+    ids = _waiting((now or utcnow()) - older_than, limit)
     if ids:
         log.warning("applying %d WhatsApp notifications left unapplied", len(ids))
         apply_many([(i,) for i in ids])
