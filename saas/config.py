@@ -249,7 +249,7 @@ def _whatsapp_settings() -> dict:
         "WHATSAPP_WEBHOOK_MAX_BYTES": env_int("WHATSAPP_WEBHOOK_MAX_BYTES", 3 * 1024 * 1024),
         "WHATSAPP_APPLY_BATCH": env_int("WHATSAPP_APPLY_BATCH", 10),
         "WHATSAPP_SWEEP_SECONDS": env_float("WHATSAPP_SWEEP_SECONDS", 30.0),
-        "WHATSAPP_SHARE_SECONDS": env_float("WHATSAPP_SHARE_SECONDS", 0.25),
+        "WHATSAPP_SHARE_SECONDS": env_float("WHATSAPP_SHARE_SECONDS", 1.0),
         "WHATSAPP_NOTIFICATION_RETENTION_DAYS": env_int("WHATSAPP_NOTIFICATION_RETENTION_DAYS", 7),
         # Automation's settled runs (saas.automation.retention): how long they are kept.
         "AUTOMATION_RUN_RETENTION_DAYS": env_int("AUTOMATION_RUN_RETENTION_DAYS", 30),
