@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -72,26 +73,33 @@ def test_an_older_event_waits_for_a_newer_one_in_flight_and_then_changes_nothing
     first = engine.connect()
     first_tx = first.begin()
     assert apply(first, store.tenant_id, "W-1", "delivered", OrderData(), source="api").applied
-    found = {}
+    found, backend = {}, {}
+    begun = threading.Event()
 
     def later():
         with engine.begin() as conn:
+            backend["pid"] = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+            begun.set()
             found["paid"] = apply(conn, store.tenant_id, "W-1", "paid", OrderData(), source="api")
 
     waiter = threading.Thread(target=later)
     waiter.start()
-    with engine.connect() as watcher:
-        waiting = 0
-        for _ in range(10_000):  # until the second transaction waits on the first's row lock
-            waiting = watcher.execute(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = "
-                "current_database()")).scalar()
-            if waiting:
-                break
-        assert waiting == 1
-    first_tx.commit()
-    first.close()
-    waiter.join(timeout=30)
+    try:
+        assert begun.wait(30)
+        # Each read its own transaction (a transaction sees one snapshot of pg_stat_activity), and only the
+        # second transaction's session: the sandbox's status walk may wait on the same order's thread too.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
+            waiting, deadline = None, time.monotonic() + 30
+            while waiting != "Lock" and time.monotonic() < deadline:
+                waiting = watcher.execute(text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
+                                          {"pid": backend["pid"]}).scalar()
+            assert waiting == "Lock"
+        first_tx.commit()
+    finally:
+        if first_tx.is_active:  # a failed check must not leave the order locked for the next test
+            first_tx.rollback()
+        first.close()
+        waiter.join(timeout=30)
     assert found["paid"].outcome == "stale"
     assert store.call("GET", "/api/v1/orders/W-1").get_json()["state"] == "delivered"
     assert [n[1] for n in store.notifications()] == ["created", "delivered"]
