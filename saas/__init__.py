@@ -119,8 +119,9 @@ def register_services(app: Flask) -> None:
     rights = Rights(session, caches, app.config)
     metering = Metering(rights_of=rights.for_tenant_id)
     app.extensions["metering"] = metering
-    # One pool of kept-alive connections to Graph for every caller in the process.
-    graph_session = pooled_session(app.config["WHATSAPP_POOL_SIZE"])
+    # One pool of kept-alive connections to Graph for every caller in the process, as large as the calls one
+    # batch of sends has in flight (a broadcast worker's), so none opens a connection only to drop it.
+    graph_session = pooled_session(max(app.config["WHATSAPP_POOL_SIZE"], app.config["SEND_MANY_CONCURRENCY"]))
     service = register_send_service(app, metering, graph_session, session=session, caches=caches, rights=rights)
     from saas.broadcasts import worker as broadcasts
 

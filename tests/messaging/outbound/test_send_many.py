@@ -265,3 +265,19 @@ def test_the_command_sends_a_file_of_json_lines(app, client, runner, tmp_path):
     assert printed[2]["error"]["details"] == {"to": ["Must be a phone number in international format, 7 to 15 digits."]}
     assert "Sent 2, refused 2." in result.stderr
     assert usage_values(app, acme.tenant_id)["messages"] == 2
+
+
+def test_the_graph_pool_keeps_every_call_a_batch_has_in_flight(app, graph, caplog):
+    """A worker whose batches have more calls in flight than WHATSAPP_POOL_SIZE keeps a connection for each:
+    none opened only to be dropped (urllib3 warns, on every call, when it drops one)."""
+    from saas import create_app
+
+    worker = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+                         "SERVER_NAME": None, "HOUSEKEEPING": False, "WHATSAPP_POOL_SIZE": 2,
+                         "SEND_MANY_CONCURRENCY": 8})
+    session = worker.extensions["graph"].session
+    graph.latency = 0.2  # the eight calls overlap
+    with caplog.at_level("WARNING", logger="urllib3.connectionpool"), ThreadPoolExecutor(8) as calls:
+        answers = list(calls.map(lambda n: session.get(f"{graph.url}/v23.0/{n}", timeout=5), range(8)))
+    assert len(answers) == 8 and all(a.status_code for a in answers)
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
