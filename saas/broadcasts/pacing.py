@@ -4,8 +4,9 @@ each batch; broadcasts from one number share its bucket. Kept in the worker's me
 paces itself, so with several workers give each a share (BROADCAST_RATE_SHARE).
 
 ``Yielding``: a worker process on cores shared with web processes pauses after a batch that spent much of
-its time waiting for a CPU (BROADCAST_YIELD_SHARE). ``Deference``: a worker keeps only a share of its pace
-while other sessions are at work in the database, the web serving requests (BROADCAST_BUSY_SHARE)."""
+its time waiting for a CPU (BROADCAST_YIELD_SHARE). ``Deference``: the workers together keep only a share of
+one worker's pace while other sessions are at work in the database, the web serving requests
+(BROADCAST_BUSY_SHARE)."""
 from __future__ import annotations
 
 import threading
@@ -102,48 +103,74 @@ class Yielding:
         return pause
 
 
-# The application_name of a broadcast worker's connections: workers do not give way to one another.
+# The application_name of a broadcast worker's connections, followed by its process id: workers do not give way
+# to one another, and count one another.
 WORKER_APPLICATION = "relay-broadcasts"
-# Other sessions of this database in the middle of work: the web's requests, jobs (PostgreSQL).
-OTHERS_AT_WORK = text(
-    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
-    "AND backend_type = 'client backend' AND state IN ('active', 'idle in transaction') "
-    "AND application_name <> :worker")
+# Other sessions of this database in the middle of work (the web's requests, jobs), and the broadcast workers
+# connected to it (PostgreSQL).
+AT_WORK = text(
+    "SELECT count(*) FILTER (WHERE pid <> pg_backend_pid() AND backend_type = 'client backend' "
+    "AND state IN ('active', 'idle in transaction') AND application_name NOT LIKE :workers), "
+    "count(DISTINCT application_name) FILTER (WHERE application_name LIKE :workers) "
+    "FROM pg_stat_activity WHERE datname = current_database()")
 # The longest pause after one batch for others at work.
 MAX_DEFERENCE = 5.0
+
+
+def worker_application(pid: int) -> str:
+    """The application_name of the connections of the broadcast worker with process id ``pid``."""
+    return f"{WORKER_APPLICATION} {pid}"
+
+
+@dataclass(frozen=True)
+class AtWork:
+    others: int       # other sessions (not broadcast workers') in a statement or a transaction
+    workers: int = 1  # broadcast worker processes connected, the asking one included
+
+
+def at_work(session) -> AtWork:
+    """Who is at work in the database now; nobody else and one worker where the database does not say
+    (SQLite). Ends the read's transaction."""
+    if session.get_bind().dialect.name != "postgresql":
+        return AtWork(0)
+    try:
+        others, workers = session.execute(AT_WORK, {"workers": WORKER_APPLICATION + "%"}).one()
+    finally:
+        session.commit()
+    return AtWork(others or 0, max(workers or 0, 1))
 
 
 def others_at_work(session) -> int:
     """How many other sessions (not broadcast workers') are in a statement or a transaction now; 0 where the
     database does not say (SQLite). Ends the read's transaction."""
-    if session.get_bind().dialect.name != "postgresql":
-        return 0
-    try:
-        return session.execute(OTHERS_AT_WORK, {"worker": WORKER_APPLICATION}).scalar() or 0
-    finally:
-        session.commit()
+    return at_work(session).others
 
 
 class Deference:
     """A worker giving way to the processes that serve requests, wherever they run: after each batch it asks
-    the database whether other sessions are at work (``others``, a callable: their count), and if any are it
-    pauses so as to keep ``share`` of its pace while they work: a batch that took t seconds to send is
-    followed by t * (1 / share - 1) (at most MAX_DEFERENCE). The database's work and the cores the worker drives (its
-    backend, WhatsApp's calls) step back with it; with nobody else at work it sends at full speed. Off with
-    ``share`` 1 (or more)."""
+    the database who is at work (``at_work``, a callable: an AtWork, or the count of other sessions), and if
+    other sessions are, it pauses so that the broadcast workers together keep ``share`` of one worker's pace
+    while they work: with n workers connected, a batch that took t seconds to send is followed by
+    t * (n / share - 1) (at most MAX_DEFERENCE). The database's work and the cores the workers drive (their
+    backends, WhatsApp's calls) step back with them; with nobody else at work they send at full speed. Off
+    with ``share`` 1 (or more)."""
 
-    def __init__(self, share: float, others, *, sleep=time.sleep):
+    def __init__(self, share: float, at_work, *, sleep=time.sleep):
         self.share = share
-        self.others = others
+        self.at_work = at_work
         self.sleep = sleep
         self.paused = 0.0
 
     def after_batch(self, worked: float) -> float:
         """Pause if others are at work, in proportion to the ``worked`` seconds of the batch just sent;
         seconds paused."""
-        if not 0 < self.share < 1 or worked <= 0 or not self.others():
+        if not 0 < self.share < 1 or worked <= 0:
             return 0.0
-        pause = min(worked * (1 / self.share - 1), MAX_DEFERENCE)
+        found = self.at_work()
+        found = found if isinstance(found, AtWork) else AtWork(found)
+        if not found.others:
+            return 0.0
+        pause = min(worked * (max(found.workers, 1) / self.share - 1), MAX_DEFERENCE)
         self.sleep(pause)
         self.paused += pause
         return pause

@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import event
 
 from saas.broadcasts import settings
-from saas.broadcasts.pacing import WORKER_APPLICATION, Deference, Pacing, Yielding, others_at_work
+from saas.broadcasts.pacing import Deference, Pacing, Yielding, at_work, worker_application
 from saas.broadcasts.runner import Runner, tick
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def worker_runner(app) -> Runner:
     name_connections(db.engine)
     runner = runner_for(app)
     runner.yielding = Yielding(app.config["BROADCAST_YIELD_SHARE"])
-    runner.deference = Deference(app.config["BROADCAST_BUSY_SHARE"], lambda: others_at_work(db.session))
+    runner.deference = Deference(app.config["BROADCAST_BUSY_SHARE"], lambda: at_work(db.session))
     # SQLite has one writer: lanes would only queue for it.
     runner.lanes = max(app.config["BROADCAST_WORKER_LANES"], 1) if db.engine.dialect.name == "postgresql" else 1
     real = app._get_current_object() if hasattr(app, "_get_current_object") else app  # not current_app's proxy
@@ -89,8 +89,9 @@ def worker_runner(app) -> Runner:
 
 
 def name_connections(engine) -> None:
-    """The worker's PostgreSQL sessions carry WORKER_APPLICATION as their application_name, so that workers
-    count only others' sessions at work (saas.broadcasts.pacing.others_at_work), never one another's."""
+    """The worker's PostgreSQL sessions carry WORKER_APPLICATION and the process id as their application_name,
+    so that workers count only others' sessions at work, never one another's, and count one another
+    (saas.broadcasts.pacing.at_work)."""
     if engine.dialect.name != "postgresql" or event.contains(engine, "connect", _named):
         return
     event.listen(engine, "connect", _named)
@@ -99,7 +100,7 @@ def name_connections(engine) -> None:
 
 def _named(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute(f"SET application_name = '{WORKER_APPLICATION}'")
+    cursor.execute(f"SET application_name = '{worker_application(os.getpid())}'")
     cursor.close()
     dbapi_connection.commit()
 

@@ -13,7 +13,9 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import create_engine, text
 
-from saas.broadcasts.pacing import MAX_DEFERENCE, WORKER_APPLICATION, Deference, Pacing, others_at_work
+from saas.broadcasts.pacing import (
+    MAX_DEFERENCE, WORKER_APPLICATION, AtWork, Deference, Pacing, at_work, others_at_work, worker_application,
+)
 from saas.broadcasts.runner import Runner
 from saas.broadcasts.worker import worker_runner
 from saas.extensions import db
@@ -33,6 +35,16 @@ def test_a_worker_keeps_its_share_of_pace_while_others_are_at_work():
     assert deference.paused == pytest.approx(0.4 + MAX_DEFERENCE)
 
 
+def test_workers_together_keep_the_share_of_one_workers_pace():
+    pauses = []
+    three = Deference(0.2, lambda: AtWork(others=4, workers=3), sleep=pauses.append)
+    assert three.after_batch(0.1) == pytest.approx(1.4)             # 0.1 s of 1.5: a fifteenth each, a fifth together
+    assert Deference(0.2, lambda: AtWork(others=0, workers=3), sleep=pauses.append).after_batch(0.1) == 0
+    assert Deference(0.2, lambda: AtWork(others=2, workers=0), sleep=pauses.append).after_batch(0.1) == \
+        pytest.approx(0.4)                                          # never fewer than itself
+    assert pauses == [pytest.approx(1.4), pytest.approx(0.4)]
+
+
 def test_others_at_work_are_other_sessions_in_a_transaction_but_not_broadcast_workers(app, backend):
     with app.app_context():
         if backend != "postgresql":
@@ -40,19 +52,26 @@ def test_others_at_work_are_other_sessions_in_a_transaction_but_not_broadcast_wo
             return
         url = db.engine.url.render_as_string(hide_password=False)
         assert others_at_work(db.session) == 0
+        assert at_work(db.session) == AtWork(0, 1)                 # no worker connected: counts as one
         other = create_engine(url)
-        worker = create_engine(url, connect_args={"application_name": WORKER_APPLICATION})
+        worker = create_engine(url, connect_args={"application_name": worker_application(101)})
+        second = create_engine(url, connect_args={"application_name": worker_application(102)})
         try:
-            with worker.connect() as named:
+            with worker.connect() as named, worker.connect() as lane, second.connect() as idle:
                 named.execute(text("SELECT 1"))                    # another worker, mid-transaction
+                lane.execute(text("SELECT 1"))                     # its second connection: still one worker
+                idle.execute(text("SELECT 1"))
+                idle.commit()                                      # a second worker, connected, idle
                 assert others_at_work(db.session) == 0
+                assert at_work(db.session) == AtWork(0, 2)
                 with other.connect() as web:
                     web.execute(text("SELECT 1"))                  # a request's transaction, open
-                    assert others_at_work(db.session) == 1
+                    assert at_work(db.session) == AtWork(1, 2)
             assert others_at_work(db.session) == 0
         finally:
             other.dispose()
             worker.dispose()
+            second.dispose()
         db.session.remove()
 
 
@@ -114,7 +133,7 @@ def test_the_worker_process_names_its_connections_and_runs_its_lanes(app, backen
             runner = worker_runner(app)
             if backend == "postgresql":
                 assert runner.lanes == 3
-                assert db.session.execute(text("SHOW application_name")).scalar() == WORKER_APPLICATION
+                assert db.session.execute(text("SHOW application_name")).scalar() == f"{WORKER_APPLICATION} {os.getpid()}"
             else:
                 assert runner.lanes == 1                            # one writer: one lane
             assert runner.deference is not None and runner.deference.share == 1   # the tests' setting
