@@ -229,18 +229,23 @@ class BroadcastPhase:
             # Against a slow Graph a worker's rate is its calls in flight over the delay: more of them.
             env.update(BROADCAST_BATCH=str(self.args.broadcast_batch),
                        SEND_MANY_CONCURRENCY=str(self.args.broadcast_concurrency))
-        options = {"cwd": bench.app_dir, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True,
-                   "env": env}
-        proc = bench.procs.start(command, **options)
+        # Its log goes to a file: a pipe read only once the process ends fills up and stops it mid-batch.
+        log = open(bench.logs / "broadcast-workers.log", "a", encoding="utf-8")
+        options = {"cwd": bench.app_dir, "stdout": subprocess.PIPE, "stderr": log, "text": True, "env": env}
+        try:
+            proc = bench.procs.start(command, **options)
+        finally:
+            log.close()  # the process has its own
         return proc if background else self.result(proc)
 
     def result(self, proc, timeout: float = 7200) -> dict:
         try:
-            out, err = proc.communicate(timeout=timeout)
+            out, _ = proc.communicate(timeout=timeout)
         finally:
             self.bench.procs.stop(proc, grace=2)
         found = re.search(r"^RESULT (\{.*\})$", out, re.M)
         if found is None:
+            err = (self.bench.logs / "broadcast-workers.log").read_text(encoding="utf-8", errors="replace")
             raise RuntimeError(f"broadcast.py printed no result (exit {proc.returncode}):\n{out}{err[-3000:]}")
         return json.loads(found.group(1))
 
@@ -257,18 +262,17 @@ class BroadcastPhase:
                 found = self.results[delay] = {}
                 print(f"broadcast: Graph answering after {delay:g} ms", flush=True)
                 small = self.broadcast(graph_url, SMALL, f"small{int(delay)}")
-                found["small"] = {**small, **self.script("--worker", "--graph-url", graph_url, delay=delay),
-                                  **sending(bench.url, small["id"])}
+                found["small"] = {**small, **self.workers(graph_url, delay), **sending(bench.url, small["id"])}
                 bench.measure(label("victim new, alone", delay), port, "new", VICTIM_CONNECTIONS, victim)
                 count = self.args.broadcast_recipients
                 big = self.broadcast(graph_url, count, f"big{int(delay)}")
                 print(f"  {count:,} contacts made in {big['contacts_s']:.0f} s; the check's job took "
                       f"{big['check_s']:.1f} s", flush=True)
-                running = self.script("--worker", "--graph-url", graph_url, delay=delay, background=True)
+                running = self.workers(graph_url, delay, background=True)
                 self.wait_sending(big["id"], running)
                 bench.measure(label("victim new, during a broadcast", delay), port, "new", VICTIM_CONNECTIONS,
                               victim)
-                found["big"] = {**big, **self.result(running), **sending(bench.url, big["id"])}
+                found["big"] = {**big, **self.joined(running), **sending(bench.url, big["id"])}
                 self.show(delay, found)
                 if delay == self.args.broadcast_delays[0] and self.args.paced_seconds:
                     paced = self.broadcast(graph_url, int(PACED_RATE * self.args.paced_seconds), f"paced{int(delay)}",
@@ -280,18 +284,37 @@ class BroadcastPhase:
                 _stop(proc)
         bench.notes["broadcast"] = {"results": self.results, "paced": self.paced}
 
-    def wait_sending(self, broadcast_id: int, worker, limit: float = 3600) -> None:
-        """Until the worker's first sends of the broadcast are recorded (its audience is written down first)."""
+    def workers(self, graph_url: str, delay: float, *, background: bool = False):
+        """``--broadcast-workers`` worker processes side by side, as a deployment scales the Procfile's
+        ``broadcasts`` process: their processes when ``background``, else their results joined."""
+        # Against a slow Graph a worker spends most of a batch waiting for WhatsApp's answers: more of them.
+        count = self.args.broadcast_slow_workers if delay else self.args.broadcast_workers
+        procs = [self.script("--worker", "--graph-url", graph_url, delay=delay, background=True)
+                 for _ in range(count)]
+        return procs if background else self.joined(procs)
+
+    def joined(self, procs) -> dict:
+        """The workers' results as one: what they claimed together, the longest run, the largest worker."""
+        found = [self.result(proc) for proc in procs]
+        return {"claimed": sum(f["claimed"] for f in found), "seconds": max(f["seconds"] for f in found),
+                "paused_s": max(f["paused_s"] for f in found), "deferred_s": max(f["deferred_s"] for f in found),
+                "max_rss_mb": max(f["max_rss_mb"] for f in found), "workers": len(found)}
+
+    def wait_sending(self, broadcast_id: int, workers, limit: float = 3600) -> None:
+        """Until the workers' first sends of the broadcast are recorded (its audience is written down first)."""
         deadline = time.monotonic() + limit
         while sending(self.bench.url, broadcast_id)["sent"] == 0:
-            if worker.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"broadcast {broadcast_id} sent nothing (worker exit {worker.returncode})")
+            ended = [w for w in workers if w.poll() is not None]
+            if len(ended) == len(workers) or time.monotonic() > deadline:
+                raise RuntimeError(f"broadcast {broadcast_id} sent nothing (worker exits "
+                                   f"{[w.returncode for w in workers]})")
             time.sleep(0.5)
 
     def show(self, delay: float, found: dict) -> None:
         small, big = found["small"], found["big"]
         print(f"  broadcast of {big['sent']:,}: {big['per_s']:.1f} sends/s over {big['span_s']:.1f} s of sending "
-              f"(worker {big['seconds']:.1f} s in all, {big.get('paused_s', 0):.1f} s of it paused for busy cores, "
+              f"({big.get('workers', 1)} worker(s), the longest {big['seconds']:.1f} s in all, "
+              f"{big.get('paused_s', 0):.1f} s of it paused for busy cores, "
               f"{big.get('deferred_s', 0):.1f} s for others at work in the database); "
               f"worker peak memory {small['max_rss_mb']:.0f} MB at "
               f"{SMALL:,}, {big['max_rss_mb']:.0f} MB at {big['sent']:,}", flush=True)
@@ -316,9 +339,11 @@ def report_lines(bench) -> list[str]:
     if not results and not paced:
         return []
     lines = ["", "## Broadcasts", "",
-             "Worker: `flask broadcasts run`'s loop in a process of its own, pacing lifted, with the app's "
-             "BROADCAST_BATCH and SEND_MANY_CONCURRENCY (100, 16) against a Graph answering at once and "
-             f"{bench.args.broadcast_batch} and {bench.args.broadcast_concurrency} against a slower one; the app served as above with BROADCAST_IN_WEB=0; "
+             "Workers: `flask broadcasts run`'s loop, each in a process of its own (as the Procfile's "
+             "`broadcasts` process scaled), pacing lifted: against a Graph answering at once "
+             f"{bench.args.broadcast_workers} with the app's BROADCAST_BATCH and SEND_MANY_CONCURRENCY (100, 16), "
+             f"against a slower one {bench.args.broadcast_slow_workers} with {bench.args.broadcast_batch} and "
+             f"{bench.args.broadcast_concurrency}; the paced broadcast one; the app served as above with BROADCAST_IN_WEB=0; "
              "the other tenant's API sends are bench/new.lua from its sandbox number. The machine is shared with "
              "other work (test runs): figures of one run, ratios within it.", "",
              "| Graph answers after | recipients | sends/s (first to last send) | the tenant's API sends/s at 16, "
@@ -387,6 +412,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--broadcast-concurrency", type=int, default=256,
                         help="the worker's SEND_MANY_CONCURRENCY (Graph calls of a batch at once) when WhatsApp "
                              "answers after a delay (default 256; at once, the app's settings)")
+    parser.add_argument("--broadcast-workers", type=int, default=2,
+                        help="worker processes side by side against a Graph answering at once (default 2, as many "
+                             "as the web's WEB_CONCURRENCY)")
+    parser.add_argument("--broadcast-slow-workers", type=int, default=3,
+                        help="worker processes side by side when WhatsApp answers after a delay (default 3)")
     parser.add_argument("--paced-seconds", type=float, default=15.0,
                         help="how long the broadcast paced at 80/s runs (its audience is 80 a second of it)")
 

@@ -39,7 +39,8 @@ past its rate limit and the ten tenants send, and reports their rate with and
 without it and the server's CPU per refusal, with refusals paused as configured
 and answered at once (bench/noisy_neighbour.py).
 
-``broadcast`` serves the app with BROADCAST_IN_WEB=0 and runs the broadcast worker against the
+``broadcast`` serves the app with BROADCAST_IN_WEB=0 and runs broadcast workers, each in a process of
+its own (``--broadcast-workers`` 2; ``--broadcast-slow-workers`` 3 against the slow Graph), against the
 loopback Graph (at once, and after 200 ms): a broadcast to 100,000 recipients
 (``--broadcast-recipients``) with pacing lifted, its sends/s beside another
 tenant's API sends at 16 connections alone and during it, the worker's memory
