@@ -140,15 +140,9 @@ def at_work(session) -> AtWork:
     return AtWork(others or 0, max(workers or 0, 1))
 
 
-def others_at_work(session) -> int:
-    """How many other sessions (not broadcast workers') are in a statement or a transaction now; 0 where the
-    database does not say (SQLite). Ends the read's transaction."""
-    return at_work(session).others
-
-
 class Deference:
     """A worker giving way to the processes that serve requests, wherever they run: after each batch it asks
-    the database who is at work (``at_work``, a callable: an AtWork, or the count of other sessions), and if
+    the database who is at work (``at_work``, a callable returning an AtWork), and if
     other sessions are, it pauses so that the broadcast workers together keep ``share`` of one worker's pace
     while they work: with n workers connected, a batch that took t seconds to send is followed by
     t * (n / share - 1) (at most MAX_DEFERENCE). The database's work and the cores the workers drive (their
@@ -167,7 +161,6 @@ class Deference:
         if not 0 < self.share < 1 or worked <= 0:
             return 0.0
         found = self.at_work()
-        found = found if isinstance(found, AtWork) else AtWork(found)
         if not found.others:
             return 0.0
         pause = min(worked * (max(found.workers, 1) / self.share - 1), MAX_DEFERENCE)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from saas.broadcasts.pacing import (
-    MAX_DEFERENCE, WORKER_APPLICATION, AtWork, Deference, Pacing, at_work, others_at_work, worker_application,
+    MAX_DEFERENCE, WORKER_APPLICATION, AtWork, Deference, Pacing, at_work, worker_application,
 )
 from saas.broadcasts.runner import Runner
 from saas.broadcasts.worker import worker_runner
@@ -25,12 +25,12 @@ from tests.broadcasts.helpers import Shop, sends_to
 
 def test_a_worker_keeps_its_share_of_pace_while_others_are_at_work():
     pauses, busy = [], [3]
-    deference = Deference(0.2, lambda: busy[0], sleep=pauses.append)
+    deference = Deference(0.2, lambda: AtWork(busy[0]), sleep=pauses.append)
     assert deference.after_batch(0.1) == pytest.approx(0.4)       # 0.1 s sending, 0.4 s paused: a fifth
     assert deference.after_batch(10.0) == MAX_DEFERENCE             # never more than MAX_DEFERENCE at once
     busy[0] = 0
     assert deference.after_batch(0.1) == 0                          # nobody else at work: full speed
-    assert Deference(1, lambda: 3, sleep=pauses.append).after_batch(0.1) == 0   # 1: never gives way
+    assert Deference(1, lambda: AtWork(3), sleep=pauses.append).after_batch(0.1) == 0   # 1: never gives way
     assert pauses == [pytest.approx(0.4), MAX_DEFERENCE]
     assert deference.paused == pytest.approx(0.4 + MAX_DEFERENCE)
 
@@ -48,10 +48,10 @@ def test_workers_together_keep_the_share_of_one_workers_pace():
 def test_others_at_work_are_other_sessions_in_a_transaction_but_not_broadcast_workers(app, backend):
     with app.app_context():
         if backend != "postgresql":
-            assert others_at_work(db.session) == 0                  # SQLite does not say: never gives way
+            assert at_work(db.session).others == 0                  # SQLite does not say: never gives way
             return
         url = db.engine.url.render_as_string(hide_password=False)
-        assert others_at_work(db.session) == 0
+        assert at_work(db.session).others == 0
         assert at_work(db.session) == AtWork(0, 1)                 # no worker connected: counts as one
         other = create_engine(url)
         worker = create_engine(url, connect_args={"application_name": worker_application(101)})
@@ -62,12 +62,12 @@ def test_others_at_work_are_other_sessions_in_a_transaction_but_not_broadcast_wo
                 lane.execute(text("SELECT 1"))                     # its second connection: still one worker
                 idle.execute(text("SELECT 1"))
                 idle.commit()                                      # a second worker, connected, idle
-                assert others_at_work(db.session) == 0
+                assert at_work(db.session).others == 0
                 assert at_work(db.session) == AtWork(0, 2)
                 with other.connect() as web:
                     web.execute(text("SELECT 1"))                  # a request's transaction, open
                     assert at_work(db.session) == AtWork(1, 2)
-            assert others_at_work(db.session) == 0
+            assert at_work(db.session).others == 0
         finally:
             other.dispose()
             worker.dispose()
@@ -83,7 +83,7 @@ def test_the_worker_pauses_after_each_batch_while_others_are_at_work_and_sends_a
     pauses = []
     with app.app_context():
         runner = Runner(db.session, send_service(app), batch=3, pacing=Pacing(enabled=False),
-                        deference=Deference(0.5, lambda: 1, sleep=pauses.append))
+                        deference=Deference(0.5, lambda: AtWork(1), sleep=pauses.append))
         assert runner.run(until_idle=True) == 10
         db.session.remove()
     assert sorted(Counter(sends_to(graph)).values()) == [1] * 10
